@@ -1,0 +1,191 @@
+"""The `nnc` command: argument parsing, subcommands and error reporting.
+
+User mistakes print one located message and exit 1; bad flags exit 2
+(argparse); a traceback appears only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import NncError
+from .fileio import load_npz, save_npz
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+# ---- value formatting ---------------------------------------------------------------
+
+SMALL = 20  # arrays with at most this many elements print in full
+
+
+def format_value(value) -> str:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return _number(arr.item())
+    if arr.size <= SMALL:
+        return np.array2string(arr, precision=6, suppress_small=True, separator=", ")
+    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+    stats = (f"mean={_number(float(finite.mean()))} std={_number(float(finite.std()))} "
+             f"min={_number(float(finite.min()))} max={_number(float(finite.max()))}") if finite.size else "no finite values"
+    return f"[{', '.join(map(str, arr.shape))}] {arr.dtype}  {stats}"
+
+
+def _number(x) -> str:
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.6g}"
+
+
+# ---- argument types --------------------------------------------------------------------
+
+
+def assignment(text: str) -> tuple[str, np.ndarray]:
+    """NAME=VALUE with VALUE a number or a JSON list: x=-2, w=[[1,2],[3,4]]."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    name, _, raw = text.partition("=")
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{name}: expected a number or a list like [1, 2], got {raw!r}") from None
+    return name, arr
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {v}")
+    return v
+
+
+# ---- commands --------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    from .model import load_all
+
+    models = load_all(args.model)
+    if args.model_name:
+        models = [m for m in models if m.name == args.model_name]
+        if not models:
+            raise NncError(f"{args.model} has no model '{args.model_name}'")
+    for i, m in enumerate(models):
+        if i:
+            print()
+        print(m.summary())
+    return 0
+
+
+def _load_model(args):
+    from .model import load
+
+    return load(Path(args.model), model=args.model_name)
+
+
+def gather_inputs(args, model) -> dict:
+    inputs = load_npz(args.inputs, "inputs") if getattr(args, "inputs", None) else {}
+    for name, value in getattr(args, "at", None) or []:
+        inputs[name] = value
+    unknown = sorted(set(inputs) - set(model.inputs))
+    if unknown:
+        raise NncError(f"model '{model.name}' has no input '{unknown[0]}'",
+                       hint=f"its inputs are: {', '.join(model.inputs) or 'none'}")
+    return inputs
+
+
+def gather_params(args, model) -> dict:
+    given = load_npz(args.params, "parameters") if getattr(args, "params", None) else {}
+    return model.complete_params(given, args.seed)
+
+
+def cmd_eval(args) -> int:
+    model = _load_model(args)
+    inputs = gather_inputs(args, model)
+    params = gather_params(args, model)
+    dtype = FLOAT_DTYPES[args.dtype]
+    result = model.eval(inputs, params, seed=args.seed, float_dtype=dtype)
+    for name, value in result.items():
+        print(f"{name} = {format_value(value)}")
+    if args.out:
+        save_npz(args.out, result)
+        print(f"wrote {args.out}")
+    if args.save_params:
+        save_npz(args.save_params, params)
+        print(f"wrote {args.save_params}")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks")
+    p.add_argument("model", metavar="MODEL.nn", help="the model file")
+    p.add_argument("--model", dest="model_name", metavar="NAME", help="which model of the file (default: the first)")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
+                   help="input values, e.g. --at x=-2 y=5 z=-4 (numbers or JSON lists)")
+    p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
+    p.add_argument("--params", metavar="P.npz", help="parameter arrays keyed by parameter name")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for parameters not given (default 0)")
+    p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnc", description="nnc: compile declarative .nn neural-network models, run them and see them learn.")
+    parser.add_argument("--version", action="version", version=f"nnc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("check", help="parse, build and shape-check a model; print its summary")
+    _model_args(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("eval", help="run the forward pass and print the outputs (and the loss)")
+    _model_args(p)
+    _run_args(p)
+    p.add_argument("--out", metavar="OUT.npz", help="write the outputs here")
+    p.add_argument("--save-params", metavar="P.npz", help="write the parameters used here")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NncError as err:
+        if args.debug:
+            raise
+        print(err.format(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nnc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug in nnc: say so plainly
+        if args.debug:
+            raise
+        print(f"nnc: internal error: {type(err).__name__}: {err}\n"
+              f"hint: this is a bug in nnc; rerun with --debug for the traceback and report it", file=sys.stderr)
+        return 3

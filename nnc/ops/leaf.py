@@ -1,0 +1,32 @@
+"""Leaf primitives: model inputs, parameters (trainable or running state) and constants.
+
+Their type is fixed when they are created (attr `type`); the interpreter and the
+backend supply their values (`value=`) rather than computing them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import LEAF, defop
+
+
+def _declared(ts, *, type, **attrs):
+    return type
+
+
+def _fed(*, value, **attrs):
+    return value
+
+
+def _const(*, value, type, **attrs):
+    return np.asarray(value)
+
+
+defop("input", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
+      doc="a model input, fed by name", attrs=("name", "type"))
+defop("param", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
+      doc="a parameter (trainable) or running statistic (trainable=False)",
+      attrs=("name", "type", "init", "trainable"))
+defop("const", arity=0, groups={LEAF}, shape=_declared, ref=_const,
+      doc="a constant folded into the graph", attrs=("value", "type"))

@@ -1,0 +1,74 @@
+"""Movement primitives: reshape, transpose, broadcast_to, concat and slice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..types import TensorType, broadcast_shapes, format_shape, normalize_axis, reshape_target, result_dtype
+from .registry import MOVEMENT, defop
+
+
+def _reshape(ts, *, shape):
+    return TensorType(reshape_target(ts[0].shape, tuple(shape)), ts[0].dtype)
+
+
+def _transpose(ts, *, perm):
+    t = ts[0]
+    if sorted(perm) != list(range(t.rank)):
+        raise ShapeError(f"transpose: perm {list(perm)} is not a permutation of the {t.rank} axes of {format_shape(t.shape)}")
+    return TensorType(tuple(t.shape[p] for p in perm), t.dtype)
+
+
+def _broadcast_to(ts, *, shape):
+    t = ts[0]
+    shape = tuple(shape)
+    if broadcast_shapes(t.shape, shape) != shape:
+        raise ShapeError(f"broadcast_to: cannot broadcast {format_shape(t.shape)} to {format_shape(shape)}")
+    return TensorType(shape, t.dtype)
+
+
+def _concat(ts, *, axis):
+    if not ts:
+        raise ShapeError("concat: needs at least one tensor")
+    first = ts[0]
+    ax = normalize_axis(axis, first.rank, "concat")
+    dtype = result_dtype(ts, "concat")
+    total = 0
+    for i, t in enumerate(ts):
+        if t.rank != first.rank or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != ax):
+            raise ShapeError(f"concat: tensor {i + 1} has shape {format_shape(t.shape)}, expected "
+                             f"{format_shape(first.shape)} except along axis {axis}", operand=i)
+        if not isinstance(t.shape[ax], int):
+            raise ShapeError(f"concat: cannot concatenate along the symbolic dim {t.shape[ax]}", operand=i)
+        total += t.shape[ax]
+    return TensorType(first.shape[:ax] + (total,) + first.shape[ax + 1:], dtype)
+
+
+def _slice(ts, *, axis, start, stop):
+    t = ts[0]
+    ax = normalize_axis(axis, t.rank, "slice")
+    size = t.shape[ax]
+    if not isinstance(size, int) or not 0 <= start < stop <= size:
+        raise ShapeError(f"slice: [{start}:{stop}] is out of range for axis {axis} of {format_shape(t.shape)}")
+    return TensorType(t.shape[:ax] + (stop - start,) + t.shape[ax + 1:], t.dtype)
+
+
+def _slice_ref(x, *, axis, start, stop):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+defop("reshape", arity=1, groups={MOVEMENT}, shape=_reshape,
+      ref=lambda x, *, shape: np.reshape(x, shape), doc="same elements, new shape", attrs=("shape",))
+defop("transpose", arity=1, groups={MOVEMENT}, shape=_transpose,
+      ref=lambda x, *, perm: np.ascontiguousarray(np.transpose(x, perm)), doc="permute axes", attrs=("perm",))
+defop("broadcast_to", arity=1, groups={MOVEMENT}, shape=_broadcast_to,
+      ref=lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)),
+      doc="repeat along broadcast axes", attrs=("shape",))
+defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
+      ref=lambda *xs, axis: np.concatenate(xs, axis=axis),
+      doc="join tensors along an axis", attrs=("axis",))
+defop("slice", arity=1, groups={MOVEMENT}, shape=_slice, ref=_slice_ref,
+      doc="x[start:stop] along one axis", attrs=("axis", "start", "stop"))

@@ -1,0 +1,85 @@
+"""The op registry: one `Op` record per primitive, holding every rule about it.
+
+Each primitive is defined once, in the module of its family (elementwise,
+reduce, movement, linalg, conv, nn, leaf), with its shape rule and NumPy
+reference side by side; later stages attach their rule to the same record
+(`vjp` for autodiff, `lower` for the LLVM backend) right under the definition.
+Passes ask questions through the category groups (`op.is_a(ELEMENTWISE)`),
+never through lists of op names of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import ShapeError
+from ..types import TensorType
+
+# Category groups (like tinygrad's GroupOp): what passes may ask about an op.
+LEAF = "leaf"                # no operands: input, param, const
+ELEMENTWISE = "elementwise"  # out[i] depends on in[i] of every (broadcast) operand
+UNARY = "unary"
+BINARY = "binary"
+COMPARE = "compare"          # elementwise, result is 0.0 / 1.0, no gradient
+REDUCE = "reduce"
+MOVEMENT = "movement"        # reshape, transpose, broadcast, concat, slice
+CONTRACTION = "contraction"  # matmul, conv2d and their backward forms
+POOL = "pool"
+NORMALIZE = "normalize"      # softmax-like ops over an axis
+RANDOM = "random"            # reads the step's random stream
+GROUPS = {LEAF, ELEMENTWISE, UNARY, BINARY, COMPARE, REDUCE, MOVEMENT, CONTRACTION, POOL, NORMALIZE, RANDOM}
+
+
+class NoGradient:
+    """The explicit answer of an op that has no useful derivative (`step`, labels)."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"NoGradient({self.why!r})"
+
+
+@dataclass
+class Op:
+    name: str
+    arity: int | None                 # None: any number of operands (concat)
+    groups: frozenset
+    shape: Callable[..., TensorType]  # shape(in_types, **attrs) -> TensorType
+    ref: Callable                     # ref(*arrays, **attrs) -> ndarray
+    doc: str = ""
+    vjp: Callable | NoGradient | None = None  # set by nnc/autodiff rules
+    vjp_text: str | tuple | None = None       # human-readable rule per operand
+    lower: Callable | None = None              # set by the LLVM backend
+    attrs: tuple = field(default=())           # the attribute names the op takes
+
+    def is_a(self, group: str) -> bool:
+        return group in self.groups
+
+    def infer(self, in_types, attrs) -> TensorType:
+        if self.arity is not None and len(in_types) != self.arity:
+            raise ShapeError(f"{self.name}: takes {self.arity} operand(s), got {len(in_types)}")
+        return self.shape(list(in_types), **attrs)
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def defop(name: str, *, arity: int | None, groups, shape, ref, doc: str = "", attrs=()) -> Op:
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} defined twice")
+    unknown = set(groups) - GROUPS
+    if unknown:
+        raise ValueError(f"op {name!r}: unknown groups {unknown}")
+    op = Op(name, arity, frozenset(groups), shape, ref, doc, attrs=tuple(attrs))
+    REGISTRY[name] = op
+    return op
+
+
+def get(name: str) -> Op:
+    return REGISTRY[name]
+
+
+def ops_in(group: str) -> list[Op]:
+    return [op for op in REGISTRY.values() if op.is_a(group)]

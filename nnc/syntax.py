@@ -1,0 +1,299 @@
+"""Parsing: .nn source text -> the AST of nnc/ast.py, with located syntax errors.
+
+Owns the Lark parser (built once from grammars/nn.lark, which is found next to
+the package in a source checkout and inside it in an installed wheel) and the
+translation of Lark's exceptions into `NncError`s.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
+from lark.visitors import Transformer_NonRecursive
+
+from . import ast
+from .errors import Loc, NncError, Source, Span
+
+DTYPES = {"float": "float32", "f32": "float32", "f64": "float64", "int": "int32"}
+MAX_NESTING = 200
+
+
+def grammar_text() -> str:
+    """The grammar, from the wheel (nnc/grammars) or the source tree (grammars/)."""
+    packaged = resources.files("nnc").joinpath("grammars", "nn.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "grammars" / "nn.lark").read_text(encoding="utf-8")
+
+
+@functools.cache
+def parser() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(meta) -> Span:
+    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _token_span(tok: Token) -> Span:
+    return Span(tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+def _number(text: str) -> float | int:
+    if any(c in text for c in ".eE"):
+        return float(text)
+    return int(text)
+
+
+@v_args(inline=True, meta=True)
+class _ToAst(Transformer_NonRecursive):
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    def _loc(self, meta) -> Loc:
+        return Loc(self.source, _span(meta))
+
+    def _tloc(self, tok: Token) -> Loc:
+        return Loc(self.source, _token_span(tok))
+
+    # top level
+    def start(self, meta, *items):
+        return ast.Program(
+            models=tuple(i for i in items if isinstance(i, ast.Model)),
+            blocks=tuple(i for i in items if isinstance(i, ast.Block)),
+            trains=tuple(i for i in items if isinstance(i, ast.Train)),
+            source=self.source,
+        )
+
+    def model(self, meta, name, *body):
+        return ast.Model(str(name), tuple(body), self._loc(meta), self._tloc(name))
+
+    def block(self, meta, name, *rest):
+        params = tuple(ast.Var(str(t), self._tloc(t)) for t in rest if isinstance(t, Token) and t.type == "NAME")
+        body = tuple(s for s in rest if not isinstance(s, Token) and s is not None)
+        return ast.Block(str(name), params, body, self._loc(meta), self._tloc(name))
+
+    def train(self, meta, *settings):
+        return ast.Train(tuple(settings), self._loc(meta))
+
+    def setting(self, meta, name, value):
+        return ast.Setting(str(name), value, self._loc(meta), self._tloc(name))
+
+    # statements
+    def input_decl(self, meta, name, typ):
+        return ast.InputDecl(str(name), typ, self._loc(meta), self._tloc(name))
+
+    def param_decl(self, meta, name, typ, init):
+        return ast.ParamDecl(str(name), typ, init, self._loc(meta), self._tloc(name))
+
+    def assign(self, meta, target, value):
+        return ast.Assign(str(target), value, self._loc(meta), self._tloc(target))
+
+    def output_stmt(self, meta, *names):
+        return ast.Output(tuple(ast.Var(str(n), self._tloc(n)) for n in names), self._loc(meta))
+
+    def loss_stmt(self, meta, value):
+        return ast.LossStmt(value, self._loc(meta))
+
+    def return_stmt(self, meta, value):
+        return ast.Return(value, self._loc(meta))
+
+    # types
+    def scalar_type(self, meta, dtype):
+        return ast.TypeSpec(DTYPES[str(dtype)], None, self._loc(meta))
+
+    def tensor_type(self, meta, dtype, *dims):
+        dims = tuple(d for d in dims if d is not None)
+        return ast.TypeSpec(DTYPES[str(dtype)] if dtype is not None else "float32", dims, self._loc(meta))
+
+    def dim_int(self, meta, tok):
+        return int(tok)
+
+    def dim_sym(self, meta, tok):
+        return str(tok)
+
+    # expressions
+    def _binop(op):  # noqa: N805 - a factory used in the class body
+        def rule(self, meta, left, right):
+            return ast.BinOp(op, left, right, self._loc(meta))
+        return rule
+
+    add = _binop("+")
+    sub = _binop("-")
+    mul = _binop("*")
+    div = _binop("/")
+    matmul = _binop("@")
+    pow = _binop("**")
+
+    def neg(self, meta, operand):
+        return ast.Neg(operand, self._loc(meta))
+
+    def unary(self, meta, operand):  # unary plus
+        return operand
+
+    def number(self, meta, tok):
+        return ast.Number(_number(str(tok)), self._loc(meta))
+
+    def string(self, meta, tok):
+        return ast.String(str(tok)[1:-1], self._loc(meta))
+
+    def var(self, meta, tok):
+        return ast.Var(str(tok), self._loc(meta))
+
+    def list(self, meta, *items):
+        return ast.ListExpr(tuple(i for i in items if i is not None), self._loc(meta))
+
+    def kwarg(self, meta, name, value):
+        return ast.Kwarg(str(name), value, self._loc(meta))
+
+    def call(self, meta, name, *args):
+        args = [a for a in args if a is not None]
+        positional = tuple(a for a in args if not isinstance(a, ast.Kwarg))
+        kwargs = tuple(a for a in args if isinstance(a, ast.Kwarg))
+        return ast.Call(str(name), positional, kwargs, self._loc(meta), self._tloc(name))
+
+
+# Readable names for the grammar's terminals in "expected ..." messages.
+_TERMINAL_NAMES = {
+    "NAME": "a name", "NUMBER": "a number", "INT": "an integer", "STRING": "a string",
+    "DTYPE": "a dtype (float, f64, int)", "$END": "end of file",
+}
+
+
+_EXPR_START = {"NAME", "NUMBER", "LPAR", "LSQB", "MINUS"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_0"}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    p = parser()
+    names = set()
+    if _EXPR_START <= expected:
+        names.add("an expression")
+        expected = expected - _EXPR_START - {"STRING", "PLUS"}
+    if {"PLUS", "STAR", "SLASH"} <= expected:
+        names.add("an operator")
+        expected = expected - _OPERATORS
+    for term in expected:
+        if term in _TERMINAL_NAMES:
+            names.add(_TERMINAL_NAMES[term])
+            continue
+        try:
+            pattern = p.get_terminal(term).pattern
+        except KeyError:
+            names.add(term)
+            continue
+        names.add(f"'{pattern.value}'" if pattern.type == "str" else term.lower())
+    ordered = sorted(names, key=lambda s: (not s.startswith("'"), s))
+    if len(ordered) == 1:
+        return ordered[0]
+    if len(ordered) > 6:
+        return "one of " + ", ".join(ordered[:6]) + ", ..."
+    return "one of " + ", ".join(ordered)
+
+
+def _syntax_error(err: UnexpectedInput, source: Source) -> NncError:
+    line, column = max(err.line, 1), max(err.column, 1)
+    width = 1
+    hint = None
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        what = "unexpected end of file"
+        text = source.text.rstrip()
+        line = text.count("\n") + 1
+        column = len(text.rsplit("\n", 1)[-1]) + 1
+        if "RBRACE" in err.expected:
+            hint = "a '{' was opened and never closed"
+    elif isinstance(err, UnexpectedEOF):
+        what = "unexpected end of file"
+    elif isinstance(err, UnexpectedToken):
+        tok = err.token
+        width = max(len(str(tok)), 1)
+        what = f"unexpected {_token_text(tok)}"
+        if tok.type in ("INT", "NUMBER") and "NAME" in err.expected:
+            hint = "names start with a letter or '_'"
+        elif str(tok) == "=" and "EQUAL" not in err.expected:
+            hint = "'=' binds a name; to compare values use a function such as maximum(...)"
+    elif isinstance(err, UnexpectedCharacters):
+        char = source.text[err.pos_in_stream] if err.pos_in_stream < len(source.text) else "?"
+        what = f"unexpected character {char!r}"
+        if char == '"':
+            hint = "strings must end on the line they start"
+    else:  # pragma: no cover - Lark has no other kinds
+        what = "syntax error"
+    expected = getattr(err, "expected", None) or getattr(err, "allowed", None)
+    message = f"syntax error: {what}"
+    if expected:
+        message += f", expected {_describe_expected(set(expected))}"
+    span = Span(line, column, line, column + width)
+    return NncError(message, Loc(source, span), hint)
+
+
+def _token_text(tok: Token) -> str:
+    text = str(tok)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"'{text}'"
+
+
+def _check_nesting(source: Source) -> None:
+    """Refuse absurd bracket nesting before Lark builds a tree that deep."""
+    depth = 0
+    line, col = 1, 0
+    in_comment = in_string = False
+    for ch in source.text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+            in_comment = in_string = False
+            continue
+        if in_comment:
+            continue
+        if ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise NncError(f"brackets nested too deeply: got more than {MAX_NESTING} levels, "
+                               f"expected at most {MAX_NESTING}", Loc(source, Span(line, col, line, col + 1)))
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+
+
+def parse(text: str, filename: str = "<string>") -> ast.Program:
+    """Parse .nn source into an `ast.Program`; raise `NncError` on a syntax error."""
+    source = Source(text, filename)
+    _check_nesting(source)
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, source) from None
+    return _ToAst(source).transform(tree)
+
+
+def read_source(path: str | Path) -> str:
+    """Read a model file as UTF-8, turning I/O and decoding problems into NncErrors."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NncError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise NncError(f"{path} is a directory, expected a .nn file") from None
+    except OSError as err:
+        raise NncError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        prefix = data[:err.start]
+        line = prefix.count(b"\n") + 1
+        column = err.start - (prefix.rfind(b"\n") + 1) + 1
+        text = data.decode("utf-8", errors="replace")
+        loc = Loc(Source(text, str(path)), Span(line, column, line, column + 1))
+        raise NncError(f"file is not valid UTF-8: got byte 0x{data[err.start]:02x}", loc) from None
