@@ -1,4 +1,8 @@
-"""Elementwise primitives: unary math, arithmetic with broadcasting, comparisons."""
+"""Elementwise primitives: unary math, arithmetic with broadcasting, comparisons.
+
+Each op is a module-level name (`relu = unary(...)`) so that its gradient rule
+and its LLVM lowering are attached right below its definition.
+"""
 
 from __future__ import annotations
 
@@ -31,20 +35,24 @@ def _broadcast_rule(name, *, ints_ok: bool):
     return rule
 
 
-# ---- references ---------------------------------------------------------------------
+def unary(name, ref, doc, attrs=()):
+    """A float elementwise op of one operand."""
+    return defop(name, arity=1, groups={ELEMENTWISE, UNARY}, shape=_float_unary(name), ref=ref, doc=doc, attrs=attrs)
+
+
+def binary(name, ref, doc, *, ints_ok=False, groups=()):
+    """An elementwise op of two operands with NumPy broadcasting."""
+    return defop(name, arity=2, groups={ELEMENTWISE, BINARY, *groups},
+                 shape=_broadcast_rule(name, ints_ok=ints_ok), ref=ref, doc=doc)
+
+
+def _same_dtype(f):
+    return lambda *xs, **attrs: np.asarray(f(*xs, **attrs)).astype(xs[0].dtype, copy=False)
 
 
 def _sigmoid(x):
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-
-
-def _elu(x, alpha=1.0):
-    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype, copy=False)
-
-
-def _leaky_relu(x, alpha=0.01):
-    return np.where(x > 0, x, alpha * x).astype(x.dtype, copy=False)
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _mask(compare):
@@ -52,54 +60,39 @@ def _mask(compare):
     return lambda a, b: compare(a, b).astype(np.result_type(a, b))
 
 
-# ---- unary ---------------------------------------------------------------------------
+# ---- unary -----------------------------------------------------------------------------
 
-UNARY_FLOAT = {
-    # name: (reference, doc)
-    "relu": (lambda x: np.maximum(x, 0).astype(x.dtype, copy=False), "max(x, 0)"),
-    "sigmoid": (_sigmoid, "1 / (1 + e^-x), stable for large |x|"),
-    "tanh": (np.tanh, "hyperbolic tangent"),
-    "exp": (np.exp, "e^x"),
-    "log": (np.log, "natural logarithm"),
-    "sqrt": (np.sqrt, "square root"),
-    "abs": (np.abs, "|x|"),
-    "square": (np.square, "x²"),
-    "sign": (np.sign, "-1, 0 or 1"),
-    "step": (lambda x: (x >= 0).astype(x.dtype), "the perceptron's threshold: 1 if x >= 0 else 0"),
-}
+relu = unary("relu", _same_dtype(lambda x: np.maximum(x, 0)), "max(x, 0)")
+leaky_relu = unary("leaky_relu", _same_dtype(lambda x, alpha=0.01: np.where(x > 0, x, alpha * x)),
+                   "x if x > 0 else alpha·x", attrs=("alpha",))
+elu = unary("elu", _same_dtype(lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))),
+            "x if x > 0 else alpha·(e^x − 1)", attrs=("alpha",))
+sigmoid = unary("sigmoid", _same_dtype(_sigmoid), "1 / (1 + e^−x), stable for large |x|")
+tanh = unary("tanh", np.tanh, "hyperbolic tangent")
+exp = unary("exp", np.exp, "e^x")
+log = unary("log", np.log, "natural logarithm")
+sqrt = unary("sqrt", np.sqrt, "square root")
+abs_ = unary("abs", np.abs, "|x|")
+square = unary("square", np.square, "x²")
+sign = unary("sign", np.sign, "−1, 0 or 1")
+step = unary("step", _same_dtype(lambda x: x >= 0), "the perceptron's threshold: 1 if x >= 0 else 0")
+neg = defop("neg", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary, ref=np.negative, doc="−x")
 
-for _name, (_ref, _doc) in UNARY_FLOAT.items():
-    defop(_name, arity=1, groups={ELEMENTWISE, UNARY}, shape=_float_unary(_name), ref=_ref, doc=_doc)
+# The float functions users call by name, e.g. relu(x); leaky_relu and elu take alpha too.
+UNARY_FLOAT = {op.name: (op.ref, op.doc) for op in (relu, sigmoid, tanh, exp, log, sqrt, abs_, square, sign, step)}
 
-defop("leaky_relu", arity=1, groups={ELEMENTWISE, UNARY}, shape=_float_unary("leaky_relu"),
-      ref=_leaky_relu, doc="x if x > 0 else alpha·x", attrs=("alpha",))
-defop("elu", arity=1, groups={ELEMENTWISE, UNARY}, shape=_float_unary("elu"),
-      ref=_elu, doc="x if x > 0 else alpha·(e^x − 1)", attrs=("alpha",))
-defop("neg", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary, ref=np.negative, doc="−x")
+# ---- binary -----------------------------------------------------------------------------
 
-# ---- binary ----------------------------------------------------------------------------
+add = binary("add", np.add, "a + b", ints_ok=True)
+sub = binary("sub", np.subtract, "a − b", ints_ok=True)
+mul = binary("mul", np.multiply, "a · b", ints_ok=True)
+div = binary("div", np.divide, "a / b")
+pow_ = binary("pow", np.power, "a ** b")
+maximum = binary("maximum", np.maximum, "elementwise max(a, b)")
+minimum = binary("minimum", np.minimum, "elementwise min(a, b)")
 
-defop("add", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("add", ints_ok=True),
-      ref=np.add, doc="a + b")
-defop("sub", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("sub", ints_ok=True),
-      ref=np.subtract, doc="a − b")
-defop("mul", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("mul", ints_ok=True),
-      ref=np.multiply, doc="a · b")
-defop("div", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("div", ints_ok=False),
-      ref=np.divide, doc="a / b")
-defop("pow", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("pow", ints_ok=False),
-      ref=np.power, doc="a ** b")
-defop("maximum", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("maximum", ints_ok=False),
-      ref=np.maximum, doc="elementwise max(a, b)")
-defop("minimum", arity=2, groups={ELEMENTWISE, BINARY}, shape=_broadcast_rule("minimum", ints_ok=False),
-      ref=np.minimum, doc="elementwise min(a, b)")
+# ---- comparisons (0.0 / 1.0 masks used by gradient rules) ---------------------------------
 
-# ---- comparisons (0.0 / 1.0 masks used by gradient rules) ------------------------------
-
-defop("greater", arity=2, groups={ELEMENTWISE, BINARY, COMPARE}, shape=_broadcast_rule("greater", ints_ok=False),
-      ref=_mask(np.greater), doc="[a > b] as 0.0 / 1.0")
-defop("greater_equal", arity=2, groups={ELEMENTWISE, BINARY, COMPARE},
-      shape=_broadcast_rule("greater_equal", ints_ok=False),
-      ref=_mask(np.greater_equal), doc="[a >= b] as 0.0 / 1.0")
-defop("equal", arity=2, groups={ELEMENTWISE, BINARY, COMPARE}, shape=_broadcast_rule("equal", ints_ok=False),
-      ref=_mask(np.equal), doc="[a == b] as 0.0 / 1.0")
+greater = binary("greater", _mask(np.greater), "[a > b] as 0.0 / 1.0", groups={COMPARE})
+greater_equal = binary("greater_equal", _mask(np.greater_equal), "[a >= b] as 0.0 / 1.0", groups={COMPARE})
+equal = binary("equal", _mask(np.equal), "[a == b] as 0.0 / 1.0", groups={COMPARE})
