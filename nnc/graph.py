@@ -25,7 +25,7 @@ import networkx as nx
 from .errors import GraphError, ShapeError
 from .ops import REGISTRY, get
 
-META_DICTS = ("inputs", "params", "outputs", "updates")
+META_DICTS = ("inputs", "params", "outputs", "updates", "grads")
 
 
 class Graph(nx.MultiDiGraph):
@@ -47,8 +47,12 @@ class Graph(nx.MultiDiGraph):
         """
         operands = tuple(operands)
         attrs = dict(attrs or {})
+        in_types = [self.nodes[o]["type"] for o in operands]
+        op_def = get(op)
+        if op_def.canon is not None:
+            attrs = op_def.canonical(in_types, attrs)
         if type is None:
-            type = get(op).infer([self.nodes[o]["type"] for o in operands], attrs)
+            type = op_def.infer(in_types, attrs)
         nid = self.graph["next_id"]
         self.graph["next_id"] = nid + 1
         info.setdefault("loc", None)
@@ -77,8 +81,8 @@ class Graph(nx.MultiDiGraph):
                 if o == old:
                     self.remove_edge(old, user, key=index)
                     self.add_edge(new, user, key=index)
-        for key in ("outputs", "updates"):
-            for name, n in self.graph[key].items():
+        for key in ("outputs", "updates", "grads", "adjoints"):
+            for name, n in self.graph.get(key, {}).items():
                 if n == old:
                     self.graph[key][name] = new
         if self.graph["loss"] == old:
@@ -100,7 +104,7 @@ class Graph(nx.MultiDiGraph):
 
     def roots(self) -> list[int]:
         """The nodes whose values the model exposes: outputs, loss, state updates."""
-        out = list(self.graph["outputs"].values()) + list(self.graph["updates"].values())
+        out = [*self.graph["outputs"].values(), *self.graph["updates"].values(), *self.graph["grads"].values()]
         if self.graph["loss"] is not None:
             out.append(self.graph["loss"])
         return out
@@ -139,6 +143,8 @@ class Graph(nx.MultiDiGraph):
             lines.append(f"loss = %{self.graph['loss']}")
         for name, n in self.graph["updates"].items():
             lines.append(f"update {name} = %{n}")
+        for name, n in self.graph["grads"].items():
+            lines.append(f"grad {name} = %{n}")
         return "\n".join(lines)
 
 

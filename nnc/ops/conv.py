@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
 from ..types import TensorType, format_shape, require_float, result_dtype
-from .registry import CONTRACTION, POOL, defop
+from .registry import CONTRACTION, POOL, VJP, defop, defvjp, nograd
 
 
 def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -96,11 +96,11 @@ def _conv2d_grad_weight_ref(x, dy, *, stride, pad, kshape):
     return np.einsum("nfhw,nchwij->fcij", dy, win, optimize=True).astype(x.dtype, copy=False)
 
 
-defop("conv2d", arity=2, groups={CONTRACTION}, shape=_conv2d, ref=_conv2d_ref,
+conv2d = defop("conv2d", arity=2, groups={CONTRACTION}, shape=_conv2d, ref=_conv2d_ref,
       doc="2-D cross-correlation, NCHW input, [F, C, kh, kw] weight", attrs=("stride", "pad"))
-defop("conv2d_grad_input", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_input, ref=_conv2d_grad_input_ref,
+conv2d_grad_input = defop("conv2d_grad_input", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_input, ref=_conv2d_grad_input_ref,
       doc="dx of conv2d from dy and the weight", attrs=("stride", "pad", "in_shape"))
-defop("conv2d_grad_weight", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_weight, ref=_conv2d_grad_weight_ref,
+conv2d_grad_weight = defop("conv2d_grad_weight", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_weight, ref=_conv2d_grad_weight_ref,
       doc="dW of conv2d from the input and dy", attrs=("stride", "pad", "kshape"))
 
 # ---- pooling -------------------------------------------------------------------------
@@ -156,11 +156,45 @@ def _avgpool_grad(ts, *, size, stride, in_shape):
     return TensorType((ts[0].shape[0],) + tuple(in_shape[1:]), ts[0].dtype)
 
 
-defop("maxpool", arity=1, groups={POOL}, shape=_pool("maxpool"), ref=_maxpool_ref,
+maxpool = defop("maxpool", arity=1, groups={POOL}, shape=_pool("maxpool"), ref=_maxpool_ref,
       doc="max over size x size windows", attrs=("size", "stride"))
-defop("avgpool", arity=1, groups={POOL}, shape=_pool("avgpool"), ref=_avgpool_ref,
+avgpool = defop("avgpool", arity=1, groups={POOL}, shape=_pool("avgpool"), ref=_avgpool_ref,
       doc="mean over size x size windows", attrs=("size", "stride"))
-defop("maxpool_grad", arity=2, groups={POOL}, shape=_same_as_first, ref=_maxpool_grad_ref,
+maxpool_grad = defop("maxpool_grad", arity=2, groups={POOL}, shape=_same_as_first, ref=_maxpool_grad_ref,
       doc="dx of maxpool: dy routed to each window's argmax", attrs=("size", "stride"))
-defop("avgpool_grad", arity=1, groups={POOL}, shape=_avgpool_grad, ref=_avgpool_grad_ref,
+avgpool_grad = defop("avgpool_grad", arity=1, groups={POOL}, shape=_avgpool_grad, ref=_avgpool_grad_ref,
       doc="dx of avgpool: dy spread evenly over each window", attrs=("size", "stride", "in_shape"))
+
+
+
+def _conv_attrs(c):
+    return {"stride": c.attrs.get("stride", 1), "pad": c.attrs.get("pad", 0)}
+
+
+# conv2d is linear in x and in w; its two backward forms are each other's adjoints,
+# so second derivatives are convolutions again.
+defvjp(conv2d,
+       VJP("conv2d: dx = dy ⋆ᵀ w (transposed convolution)",
+           lambda c, dy: c.conv2d_grad_input(dy, c.x(1), in_shape=c.shape(c.x(0)), **_conv_attrs(c))),
+       VJP("conv2d: dw = x ⋆ dy (correlate input with dy)",
+           lambda c, dy: c.conv2d_grad_weight(c.x(0), dy, kshape=c.shape(c.x(1)), **_conv_attrs(c))))
+defvjp(conv2d_grad_input,
+       VJP("conv2d_grad_input: d(dy) = g ⋆ w", lambda c, g: c.conv2d(g, c.x(1), **_conv_attrs(c))),
+       VJP("conv2d_grad_input: dw = g ⋆ dy",
+           lambda c, g: c.conv2d_grad_weight(g, c.x(0), kshape=c.shape(c.x(1)), **_conv_attrs(c))))
+defvjp(conv2d_grad_weight,
+       VJP("conv2d_grad_weight: dx = dy ⋆ᵀ g",
+           lambda c, g: c.conv2d_grad_input(c.x(1), g, in_shape=c.shape(c.x(0)), **_conv_attrs(c))),
+       VJP("conv2d_grad_weight: d(dy) = x ⋆ g", lambda c, g: c.conv2d(c.x(0), g, **_conv_attrs(c))))
+
+
+def _pool_attrs(c):
+    return {"size": c.attrs["size"], "stride": c.attrs["stride"]}
+
+
+defvjp(maxpool, VJP("maxpool: dx = dy routed to each window's maximum",
+                    lambda c, dy: c.maxpool_grad(c.x(0), dy, **_pool_attrs(c))))
+defvjp(avgpool, VJP("avgpool: dx = dy spread evenly over each window",
+                    lambda c, dy: c.avgpool_grad(dy, in_shape=c.shape(c.x(0)), **_pool_attrs(c))))
+nograd(maxpool_grad, "second derivatives through max pooling are not supported")
+defvjp(avgpool_grad, VJP("avgpool_grad: d(dy) = avgpool(g)", lambda c, g: c.avgpool(g, **_pool_attrs(c))))

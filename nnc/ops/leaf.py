@@ -6,9 +6,11 @@ backend supply their values (`value=`) rather than computing them.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .registry import LEAF, defop
+from .registry import LEAF, defop, defvjp
 
 
 def _declared(ts, *, type, **attrs):
@@ -23,10 +25,16 @@ def _const(*, value, type, **attrs):
     return np.asarray(value)
 
 
-defop("input", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
+input_ = defop("input", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
       doc="a model input, fed by name", attrs=("name", "type"))
-defop("param", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
+param = defop("param", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
       doc="a parameter (trainable) or running statistic (trainable=False)",
       attrs=("name", "type", "init", "trainable"))
-defop("const", arity=0, groups={LEAF}, shape=_declared, ref=_const,
+const = defop("const", arity=0, groups={LEAF}, shape=_declared, ref=_const,
       doc="a constant folded into the graph", attrs=("value", "type"))
+count = defop("count", arity=0, groups={LEAF}, shape=_declared,
+              ref=lambda *, dims: np.asarray(math.prod(dims)),
+              doc="the number of elements spanned by dims (symbolic dims resolved at run time)", attrs=("dims", "type"))
+
+for _leaf in (input_, param, const, count):
+    defvjp(_leaf)  # no operands, so no rules: gradients stop here

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..types import TensorType, format_shape, require_float, result_dtype
-from .registry import CONTRACTION, defop
+from .registry import CONTRACTION, VJP, defop, defvjp
 
 
 def _matmul(ts, *, ta=False, tb=False):
@@ -35,5 +35,24 @@ def _matmul_ref(a, b, *, ta=False, tb=False):
     return (a.T if ta else a) @ (b.T if tb else b)
 
 
-defop("matmul", arity=2, groups={CONTRACTION}, shape=_matmul, ref=_matmul_ref,
+matmul = defop("matmul", arity=2, groups={CONTRACTION}, shape=_matmul, ref=_matmul_ref,
       doc="op(a) · op(b), op = transpose when ta / tb", attrs=("ta", "tb"))
+
+
+# C = op(A)·op(B). With op(X) = X or Xᵀ: d op(A) = dC·op(B)ᵀ and d op(B) = op(A)ᵀ·dC,
+# transposed back when ta / tb; every product is again a matmul with flags, never a transpose.
+def _matmul_da(c, dy):
+    a_t, b_t, b = c.attrs.get("ta", False), c.attrs.get("tb", False), c.x(1)
+    if not a_t:
+        return c.matmul(dy, b, ta=False, tb=not b_t)     # dC · op(B)ᵀ
+    return c.matmul(b, dy, ta=b_t, tb=True)               # op(B) · dCᵀ
+
+
+def _matmul_db(c, dy):
+    a_t, b_t, a = c.attrs.get("ta", False), c.attrs.get("tb", False), c.x(0)
+    if not b_t:
+        return c.matmul(a, dy, ta=not a_t, tb=False)     # op(A)ᵀ · dC
+    return c.matmul(dy, a, ta=True, tb=a_t)               # dCᵀ · op(A)
+
+
+defvjp(matmul, VJP("matmul: dA = dC · Bᵀ", _matmul_da), VJP("matmul: dB = Aᵀ · dC", _matmul_db))

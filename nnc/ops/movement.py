@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..types import TensorType, broadcast_shapes, format_shape, normalize_axis, reshape_target, result_dtype
-from .registry import MOVEMENT, defop
+from .registry import MOVEMENT, VJP, defop, defvjp
 
 
 def _reshape(ts, *, shape):
@@ -60,15 +60,49 @@ def _slice_ref(x, *, axis, start, stop):
     return x[tuple(index)]
 
 
-defop("reshape", arity=1, groups={MOVEMENT}, shape=_reshape,
+reshape = defop("reshape", arity=1, groups={MOVEMENT}, shape=_reshape,
       ref=lambda x, *, shape: np.reshape(x, shape), doc="same elements, new shape", attrs=("shape",))
-defop("transpose", arity=1, groups={MOVEMENT}, shape=_transpose,
+transpose = defop("transpose", arity=1, groups={MOVEMENT}, shape=_transpose,
       ref=lambda x, *, perm: np.ascontiguousarray(np.transpose(x, perm)), doc="permute axes", attrs=("perm",))
-defop("broadcast_to", arity=1, groups={MOVEMENT}, shape=_broadcast_to,
+broadcast_to = defop("broadcast_to", arity=1, groups={MOVEMENT}, shape=_broadcast_to,
       ref=lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)),
       doc="repeat along broadcast axes", attrs=("shape",))
-defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
+concat = defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
       ref=lambda *xs, axis: np.concatenate(xs, axis=axis),
       doc="join tensors along an axis", attrs=("axis",))
-defop("slice", arity=1, groups={MOVEMENT}, shape=_slice, ref=_slice_ref,
+slice_ = defop("slice", arity=1, groups={MOVEMENT}, shape=_slice, ref=_slice_ref,
       doc="x[start:stop] along one axis", attrs=("axis", "start", "stop"))
+
+
+def _inverse(perm):
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def _concat_vjp(c, dy):
+    axis = c.attrs["axis"] % c.type(c.y).rank
+    start = sum(c.shape(c.x(i))[axis] for i in range(c.index))
+    return c.slice(dy, axis=axis, start=start, stop=start + c.shape(c.x(c.index))[axis])
+
+
+def _slice_vjp(c, dy):
+    """Pad dy with zeros back to the input's extent along the sliced axis."""
+    shape, axis = c.shape(c.x(0)), c.attrs["axis"] % c.type(c.x(0)).rank
+    start, stop = c.attrs["start"], c.attrs["stop"]
+    pieces = []
+    for lo, hi in ((0, start), (stop, shape[axis])):
+        if hi > lo:
+            pieces.append(c.broadcast_to(c.const(0), shape=shape[:axis] + (hi - lo,) + shape[axis + 1:]))
+    if not pieces:
+        return dy
+    return c.concat(*([pieces[0], dy] + pieces[1:] if start > 0 else [dy] + pieces), axis=axis)
+
+
+defvjp(reshape, VJP("reshape: dx = dy reshaped back", lambda c, dy: c.reshape(dy, shape=c.shape(c.x(0)))))
+defvjp(transpose, VJP("transpose: dx = dy with the inverse permutation",
+                      lambda c, dy: c.transpose(dy, perm=_inverse(c.attrs["perm"]))))
+defvjp(broadcast_to, VJP("broadcast_to: dx = dy summed over the broadcast axes", lambda c, dy: dy))
+defvjp(concat, VJP("concat: dx_i = dy sliced at x_i's place", _concat_vjp))
+defvjp(slice_, VJP("slice: dx = dy padded with zeros", _slice_vjp))

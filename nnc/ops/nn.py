@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import NncError, ShapeError
 from ..types import TensorType, format_shape, normalize_axis, require_float
-from .registry import NORMALIZE, RANDOM, defop
+from .registry import NORMALIZE, RANDOM, VJP, defop, defvjp, nograd
 
 
 def _axis_rule(name):
@@ -29,9 +29,9 @@ def softmax_ref(x, *, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-defop("softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("softmax"), ref=softmax_ref,
+softmax = defop("softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("softmax"), ref=softmax_ref,
       doc="e^x / Σ e^x along an axis (max-shifted)", attrs=("axis",))
-defop("log_softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("log_softmax"), ref=log_softmax_ref,
+log_softmax = defop("log_softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("log_softmax"), ref=log_softmax_ref,
       doc="x − log Σ e^x along an axis (log-sum-exp)", attrs=("axis",))
 
 
@@ -66,7 +66,7 @@ def _xent_ref(logits, labels):
     return -ls[np.arange(len(labels)), labels]
 
 
-defop("xent", arity=2, groups={NORMALIZE}, shape=_xent, ref=_xent_ref,
+xent = defop("xent", arity=2, groups={NORMALIZE}, shape=_xent, ref=_xent_ref,
       doc="per-example softmax cross-entropy from logits and int labels or one-hot targets")
 
 
@@ -81,7 +81,7 @@ def _one_hot_ref(labels, *, depth, dtype="float32"):
     return np.eye(depth, dtype=dtype)[labels]
 
 
-defop("one_hot", arity=1, groups=set(), shape=_one_hot, ref=_one_hot_ref,
+one_hot = defop("one_hot", arity=1, groups=set(), shape=_one_hot, ref=_one_hot_ref,
       doc="int class indices -> rows of the identity", attrs=("depth", "dtype"))
 
 
@@ -98,5 +98,40 @@ def _mask_ref(x, *, p, salt=0, rng=None):
     return (keep / (1 - p)).astype(x.dtype)
 
 
-defop("dropout_mask", arity=1, groups={RANDOM}, shape=_mask_rule, ref=_mask_ref,
+dropout_mask = defop("dropout_mask", arity=1, groups={RANDOM}, shape=_mask_rule, ref=_mask_ref,
       doc="inverted-dropout mask shaped like x: 0 with probability p, else 1/(1−p)", attrs=("p", "salt"))
+
+
+
+def _axis(c):
+    return c.attrs.get("axis", -1)
+
+
+defvjp(softmax, VJP("softmax: dx = y · (dy − Σ dy·y)", lambda c, dy: c.mul(c.y, c.sub(
+    dy, c.sum(c.mul(dy, c.y), axis=_axis(c), keepdims=True)))))
+defvjp(log_softmax, VJP("log_softmax: dx = dy − softmax(x) · Σ dy", lambda c, dy: c.sub(
+    dy, c.mul(c.exp(c.y), c.sum(dy, axis=_axis(c), keepdims=True)))))
+
+
+def _xent_dlogits(c, dy):
+    """(softmax(logits) − onehot(labels)) scaled by each example's dy: the stable form."""
+    logits, labels = c.x(0), c.x(1)
+    t = c.type(logits)
+    per_row = c.reshape(dy, shape=(t.shape[0], 1))
+    if not c.type(labels).is_float:
+        onehot = c.one_hot(labels, depth=t.shape[1], dtype=t.dtype)
+        return c.mul(per_row, c.sub(c.softmax(logits, axis=1), onehot))
+    # soft targets need not sum to 1: d/dx of −Σ t·log_softmax(x) is softmax(x)·Σt − t
+    mass = c.sum(labels, axis=1, keepdims=True)
+    return c.mul(per_row, c.sub(c.mul(c.softmax(logits, axis=1), mass), labels))
+
+
+def _xent_dtarget(c, dy):
+    t = c.type(c.x(0))
+    return c.neg(c.mul(c.reshape(dy, shape=(t.shape[0], 1)), c.log_softmax(c.x(0), axis=1)))
+
+
+defvjp(xent, VJP("cross_entropy: dlogits = dy · (softmax(logits) − onehot(labels))", _xent_dlogits),
+       VJP("cross_entropy: dtarget = −dy · log_softmax(logits)", _xent_dtarget))
+nograd(one_hot, "class indices are integers")
+nograd(dropout_mask, "the mask is random, not a function of x's values")

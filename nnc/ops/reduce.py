@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ShapeError
 from ..types import TensorType, normalize_axes, require_float
-from .registry import REDUCE, defop
+from .registry import REDUCE, VJP, defop, defvjp
 
 
 def reduced_shape(shape, axes, keepdims):
@@ -26,13 +27,54 @@ def _rule(name, *, needs_float):
 
 def _reducer(f):
     def ref(x, axis=None, keepdims=False):
-        return np.asarray(f(x, axis=None if axis is None else tuple(axis), keepdims=keepdims), dtype=x.dtype)
+        axis = None if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+        return np.asarray(f(x, axis=axis, keepdims=keepdims), dtype=x.dtype)
     return ref
 
 
-defop("sum", arity=1, groups={REDUCE}, shape=_rule("sum", needs_float=False), ref=_reducer(np.sum),
-      doc="sum over axes", attrs=("axis", "keepdims"))
-defop("mean", arity=1, groups={REDUCE}, shape=_rule("mean", needs_float=True), ref=_reducer(np.mean),
-      doc="mean over axes", attrs=("axis", "keepdims"))
-defop("max", arity=1, groups={REDUCE}, shape=_rule("max", needs_float=True), ref=_reducer(np.max),
-      doc="maximum over axes", attrs=("axis", "keepdims"))
+def _canon(ts, attrs):
+    """axis as a sorted tuple of non-negative axes (None: all of them); keepdims a bool."""
+    rank = ts[0].rank
+    try:
+        attrs["axis"] = normalize_axes(attrs.get("axis"), rank, "reduce")
+    except ShapeError:  # reported by the shape rule, with the user's location
+        return attrs
+    attrs["keepdims"] = bool(attrs.get("keepdims", False))
+    return attrs
+
+
+sum_ = defop("sum", arity=1, groups={REDUCE}, shape=_rule("sum", needs_float=False), ref=_reducer(np.sum),
+      doc="sum over axes", attrs=("axis", "keepdims"),
+      canon=_canon)
+mean = defop("mean", arity=1, groups={REDUCE}, shape=_rule("mean", needs_float=True), ref=_reducer(np.mean),
+      doc="mean over axes", attrs=("axis", "keepdims"),
+      canon=_canon)
+max_ = defop("max", arity=1, groups={REDUCE}, shape=_rule("max", needs_float=True), ref=_reducer(np.max),
+      doc="maximum over axes", attrs=("axis", "keepdims"),
+      canon=_canon)
+
+
+def _axes(c):
+    return normalize_axes(c.attrs.get("axis"), c.type(c.x(0)).rank, "reduce")
+
+
+def _reduced_dims(c):
+    shape = c.shape(c.x(0))
+    return tuple(shape[a] for a in _axes(c))
+
+
+defvjp(sum_, VJP("sum: dx = dy broadcast back over the summed axes",
+                 lambda c, dy: c.expand(dy, c.shape(c.x(0)), _axes(c))))
+defvjp(mean, VJP("mean: dx = dy / n broadcast back over the averaged axes",
+                 lambda c, dy: c.div(c.expand(dy, c.shape(c.x(0)), _axes(c)), c.count(_reduced_dims(c)))))
+
+
+def _max_vjp(c, dy):
+    """The gradient goes to the maxima, shared evenly between ties."""
+    shape, axes = c.shape(c.x(0)), _axes(c)
+    hits = c.equal(c.x(0), c.expand(c.y, shape, axes))
+    ties = c.expand(c.sum(hits, axis=axes, keepdims=True), shape, axes)
+    return c.mul(c.expand(dy, shape, axes), c.div(hits, ties))
+
+
+defvjp(max_, VJP("max: dx = dy at the maximum (max routes)", _max_vjp))

@@ -41,6 +41,30 @@ class NoGradient:
         return f"NoGradient({self.why!r})"
 
 
+@dataclass(frozen=True)
+class VJP:
+    """The gradient rule for one operand: `fn(ctx, dy) -> node` and the text people read.
+
+    `ctx` (nnc.autodiff.VJPContext) gives the forward operands `ctx.x(i)`, the
+    forward result `ctx.y`, the attributes `ctx.attrs`, and makes new nodes
+    with `ctx.<op>(...)`, each recording the forward node and this rule's text.
+    """
+
+    text: str
+    fn: Callable
+
+
+def defvjp(op: Op, *rules: VJP | None) -> None:
+    """Register one rule per operand (None: no gradient flows into that operand)."""
+    if op.arity is not None and len(rules) != op.arity:
+        raise ValueError(f"{op.name}: {len(rules)} VJP rules for {op.arity} operands")
+    op.vjp = tuple(rules)
+
+
+def nograd(op: Op, why: str) -> None:
+    op.vjp = NoGradient(why)
+
+
 @dataclass
 class Op:
     name: str
@@ -49,13 +73,17 @@ class Op:
     shape: Callable[..., TensorType]  # shape(in_types, **attrs) -> TensorType
     ref: Callable                     # ref(*arrays, **attrs) -> ndarray
     doc: str = ""
-    vjp: Callable | NoGradient | None = None  # set by nnc/autodiff rules
-    vjp_text: str | tuple | None = None       # human-readable rule per operand
+    vjp: tuple | NoGradient | None = None     # one VJP (or None) per operand; see defvjp
     lower: Callable | None = None              # set by the LLVM backend
     attrs: tuple = field(default=())           # the attribute names the op takes
+    canon: Callable | None = None              # canon(in_types, attrs) -> attrs in canonical form
 
     def is_a(self, group: str) -> bool:
         return group in self.groups
+
+    def canonical(self, in_types, attrs) -> dict:
+        """Attributes in one spelling (e.g. axes as a sorted tuple) so equal nodes compare equal."""
+        return self.canon(list(in_types), dict(attrs)) if self.canon else attrs
 
     def infer(self, in_types, attrs) -> TensorType:
         if self.arity is not None and len(in_types) != self.arity:
@@ -66,13 +94,13 @@ class Op:
 REGISTRY: dict[str, Op] = {}
 
 
-def defop(name: str, *, arity: int | None, groups, shape, ref, doc: str = "", attrs=()) -> Op:
+def defop(name: str, *, arity: int | None, groups, shape, ref, doc: str = "", attrs=(), canon=None) -> Op:
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
     unknown = set(groups) - GROUPS
     if unknown:
         raise ValueError(f"op {name!r}: unknown groups {unknown}")
-    op = Op(name, arity, frozenset(groups), shape, ref, doc, attrs=tuple(attrs))
+    op = Op(name, arity, frozenset(groups), shape, ref, doc, attrs=tuple(attrs), canon=canon)
     REGISTRY[name] = op
     return op
 
