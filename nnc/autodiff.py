@@ -105,13 +105,14 @@ def _relevant(g, of: int, wrt) -> set[int]:
     return upstream & down
 
 
-def grad(g, of: int | None = None, wrt=None):
+def grad(g, of: int | None = None, wrt=None, keep=()):
     """Add d(of)/d(w) for every w in `wrt` (node ids or input / param names) to a copy of `g`.
 
     Defaults: `of` = the loss; `wrt` = all trainable parameters. Returns the new
     graph, whose `graph["grads"]` maps each wrt name (or node id) to its
     gradient node and `graph["adjoints"]` maps every differentiated forward
-    node to its gradient node.
+    node to its gradient node. Forward nodes listed in `keep` (by node or by
+    statement name) have their gradients kept as outputs too, under their name.
     """
     g = g.clone()
     if of is None:
@@ -136,6 +137,7 @@ def grad(g, of: int | None = None, wrt=None):
     relevant = _relevant(g, of, nodes_float)
 
     adjoint: dict[int, int] = {}
+    contributions: dict[tuple, int] = {}  # (user, operand index) -> that use's share of the gradient
     seed = g.add_op("const", (), {"value": 1.0, "type": TensorType((), g.type_of(of).dtype)},
                     grad_of=of, rule="seed: d out / d out = 1", stmt=g.nodes[of].get("stmt"),
                     loc=g.nodes[of].get("loc"), layer="seed")
@@ -161,6 +163,7 @@ def grad(g, of: int | None = None, wrt=None):
             ctx = VJPContext(g, n, i, rule.text)
             contribution = rule.fn(ctx, dy)
             contribution = ctx.unbroadcast(contribution, g.type_of(operands[i]).shape)
+            contributions[(n, i)] = contribution
             src = operands[i]
             if src in adjoint:
                 adjoint[src] = g.add_op("add", (adjoint[src], contribution), grad_of=src,
@@ -179,8 +182,14 @@ def grad(g, of: int | None = None, wrt=None):
                             grad_of=n, rule="no path to the target: gradient 0", layer="zero")
             grads[key] = (g.add_op("broadcast_to", (zero,), {"shape": t.shape}, grad_of=n,
                                    rule="no path to the target: gradient 0", layer="zero") if t.shape else zero)
+    values = g.graph.get("values", {})
+    for k in keep:
+        n = values.get(k, k) if isinstance(k, str) else k
+        if n in adjoint and k not in grads:
+            grads[k] = adjoint[n]
     g.graph["grads"] = grads
-    g.graph["adjoints"] = {n: a for n, a in adjoint.items()}
+    g.graph["adjoints"] = dict(adjoint)
+    g.graph["contributions"] = contributions
     g.graph["grad_of"] = of
     return g
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import ast
 from .errors import Loc, NncError, ShapeError
 from .graph import Graph
-from .types import TensorType, format_shape
+from .types import DTYPE_NAMES, TensorType, format_shape
 
 MAX_CALL_DEPTH = 64
 MAX_EXPR_DEPTH = 400
@@ -56,6 +56,7 @@ class Init:
 
 INIT_NAMES = {"zeros", "ones", "xavier", "he", "glorot", "kaiming"}
 INIT_ALIASES = {"glorot": "xavier", "kaiming": "he"}
+INIT_FUNCTIONS = {"normal", "uniform", "constant"}  # the initializers called with arguments (nnc/layers.py)
 
 
 @dataclass
@@ -116,7 +117,8 @@ class Builder:
         self.blocks = {}
         for b in program.blocks:
             if b.name in self.blocks:
-                raise NncError(f"block '{b.name}' is defined twice (first at {self.blocks[b.name].loc})", b.name_loc)
+                raise NncError(f"block '{b.name}' is defined twice (first at {self.blocks[b.name].name_loc.span})",
+                               b.name_loc)
             if b.name in self.functions:
                 raise NncError(f"block '{b.name}' has the name of a built-in function", b.name_loc,
                                hint="choose another name for the block")
@@ -189,6 +191,7 @@ class Builder:
         self.g.graph["inputs"][s.name] = node
         scope.env[s.name] = Tensor(node)
         scope.declared[s.name] = ("input", s.name_loc)
+        self.g.graph["values"][s.name] = node
         info.type = typ
         info.ops = ["input"]
 
@@ -203,7 +206,8 @@ class Builder:
         self._check_binding_name(s.name, s.name_loc, scope)
         typ = self.tensor_type(s.type)
         if not typ.is_float:
-            raise NncError(f"param '{s.name}' has dtype {typ.dtype}, expected float or f64", s.type.loc)
+            raise NncError(f"param '{s.name}' has dtype {DTYPE_NAMES.get(typ.dtype, typ.dtype)}, "
+                           f"expected float or f64", s.type.loc, hint="parameters are trained, so they hold floats")
         symbolic = [d for d in typ.shape if isinstance(d, str)]
         if symbolic:
             raise NncError(f"param '{s.name}' has symbolic dim {symbolic[0]}: got {format_shape(typ.shape)}, "
@@ -214,6 +218,7 @@ class Builder:
         init = self.initializer(s.init, default=Init("xavier" if typ.rank >= 2 else "zeros"))
         node = self.new_param(full, typ, init, s.name_loc)
         scope.env[s.name] = Tensor(node)
+        self.g.graph["values"][full] = node
         scope.declared[s.name] = ("param", s.name_loc)
         if info:
             info.type = typ
@@ -222,6 +227,12 @@ class Builder:
     def initializer(self, expr, default: Init) -> Init:
         if expr is None:
             return default
+        named = expr.name if isinstance(expr, ast.Var) else expr.func if isinstance(expr, ast.Call) else None
+        if named is not None and named not in INIT_NAMES and named not in INIT_FUNCTIONS:
+            loc = expr.loc if isinstance(expr, ast.Var) else expr.func_loc
+            raise NncError(f"unknown initializer '{named}'", loc,
+                           hint=_did_you_mean(named, sorted(INIT_NAMES | INIT_FUNCTIONS), "initializers")
+                           or "initializers: zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he, constant(v)")
         value = self.expr(expr, _Scope(prefix=""))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return Init("constant", (float(value),))
@@ -258,6 +269,8 @@ class Builder:
         finally:
             self.stmt = outer
         scope.env[s.target] = value
+        if isinstance(value, Tensor):
+            self.g.graph["values"][label] = value.node
         if info is not None:
             info.type = self.g.type_of(value.node) if isinstance(value, Tensor) else None
 
@@ -293,6 +306,7 @@ class Builder:
         if not typ.is_float:
             raise NncError(f"loss must be a float scalar: got {typ}", s.value.loc)
         self.g.graph["loss"] = value.node
+        self.g.graph["values"].setdefault("loss", value.node)
         info.type = typ
 
     # ---- expressions ------------------------------------------------------------
@@ -470,6 +484,9 @@ class Builder:
             if result is None:
                 raise NncError(f"block '{e.func}' has no return", block.name_loc,
                                hint="end the block with `return EXPR`")
+        except NncError as err:  # say which call of the block went wrong
+            err.notes.append(f"in block '{e.func}' called at {e.loc.span}")
+            raise
         finally:
             self.call_stack.pop()
             self.stmt = outer
@@ -635,13 +652,15 @@ def bind_arguments(call: ast.Call, fn, args: list, kwargs: dict):
         bound[p.name] = (v, call.args[i].loc)
     rest = args[len(positional):]
     by_name = {p.name: p for p in params if p.kind is not p.VAR_POSITIONAL}
+    kwarg_locs = {kw.name: kw.loc for kw in call.kwargs}  # `pad=1` as a whole, for errors about the keyword
     for key, (v, loc) in kwargs.items():
         if key not in by_name:
-            raise NncError(f"{name}: unknown keyword argument '{key}'", loc,
+            raise NncError(f"{name}: unknown keyword argument '{key}'", kwarg_locs.get(key, loc),
                            hint=_did_you_mean(key, list(by_name), "arguments")
                            or f"{name} takes ({', '.join(by_name)})")
         if key in bound:
-            raise NncError(f"{name}: argument '{key}' given twice", loc)
+            raise NncError(f"{name}: argument '{key}' given twice", kwarg_locs.get(key, loc),
+                           hint=f"it is also argument {[p.name for p in positional].index(key) + 1} by position")
         bound[key] = (v, loc)
     result = {}
     for p in params:

@@ -63,6 +63,13 @@ def assignment(text: str) -> tuple[str, np.ndarray]:
     return name, arr
 
 
+def positive_int(text: str) -> int:
+    v = nonnegative_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected 1 or more, got 0")
+    return v
+
+
 def nonnegative_int(text: str) -> int:
     try:
         v = int(text)
@@ -108,6 +115,17 @@ def gather_inputs(args, model) -> dict:
     return inputs
 
 
+def gather_random(args, model, inputs: dict) -> dict:
+    """Fill inputs not given with random values when --random-inputs asks for it."""
+    batch = getattr(args, "random_inputs", None)
+    if batch is None:
+        return inputs
+    missing = [n for n in model.inputs if n not in inputs]
+    if missing:
+        print(f"random inputs (batch {batch}, seed {args.seed}): {', '.join(missing)}")
+    return {**model.random_inputs(batch, args.seed, missing), **inputs}
+
+
 def gather_params(args, model) -> dict:
     given = load_npz(args.params, "parameters") if getattr(args, "params", None) else {}
     return model.complete_params(given, args.seed)
@@ -115,7 +133,7 @@ def gather_params(args, model) -> dict:
 
 def cmd_eval(args) -> int:
     model = _load_model(args)
-    inputs = gather_inputs(args, model)
+    inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
     dtype = FLOAT_DTYPES[args.dtype]
     result = model.eval(inputs, params, seed=args.seed, float_dtype=dtype)
@@ -127,6 +145,44 @@ def cmd_eval(args) -> int:
     if args.save_params:
         save_npz(args.save_params, params)
         print(f"wrote {args.save_params}")
+    return 0
+
+
+def cmd_grad(args) -> int:
+    from .gradcheck import TOLERANCE, finite_difference_check
+
+    model = _load_model(args)
+    inputs = gather_random(args, model, gather_inputs(args, model))
+    params = gather_params(args, model)
+    wrt = args.wrt.split(",") if args.wrt else None
+    result = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed,
+                        float_dtype=FLOAT_DTYPES[args.dtype], intermediates=True)
+    of = result.of
+    print(f"{of} = {format_value(result.value)}")
+    for name, value in result.grads.items():
+        print(f"d{of}/d{name} = {format_value(value)}")
+    shown = set(result.grads) | {of}
+    for name, value in result.intermediates.items():
+        if name not in shown:
+            print(f"d{of}/d{name} = {format_value(value)}")
+    if args.out:
+        save_npz(args.out, result.grads)
+        print(f"wrote {args.out}")
+    if not args.check:
+        return 0
+    g = model.training_graph
+    exact = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed, float_dtype=np.float64)
+    checks = finite_difference_check(g, model.resolve(args.of, g)[1], inputs, params, exact.grads, args.seed)
+    print(f"gradient check: central differences in float64 (step 1e-6), tolerance {TOLERANCE:g}")
+    width = max((len(c.name) for c in checks), default=4)
+    for c in checks:
+        sampled = f"{c.checked}/{c.size} entries" if c.checked < c.size else f"{c.size} entries"
+        print(f"  {c.name:<{width}}  {sampled:>16}  max relative error {c.max_rel_error:.2e}  "
+              f"{'ok' if c.ok else 'FAIL'}")
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        print(f"nnc: gradient check failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -146,6 +202,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", metavar="P.npz", help="parameter arrays keyed by parameter name")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for parameters not given (default 0)")
     p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
+    p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
+                   help="feed random values (batch BATCH, default 4) to inputs not given")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -166,6 +224,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="OUT.npz", help="write the outputs here")
     p.add_argument("--save-params", metavar="P.npz", help="write the parameters used here")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("grad", help="differentiate the loss (or --of NAME) and print every gradient")
+    _model_args(p)
+    _run_args(p)
+    p.add_argument("--of", metavar="NAME", help="the scalar to differentiate (default: the loss, or the single output)")
+    p.add_argument("--wrt", metavar="NAMES", help="comma-separated inputs / parameters (default: all trainable "
+                   "parameters and float inputs)")
+    p.add_argument("--out", metavar="GRADS.npz", help="write the gradients here, keyed by name")
+    p.add_argument("--check", action="store_true", help="compare with central finite differences in float64")
+    p.set_defaults(func=cmd_grad)
     return parser
 
 

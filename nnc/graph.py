@@ -37,6 +37,7 @@ class Graph(nx.MultiDiGraph):
         self.graph.setdefault("statements", [])
         self.graph.setdefault("next_id", 0)
         self.graph.setdefault("training", False)
+        self.graph.setdefault("values", {})  # statement name -> the node holding its value
 
     # ---- construction -------------------------------------------------------
 
@@ -81,12 +82,13 @@ class Graph(nx.MultiDiGraph):
                 if o == old:
                     self.remove_edge(old, user, key=index)
                     self.add_edge(new, user, key=index)
-        for key in ("outputs", "updates", "grads", "adjoints"):
+        for key in ("outputs", "updates", "grads", "adjoints", "values", "contributions"):
             for name, n in self.graph.get(key, {}).items():
                 if n == old:
                     self.graph[key][name] = new
-        if self.graph["loss"] == old:
-            self.graph["loss"] = new
+        for key in ("loss", "grad_of"):
+            if self.graph.get(key) == old:
+                self.graph[key] = new
 
     # ---- queries -----------------------------------------------------------
 
@@ -105,8 +107,9 @@ class Graph(nx.MultiDiGraph):
     def roots(self) -> list[int]:
         """The nodes whose values the model exposes: outputs, loss, state updates."""
         out = [*self.graph["outputs"].values(), *self.graph["updates"].values(), *self.graph["grads"].values()]
-        if self.graph["loss"] is not None:
-            out.append(self.graph["loss"])
+        for key in ("loss", "grad_of"):
+            if self.graph.get(key) is not None:
+                out.append(self.graph[key])
         return out
 
     def needed_for(self, targets) -> set[int]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataclasses import dataclass, field
+
 from . import interp
 from .builder import build
 from .errors import NncError
@@ -14,6 +16,18 @@ from .init import init_params
 from .settings import read_train_block
 from .summary import summary_text
 from .syntax import parse, read_source
+
+
+@dataclass
+class Gradients:
+    """What `Model.grad` returns: the target's value and d target / d name for each name."""
+
+    of: str
+    value: np.ndarray
+    grads: dict            # wrt name -> gradient
+    intermediates: dict = field(default_factory=dict)  # statement name -> gradient
+    graph: object = None   # the simplified forward + backward graph
+    of_node: int | None = None
 
 
 class Model:
@@ -87,6 +101,83 @@ class Model:
             result["loss"] = values[loss]
         return result
 
+    def resolve(self, name: str | None, graph=None) -> tuple[str, int]:
+        """A statement, input, parameter or output name -> (name, node); None -> the loss or single output."""
+        g = graph or self.graph
+        if name is None:
+            if g.graph["loss"] is not None:
+                return "loss", g.graph["loss"]
+            if len(g.graph["outputs"]) == 1:
+                return next(iter(g.graph["outputs"].items()))
+            raise NncError(f"model '{self.name}' has no loss and {len(g.graph['outputs'])} outputs",
+                           hint="say which value to differentiate with --of NAME")
+        table = {**g.graph["values"], **g.graph["outputs"]}
+        if name not in table:
+            import difflib
+            close = difflib.get_close_matches(name, list(table), n=1)
+            raise NncError(f"model '{self.name}' has no value named '{name}'",
+                           hint=f"did you mean '{close[0]}'?" if close else f"its values: {', '.join(table)}")
+        return name, table[name]
+
+    def default_wrt(self) -> list[str]:
+        g = self.graph
+        names = [n for n, node in g.graph["params"].items() if g.nodes[node]["attrs"]["trainable"]]
+        return names + [n for n, node in g.graph["inputs"].items() if g.type_of(node).is_float]
+
+    def grad(self, inputs: dict | None = None, params: dict | None = None, *, of: str | None = None,
+             wrt=None, seed: int = 0, float_dtype=np.float32, intermediates: bool = False) -> Gradients:
+        """Differentiate `of` (default: the loss) with respect to `wrt` (default: trainable parameters and
+        float inputs) on the training form of the model, evaluated on the reference interpreter."""
+        from .passes import gradient_pipeline, run_passes
+
+        g = self.training_graph
+        of_name, of_node = self.resolve(of, g)
+        if g.type_of(of_node).shape != ():
+            raise NncError(f"can only differentiate a scalar: '{of_name}' has shape {g.type_of(of_node)}, "
+                           f"expected []", g.nodes[of_node].get("loc"), hint="pick a scalar with --of, or mean(...) it")
+        wrt = list(wrt) if wrt is not None else self.default_wrt()
+        known = set(g.graph["params"]) | set(g.graph["inputs"])
+        for w in wrt:
+            if w not in known:
+                raise NncError(f"--wrt: '{w}' is not an input or parameter of model '{self.name}'",
+                               hint=f"choose from: {', '.join(sorted(known))}")
+            node = {**g.graph["params"], **g.graph["inputs"]}[w]
+            if not g.type_of(node).is_float:
+                raise NncError(f"--wrt: '{w}' is an int tensor {g.type_of(node)}, it has no gradient")
+        keep = [k for k in g.graph["values"] if k not in wrt] if intermediates else []
+        gg = run_passes(g, gradient_pipeline(of=of_node, wrt=wrt, keep=keep))
+        full = self.complete_params(params, seed, float_dtype)
+        targets = [gg.graph["grad_of"], *gg.graph["grads"].values()]
+        values = interp.run(gg, dict(inputs or {}), full, targets=targets, float_dtype=float_dtype, seed=seed)
+        grads = {k: values[n] for k, n in gg.graph["grads"].items()}
+        return Gradients(of_name, values[gg.graph["grad_of"]], {k: grads[k] for k in wrt},
+                         {k: v for k, v in grads.items() if k not in wrt}, gg, gg.graph["grad_of"])
+
+    def random_inputs(self, batch: int = 4, seed: int = 0, names=None) -> dict:
+        """Random values for the inputs: floats ~ N(0, 1); int labels in the range their consumer expects."""
+        g = self.graph
+        rng = np.random.default_rng(seed)
+        out = {}
+        for name, node in g.graph["inputs"].items():
+            if names is not None and name not in names:
+                continue
+            t = g.type_of(node)
+            shape = tuple(batch if isinstance(d, str) else d for d in t.shape)
+            if t.is_float:
+                out[name] = rng.normal(size=shape).astype(t.dtype)
+            else:
+                out[name] = rng.integers(0, self._classes(node), size=shape)
+        return out
+
+    def _classes(self, node) -> int:
+        g = self.graph
+        for user in g.successors(node):
+            if g.op(user) == "xent":
+                return g.type_of(g.operands(user)[0]).shape[1]
+            if g.op(user) == "one_hot":
+                return g.nodes[user]["attrs"]["depth"]
+        return 2
+
     def _inputs_of(self, node) -> list[str]:
         need = self.graph.needed_for([node])
         return [name for name, n in self.graph.graph["inputs"].items() if n in need]
@@ -110,19 +201,24 @@ def load_all(path: str | Path) -> list[Model]:
     """Every model of a file (for `nnc check`)."""
     path = str(path)
     program = parse(read_source(path), path)
-    if not program.models:
-        raise NncError(f"{path} defines no model", hint="add `model NAME { ... }`", filename=None)
-    return [Model(program, m) for m in program.models]
+    return [Model(program, m) for m in _models_by_name(program, path).values()]
 
 
-def _select(program, name: str | None, filename: str) -> Model:
+def _models_by_name(program, filename: str) -> dict:
+    """The file's model ASTs by name, refusing a file without models or with a name used twice."""
     if not program.models:
-        raise NncError(f"{filename} defines no model", hint="add `model NAME { ... }`")
+        raise NncError("the file defines no model", hint="add `model NAME { ... }`", filename=filename)
     seen = {}
     for m in program.models:
         if m.name in seen:
-            raise NncError(f"model '{m.name}' is defined twice", m.name_loc)
+            raise NncError(f"model '{m.name}' is defined twice (first at {seen[m.name].name_loc.span})", m.name_loc,
+                           hint="models of one file need distinct names; --model NAME picks one")
         seen[m.name] = m
+    return seen
+
+
+def _select(program, name: str | None, filename: str) -> Model:
+    seen = _models_by_name(program, filename)
     if name is None:
         return Model(program, program.models[0])
     if name not in seen:
