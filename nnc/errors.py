@@ -66,6 +66,7 @@ class NncError(Exception):
         self.loc = loc
         self.hint = hint
         self.filename = filename
+        self.notes: list[str] = []  # context such as the block call an error happened in
 
     def format(self) -> str:
         if self.loc is None:
@@ -74,6 +75,8 @@ class NncError(Exception):
         else:
             text = f"{self.loc}: error: {self.message}"
             text += "\n" + caret_lines(self.loc)
+        for note in self.notes:
+            text += f"\nnote: {note}"
         if self.hint:
             text += f"\nhint: {self.hint}"
         return text

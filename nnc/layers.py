@@ -9,6 +9,8 @@ them `<statement>.<param>`.
 
 from __future__ import annotations
 
+import math
+
 from .builder import Axis, Builder, Dims, Init, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401
 from .ops.elementwise import UNARY_FLOAT
 from .types import TensorType, format_shape
@@ -150,7 +152,11 @@ def conv2d(b: Builder, x: Tensor, filters: int, kernel: Size, stride: int = 1, p
     """Cross-correlation of NCHW input with [filters, channels, kh, kw] weights."""
     t = _float_input(b, x)
     if t.rank != 4:
-        hint = (f"reshape it first, e.g. reshape(x, [B, 1, 28, 28])" if t.rank == 2 else None)
+        hint = None
+        if t.rank == 2 and isinstance(t.shape[1], int):
+            side = math.isqrt(t.shape[1])
+            hint = (f"reshape it first, e.g. reshape(x, [{t.shape[0]}, 1, {side}, {side}])"
+                    if side * side == t.shape[1] else "reshape it to [B, channels, height, width] first")
         raise b.error(f"input has shape {format_shape(t.shape)}, expected a 4-D [B, channels, height, width] tensor",
                       0, hint)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel

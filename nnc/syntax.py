@@ -166,11 +166,65 @@ _TERMINAL_NAMES = {
 
 _EXPR_START = {"NAME", "NUMBER", "LPAR", "LSQB", "MINUS"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_0"}
+_STMT_START = {"INPUT", "PARAM", "OUTPUT", "LOSS", "RETURN"}
+
+
+def _expected_terminals(err: UnexpectedInput) -> set[str]:
+    """The terminals that could really come next.
+
+    LALR lookahead sets (`err.expected`) include tokens that only become
+    invalid after pending reductions, such as ')' after a complete statement;
+    the interactive parser tries each one and keeps those it accepts.
+    """
+    ip = getattr(err, "interactive_parser", None)
+    if ip is not None:
+        try:
+            return set(ip.accepts())
+        except Exception:  # noqa: BLE001 - fall back to Lark's own set
+            pass
+    return set(getattr(err, "expected", None) or getattr(err, "allowed", None) or ())
+
+
+def _brackets(source: Source):
+    """Yield (char, line, column) for every bracket outside comments and strings."""
+    line, col = 1, 0
+    in_comment = in_string = False
+    for ch in source.text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+            in_comment = in_string = False
+        elif in_comment:
+            continue
+        elif ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([{)]}":
+            yield ch, line, col
+
+
+def _unclosed_bracket(source: Source, before: tuple[int, int] | None = None) -> tuple[str, int, int] | None:
+    """The innermost bracket still open at (line, column) `before`, or at the end: (char, line, column)."""
+    stack = []
+    for ch, line, col in _brackets(source):
+        if before is not None and (line, col) >= before:
+            break
+        if ch in "([{":
+            stack.append((ch, line, col))
+        elif stack:
+            stack.pop()
+    return stack[-1] if stack else None
 
 
 def _describe_expected(expected: set[str]) -> str:
     p = parser()
     names = set()
+    if _STMT_START <= expected:
+        names.add("a statement")
+        expected = expected - _STMT_START - {"NAME"}
     if _EXPR_START <= expected:
         names.add("an expression")
         expected = expected - _EXPR_START - {"STRING", "PLUS"}
@@ -195,17 +249,23 @@ def _describe_expected(expected: set[str]) -> str:
     return "one of " + ", ".join(ordered)
 
 
+_CLOSER = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}
+
+
 def _syntax_error(err: UnexpectedInput, source: Source) -> NncError:
     line, column = max(err.line, 1), max(err.column, 1)
     width = 1
     hint = None
+    expected = _expected_terminals(err)
     if isinstance(err, UnexpectedToken) and err.token.type == "$END":
         what = "unexpected end of file"
         text = source.text.rstrip()
         line = text.count("\n") + 1
         column = len(text.rsplit("\n", 1)[-1]) + 1
-        if "RBRACE" in err.expected:
-            hint = "a '{' was opened and never closed"
+        open_bracket = _unclosed_bracket(source)
+        if open_bracket:
+            char, open_line, open_col = open_bracket
+            hint = f"the '{char}' at {open_line}:{open_col} is never closed"
     elif isinstance(err, UnexpectedEOF):
         what = "unexpected end of file"
     elif isinstance(err, UnexpectedToken):
@@ -216,17 +276,24 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> NncError:
             hint = "names start with a letter or '_'"
         elif str(tok) == "=" and "EQUAL" not in err.expected:
             hint = "'=' binds a name; to compare values use a function such as maximum(...)"
+        else:  # a bracket left open on an earlier line is the likely cause
+            open_bracket = _unclosed_bracket(source, before=(line, column))
+            if open_bracket and open_bracket[1] < line and _CLOSER[open_bracket[0]] in expected:
+                hint = f"the '{open_bracket[0]}' at {open_bracket[1]}:{open_bracket[2]} is not closed"
     elif isinstance(err, UnexpectedCharacters):
         char = source.text[err.pos_in_stream] if err.pos_in_stream < len(source.text) else "?"
         what = f"unexpected character {char!r}"
         if char == '"':
             hint = "strings must end on the line they start"
+        elif char == "'":
+            hint = 'strings take double quotes: "..."'
+        elif char == ";":
+            hint = "statements need no ';': each one simply ends where the next begins"
     else:  # pragma: no cover - Lark has no other kinds
         what = "syntax error"
-    expected = getattr(err, "expected", None) or getattr(err, "allowed", None)
     message = f"syntax error: {what}"
     if expected:
-        message += f", expected {_describe_expected(set(expected))}"
+        message += f", expected {_describe_expected(expected)}"
     span = Span(line, column, line, column + width)
     return NncError(message, Loc(source, span), hint)
 
@@ -241,28 +308,13 @@ def _token_text(tok: Token) -> str:
 def _check_nesting(source: Source) -> None:
     """Refuse absurd bracket nesting before Lark builds a tree that deep."""
     depth = 0
-    line, col = 1, 0
-    in_comment = in_string = False
-    for ch in source.text:
-        col += 1
-        if ch == "\n":
-            line, col = line + 1, 0
-            in_comment = in_string = False
-            continue
-        if in_comment:
-            continue
-        if ch == '"':
-            in_string = not in_string
-        elif in_string:
-            continue
-        elif ch == "#":
-            in_comment = True
-        elif ch in "([{":
+    for ch, line, col in _brackets(source):
+        if ch in "([{":
             depth += 1
             if depth > MAX_NESTING:
                 raise NncError(f"brackets nested too deeply: got more than {MAX_NESTING} levels, "
                                f"expected at most {MAX_NESTING}", Loc(source, Span(line, col, line, col + 1)))
-        elif ch in ")]}":
+        else:
             depth = max(depth - 1, 0)
 
 
@@ -291,9 +343,10 @@ def read_source(path: str | Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        prefix = data[:err.start]
+        prefix = data[:err.start]  # valid UTF-8: the first bad byte is at err.start
         line = prefix.count(b"\n") + 1
-        column = err.start - (prefix.rfind(b"\n") + 1) + 1
+        column = len(prefix[prefix.rfind(b"\n") + 1:].decode("utf-8")) + 1  # in characters, not bytes
         text = data.decode("utf-8", errors="replace")
         loc = Loc(Source(text, str(path)), Span(line, column, line, column + 1))
-        raise NncError(f"file is not valid UTF-8: got byte 0x{data[err.start]:02x}", loc) from None
+        raise NncError(f"file is not valid UTF-8: got byte 0x{data[err.start]:02x}", loc,
+                       hint="save the file as UTF-8") from None

@@ -49,8 +49,8 @@ def numpy_dtype(dtype: str, float_dtype=np.float32):
     return np.dtype(dtype)
 
 
-def broadcast_shapes(a: tuple, b: tuple) -> tuple:
-    """NumPy broadcasting over dims that may be symbolic; raise ShapeError if incompatible."""
+def broadcast_shapes(a: tuple, b: tuple, op: str | None = None) -> tuple:
+    """NumPy broadcasting over dims that may be symbolic; raise ShapeError (naming `op`) if incompatible."""
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         da = a[-i] if i <= len(a) else 1
@@ -60,15 +60,16 @@ def broadcast_shapes(a: tuple, b: tuple) -> tuple:
         elif da == 1:
             out.append(db)
         else:
-            raise ShapeError(f"shapes {format_shape(a)} and {format_shape(b)} do not broadcast: "
-                             f"dim {da} against {db}")
+            raise ShapeError(f"{op + ': ' if op else ''}shapes {format_shape(a)} and {format_shape(b)} "
+                             f"do not broadcast: dim {da} against {db}",
+                             hint="dims must be equal or 1 when aligned from the right")
     return tuple(reversed(out))
 
 
-def broadcast_all(shapes) -> tuple:
+def broadcast_all(shapes, op: str | None = None) -> tuple:
     out: tuple = ()
     for s in shapes:
-        out = broadcast_shapes(out, s)
+        out = broadcast_shapes(out, s, op)
     return out
 
 
@@ -78,8 +79,8 @@ def result_dtype(types, op: str) -> str:
     if len(dtypes) == 1:
         return dtypes.pop()
     if "int32" in dtypes:
-        raise ShapeError(f"{op}: cannot mix int and float tensors",
-                         hint="labels are int; arithmetic needs float tensors")
+        raise ShapeError(f"{op}: cannot mix int and float tensors: got {' and '.join(str(t) for t in types)}",
+                         hint="int tensors hold class labels; arithmetic needs float tensors")
     return "float64" if "float64" in dtypes else "float32"
 
 
@@ -90,9 +91,12 @@ def require_float(op: str, t: TensorType, operand: int = 0, what: str = "input")
 
 
 def normalize_axis(axis: int, rank: int, op: str) -> int:
-    if not -rank <= axis < max(rank, 1):
+    if rank == 0:  # a scalar has no axis 0 (NumPy agrees: AxisError)
+        raise ShapeError(f"{op}: axis {axis} is out of range: got a scalar, expected a tensor with axes",
+                         hint="a scalar needs no axis argument")
+    if not -rank <= axis < rank:
         raise ShapeError(f"{op}: axis {axis} is out of range, expected -{rank} <= axis < {rank}")
-    return axis % rank if rank else 0
+    return axis % rank
 
 
 def normalize_axes(axis, rank: int, op: str) -> tuple:

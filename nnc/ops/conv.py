@@ -39,7 +39,8 @@ def spatial_out(op: str, in_shape, kh: int, kw: int, stride: int, pad: int):
     if ho < 1 or wo < 1:
         raise ShapeError(f"{op}: a {kh}x{kw} window (stride {stride}, pad {pad}) does not fit the "
                          f"{h}x{w} input {format_shape(in_shape)}", operand=0,
-                         hint="use a smaller kernel or more padding")
+                         hint="use a smaller kernel or more padding" if op.startswith("conv")
+                         else "use a smaller window")
     return ho, wo
 
 

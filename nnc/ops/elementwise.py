@@ -33,7 +33,7 @@ def _broadcast_rule(name, *, ints_ok: bool):
         if not ints_ok:
             for i, t in enumerate(ts):
                 require_float(name, t, operand=i, what=f"operand {i + 1}")
-        return TensorType(broadcast_all(t.shape for t in ts), dtype)
+        return TensorType(broadcast_all((t.shape for t in ts), name), dtype)
     return rule
 
 

@@ -23,7 +23,7 @@ def _transpose(ts, *, perm):
 def _broadcast_to(ts, *, shape):
     t = ts[0]
     shape = tuple(shape)
-    if broadcast_shapes(t.shape, shape) != shape:
+    if broadcast_shapes(t.shape, shape, "broadcast_to") != shape:
         raise ShapeError(f"broadcast_to: cannot broadcast {format_shape(t.shape)} to {format_shape(shape)}")
     return TensorType(shape, t.dtype)
 

@@ -1,0 +1,60 @@
+"""Shared test setup: the data directory, paths of the repository, and running `nnc` as a user would.
+
+`NNC_DATA_DIR` defaults to `<repo>/../shared/data` (where the MNIST files live)
+unless the environment already sets it. The `run_nnc` fixture runs the command
+line in a subprocess (`sys.executable -m nnc ...`) so exit statuses, stdout and
+stderr are exactly what a user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.nn"))
+
+os.environ.setdefault("NNC_DATA_DIR", str(REPO.parent / "shared" / "data"))
+
+
+@dataclass
+class Completed:
+    """What one `nnc` invocation did: exit status and the text it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def nnc_env() -> dict:
+    """The environment for a subprocess: this checkout's nnc first on the path, no colour, no .pyc files."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("NNC_DEBUG", None)
+    return env
+
+
+def run_cli(*args, cwd: Path | str = REPO, timeout: float = 120) -> Completed:
+    """Run `python -m nnc ARGS` and capture its output."""
+    proc = subprocess.run([sys.executable, "-m", "nnc", *map(str, args)], cwd=cwd, env=nnc_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def run_nnc():
+    """`run_nnc("check", "examples/circuit.nn")` -> Completed(returncode, stdout, stderr)."""
+    return run_cli
+
+
+@pytest.fixture(params=EXAMPLE_FILES, ids=lambda p: p.stem)
+def example(request) -> Path:
+    """Each model file of examples/, one test per file."""
+    return request.param
