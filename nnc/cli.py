@@ -172,7 +172,8 @@ def cmd_grad(args) -> int:
         return 0
     g = model.training_graph
     exact = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed, float_dtype=np.float64)
-    checks = finite_difference_check(g, model.resolve(args.of, g)[1], inputs, params, exact.grads, args.seed)
+    checks = finite_difference_check(g, model.resolve(args.of, g)[1], inputs, params, exact.grads, args.seed,
+                                     args.check_entries)
     print(f"gradient check: central differences in float64 (step 1e-6), tolerance {TOLERANCE:g}")
     width = max((len(c.name) for c in checks), default=4)
     for c in checks:
@@ -183,6 +184,16 @@ def cmd_grad(args) -> int:
     if failed:
         print(f"nnc: gradient check failed for {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain_text
+
+    model = _load_model(args)
+    inputs = gather_random(args, model, gather_inputs(args, model))
+    params = gather_params(args, model)
+    print(explain_text(model, inputs, params, of=args.of, seed=args.seed))
     return 0
 
 
@@ -233,7 +244,15 @@ def make_parser() -> argparse.ArgumentParser:
                    "parameters and float inputs)")
     p.add_argument("--out", metavar="GRADS.npz", help="write the gradients here, keyed by name")
     p.add_argument("--check", action="store_true", help="compare with central finite differences in float64")
+    p.add_argument("--check-entries", type=positive_int, default=32, metavar="N",
+                   help="entries checked per tensor; larger tensors are sampled (default 32)")
     p.set_defaults(func=cmd_grad)
+
+    p = sub.add_parser("explain", help="print the chain rule walked node by node, with values")
+    _model_args(p)
+    _run_args(p)
+    p.add_argument("--of", metavar="NAME", help="the scalar to differentiate (default: the loss, or the single output)")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 

@@ -111,6 +111,10 @@ class Rewrite:
         z = self.build("const", value=0.0, type=TensorType((), t.dtype))
         return self.build("broadcast_to", z, shape=t.shape) if t.shape else z
 
+    def only_use(self, n) -> bool:
+        """True when the matched node is n's only user, so rewriting n away does not duplicate work."""
+        return self.g.out_degree(n) == 1
+
     def same_shape(self, n) -> bool:
         return self.g.type_of(n) == self.g.type_of(self.node)
 
@@ -135,13 +139,14 @@ RULES = [
     Rule("x − 0 → x", P("sub", X, ZERO), lambda m: _if_same(m, m.x)),
     Rule("0 − x → −x", P("sub", ZERO, X), lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None),
     Rule("x + (−y) → x − y", P("add", X, P("neg", Y), commute=True),
-         lambda m: m.build("sub", m.x, m.y)),
-    Rule("x − (−y) → x + y", P("sub", X, P("neg", Y)), lambda m: m.build("add", m.x, m.y)),
+         lambda m: m.build("sub", m.x, m.y) if _negated_once(m) else None),
+    Rule("x − (−y) → x + y", P("sub", X, P("neg", Y)),
+         lambda m: m.build("add", m.x, m.y) if _negated_once(m) else None),
     Rule("x / 1 → x", P("div", X, ONE), lambda m: _if_same(m, m.x)),
     Rule("0 / x → 0", P("div", ZERO, X), lambda m: m.zeros()),
     Rule("−(−x) → x", P("neg", P("neg", X)), lambda m: m.x),
     Rule("(−x) · y → −(x · y)", P("mul", P("neg", X), Y, commute=True),
-         lambda m: m.build("neg", m.build("mul", m.x, m.y))),
+         lambda m: m.build("neg", m.build("mul", m.x, m.y)) if _negated_once(m) else None),
     Rule("reshape(x) to x's own shape → x", P("reshape", X), lambda m: _if_same(m, m.x)),
     Rule("reshape(reshape(x)) → reshape(x)", P("reshape", P("reshape", X)),
          lambda m: m.build("reshape", m.x, shape=m.g.type_of(m.node).shape)),
@@ -161,6 +166,12 @@ RULES = [
          P("mul", P("broadcast_to", X), Y, commute=True),
          lambda m: m.build("mul", m.x, m.y) if _broadcasts_to(m, m.x, m.y) else None),
 ]
+
+
+def _negated_once(m) -> bool:
+    """The matched neg operand feeds only this node (else the rewrite would keep it and add nodes)."""
+    negs = [o for o in m.g.operands(m.node) if m.g.op(o) == "neg"]
+    return any(m.only_use(o) for o in negs)
 
 
 def _one_element(m, n) -> bool:

@@ -48,10 +48,13 @@ class VJP:
     `ctx` (nnc.autodiff.VJPContext) gives the forward operands `ctx.x(i)`, the
     forward result `ctx.y`, the attributes `ctx.attrs`, and makes new nodes
     with `ctx.<op>(...)`, each recording the forward node and this rule's text.
+    `partial` writes the local derivative with the operands' names as {0}, {1}
+    and the result's as {y}, for `nnc explain`'s chain-rule lines.
     """
 
     text: str
     fn: Callable
+    partial: str | None = None  # the local derivative ∂y/∂operand for scalars: "{1}" for mul's a, "1" for add
 
 
 def defvjp(op: Op, *rules: VJP | None) -> None:
