@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import sys
 from dataclasses import dataclass, field
 
-from . import ast
+import numpy as np
+
+from . import ast, limits
 from .errors import Loc, NncError, ShapeError
 from .graph import Graph
 from .types import DTYPE_NAMES, TensorType, format_shape
 
-MAX_CALL_DEPTH = 64
-MAX_EXPR_DEPTH = 400
+# Bounds on the builder's recursion (nnc/syntax.py bounds one expression to 100 levels): an expression
+# level costs up to 4 Python frames and a block call 6 more, so these stay within Python's default
+# recursion limit of 1000 with room for the caller's own frames (tests/test_fuzz.py measures it).
+MAX_CALL_DEPTH = 16
+MAX_EXPR_DEPTH = 150
 RESERVED = {"true", "false", "True", "False"}
 
 
@@ -186,6 +193,7 @@ class Builder:
         self.symbols.update(d for d in typ.shape if isinstance(d, str))
         info = self._info(scope, s.name, "input", s.loc)
         self.stmt = _Stmt(base=s.name, label=s.name, info=info)
+        self._check_size(f"input '{s.name}'", typ, s.type.loc if s.type else s.name_loc)
         node = self.g.add_op("input", (), {"name": s.name, "type": typ}, type=typ, loc=s.name_loc,
                              stmt=s.name, layer="input")
         self.g.graph["inputs"][s.name] = node
@@ -246,9 +254,20 @@ class Builder:
             first = self.g.nodes[self.g.graph["params"][name]]["loc"]
             raise NncError(f"duplicate parameter name '{name}'" + (f" (first made at {first.span})" if first else ""),
                            loc, hint="give the layer another name= or assign it to another variable")
-        total = 1
-        for d in typ.shape:
-            total *= d
+        what = f"{self._call_name}: the {name.rsplit('.', 1)[-1]}" if self._call_name else f"param '{name}'"
+        symbolic = [d for d in typ.shape if not isinstance(d, int)]
+        if symbolic:  # e.g. batchnorm over a transposed [784, B]: its "channels" are the batch
+            raise NncError(f"{what} would have shape {format_shape(typ.shape)}: got the symbolic dim {symbolic[0]}, "
+                           f"expected numbers", loc, hint=f"parameter sizes are fixed when the model is built, "
+                                                          f"{symbolic[0]} only when it runs")
+        top = float(np.finfo(typ.dtype).max)
+        if _init_reach(init) > top:  # the values would be inf or nan
+            raise NncError(f"{what}: the initializer {init} gives values beyond ±{top:.4g}: got up to "
+                           f"{_init_reach(init):.4g}, expected a {DTYPE_NAMES.get(typ.dtype, typ.dtype)} number", loc)
+        self.param_bytes += self._check_size(what, typ, loc, hint="make the layer smaller" if self._call_name else None)
+        if self.param_bytes > limits.memory_limit():
+            raise NncError(f"the parameters would take {limits.format_bytes(self.param_bytes)} with '{name}', "
+                           f"expected at most {limits.limit_text()} in all", loc, hint="make the model smaller")
         node = self.g.add_op("param", (), {"name": name, "type": typ, "init": init, "trainable": trainable},
                              type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, layer="param")
         self.g.graph["params"][name] = node
@@ -315,7 +334,9 @@ class Builder:
         self.depth += 1
         try:
             if self.depth > MAX_EXPR_DEPTH:
-                raise NncError(f"expression nested too deeply: more than {MAX_EXPR_DEPTH} levels", e.loc)
+                raise NncError(f"expression nested too deeply: got more than {MAX_EXPR_DEPTH} levels counting the "
+                               f"blocks it calls, expected at most {MAX_EXPR_DEPTH}", e.loc,
+                               hint="split it into several statements")
             return self._expr(e, scope)
         finally:
             self.depth -= 1
@@ -389,15 +410,33 @@ class Builder:
         """Numbers become scalar constants in the dtype of the tensor they meet."""
         if isinstance(v, Tensor):
             return v
+        loc = loc or self.current_loc  # a number handed to a layer function: point at the call
         dtype = self.g.type_of(like.node).dtype if isinstance(like, Tensor) else "float32"
         if dtype == "int32" and not float(v).is_integer():
             raise NncError(f"the number {v} meets an int tensor; expected a float tensor", loc,
                            hint="int tensors hold class labels")
         value = int(v) if dtype == "int32" else float(v)
+        info = np.iinfo(np.int32) if dtype == "int32" else np.finfo(dtype)
+        if not float(info.min) <= value <= float(info.max):  # np.asarray would overflow or make it inf
+            raise NncError(f"the number {v:g} does not fit a {DTYPE_NAMES.get(dtype, dtype)} tensor: got {v:g}, "
+                           f"expected {info.min:g} to {info.max:g}", loc,
+                           hint="declare the tensors f64 to compute with numbers this large" if dtype == "float32"
+                           else None)
         typ = TensorType((), dtype)
         node = self.g.add_op("const", (), {"value": value, "type": typ}, type=typ, loc=loc,
                              stmt=self.stmt.label if self.stmt else None, layer="const")
         return Tensor(node)
+
+    param_bytes = 0  # of the parameters made so far
+
+    def _check_size(self, what: str, typ: TensorType, loc: Loc | None, hint: str | None = None) -> int:
+        """The bytes a tensor of `typ` takes; a located error if that is over the memory limit (nnc/limits.py)."""
+        size = limits.tensor_bytes(typ)
+        if size > limits.memory_limit():
+            per = " per example" if any(isinstance(d, str) for d in typ.shape) else ""
+            raise NncError(f"{what} {format_shape(typ.shape)} would take {limits.format_bytes(size)}{per}, "
+                           f"expected at most {limits.limit_text()}", loc, hint=hint)
+        return size
 
     def apply(self, op: str, operands, loc: Loc, operand_locs=(), layer: str | None = None, **attrs) -> Tensor:
         """Add a primitive node; a shape error points at the operand at fault."""
@@ -409,6 +448,8 @@ class Builder:
             if err.operand is not None and err.operand < len(operand_locs) and operand_locs[err.operand]:
                 where = operand_locs[err.operand]
             raise NncError(err.message, where, err.hint) from None
+        name = layer or op
+        self._check_size(f"{name if name.isidentifier() else repr(name)}: the result", self.g.type_of(node), loc)
         if self.stmt and self.stmt.info is not None and layer and (not self.stmt.info.ops or self.stmt.info.ops[-1] != layer):
             if op not in ("const",):
                 self.stmt.info.ops.append(layer)
@@ -448,7 +489,8 @@ class Builder:
             raise NncError(f"block '{e.func}' calls itself ({chain})", e.func_loc,
                            hint="blocks are expanded when the model is built, so they cannot recurse")
         if len(self.call_stack) >= MAX_CALL_DEPTH:
-            raise NncError(f"blocks nested too deeply: more than {MAX_CALL_DEPTH} levels", e.func_loc)
+            raise NncError(f"blocks nested too deeply: got more than {MAX_CALL_DEPTH} levels, expected at most "
+                           f"{MAX_CALL_DEPTH}", e.func_loc, hint=" -> ".join(self.call_stack + [e.func]))
         names = [p.name for p in block.params]
         if len(e.args) > len(names):
             raise NncError(f"{e.func}: too many arguments: got {len(e.args)}, expected {len(names)} "
@@ -554,26 +596,49 @@ class Builder:
         return out
 
 
+INT64 = (-2**63, 2**63 - 1)
+
+
+def _init_reach(init: Init) -> float:
+    """The largest magnitude an initializer gives (ten standard deviations for normal)."""
+    a = [abs(float(x)) for x in init.args]
+    if init.kind == "normal":
+        return a[0] + 10 * a[1]
+    if init.kind == "uniform":
+        return max(a[0], a[1], float(init.args[1]) - float(init.args[0]))
+    return max(a, default=0.0)
+
+
 def _fold(op: str, a, b, loc: Loc):
+    """Arithmetic on two numbers, kept to int64 and finite floats as the parser keeps literals."""
     try:
         if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        if op == "/":
-            return a / b
-        if op == "**":
+            result = a + b
+        elif op == "-":
+            result = a - b
+        elif op == "*":
+            result = a * b
+        elif op == "/":
+            result = a / b
+        elif op == "**":
+            if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1 and b * math.log2(abs(a)) > 64:
+                raise OverflowError  # do not compute a number with billions of digits first
             result = a ** b
             if isinstance(result, complex):
                 raise NncError(f"{a} ** {b} is not a real number", loc)
-            return result
+        else:  # pragma: no cover
+            raise AssertionError(op)
     except ZeroDivisionError:
         raise NncError(f"division by zero in {a} {op} {b}", loc) from None
     except OverflowError:
-        raise NncError(f"{a} {op} {b} overflows", loc) from None
-    raise AssertionError(op)  # pragma: no cover
+        result = math.inf
+    if isinstance(result, int) and not INT64[0] <= result <= INT64[1]:
+        raise NncError(f"{a} {op} {b} overflows: got {result:.3g}, expected an integer of at most {INT64[1]}", loc,
+                       hint="write a large real number as a float, such as 1e20")
+    if isinstance(result, float) and not math.isfinite(result):
+        raise NncError(f"{a} {op} {b} overflows: got a result beyond ±{sys.float_info.max:.4g}, expected a finite "
+                       f"number", loc)
+    return result
 
 
 def _did_you_mean(name: str, candidates, what: str) -> str | None:
@@ -590,8 +655,9 @@ def _accepts(kind: str, v) -> bool:
         return isinstance(v, Tensor)
     if kind == "TensorLike":
         return isinstance(v, Tensor) or number
-    if kind == "int":
-        return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
+    if kind == "int":  # 3.0 is an int; 1e308 is not, nor anything past int64
+        return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer() \
+            and abs(v) <= INT64[1]
     if kind == "float":
         return number
     if kind == "bool":

@@ -38,8 +38,10 @@ class Source:
     filename: str = "<string>"
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        # Lines end at "\n" only, as the parser counts them; str.splitlines would also split
+        # at "\r", "\x0b", "\x0c", "\u2028" and others and show the wrong line.
+        lines = self.text.split("\n")
+        return lines[number - 1].removesuffix("\r") if 0 < number <= len(lines) else ""
 
 
 @dataclass(frozen=True)

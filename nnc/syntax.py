@@ -8,10 +8,12 @@ translation of Lark's exceptions into `NncError`s.
 from __future__ import annotations
 
 import functools
+import math
+import sys
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
 from lark.visitors import Transformer_NonRecursive
 
 from . import ast
@@ -19,6 +21,13 @@ from .errors import Loc, NncError, Source, Span
 
 DTYPES = {"float": "float32", "f32": "float32", "f64": "float64", "int": "int32"}
 MAX_NESTING = 200
+# Every pass after the parser recurses over expressions, so their depth is bounded here, where a
+# 100,000-term `x + x + ... + x` chain or a run of unary minuses is still a flat token stream.
+MAX_EXPR_DEPTH = 100
+MAX_INT = 2**63 - 1            # integer literals are int64
+MAX_SOURCE_CHARS = 2**20       # Lark parses ~40,000 tokens a second: a bigger file would seem to hang
+_EXPR_RULES = {"add", "sub", "mul", "div", "matmul", "pow", "neg", "number", "var", "string", "call", "list",
+               "kwarg"}
 
 
 def grammar_text() -> str:
@@ -318,14 +327,54 @@ def _check_nesting(source: Source) -> None:
             depth = max(depth - 1, 0)
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= 30 else f"{text[:12]}... ({len(text)} characters)"
+
+
+def _check_number(tok: Token, source: Source) -> None:
+    """Numbers must fit what nnc computes with: finite floats and int64 integers."""
+    text = str(tok)
+    loc = Loc(source, _token_span(tok))
+    if any(c in text for c in ".eE"):
+        if math.isinf(float(text)):
+            raise NncError(f"number too large: got {_clip(text)}, expected at most {sys.float_info.max:.4g}", loc,
+                           hint="that is the largest float")
+    elif len(text.lstrip("0")) > 19 or int(text) > MAX_INT:  # int() refuses strings of over 4300 digits
+        raise NncError(f"integer too large: got {_clip(text)}, expected at most {MAX_INT} (2**63 - 1)", loc,
+                       hint="write a large real number as a float, such as 1e20")
+
+
+def _check_tree(tree, source: Source) -> None:
+    """Refuse numbers out of range and expressions nested deeper than MAX_EXPR_DEPTH.
+
+    Iterative (Lark yields the subtrees children first), since the tree may be 100,000 levels deep.
+    """
+    depth = {}
+    for t in tree.iter_subtrees():
+        d = max((depth[id(c)] for c in t.children if isinstance(c, Tree)), default=0)
+        if t.data in _EXPR_RULES:
+            d += 1
+            if d > MAX_EXPR_DEPTH:
+                raise NncError(f"expression nested too deeply: got more than {MAX_EXPR_DEPTH} levels, "
+                               f"expected at most {MAX_EXPR_DEPTH}", Loc(source, _span(t.meta)),
+                               hint="split it into several statements: s = a + b, then t = s + c")
+        if t.data in ("number", "dim_int"):
+            _check_number(t.children[0], source)
+        depth[id(t)] = d
+
+
 def parse(text: str, filename: str = "<string>") -> ast.Program:
     """Parse .nn source into an `ast.Program`; raise `NncError` on a syntax error."""
+    if len(text) > MAX_SOURCE_CHARS:
+        raise NncError(f"file too large: got {len(text):,} characters, expected at most {MAX_SOURCE_CHARS:,}",
+                       filename=filename, hint="a model file describes a network; data belongs in data files")
     source = Source(text, filename)
     _check_nesting(source)
     try:
         tree = parser().parse(text)
     except UnexpectedInput as err:
         raise _syntax_error(err, source) from None
+    _check_tree(tree, source)
     return _ToAst(source).transform(tree)
 
 

@@ -63,9 +63,10 @@ def _slice_ref(x, *, axis, start, stop):
 reshape = defop("reshape", arity=1, groups={MOVEMENT}, shape=_reshape,
       ref=lambda x, *, shape: np.reshape(x, shape), doc="same elements, new shape", attrs=("shape",))
 transpose = defop("transpose", arity=1, groups={MOVEMENT}, shape=_transpose,
-      ref=lambda x, *, perm: np.ascontiguousarray(np.transpose(x, perm)), doc="permute axes", attrs=("perm",))
+      ref=lambda x, *, perm: np.array(np.transpose(x, perm), order="C"), doc="permute axes", attrs=("perm",))
+# np.array(..., order="C") rather than np.ascontiguousarray, which turns a scalar into shape [1]
 broadcast_to = defop("broadcast_to", arity=1, groups={MOVEMENT}, shape=_broadcast_to,
-      ref=lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)),
+      ref=lambda x, *, shape: np.array(np.broadcast_to(x, shape), order="C"),
       doc="repeat along broadcast axes", attrs=("shape",))
 concat = defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
       ref=lambda *xs, axis: np.concatenate(xs, axis=axis),
