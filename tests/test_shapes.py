@@ -7,12 +7,13 @@ small models. A new primitive must get a row in GOOD and one in BAD.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import nnc
 from nnc import NncError
 from nnc.errors import ShapeError
-from nnc.ops import REGISTRY
+from nnc.ops import LEAF, RANDOM, REGISTRY
 from nnc.types import TensorType, broadcast_shapes, reshape_target, size_text
 
 
@@ -346,3 +347,35 @@ def test_layer_shape_errors(body, message):
     err = error_of(body)
     assert err.message.startswith(message)
     assert err.loc is not None and err.loc.span.line >= 2
+
+
+# ---- the NumPy reference agrees with the shape rule ----------------------------------------------------
+
+BATCH = 3  # the size every symbolic dim gets when running references
+
+
+def sample(t: TensorType, rng) -> np.ndarray:
+    shape = concrete(t.shape, BATCH)
+    if t.is_float:
+        return rng.normal(size=shape).astype(t.dtype)
+    return rng.integers(0, 2, size=shape)  # valid class indices for every depth >= 2
+
+
+def concrete(shape, size: int = BATCH) -> tuple:
+    return tuple(size if isinstance(d, str) else d for d in shape)
+
+
+@pytest.mark.parametrize("op, types, attrs, want", [r for r in GOOD if not REGISTRY[r[0]].is_a(LEAF)],
+                         ids=[f"{r[0]}-{i}" for i, r in enumerate(GOOD) if not REGISTRY[r[0]].is_a(LEAF)])
+def test_reference_produces_what_the_shape_rule_promises(op, types, attrs, want):
+    rng = np.random.default_rng(0)
+    args = [sample(t, rng) for t in types]
+    run_attrs = {k: concrete(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+    if REGISTRY[op].is_a(RANDOM):
+        run_attrs["rng"] = rng
+    with np.errstate(all="ignore"):  # random values: log and pow of negatives are NaN, which is fine here
+        out = np.asarray(REGISTRY[op].ref(*args, **run_attrs))
+    assert out.shape == concrete(want.shape)
+    assert (out.dtype.kind == "f") == want.is_float
+    if want.is_float:
+        assert out.dtype == np.dtype(want.dtype)

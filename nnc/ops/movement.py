@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..types import TensorType, broadcast_shapes, format_shape, normalize_axis, reshape_target, result_dtype
+from ..backend.lowering import kernel
 from .registry import MOVEMENT, VJP, defop, defvjp
 
 
@@ -73,8 +74,10 @@ concat = defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
       doc="join tensors along an axis", attrs=("axis",))
 slice_ = defop("slice", arity=1, groups={MOVEMENT}, shape=_slice, ref=_slice_ref,
       doc="x[start:stop] along one axis", attrs=("axis", "start", "stop"))
+concat.lower = kernel("movement", "emit_concat")
 
 
+slice_.lower = kernel("movement", "emit_slice")
 def _inverse(perm):
     inv = [0] * len(perm)
     for i, p in enumerate(perm):

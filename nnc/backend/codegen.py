@@ -1,0 +1,279 @@
+"""Code generation: a kernel plan and a memory plan -> one LLVM module with one entry point.
+
+The module holds one internal function per kernel and the entry
+
+    i32 nnc_run(ptr arena, ptr state, ptr inputs, i64 seed)
+
+which calls the kernels in order with pointers into the arena, the state
+buffer (parameters, constants) and the caller's input arrays (`inputs` is an
+array of pointers), copies state updates into their parameters, and returns 0
+or the non-zero status a kernel reported (a label out of range).
+
+`KernelContext` is what a kernel generator sees: its anchor, concrete shapes
+and attributes, a pointer per value, and the pointwise evaluator that computes
+fused prologue / epilogue nodes at any index, scalar or vector.
+"""
+
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from ..errors import NncError
+from ..ops import ELEMENTWISE, get
+from ..types import concrete
+from . import llvmutil as u
+from .fusion import POINTWISE
+from .irmath import F32, I32, I64, const
+from .memory import constant_value, plan_memory
+
+ENTRY = "nnc_run"
+STATUS_BAD_LABEL = 1
+ETYPES = {"float32": F32, "int32": I32}
+PTR = u.PTR
+
+
+def concrete_attrs(attrs: dict, bindings: dict) -> dict:
+    """The op attributes a kernel needs, symbolic dims replaced by their sizes."""
+    out = {}
+    for k, v in attrs.items():
+        if k in ("type", "name", "init", "trainable", "value"):
+            continue
+        if isinstance(v, (tuple, list)) and any(isinstance(d, str) for d in v):
+            v = concrete(v, bindings)
+        out[k] = v
+    return out
+
+
+def contiguous_strides(shape) -> list[int]:
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= d
+    return strides[::-1]
+
+
+def broadcast_strides(shape, space) -> list[int]:
+    """Element strides of a row-major `shape` read at indices of the broadcast `space` (0 where broadcast)."""
+    shape = (1,) * (len(space) - len(shape)) + tuple(shape)
+    return [0 if d == 1 and s != 1 else st for d, s, st in zip(shape, space, contiguous_strides(shape))]
+
+
+def collapse(space, stride_lists) -> list[list[int]]:
+    """Group adjacent dims of `space` that every stride list walks as one dim (row-major)."""
+    groups: list[list[int]] = []
+    for d in range(len(space)):
+        if groups and all(st[groups[-1][-1]] == st[d] * space[d] for st in stride_lists):
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    return groups
+
+
+class KernelContext:
+    """One kernel being emitted: its function, builder and the values it reads and writes."""
+
+    def __init__(self, module_builder, kernel, fn, args: dict, scratch, seed):
+        self.scratch_bytes = 0    # how much of `scratch` the generator asked for
+        self.mb = module_builder
+        self.g = module_builder.plan.graph
+        self.kernel = kernel
+        self.fn = fn
+        self.args = args          # storage node -> pointer argument
+        self.scratch = scratch    # pointer to this kernel's scratch bytes, or None
+        self.seed = seed          # i64 step seed
+        self.width = module_builder.width
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.fused = set(kernel.prologue) | set(kernel.epilogue)
+        self.aliases: dict = {}   # node -> node whose memory holds its value (the anchor, once stored)
+
+    # ---- what the kernel is about ----------------------------------------------------------
+
+    @property
+    def anchor(self):
+        return self.kernel.anchor
+
+    @property
+    def attrs(self) -> dict:
+        return self.attrs_of(self.anchor)
+
+    def attrs_of(self, n) -> dict:
+        return concrete_attrs(self.g.nodes[n]["attrs"], self.mb.bindings)
+
+    def shape(self, n) -> tuple:
+        return concrete(self.g.type_of(n).shape, self.mb.bindings)
+
+    def dtype(self, n) -> str:
+        return self.g.type_of(n).dtype
+
+    def operand(self, i: int):
+        return self.g.operands(self.anchor)[i]
+
+    def ptr(self, n):
+        return self.args[self.mb.plan.storage_of(self.aliases.get(n, n))]
+
+    @property
+    def out(self):
+        return self.ptr(self.kernel.output)
+
+    def request_scratch(self, nbytes: int):
+        """Reserve `nbytes` of arena scratch alive only during this kernel; returns its pointer."""
+        self.scratch_bytes = max(self.scratch_bytes, nbytes)
+        return self.scratch
+
+    def check(self, ok, status: int) -> None:
+        """Return `status` from the kernel unless the i1 `ok` holds."""
+        b = self.b
+        fail = self.fn.append_basic_block("fail")
+        cont = self.fn.append_basic_block("ok")
+        b.cbranch(ok, cont, fail)
+        b.position_at_end(fail)
+        b.ret(ir.Constant(I32, status))
+        b.position_at_end(cont)
+
+    # ---- pointwise evaluation ------------------------------------------------------------------
+
+    def value_at(self, n, space, groups, index, width: int = 1, active=None, bound=None, memo=None):
+        """The value of node `n` at `index` (one entry per group of `space` dims), computing fused
+        pointwise nodes in registers and loading everything else with broadcasting."""
+        memo = {} if memo is None else memo
+        bound = bound or {}
+        b = self.b
+
+        def value(m):
+            if m in memo:
+                return memo[m]
+            if m in bound:
+                v = bound[m]
+            elif m in self.fused:
+                op = get(self.g.op(m))
+                xs = [value(o) for o in self.g.operands(m)]
+                v = xs[0] if not op.is_a(ELEMENTWISE) else op.lower(b, xs, self.attrs_of(m))
+            else:
+                v = self._load(m, space, groups, index, width, active)
+            memo[m] = v
+            return v
+
+        return value(n)
+
+    def _load(self, m, space, groups, index, width, active):
+        etype = ETYPES[self.dtype(m)]
+        if self.g.op(m) in ("const", "count") and math.prod(self.shape(m)) == 1:
+            scalar = constant_value(self.g, m, self.mb.bindings).reshape(()).item()
+            return const(etype if width == 1 else ir.VectorType(etype, width), scalar)
+        strides = broadcast_strides(self.shape(m), space)
+        terms = [(i, strides[grp[-1]]) for i, grp in zip(index, groups)]
+        at = u.offset(self.b, terms)
+        ptr = self.ptr(m)
+        if width == 1:
+            return u.load(self.b, ptr, at, etype)
+        if terms[-1][1] == 0:
+            return u.broadcast_load(self.b, ptr, at, width, etype)
+        return u.load_vector(self.b, ptr, at, width, active)
+
+    def emit_result(self, index, value, width: int = 1, active=None, space=None, groups=None) -> None:
+        """Store the anchor's `value` at `index` of the output after applying the epilogue."""
+        space = space or self.shape(self.kernel.output)
+        groups = groups or [[d] for d in range(len(space))]
+        if self.kernel.epilogue:
+            value = self.value_at(self.kernel.output, space, groups, index, width, active, {self.anchor: value})
+        at = u.offset(self.b, [(i, contiguous_strides(space)[grp[-1]]) for i, grp in zip(index, groups)])
+        if width == 1:
+            u.store(self.b, value, self.out, at)
+        else:
+            u.store_vector(self.b, value, self.out, at, active)
+
+    def finish_epilogue(self) -> None:
+        """For anchors that wrote their raw result to the output: apply the epilogue in place."""
+        if self.kernel.epilogue:
+            from .kernels.pointwise import emit_pointwise
+            emit_pointwise(self, reads_output=True)
+
+
+class ModuleBuilder:
+    """Emits the module for one compiled graph: the kernels first (they say how much scratch
+    they need), then the memory plan, then the entry that calls them."""
+
+    def __init__(self, plan, bindings: dict, width: int):
+        self.plan = plan
+        self.bindings = bindings
+        self.width = width
+        self.module = ir.Module(name="nnc")
+        self.scratch_bytes: dict = {}
+
+    def build(self):
+        calls = []
+        for k in self.plan.kernels:
+            storages = list(dict.fromkeys(self.plan.storage_of(n) for n in (k.output, *k.inputs)))
+            fn = ir.Function(self.module, ir.FunctionType(I32, [PTR] * (len(storages) + 1) + [I64]),
+                             f"k{k.index}_{k.kind}")
+            fn.linkage = "internal"
+            fn.attributes.add("nounwind")
+            for a in fn.args[:-1]:
+                a.add_attribute("noalias")
+            kc = KernelContext(self, k, fn, dict(zip(storages, fn.args)), fn.args[-2], fn.args[-1])
+            self._emit_kernel(kc)
+            if kc.scratch_bytes:
+                self.scratch_bytes[k.index] = kc.scratch_bytes
+            calls.append((k, fn, storages))
+        mem = plan_memory(self.plan, self.bindings, self.scratch_bytes)
+        self._emit_entry(mem, calls)
+        return self.module, mem
+
+    def _emit_entry(self, mem, calls) -> None:
+        entry = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, PTR, I64]), ENTRY)
+        regions = dict(zip(("arena", "state", "input"), entry.args[:3]))
+        seed = entry.args[3]
+        b = ir.IRBuilder(entry.append_basic_block("entry"))
+        for k, fn, storages in calls:
+            args = [self._pointer(b, mem.slots[s], regions) for s in storages]
+            scratch = mem.scratch.get(k.index)
+            args.append(self._pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None))
+            status = b.call(fn, args + [seed])
+            failed = entry.append_basic_block(f"k{k.index}.failed")
+            ok = entry.append_basic_block(f"k{k.index}.ok")
+            b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, ok)
+            b.position_at_end(failed)
+            b.ret(status)
+            b.position_at_end(ok)
+        self._write_back_updates(b, mem, regions)
+        b.ret(ir.Constant(I32, 0))
+
+    def _emit_kernel(self, kc: KernelContext) -> None:
+        k = kc.kernel
+        if k.kind == POINTWISE:
+            from .kernels.pointwise import emit_pointwise
+            emit_pointwise(kc)
+        else:
+            op = get(k.kind)
+            if op.lower is None:
+                raise NncError(f"the native backend cannot compile {k.kind} yet",
+                               hint="run this model with --backend reference")
+            op.lower(kc)
+        if not kc.b.block.is_terminated:
+            kc.b.ret(ir.Constant(I32, 0))
+
+    @staticmethod
+    def _pointer(b, slot, regions):
+        if slot.region == "input":
+            return b.load(b.gep(regions["input"], [u.i64(slot.offset)], source_etype=PTR), typ=PTR)
+        return b.gep(regions[slot.region], [u.i64(slot.offset)], inbounds=True, source_etype=ir.IntType(8))
+
+    def _write_back_updates(self, b, mem, regions) -> None:
+        g = self.plan.graph
+        for name, n in g.graph["updates"].items():
+            _, param_slot = mem.params[name]
+            src = mem.slots[self.plan.storage_of(n)]
+            if src == param_slot:
+                continue
+            memcpy = self.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+                self.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]), "llvm.memcpy.p0.p0.i64")
+            b.call(memcpy, [self._pointer(b, param_slot, regions), self._pointer(b, src, regions),
+                            u.i64(param_slot.nbytes), ir.Constant(ir.IntType(1), 0)])
+
+
+def build_module(plan, bindings: dict, width: int):
+    """-> (the LLVM module, the memory plan its entry point assumes)."""
+    return ModuleBuilder(plan, bindings, width).build()
+

@@ -1,0 +1,80 @@
+"""The backend's driver: graph + symbol sizes -> an `Executable`, through the disk cache.
+
+Stages (each a named function, each visible through `nnc compile --emit`):
+fuse (graph -> kernel plan), build_module (plan -> LLVM IR + memory plan),
+jit.optimize (O3 + vectorizers), jit.emit_object (machine code), then loading
+the object code into this process.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import NncError
+from ..types import concrete
+from . import cache, jit
+from .codegen import ENTRY, build_module
+from .executable import Executable
+from .fusion import fuse
+from .memory import plan_memory
+
+SUPPORTED_DTYPES = ("float32", "int32")
+
+
+def effective_targets(g, targets=None) -> tuple:
+    """The requested targets (default: outputs, loss, updates) plus every state update."""
+    chosen = list(targets) if targets is not None else g.roots()
+    return tuple(dict.fromkeys(chosen + list(g.graph["updates"].values())))
+
+
+def check_supported(g, targets, bindings: dict) -> None:
+    for n in g.needed_for(targets):
+        t = g.type_of(n)
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise NncError(f"the native backend computes in float32; {g.describe(n)} is {t.dtype}",
+                           g.nodes[n].get("loc"), hint="use the reference interpreter for float64")
+        missing = [d for d in t.shape if isinstance(d, str) and d not in bindings]
+        if missing:
+            raise NncError(f"no size given for the symbolic dim {missing[0]} of {g.describe(n)}",
+                           hint=f"compile with bindings={{'{missing[0]}': N}}")
+        if any(d < 1 for d in concrete(t.shape, bindings)):
+            raise NncError(f"sizes must be at least 1, got {bindings}")
+
+
+def lower_to_ir(g, bindings: dict, targets=None):
+    """-> (kernel plan, LLVM module, memory plan): everything before LLVM runs."""
+    targets = effective_targets(g, targets)
+    check_supported(g, targets, bindings)
+    plan = fuse(g, targets)
+    module, mem = build_module(plan, bindings, jit.host().vector_width)
+    return plan, module, mem
+
+
+def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True) -> Executable:
+    """Compile the nodes `targets` need (default: outputs, loss, updates) for these symbol sizes."""
+    start = time.perf_counter()
+    bindings = {k: int(v) for k, v in bindings.items()}
+    all_targets = effective_targets(g, targets)
+    key = cache.cache_key(g, all_targets, bindings, jit.host())
+    entry = cache.load(key) if use_cache else None
+    if entry is not None:
+        object_code, meta = entry
+        check_supported(g, all_targets, bindings)
+        plan = fuse(g, all_targets)
+        mem = plan_memory(plan, bindings, {int(k): v for k, v in meta["scratch"].items()})
+        cached = True
+    else:
+        plan, module, mem = lower_to_ir(g, bindings, targets)
+        object_code = jit.emit_object(jit.optimize(str(module)))
+        if use_cache:
+            cache.store(key, object_code, {"scratch": {str(k): v for k, v in mem_scratch(mem).items()}})
+        cached = False
+    loaded = jit.Loaded(object_code)
+    stats = {"kernels": len(plan.kernels), "primitive_ops": plan.primitive_ops,
+             "arena_bytes": mem.arena_bytes, "param_bytes": mem.param_bytes,
+             "compile_seconds": time.perf_counter() - start, "cached": cached}
+    return Executable(plan, mem, bindings, loaded, loaded.address(ENTRY), stats)
+
+
+def mem_scratch(mem) -> dict:
+    return {index: slot.nbytes for index, slot in mem.scratch.items()}

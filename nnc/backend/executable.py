@@ -1,0 +1,154 @@
+"""A compiled graph in this process: its memory, its parameters and the guarded native call.
+
+The executable owns two buffers for its lifetime: the arena (every
+intermediate value) and the state (parameters, then constants). `params`
+maps each parameter name to a NumPy view of its bytes in the state, so the
+native code reads and updates parameters in place; `run` checks every array
+it is handed before the one native call, so a wrong array is an `NncError`,
+never a crash. Not re-entrant: one call at a time per executable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from ..errors import NncError
+from ..types import concrete, format_shape
+from .codegen import STATUS_BAD_LABEL
+
+ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
+
+
+def aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes]
+
+
+class Executable:
+    def __init__(self, plan, mem, bindings: dict, loaded, entry_address: int, stats: dict):
+        self.plan = plan
+        self.graph = plan.graph
+        self.mem = mem
+        self.bindings = dict(bindings)
+        self.targets = plan.targets
+        self.stats = stats
+        self._loaded = loaded  # keeps the machine code mapped
+        self._entry = ENTRY_TYPE(entry_address)
+        self.arena = aligned_bytes(max(mem.arena_bytes, 64))
+        self.state = aligned_bytes(max(mem.state_bytes, 64))
+        self.params = {name: self._view(slot, self._shape(n), self._dtype(n))
+                       for name, (n, slot) in mem.params.items()}
+        for arr, slot in mem.constants.values():
+            self._view(slot, arr.shape, arr.dtype)[...] = arr
+        self._input_table = (ctypes.c_void_p * max(len(mem.inputs), 1))()
+
+    def _shape(self, n) -> tuple:
+        return concrete(self.graph.type_of(n).shape, self.bindings)
+
+    def _dtype(self, n) -> np.dtype:
+        return np.dtype(self.graph.type_of(n).dtype)
+
+    def _view(self, slot, shape, dtype) -> np.ndarray:
+        region = self.arena if slot.region == "arena" else self.state
+        count = int(np.prod(shape, dtype=np.int64))
+        return region[slot.offset:slot.offset + count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+    # ---- parameters -------------------------------------------------------------------------
+
+    def set_params(self, params: dict) -> None:
+        """Copy parameter arrays into the state buffer (every name must be a parameter)."""
+        for name, value in params.items():
+            if name not in self.params:
+                raise NncError(f"unknown parameter '{name}'",
+                               hint=f"the parameters are: {', '.join(self.params) or 'none'}")
+            target = self.params[name]
+            arr = np.asarray(value)
+            if arr.shape != target.shape:
+                raise NncError(f"parameter '{name}' has shape {format_shape(arr.shape)}, "
+                               f"expected {format_shape(target.shape)}")
+            if arr.dtype.kind != "f":
+                raise NncError(f"parameter '{name}' holds {arr.dtype} values, expected float32")
+            target[...] = arr
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def run(self, inputs: dict, params: dict | None = None, *, seed: int = 0, out: dict | None = None) -> dict:
+        """One native call: returns {target node: array}. `params` are copied in first (absent ones
+        keep their current values); state updates are written to `self.params`; `out` may map a
+        target to a writable C-contiguous array of its shape and dtype to receive it."""
+        if params is not None:
+            self.set_params(params)
+        needed = self.plan.needed
+        for name, (n, slot) in self.mem.inputs.items():
+            if n not in needed:
+                self._input_table[slot.offset] = None
+                continue
+            if name not in inputs:
+                raise NncError(f"missing input '{name}' {self.graph.type_of(n)}")
+            arr = self._checked(f"input '{name}'", inputs[name], self._shape(n), self._dtype(n))
+            self._input_table[slot.offset] = arr.ctypes.data
+        outs = {}
+        for n, arr in (out or {}).items():
+            if n not in self.targets:
+                raise NncError(f"out: node {n} is not a target of this executable")
+            outs[n] = self._checked(f"out[{n}]", arr, self._shape(n), self._dtype(n), writable=True)
+        status = self._entry(self.arena.ctypes.data, self.state.ctypes.data,
+                             ctypes.addressof(self._input_table), seed & 0xFFFFFFFFFFFFFFFF)
+        if status == STATUS_BAD_LABEL:
+            raise NncError(self._label_message(inputs))
+        if status:
+            raise NncError(f"native code stopped with status {status}")
+        results = {}
+        for n in self.targets:
+            value = self._value(n, inputs)
+            if n in outs:
+                outs[n][...] = value
+                results[n] = outs[n]
+            else:
+                results[n] = np.array(value)
+        return results
+
+    def _value(self, n, inputs) -> np.ndarray:
+        root = self.plan.storage_of(n)
+        slot = self.mem.slots[root]
+        if slot.region == "input":
+            name = self.graph.nodes[root]["attrs"]["name"]
+            return np.asarray(inputs[name]).reshape(self._shape(n))
+        return self._view(slot, self._shape(n), self._dtype(n))
+
+    def _checked(self, what: str, value, shape: tuple, dtype: np.dtype, writable: bool = False) -> np.ndarray:
+        if not isinstance(value, np.ndarray):
+            raise NncError(f"{what} is a {type(value).__name__}, expected a NumPy array",
+                           hint=f"pass np.asarray(value, dtype=np.{dtype})")
+        if value.dtype != dtype:
+            raise NncError(f"{what} has dtype {value.dtype}, expected {dtype}",
+                           hint=f"convert it with .astype(np.{dtype})")
+        if value.shape != tuple(shape):
+            symbols = ", ".join(f"{k}={v}" for k, v in self.bindings.items())
+            compiled = f" (compiled for {symbols})" if symbols else ""
+            raise NncError(f"{what} has shape {format_shape(value.shape)}, expected {format_shape(shape)}{compiled}")
+        if not value.flags.c_contiguous or not value.flags.aligned:
+            raise NncError(f"{what} is not a C-contiguous aligned array",
+                           hint="pass np.ascontiguousarray(value)")
+        if writable and not value.flags.writeable:
+            raise NncError(f"{what} is read-only, expected an array the result can be written into")
+        return value
+
+    def _label_message(self, inputs) -> str:
+        for name, (n, _) in self.mem.inputs.items():
+            if self.graph.type_of(n).dtype == "int32" and name in inputs:
+                arr = np.asarray(inputs[name])
+                depth = min((self._classes(u) for u in self.graph.successors(n)
+                             if self.graph.op(u) in ("xent", "one_hot")), default=None)
+                if depth is not None and arr.size and (arr.min() < 0 or arr.max() >= depth):
+                    bad = arr[(arr < 0) | (arr >= depth)][0]
+                    return f"{name} out of range: got class {int(bad)}, expected 0 to {depth - 1}"
+        return "labels out of range: every class index must be at least 0 and less than the number of classes"
+
+    def _classes(self, user) -> int:
+        if self.graph.op(user) == "one_hot":
+            return self.graph.nodes[user]["attrs"]["depth"]
+        return self._shape(self.graph.operands(user)[0])[-1]

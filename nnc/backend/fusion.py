@@ -1,0 +1,174 @@
+"""The fusion pass: (graph, targets) -> a kernel plan, the list of loops the backend emits.
+
+A kernel is one native loop nest. It is built around at most one *anchor* — a
+node that is not pointwise (matmul, conv2d, a reduction, softmax, pooling, ...)
+— and absorbs the pointwise nodes next to it: an *epilogue* evaluated at each
+element of the kernel's result (bias add, activation, the `dy · [x > 0]` of a
+backward pass) and, for reductions, a *prologue* evaluated at each element the
+reduction reads. A kernel without an anchor is a pure pointwise loop. Only the
+kernel's output is stored; every other node it covers lives in registers.
+
+A node is absorbed into the kernel of its users when all of them are in one
+kernel and in compatible roles, so no value is ever computed twice by two
+kernels. Reshapes are views (they share their operand's storage) and
+leaves (inputs, parameters, constants) are storage, not kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ShapeError
+from ..ops import ELEMENTWISE, LEAF, MOVEMENT, REDUCE, get
+from ..types import broadcast_shapes
+
+POINTWISE = "pointwise"
+
+
+def is_leaf(g, n) -> bool:
+    return get(g.op(n)).is_a(LEAF)
+
+
+def is_view(g, n) -> bool:
+    """Reshape: same elements in the same order, so it can share its operand's storage."""
+    op = get(g.op(n))
+    return op.is_a(MOVEMENT) and op.name == "reshape"
+
+
+def is_pointwise(g, n) -> bool:
+    """Computable one element at a time at a broadcast index: elementwise ops, and movement ops whose
+    result is their operand broadcast (broadcast_to), which the fused loop reads with broadcasting."""
+    op = get(g.op(n))
+    if op.is_a(ELEMENTWISE):
+        return True
+    if not op.is_a(MOVEMENT) or is_view(g, n) or len(g.operands(n)) != 1:
+        return False
+    src, dst = g.type_of(g.operands(n)[0]).shape, g.type_of(n).shape
+    try:
+        return broadcast_shapes(src, dst) == dst
+    except ShapeError:
+        return False
+
+
+@dataclass
+class Kernel:
+    index: int
+    output: int                       # the one node whose value is stored
+    anchor: int | None = None         # the non-pointwise node, if any
+    prologue: list = field(default_factory=list)  # pointwise nodes feeding a reduction, evaluated as it reads
+    epilogue: list = field(default_factory=list)  # pointwise nodes applied to the result (output last)
+    inputs: tuple = ()                # nodes read from memory, in first-use order
+    lines: tuple = ()                 # source lines covered
+    kind: str = POINTWISE             # the anchor's op name, or "pointwise"
+
+    @property
+    def nodes(self) -> list[int]:
+        return sorted(self.prologue + ([self.anchor] if self.anchor is not None else []) + self.epilogue)
+
+    def role(self, n) -> str | None:
+        if n == self.anchor:
+            return "anchor"
+        if n in self.prologue:
+            return "prologue"
+        if n in self.epilogue:
+            return "epilogue"
+        return None
+
+
+@dataclass
+class KernelPlan:
+    graph: object
+    targets: tuple
+    kernels: list
+    views: dict   # view node -> the node whose storage it shares
+    owner: dict   # computed node -> kernel index
+
+    @property
+    def primitive_ops(self) -> int:
+        """Nodes that compute something: everything the targets need except leaves."""
+        return sum(1 for n in self.needed if not is_leaf(self.graph, n))
+
+    @property
+    def needed(self) -> set:
+        return self.graph.needed_for(self.targets)
+
+    def storage_of(self, n: int) -> int:
+        """The node that owns the memory `n` lives in (follows reshape views)."""
+        while n in self.views:
+            n = self.views[n]
+        return n
+
+    def describe(self) -> str:
+        g = self.graph
+        lines = [f"{len(self.kernels)} kernels for {self.primitive_ops} primitive ops"]
+        for k in self.kernels:
+            ops = " ".join(f"{g.op(n)}%{n}" for n in k.nodes)
+            where = f"  lines {','.join(map(str, k.lines))}" if k.lines else ""
+            lines.append(f"k{k.index} {k.kind:<18} -> %{k.output} {g.type_of(k.output)}: {ops}{where}")
+        return "\n".join(lines)
+
+
+def fuse(g, targets) -> KernelPlan:
+    """Group the nodes `targets` need into kernels (a pure function of the graph)."""
+    targets = tuple(dict.fromkeys(targets))
+    needed = g.needed_for(targets)
+    order = [n for n in g.topo() if n in needed]
+    position = {n: i for i, n in enumerate(order)}
+    views = {n: g.operands(n)[0] for n in order if is_view(g, n)}
+    owner: dict[int, Kernel] = {}
+    drafts: list[Kernel] = []
+
+    for n in reversed(order):
+        if is_leaf(g, n) or n in views:
+            continue
+        users = {u for u in g.successors(n) if u in needed}
+        kernel = _absorbing_kernel(g, n, users, owner, views, targets)
+        if kernel is None:
+            kernel = Kernel(index=-1, output=n)
+            drafts.append(kernel)
+            if is_pointwise(g, n):
+                kernel.epilogue.append(n)
+            else:
+                kernel.anchor = n
+        elif is_pointwise(g, n):
+            roles = {kernel.role(u) for u in users}
+            (kernel.prologue if roles & {"anchor", "prologue"} else kernel.epilogue).append(n)
+        else:
+            kernel.anchor = n
+        owner[n] = kernel
+
+    drafts.sort(key=lambda k: position[k.output])
+    for i, k in enumerate(drafts):
+        k.index = i
+        k.prologue.sort(key=position.get)
+        k.epilogue.sort(key=position.get)
+        if k.anchor is not None:
+            k.kind = g.op(k.anchor)
+        covered = set(k.nodes)
+        inputs = []
+        for n in k.nodes:
+            inputs += [o for o in g.operands(n) if o not in covered and o not in inputs]
+        k.inputs = tuple(inputs)
+        k.lines = tuple(sorted({g.nodes[n]["loc"].span.line for n in k.nodes if g.nodes[n].get("loc") is not None}))
+    return KernelPlan(g, targets, drafts, views, {n: k.index for n, k in owner.items()})
+
+
+def _absorbing_kernel(g, n, users, owner, views, targets) -> Kernel | None:
+    """The kernel that can compute `n` in registers, or None when `n` must be stored."""
+    if n in targets or not users or any(u in views or u not in owner for u in users):
+        return None
+    kernels = {id(owner[u]): owner[u] for u in users}
+    if len(kernels) != 1:
+        return None
+    kernel = next(iter(kernels.values()))
+    roles = {kernel.role(u) for u in users}
+    if is_pointwise(g, n):
+        if roles == {"epilogue"}:
+            return kernel
+        if roles <= {"anchor", "prologue"} and get(g.op(kernel.anchor)).is_a(REDUCE):
+            return kernel
+        return None
+    # A non-pointwise node becomes the anchor of a pointwise kernel whose result has its shape.
+    if kernel.anchor is None and roles == {"epilogue"} and g.type_of(n) == g.type_of(kernel.output):
+        return kernel
+    return None

@@ -1,0 +1,173 @@
+"""Convolutions as GEMMs over one image at a time: forward, and both backward forms.
+
+Per image, `im2col` lays the receptive fields out as a [C·kh·kw, Ho·Wo]
+matrix in kernel scratch (zero where a window overhangs the padding: those
+entries are zeroed once and never written again), then
+
+  conv2d              out_n [F, P]   = W [F, CK] · col_n
+  conv2d_grad_weight  dW    [F, CK] += dy_n [F, P] · col_nᵀ
+  conv2d_grad_input   col   [CK, P]  = Wᵀ · dy_n, scatter-added back into dx_n (col2im)
+
+with P = Ho·Wo and CK = C·kh·kw. The valid output rows and columns of each
+kernel tap are compile-time ranges, so the copy loops carry no bounds checks.
+The forward GEMM applies the epilogue (bias, activation) to its registers
+whenever the epilogue's operands do not vary within an image row differently
+from the output (always so for per-channel bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from .. import llvmutil as u
+from ..codegen import broadcast_strides
+from ..irmath import F32
+from .matmul import emit_gemm, gemm_scratch_bytes
+from .pointwise import external_reads
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The sizes of one convolution: images N x C x H x W, kernels F x C x kh x kw, outputs Ho x Wo."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    f: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    stride: int
+    pad: int
+
+    @property
+    def p(self) -> int:
+        return self.ho * self.wo
+
+    @property
+    def ck(self) -> int:
+        return self.c * self.kh * self.kw
+
+    @property
+    def image(self) -> int:
+        return self.c * self.h * self.w
+
+
+def geometry(kc, image_shape, kernel_shape, out_shape) -> Geometry:
+    n, c, h, w = image_shape
+    f, _, kh, kw = kernel_shape
+    return Geometry(n, c, h, w, f, kh, kw, out_shape[2], out_shape[3],
+                    kc.attrs.get("stride", 1), kc.attrs.get("pad", 0))
+
+
+def _valid(tap: int, size: int, out: int, stride: int, pad: int) -> tuple[int, int]:
+    """Output positions o with 0 <= o·stride + tap − pad < size."""
+    lo = max(0, -(-(pad - tap) // stride))
+    hi = min(out, (size - 1 + pad - tap) // stride + 1)
+    return lo, max(lo, hi)
+
+
+def _patches(kc, geo: Geometry, visit) -> None:
+    """visit(image element offset, col element offset) for every in-bounds (c, tap, y, x)."""
+    b = kc.b
+    s, pad = geo.stride, geo.pad
+    with u.for_range(b, geo.c, name="c") as c:
+        for i in range(geo.kh):
+            y_lo, y_hi = _valid(i, geo.h, geo.ho, s, pad)
+            for j in range(geo.kw):
+                x_lo, x_hi = _valid(j, geo.w, geo.wo, s, pad)
+                row = u.offset(b, [(c, geo.kh * geo.kw)], i * geo.kw + j)
+                with u.for_range(b, y_hi, start=y_lo, name="y") as y:
+                    with u.for_range(b, x_hi, start=x_lo, name="x") as x:
+                        src = u.offset(b, [(c, geo.h * geo.w), (y, s * geo.w), (x, s)], (i - pad) * geo.w + j - pad)
+                        dst = u.offset(b, [(row, geo.p), (y, geo.wo), (x, 1)])
+                        visit(src, dst)
+
+
+def _zero(kc, ptr, count: int) -> None:
+    with u.for_range(kc.b, count, name="z") as i:
+        u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
+
+
+def _epilogue_fits_rows(kc, out_shape) -> bool:
+    """Can the epilogue be evaluated on [N, F, Ho·Wo] (each operand constant or contiguous over Ho·Wo)?"""
+    reads = [r for r in external_reads(kc, kc.kernel.output) if r != kc.anchor] if kc.kernel.epilogue else []
+    for r in reads:
+        st = broadcast_strides(kc.shape(r), out_shape)
+        if st[2] != st[3] * out_shape[3]:
+            return False
+    return True
+
+
+def emit_conv2d(kc) -> None:
+    b = kc.b
+    xnode, wnode = kc.operand(0), kc.operand(1)
+    out_shape = kc.shape(kc.anchor)
+    geo = geometry(kc, kc.shape(xnode), kc.shape(wnode), out_shape)
+    x = kc.ptr(xnode)
+    col = kc.request_scratch(geo.ck * geo.p * 4)
+    _zero(kc, col, geo.ck * geo.p)
+    direct = _epilogue_fits_rows(kc, out_shape)
+    with u.for_range(b, geo.n, name="n") as n:
+        image = b.mul(n, u.i64(geo.image))
+        _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
+
+        def store(f, q, acc, active):
+            if direct:
+                kc.emit_result([n, f, q], acc, kc.width, active, space=out_shape, groups=[[0], [1], [2, 3]])
+            else:
+                u.store_vector(b, acc, kc.out, u.offset(b, [(n, geo.f * geo.p), (f, geo.p), (q, 1)]), active)
+
+        emit_gemm(kc, geo.f, geo.p, geo.ck, kc.ptr(wnode), 0, False, col, 0, False, store)
+    if not direct:
+        kc.finish_epilogue()
+
+
+def emit_conv2d_grad_input(kc) -> None:
+    b = kc.b
+    dynode, wnode = kc.operand(0), kc.operand(1)
+    geo = geometry(kc, kc.shape(kc.anchor), kc.shape(wnode), kc.shape(dynode))
+    col = kc.request_scratch(geo.ck * geo.p * 4)
+    _zero(kc, kc.out, geo.n * geo.image)
+    with u.for_range(b, geo.n, name="n") as n:
+        def store(i, j, acc, active):
+            u.store_vector(b, acc, col, u.offset(b, [(i, geo.p), (j, 1)]), active)
+
+        dy_at = b.mul(n, u.i64(geo.f * geo.p))
+        emit_gemm(kc, geo.ck, geo.p, geo.f, kc.ptr(wnode), 0, True, kc.ptr(dynode), dy_at, False, store)
+        image = b.mul(n, u.i64(geo.image))
+
+        def scatter(src, dst):
+            at = b.add(image, src)
+            u.store(b, b.fadd(u.load(b, kc.out, at), u.load(b, col, dst)), kc.out, at)
+
+        _patches(kc, geo, scatter)
+    kc.finish_epilogue()
+
+
+def emit_conv2d_grad_weight(kc) -> None:
+    b = kc.b
+    xnode, dynode = kc.operand(0), kc.operand(1)
+    geo = geometry(kc, kc.shape(xnode), kc.shape(kc.anchor), kc.shape(dynode))
+    x = kc.ptr(xnode)
+    col_floats = geo.ck * geo.p
+    col = kc.request_scratch((col_floats + gemm_scratch_bytes(geo.p, True, kc.width) // 4) * 4)
+    panel = u.element(b, col, col_floats)
+    _zero(kc, col, col_floats)
+    _zero(kc, kc.out, geo.f * geo.ck)
+    with u.for_range(b, geo.n, name="n") as n:
+        image = b.mul(n, u.i64(geo.image))
+        _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
+
+        def accumulate(f, j, acc, active):
+            at = u.offset(b, [(f, geo.ck), (j, 1)])
+            old = u.load_vector(b, kc.out, at, kc.width, active)
+            u.store_vector(b, b.fadd(old, acc), kc.out, at, active)
+
+        dy_at = b.mul(n, u.i64(geo.f * geo.p))
+        emit_gemm(kc, geo.f, geo.ck, geo.p, kc.ptr(dynode), dy_at, False, col, 0, True, accumulate, panel)
+    kc.finish_epilogue()

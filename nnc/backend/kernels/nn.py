@@ -1,0 +1,147 @@
+"""Softmax, log-softmax, softmax cross-entropy (stable log-sum-exp), one-hot and dropout masks.
+
+Softmax-like ops see their input as [outer, L, inner] around the normalized
+axis and make three passes over each of the outer·inner lines: the maximum,
+the sum of e^(x − max), then the result. Cross-entropy with int labels checks
+every label before use and reports a bad one through the kernel's status.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+
+from .. import irmath as m
+from .. import llvmutil as u
+from ..codegen import STATUS_BAD_LABEL
+from ..irmath import F32, I32, I64
+from ..rng import GOLDEN, MASK32
+from .reduce import REASSOC
+
+
+def _layout(shape, axis: int):
+    axis %= len(shape)
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+def _line_max_and_sum(kc, ptr, base, length: int, stride: int):
+    """(max, Σ e^(x − max)) along one line of `length` elements `stride` apart."""
+    b = kc.b
+    mx = u.entry_alloca(b, F32, "max")
+    b.store(ir.Constant(F32, -math.inf), mx)
+    with u.for_range(b, length, name="l") as i:
+        v = u.load(b, ptr, b.add(base, b.mul(i, u.i64(stride))))
+        b.store(m.maximum(b, b.load(mx, typ=F32), v), mx)
+    top = b.load(mx, typ=F32)
+    total = u.entry_alloca(b, F32, "sum")
+    b.store(ir.Constant(F32, 0.0), total)
+    with u.for_range(b, length, name="l") as i:
+        v = u.load(b, ptr, b.add(base, b.mul(i, u.i64(stride))))
+        b.store(b.fadd(b.load(total, typ=F32), m.exp(b, b.fsub(v, top)), flags=REASSOC), total)
+    return top, b.load(total, typ=F32)
+
+
+def _emit_softmax(kc, log: bool) -> None:
+    b = kc.b
+    x = kc.ptr(kc.operand(0))
+    outer, length, inner = _layout(kc.shape(kc.anchor), kc.attrs.get("axis", -1))
+    with u.for_range(b, outer, name="o") as o:
+        with u.for_range(b, inner, name="t") as t:
+            base = u.offset(b, [(o, length * inner), (t, 1)])
+            top, total = _line_max_and_sum(kc, x, base, length, inner)
+            if log:
+                shift = b.fadd(top, m.log(b, total))
+            else:
+                scale = b.fdiv(ir.Constant(F32, 1.0), total)
+            with u.for_range(b, length, name="l") as i:
+                at = b.add(base, b.mul(i, u.i64(inner)))
+                v = u.load(b, x, at)
+                y = b.fsub(v, shift) if log else b.fmul(m.exp(b, b.fsub(v, top)), scale)
+                u.store(b, y, kc.out, at)
+    kc.finish_epilogue()
+
+
+def emit_softmax(kc) -> None:
+    _emit_softmax(kc, log=False)
+
+
+def emit_log_softmax(kc) -> None:
+    _emit_softmax(kc, log=True)
+
+
+def _check_label(kc, label, classes: int) -> None:
+    b = kc.b
+    ok = b.and_(b.icmp_signed(">=", label, ir.Constant(I32, 0)), b.icmp_signed("<", label, ir.Constant(I32, classes)))
+    kc.check(ok, STATUS_BAD_LABEL)
+
+
+def emit_xent(kc) -> None:
+    """−log softmax(logits)[label] = logsumexp(row) − row[label]; with one-hot targets t: Σ t·(lse − row)."""
+    b = kc.b
+    logits, labels = kc.operand(0), kc.operand(1)
+    rows, classes = kc.shape(logits)
+    x, lab = kc.ptr(logits), kc.ptr(labels)
+    with u.for_range(b, rows, name="row") as r:
+        base = b.mul(r, u.i64(classes))
+        top, total = _line_max_and_sum(kc, x, base, classes, 1)
+        lse = b.fadd(top, m.log(b, total))
+        if kc.dtype(labels) == "int32":
+            label = u.load(b, lab, r, I32)
+            _check_label(kc, label, classes)
+            picked = u.load(b, x, b.add(base, b.sext(label, I64)))
+            loss = b.fsub(lse, picked)
+        else:
+            acc = u.entry_alloca(b, F32, "loss")
+            b.store(ir.Constant(F32, 0.0), acc)
+            with u.for_range(b, classes, name="c") as c:
+                at = b.add(base, c)
+                term = b.fmul(u.load(b, lab, at), b.fsub(lse, u.load(b, x, at)))
+                b.store(b.fadd(b.load(acc, typ=F32), term, flags=REASSOC), acc)
+            loss = b.load(acc, typ=F32)
+        u.store(b, loss, kc.out, r)
+    kc.finish_epilogue()
+
+
+def emit_one_hot(kc) -> None:
+    b = kc.b
+    labels = kc.operand(0)
+    depth = kc.attrs["depth"]
+    lab = kc.ptr(labels)
+    with u.for_range(b, math.prod(kc.shape(labels)), name="row") as r:
+        label = u.load(b, lab, r, I32)
+        _check_label(kc, label, depth)
+        with u.for_range(b, depth, name="c") as c:
+            hit = b.icmp_signed("==", b.trunc(c, I32), label)
+            u.store(b, b.uitofp(hit, F32), kc.out, u.offset(b, [(r, depth), (c, 1)]))
+    kc.finish_epilogue()
+
+
+def _mix32(b, x):
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x = b.xor(x, b.lshr(x, ir.Constant(I32, shift)))
+        x = b.mul(x, ir.Constant(I32, factor))
+    return b.xor(x, b.lshr(x, ir.Constant(I32, 16)))
+
+
+def emit_dropout_mask(kc) -> None:
+    """keep = uniform(seed, salt, i) >= p, the stream of nnc.backend.rng; mask = keep / (1 − p)."""
+    b = kc.b
+    p = float(kc.attrs["p"])
+    salt = int(kc.attrs.get("salt", kc.anchor))
+    seed = kc.seed
+    lo = b.trunc(seed, I32)
+    hi = b.trunc(b.lshr(seed, ir.Constant(I64, 32)), I32)
+    key = _mix32(b, ir.Constant(I32, (salt + GOLDEN) & MASK32))
+    key = _mix32(b, b.xor(hi, key))
+    key = _mix32(b, b.xor(lo, key))
+    keep_value = ir.Constant(F32, float(np.float32(1.0 / (1.0 - p))))
+    threshold = ir.Constant(F32, float(np.float32(p)))
+    with u.for_range(b, math.prod(kc.shape(kc.anchor)), name="i") as i:
+        h = _mix32(b, b.add(b.mul(b.trunc(i, I32), ir.Constant(I32, GOLDEN)), key))
+        h = _mix32(b, b.xor(h, key))
+        uniform = b.fmul(b.uitofp(b.lshr(h, ir.Constant(I32, 8)), F32), ir.Constant(F32, 2.0 ** -24))
+        keep = b.fcmp_ordered(">=", uniform, threshold)
+        u.store(b, b.select(keep, keep_value, ir.Constant(F32, 0.0)), kc.out, i)
+    kc.finish_epilogue()

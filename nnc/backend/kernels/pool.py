@@ -1,0 +1,105 @@
+"""Max and average pooling over NCHW windows, forward and backward.
+
+Windows never leave the input (no padding; the output size rounds down), so
+every window position is a compile-time offset from its corner. The backward
+forms zero dx and scatter-add into it, so overlapping windows sum correctly;
+maxpool routes each window's gradient to the first position of its maximum,
+like the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from .. import irmath as m
+from .. import llvmutil as u
+from ..irmath import F32
+
+
+def _windows(kc, x_shape, out_shape, body) -> None:
+    """Call body(corner offset into x, offset into the output) for every window."""
+    b = kc.b
+    _, _, h, w = x_shape
+    n, c, ho, wo = out_shape
+    stride = kc.attrs["stride"]
+    with u.for_range(b, n * c, name="nc") as nc:
+        with u.for_range(b, ho, name="y") as y:
+            with u.for_range(b, wo, name="x") as xo:
+                corner = u.offset(b, [(nc, h * w), (y, stride * w), (xo, stride)])
+                body(corner, u.offset(b, [(nc, ho * wo), (y, wo), (xo, 1)]))
+
+
+def _taps(kc, width: int):
+    size = kc.attrs["size"]
+    return [i * width + j for i in range(size) for j in range(size)]
+
+
+def _zero(kc, ptr, count: int) -> None:
+    with u.for_range(kc.b, count, name="z") as i:
+        u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
+
+
+def _emit_pool(kc, is_max: bool) -> None:
+    b = kc.b
+    xnode = kc.operand(0)
+    x, x_shape = kc.ptr(xnode), kc.shape(xnode)
+    taps = _taps(kc, x_shape[3])
+    scale = ir.Constant(F32, 1.0 / len(taps))
+
+    def body(corner, at):
+        values = [u.load(b, x, u.plus(b, corner, t)) for t in taps]
+        acc = values[0]
+        for v in values[1:]:
+            acc = m.maximum(b, acc, v) if is_max else b.fadd(acc, v)
+        u.store(b, acc if is_max else b.fmul(acc, scale), kc.out, at)
+
+    _windows(kc, x_shape, kc.shape(kc.anchor), body)
+    kc.finish_epilogue()
+
+
+def emit_maxpool(kc) -> None:
+    _emit_pool(kc, is_max=True)
+
+
+def emit_avgpool(kc) -> None:
+    _emit_pool(kc, is_max=False)
+
+
+def emit_maxpool_grad(kc) -> None:
+    b = kc.b
+    xnode, dynode = kc.operand(0), kc.operand(1)
+    x, dy, x_shape = kc.ptr(xnode), kc.ptr(dynode), kc.shape(xnode)
+    _zero(kc, kc.out, math.prod(x_shape))
+    taps = _taps(kc, x_shape[3])
+
+    def body(corner, at):
+        best, where = u.load(b, x, corner), corner
+        for t in taps[1:]:
+            pos = u.plus(b, corner, t)
+            v = u.load(b, x, pos)
+            better = b.fcmp_ordered(">", v, best)
+            best, where = b.select(better, v, best), b.select(better, pos, where)
+        u.store(b, b.fadd(u.load(b, kc.out, where), u.load(b, dy, at)), kc.out, where)
+
+    _windows(kc, x_shape, kc.shape(dynode), body)
+    kc.finish_epilogue()
+
+
+def emit_avgpool_grad(kc) -> None:
+    b = kc.b
+    dynode = kc.operand(0)
+    dy, out_shape = kc.ptr(dynode), kc.shape(kc.anchor)
+    _zero(kc, kc.out, math.prod(out_shape))
+    taps = _taps(kc, out_shape[3])
+    scale = ir.Constant(F32, 1.0 / len(taps))
+
+    def body(corner, at):
+        share = b.fmul(u.load(b, dy, at), scale)
+        for t in taps:
+            pos = u.plus(b, corner, t)
+            u.store(b, b.fadd(u.load(b, kc.out, pos), share), kc.out, pos)
+
+    _windows(kc, out_shape, kc.shape(dynode), body)
+    kc.finish_epilogue()

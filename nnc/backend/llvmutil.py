@@ -1,0 +1,135 @@
+"""Code-generation helpers: counted loops, typed element pointers, vector loads and stores.
+
+The kernels are written with these instead of raw builder calls: `for_range`
+(like numba's `cgutils.for_range`) opens a counted loop whose body the `with`
+block emits; `element`/`load`/`store` address float32 or int32 buffers by a
+constant or computed element offset; `load_vector`/`store_vector` move
+`width` contiguous lanes, masked at a compile-time-known tail.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from llvmlite import ir
+
+from .irmath import F32, I1, I32, I64, splat
+
+PTR = ir.PointerType()
+
+
+def i64(value: int) -> ir.Constant:
+    return ir.Constant(I64, int(value))
+
+
+def as_i64(value) -> ir.Value:
+    return i64(value) if isinstance(value, int) else value
+
+
+@contextmanager
+def for_range(b: ir.IRBuilder, count, start=0, step: int = 1, name: str = "i"):
+    """`for i in range(start, count, step)` over i64; yields i. Emits nothing when empty at compile time."""
+    if isinstance(count, int) and isinstance(start, int) and start >= count:
+        yield None
+        return
+    start, count = as_i64(start), as_i64(count)
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    index = b.phi(I64, name=name)
+    index.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", index, count), body, done)
+    b.position_at_end(body)
+    yield index
+    nxt = b.add(index, i64(step), name=f"{name}.next", flags=("nsw",))
+    index.add_incoming(nxt, b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def offset(b: ir.IRBuilder, terms, base=0) -> ir.Value:
+    """base + Σ index·stride over (index, stride) pairs, skipping stride-0 terms; constants folded."""
+    const_part = base if isinstance(base, int) else 0
+    acc = None if isinstance(base, int) else base
+    for index, stride in terms:
+        if stride == 0:
+            continue
+        if isinstance(index, int):
+            const_part += index * stride
+            continue
+        term = index if stride == 1 else b.mul(index, i64(stride), flags=("nsw",))
+        acc = term if acc is None else b.add(acc, term, flags=("nsw",))
+    if acc is None:
+        return i64(const_part)
+    return acc if const_part == 0 else b.add(acc, i64(const_part), flags=("nsw",))
+
+
+def plus(b: ir.IRBuilder, x, c: int):
+    """x + c for an i64 value or int x, folding what is known at compile time."""
+    if isinstance(x, int):
+        return i64(x + c)
+    return x if c == 0 else b.add(x, i64(c), flags=("nsw",))
+
+
+def element(b: ir.IRBuilder, ptr, index, etype=F32) -> ir.Value:
+    return b.gep(ptr, [as_i64(index)], inbounds=True, source_etype=etype)
+
+
+def load(b: ir.IRBuilder, ptr, index, etype=F32) -> ir.Value:
+    return b.load(element(b, ptr, index, etype), typ=etype)
+
+
+def store(b: ir.IRBuilder, value, ptr, index) -> None:
+    b.store(value, element(b, ptr, index, value.type))
+
+
+def lane_mask(width: int, active: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I1, width), [1] * active + [0] * (width - active))
+
+
+def _masked_intrinsic(b, name: str, vec_t, arg_types):
+    full = f"llvm.masked.{name}.v{vec_t.count}f32.p0"
+    fn = b.module.globals.get(full)
+    if fn is None:
+        ret = vec_t if name == "load" else ir.VoidType()
+        fn = ir.Function(b.module, ir.FunctionType(ret, arg_types), full)
+    return fn
+
+
+def load_vector(b: ir.IRBuilder, ptr, index, width: int, active: int | None = None) -> ir.Value:
+    """`width` float32 lanes from ptr[index]; with `active` < width, lanes past it are 0 and never read."""
+    vec_t = ir.VectorType(F32, width)
+    addr = element(b, ptr, index)
+    if active is None or active >= width:
+        return b.load(addr, typ=vec_t, align=4)
+    mask_t = ir.VectorType(I1, width)
+    fn = _masked_intrinsic(b, "load", vec_t, [PTR, I32, mask_t, vec_t])
+    return b.call(fn, [addr, ir.Constant(I32, 4), lane_mask(width, active), ir.Constant(vec_t, 0.0)])
+
+
+def store_vector(b: ir.IRBuilder, value, ptr, index, active: int | None = None) -> None:
+    width = value.type.count
+    addr = element(b, ptr, index)
+    if active is None or active >= width:
+        b.store(value, addr, align=4)
+        return
+    mask_t = ir.VectorType(I1, width)
+    fn = _masked_intrinsic(b, "store", value.type, [value.type, PTR, I32, mask_t])
+    b.call(fn, [value, addr, ir.Constant(I32, 4), lane_mask(width, active)])
+
+
+def broadcast_load(b: ir.IRBuilder, ptr, index, width: int, etype=F32) -> ir.Value:
+    """One element splatted over `width` lanes (a scalar when width is 1)."""
+    return splat(b, load(b, ptr, index, etype), width)
+
+
+def entry_alloca(b: ir.IRBuilder, typ, name: str = "") -> ir.Value:
+    """A stack slot in the function's entry block, where SROA turns it into registers."""
+    here = b.block
+    b.position_at_start(b.function.entry_basic_block)
+    slot = b.alloca(typ, name=name)
+    b.position_at_end(here)
+    return slot

@@ -1,0 +1,94 @@
+"""The op registry (nnc/ops/registry.py): every primitive carries all of its rules.
+
+Now: a shape rule, a NumPy reference, a doc line and valid groups. Later
+stages attach `vjp` (autodiff) and `lower` (the LLVM backend) to the same
+records; the tests demanding those are marked xfail until every op has them,
+and will start passing (XPASS) on their own.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from nnc.ops import (BINARY, COMPARE, ELEMENTWISE, LEAF, REGISTRY, UNARY, NoGradient, Op, get,
+                     ops_in)
+from nnc.ops.registry import GROUPS
+
+OPS = sorted(REGISTRY)
+
+
+def keyword_names(fn) -> tuple[set, bool]:
+    """The keyword-only parameter names of fn and whether it also takes **kwargs."""
+    params = inspect.signature(fn).parameters.values()
+    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def test_registry_is_populated_and_keyed_by_name():
+    assert len(REGISTRY) >= 40
+    for name, op in REGISTRY.items():
+        assert isinstance(op, Op) and op.name == name and get(name) is op
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_op_has_shape_rule_reference_doc_and_groups(name):
+    op = REGISTRY[name]
+    assert callable(op.shape), "no shape rule"
+    assert callable(op.ref), "no NumPy reference"
+    assert isinstance(op.doc, str) and op.doc.strip(), "no doc line"
+    assert op.groups <= GROUPS, f"unknown groups {set(op.groups) - GROUPS}"
+    assert op.arity is None or (isinstance(op.arity, int) and op.arity >= 0)
+    assert isinstance(op.attrs, tuple) and all(isinstance(a, str) for a in op.attrs)
+
+
+# Attributes the interpreter keeps to itself rather than passing to a reference (nnc/interp.py).
+NOT_PASSED_TO_REF = {"type", "name", "init", "trainable"}
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_rules_accept_every_declared_attribute(name):
+    """A graph node hands its attributes to the shape rule and (most of them) to the reference."""
+    op = REGISTRY[name]
+    for fn, skipped in ((op.shape, set()), (op.ref, NOT_PASSED_TO_REF)):
+        names, takes_any = keyword_names(fn)
+        params = set(inspect.signature(fn).parameters)
+        missing = {a for a in set(op.attrs) - skipped if a not in names and a not in params}
+        assert takes_any or not missing, f"{fn} does not accept {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_groups_agree_with_arity(name):
+    op = REGISTRY[name]
+    if op.is_a(LEAF):
+        assert op.arity == 0
+    if op.is_a(UNARY):
+        assert op.arity == 1 and op.is_a(ELEMENTWISE)
+    if op.is_a(BINARY):
+        assert op.arity == 2 and op.is_a(ELEMENTWISE)
+    if op.is_a(ELEMENTWISE):
+        assert op.is_a(UNARY) or op.is_a(BINARY)
+    if op.is_a(COMPARE):
+        assert op.is_a(BINARY)
+
+
+def test_groups_are_queried_not_listed():
+    assert {op.name for op in ops_in(LEAF)} >= {"input", "param", "const"}
+    assert {"relu", "add", "mul"} <= {op.name for op in ops_in(ELEMENTWISE)}
+    assert all(op.is_a(COMPARE) for op in ops_in(COMPARE))
+
+
+@pytest.mark.xfail(strict=False, reason="autodiff (issue 3) attaches a VJP rule to every op")
+@pytest.mark.parametrize("name", OPS)
+def test_op_has_a_vjp(name):
+    op = REGISTRY[name]
+    assert op.vjp is not None, "no gradient rule and no NoGradient"
+    if not isinstance(op.vjp, NoGradient) and op.arity is not None:
+        assert len(op.vjp) == op.arity, "one rule (or None) per operand"
+
+
+@pytest.mark.xfail(strict=False, reason="the LLVM backend (issue 4) attaches a lowering to every op")
+@pytest.mark.parametrize("name", [n for n in OPS if not REGISTRY[n].is_a(LEAF)])
+def test_op_has_a_lowering(name):
+    assert callable(REGISTRY[name].lower), "no LLVM lowering"
