@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import irmath
 from ..types import TensorType, broadcast_all, require_float, result_dtype
 from .registry import BINARY, COMPARE, ELEMENTWISE, UNARY, VJP, defop, defvjp, nograd
 
@@ -71,38 +72,51 @@ def _mask(compare):
 
 relu = unary("relu", _same_dtype(lambda x: np.maximum(x, 0)), "max(x, 0)")
 defvjp(relu, VJP("relu: dx = dy · [x > 0]", lambda c, dy: c.mul(dy, c.greater(c.x(0), c.const(0))), partial="[{0} > 0]"))
+relu.lower = lambda b, xs, attrs: irmath.relu(b, xs[0])
 leaky_relu = unary("leaky_relu", _same_dtype(lambda x, alpha=0.01: np.where(x > 0, x, alpha * x)),
                    "x if x > 0 else alpha·x", attrs=("alpha",))
 defvjp(leaky_relu, VJP("leaky_relu: dx = dy · (x > 0 ? 1 : α)", lambda c, dy: c.mul(dy, c.add(
     c.mul(c.greater(c.x(0), c.const(0)), c.const(1 - c.attrs.get("alpha", 0.01))), c.const(c.attrs.get("alpha", 0.01)))), partial="({0} > 0 ? 1 : α)"))
+leaky_relu.lower = lambda b, xs, attrs: irmath.leaky_relu(b, xs[0], attrs.get("alpha", 0.01))
 elu = unary("elu", _same_dtype(lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))),
             "x if x > 0 else alpha·(e^x − 1)", attrs=("alpha",))
 defvjp(elu, VJP("elu: dx = dy · (x > 0 ? 1 : y + α)", lambda c, dy: c.mul(dy, _select(
     c, c.greater(c.x(0), c.const(0)), c.const(1), c.add(c.y, c.const(c.attrs.get("alpha", 1.0))))), partial="({0} > 0 ? 1 : {y} + α)"))
+elu.lower = lambda b, xs, attrs: irmath.elu(b, xs[0], attrs.get("alpha", 1.0))
 sigmoid = unary("sigmoid", _same_dtype(_sigmoid), "1 / (1 + e^−x), stable for large |x|")
 defvjp(sigmoid, VJP("sigmoid: dx = dy · σ(x)(1 − σ(x))",
                        lambda c, dy: c.mul(dy, c.mul(c.y, c.sub(c.const(1), c.y))), partial="{y}·(1 − {y})"))
+sigmoid.lower = lambda b, xs, attrs: irmath.sigmoid(b, xs[0])
 tanh = unary("tanh", np.tanh, "hyperbolic tangent")
 defvjp(tanh, VJP("tanh: dx = dy · (1 − tanh²(x))", lambda c, dy: c.mul(dy, c.sub(c.const(1), c.square(c.y))), partial="1 − {y}²"))
+tanh.lower = lambda b, xs, attrs: irmath.tanh(b, xs[0])
 exp = unary("exp", np.exp, "e^x")
 defvjp(exp, VJP("exp: dx = dy · eˣ", lambda c, dy: c.mul(dy, c.y), partial="{y}"))
+exp.lower = lambda b, xs, attrs: irmath.exp(b, xs[0])
 log = unary("log", np.log, "natural logarithm")
 # Guarded like frameworks do: 1/x with x clamped to the smallest normal float, so log's
 # gradient at 0 is huge but finite instead of inf (and NaN after a multiply by 0).
 defvjp(log, VJP("log: dx = dy / x", lambda c, dy: c.div(dy, c.maximum(c.x(0), c.const(TINY[c.type(c.y).dtype]))), partial="1/{0}"))
+log.lower = lambda b, xs, attrs: irmath.log(b, xs[0])
 sqrt = unary("sqrt", np.sqrt, "square root")
 defvjp(sqrt, VJP("sqrt: dx = dy / (2·√x)", lambda c, dy: c.div(
     dy, c.mul(c.const(2), c.maximum(c.y, c.const(TINY[c.type(c.y).dtype])))), partial="1/(2·{y})"))
+sqrt.lower = lambda b, xs, attrs: irmath.intrinsic(b, "sqrt", xs)
 abs_ = unary("abs", np.abs, "|x|")
 defvjp(abs_, VJP("abs: dx = dy · sign(x)", lambda c, dy: c.mul(dy, c.sign(c.x(0))), partial="sign({0})"))
+abs_.lower = lambda b, xs, attrs: irmath.intrinsic(b, "fabs", xs)
 square = unary("square", np.square, "x²")
 defvjp(square, VJP("square: dx = dy · 2x", lambda c, dy: c.mul(dy, c.mul(c.const(2), c.x(0))), partial="2·{0}"))
+square.lower = lambda b, xs, attrs: b.fmul(xs[0], xs[0])
 sign = unary("sign", np.sign, "−1, 0 or 1")
 nograd(sign, "sign is piecewise constant: its derivative is 0 wherever it exists")
+sign.lower = lambda b, xs, attrs: irmath.sign(b, xs[0])
 step = unary("step", _same_dtype(lambda x: x >= 0), "the perceptron's threshold: 1 if x >= 0 else 0")
 nograd(step, "step is piecewise constant: its derivative is 0 wherever it exists")
+step.lower = lambda b, xs, attrs: irmath.step(b, xs[0])
 neg = defop("neg", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary, ref=np.negative, doc="−x")
 defvjp(neg, VJP("neg: dx = −dy", lambda c, dy: c.neg(dy), partial="−1"))
+neg.lower = lambda b, xs, attrs: irmath.negate(b, xs[0])
 
 # The float functions users call by name, e.g. relu(x); leaky_relu and elu take alpha too.
 UNARY_FLOAT = {op.name: (op.ref, op.doc) for op in (relu, sigmoid, tanh, exp, log, sqrt, abs_, square, sign, step)}
@@ -112,31 +126,41 @@ UNARY_FLOAT = {op.name: (op.ref, op.doc) for op in (relu, sigmoid, tanh, exp, lo
 add = binary("add", np.add, "a + b", ints_ok=True)
 defvjp(add, VJP("add: da = dy (add distributes)", lambda c, dy: dy, partial="1"),
        VJP("add: db = dy (add distributes)", lambda c, dy: dy, partial="1"))
+add.lower = lambda b, xs, attrs: irmath.arith(b, "fadd", "add", *xs)
 sub = binary("sub", np.subtract, "a − b", ints_ok=True)
 defvjp(sub, VJP("sub: da = dy", lambda c, dy: dy, partial="1"), VJP("sub: db = −dy", lambda c, dy: c.neg(dy), partial="−1"))
+sub.lower = lambda b, xs, attrs: irmath.arith(b, "fsub", "sub", *xs)
 mul = binary("mul", np.multiply, "a · b", ints_ok=True)
 defvjp(mul, VJP("mul: da = dy · b (mul switches)", lambda c, dy: c.mul(dy, c.x(1)), partial="{1}"),
        VJP("mul: db = dy · a (mul switches)", lambda c, dy: c.mul(dy, c.x(0)), partial="{0}"))
+mul.lower = lambda b, xs, attrs: irmath.arith(b, "fmul", "mul", *xs)
 div = binary("div", np.divide, "a / b")
 defvjp(div, VJP("div: da = dy / b", lambda c, dy: c.div(dy, c.x(1)), partial="1/{1}"),
        VJP("div: db = −dy · a / b²", lambda c, dy: c.neg(c.div(c.mul(dy, c.y), c.x(1))), partial="−{0}/{1}²"))
+div.lower = lambda b, xs, attrs: b.fdiv(*xs)
 pow_ = binary("pow", np.power, "a ** b")
 defvjp(pow_, VJP("pow: da = dy · b · a^(b−1)",
                    lambda c, dy: c.mul(dy, c.mul(c.x(1), c.pow(c.x(0), c.sub(c.x(1), c.const(1))))), partial="{1}·{0}^({1}−1)"),
        VJP("pow: db = dy · aᵇ · ln a", lambda c, dy: c.mul(dy, c.mul(c.y, c.log(c.x(0)))), partial="{y}·ln {0}"))
+pow_.lower = lambda b, xs, attrs: irmath.power(b, *xs)
 maximum = binary("maximum", np.maximum, "elementwise max(a, b)")
 defvjp(maximum, VJP("maximum: da = dy · [a ≥ b] (max routes)",
                           lambda c, dy: c.mul(dy, c.greater_equal(c.x(0), c.x(1))), partial="[{0} ≥ {1}]"),
        VJP("maximum: db = dy · [a < b] (max routes)", lambda c, dy: c.mul(dy, c.greater(c.x(1), c.x(0))), partial="[{0} < {1}]"))
+maximum.lower = lambda b, xs, attrs: irmath.maximum(b, *xs)
 minimum = binary("minimum", np.minimum, "elementwise min(a, b)")
 defvjp(minimum, VJP("minimum: da = dy · [a ≤ b]", lambda c, dy: c.mul(dy, c.greater_equal(c.x(1), c.x(0))), partial="[{0} ≤ {1}]"),
        VJP("minimum: db = dy · [a > b]", lambda c, dy: c.mul(dy, c.greater(c.x(0), c.x(1))), partial="[{0} > {1}]"))
+minimum.lower = lambda b, xs, attrs: irmath.minimum(b, *xs)
 
 # ---- comparisons (0.0 / 1.0 masks used by gradient rules) ---------------------------------
 
 greater = binary("greater", _mask(np.greater), "[a > b] as 0.0 / 1.0", groups={COMPARE})
 nograd(greater, "a comparison is piecewise constant")
+greater.lower = lambda b, xs, attrs: irmath.compare(b, ">", *xs)
 greater_equal = binary("greater_equal", _mask(np.greater_equal), "[a >= b] as 0.0 / 1.0", groups={COMPARE})
 nograd(greater_equal, "a comparison is piecewise constant")
+greater_equal.lower = lambda b, xs, attrs: irmath.compare(b, ">=", *xs)
 equal = binary("equal", _mask(np.equal), "[a == b] as 0.0 / 1.0", groups={COMPARE})
 nograd(equal, "a comparison is piecewise constant")
+equal.lower = lambda b, xs, attrs: irmath.compare(b, "==", *xs)
