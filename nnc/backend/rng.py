@@ -17,10 +17,11 @@ MASK32 = 0xFFFFFFFF
 def mix32(x):
     """lowbias32 on uint32 NumPy values (wrapping arithmetic)."""
     x = np.asarray(x, dtype=np.uint32)
-    x = x ^ (x >> np.uint32(16))
-    x = x * np.uint32(0x7FEB352D)
-    x = x ^ (x >> np.uint32(15))
-    x = x * np.uint32(0x846CA68B)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
     return x ^ (x >> np.uint32(16))
 
 

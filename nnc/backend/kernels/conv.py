@@ -64,11 +64,15 @@ def geometry(kc, image_shape, kernel_shape, out_shape) -> Geometry:
                     kc.attrs.get("stride", 1), kc.attrs.get("pad", 0))
 
 
-def _valid(tap: int, size: int, out: int, stride: int, pad: int) -> tuple[int, int]:
-    """Output positions o with 0 <= o·stride + tap − pad < size."""
-    lo = max(0, -(-(pad - tap) // stride))
-    hi = min(out, (size - 1 + pad - tap) // stride + 1)
-    return lo, max(lo, hi)
+def _valid(b, tap, size: int, out: int, stride: int, pad: int):
+    """[lo, hi): the output positions o with 0 <= o·stride + tap − pad < size, for an i64 `tap`."""
+    zero = u.i64(0)
+    first = b.sub(u.i64(pad), tap)                        # o·stride >= pad − tap
+    lo = b.select(b.icmp_signed("<=", first, zero), zero, b.sdiv(b.add(first, u.i64(stride - 1)), u.i64(stride)))
+    last = b.sub(u.i64(size - 1 + pad), tap)              # o·stride <= size − 1 + pad − tap
+    hi = b.select(b.icmp_signed("<", last, zero), zero, b.add(b.sdiv(last, u.i64(stride)), u.i64(1)))
+    hi = b.select(b.icmp_signed("<", hi, u.i64(out)), hi, u.i64(out))
+    return lo, b.select(b.icmp_signed("<", hi, lo), lo, hi)
 
 
 def _patches(kc, geo: Geometry, visit) -> None:
@@ -76,14 +80,15 @@ def _patches(kc, geo: Geometry, visit) -> None:
     b = kc.b
     s, pad = geo.stride, geo.pad
     with u.for_range(b, geo.c, name="c") as c:
-        for i in range(geo.kh):
-            y_lo, y_hi = _valid(i, geo.h, geo.ho, s, pad)
-            for j in range(geo.kw):
-                x_lo, x_hi = _valid(j, geo.w, geo.wo, s, pad)
-                row = u.offset(b, [(c, geo.kh * geo.kw)], i * geo.kw + j)
+        with u.for_range(b, geo.kh, name="i") as i:
+            y_lo, y_hi = _valid(b, i, geo.h, geo.ho, s, pad)
+            with u.for_range(b, geo.kw, name="j") as j:
+                x_lo, x_hi = _valid(b, j, geo.w, geo.wo, s, pad)
+                row = u.offset(b, [(c, geo.kh * geo.kw), (i, geo.kw), (j, 1)])
+                tap = u.offset(b, [(c, geo.h * geo.w), (i, geo.w), (j, 1)], -pad * geo.w - pad)
                 with u.for_range(b, y_hi, start=y_lo, name="y") as y:
                     with u.for_range(b, x_hi, start=x_lo, name="x") as x:
-                        src = u.offset(b, [(c, geo.h * geo.w), (y, s * geo.w), (x, s)], (i - pad) * geo.w + j - pad)
+                        src = b.add(tap, u.offset(b, [(y, s * geo.w), (x, s)]))
                         dst = u.offset(b, [(row, geo.p), (y, geo.wo), (x, 1)])
                         visit(src, dst)
 
