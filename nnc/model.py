@@ -166,7 +166,7 @@ class Model:
             if t.is_float:
                 out[name] = rng.normal(size=shape).astype(t.dtype)
             else:
-                out[name] = rng.integers(0, self._classes(node), size=shape)
+                out[name] = rng.integers(0, self._classes(node), size=shape).astype(np.int32)
         return out
 
     def _classes(self, node) -> int:
