@@ -197,6 +197,20 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .backend.compiler import compile_report
+
+    model = _load_model(args)
+    batch = args.batch or model.settings.get("batch") or 1
+    text = compile_report(model.graph, {"B": batch}, args.emit)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
 # ---- parser -------------------------------------------------------------------------------
 
 
@@ -253,6 +267,14 @@ def make_parser() -> argparse.ArgumentParser:
     _run_args(p)
     p.add_argument("--of", metavar="NAME", help="the scalar to differentiate (default: the loss, or the single output)")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("compile", help="compile the forward pass to native code; show the kernels, IR or assembly")
+    _model_args(p)
+    p.add_argument("--batch", type=positive_int, metavar="N", help="batch size B (default: the train block's, or 1)")
+    p.add_argument("--emit", choices=("summary", "graph", "llvm", "asm"), default="summary",
+                   help="what to show: summary (default), graph (the fused kernels), llvm (optimized IR), asm")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of printing")
+    p.set_defaults(func=cmd_compile)
     return parser
 
 

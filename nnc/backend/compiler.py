@@ -78,3 +78,28 @@ def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True) ->
 
 def mem_scratch(mem) -> dict:
     return {index: slot.nbytes for index, slot in mem.scratch.items()}
+
+
+def compile_report(g, bindings: dict, emit: str) -> str:
+    """What `nnc compile --emit` prints: the kernel plan ("graph"), optimized LLVM IR ("llvm"),
+    assembly ("asm") or a summary of kernels, memory and compile time ("summary")."""
+    start = time.perf_counter()
+    plan, module, mem = lower_to_ir(g, bindings)
+    if emit == "graph":
+        return plan.describe()
+    optimized = jit.optimize(str(module))
+    if emit == "llvm":
+        return str(optimized)
+    if emit == "asm":
+        return jit.emit_assembly(optimized)
+    jit.emit_object(optimized)
+    seconds = time.perf_counter() - start
+    sizes = ", ".join(f"{k}={v}" for k, v in bindings.items())
+    return "\n".join([
+        f"target      {jit.host().description}",
+        f"bindings    {sizes or 'none'}",
+        f"kernels     {len(plan.kernels)} for {plan.primitive_ops} primitive ops",
+        f"arena       {mem.arena_bytes:,} bytes",
+        f"parameters  {mem.param_bytes:,} bytes",
+        f"compile     {seconds:.2f} s (cold: fusion, codegen, O3, machine code)",
+    ])
