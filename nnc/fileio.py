@@ -40,18 +40,30 @@ def save_npz(path: str | Path, arrays: dict) -> None:
     atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (the second: one with no arrays)
+SAVEZ_HINT = "save arrays keyed by name with numpy.savez(FILE, name=array, ...)"
+
+
 def load_npz(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]:
     """Load every array of an .npz file; pickled objects are refused."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise NncError(f"{path}: expected an .npz archive of {what}, got a single .npy array")
-            return {k: data[k] for k in data.files}
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
     except FileNotFoundError:
         raise NncError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise NncError(f"{path} is a directory, expected an .npz file") from None
+    except OSError as err:
+        raise NncError(f"cannot read {path}: {err.strerror}") from None
+    if head.startswith(NPY_MAGIC):
+        raise NncError(f"{path}: got a single .npy array, expected an .npz archive of {what}", hint=SAVEZ_HINT)
+    if not head.startswith(ZIP_MAGIC):
+        raise NncError(f"{path}: not an .npz archive of {what}", hint=SAVEZ_HINT)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError, OSError) as err:
         raise NncError(f"{path}: not a readable .npz file ({err})") from None
     except ValueError as err:

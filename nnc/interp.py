@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import NncError
 from .ops import RANDOM, get
-from .types import concrete, format_shape, numpy_dtype
+from .types import concrete, describe, format_shape, numpy_dtype
 
 
 def _declared_loc(g, node):
@@ -27,7 +27,7 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
             continue
         typ = g.type_of(node)
         if name not in inputs:
-            raise NncError(f"missing input '{name}' {typ}", _declared_loc(g, node),
+            raise NncError(f"missing input '{name}': expected {describe(typ)}", _declared_loc(g, node),
                            hint=f"give it with --at {name}=VALUE or in --inputs FILE.npz")
         arr = np.asarray(inputs[name])
         if arr.dtype == object or arr.dtype.kind not in "biuf":

@@ -42,6 +42,14 @@ def format_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def describe(t: TensorType) -> str:
+    """A value of type t in words, for messages: "a number", "an int[B] tensor", "a [B, 784] tensor"."""
+    if not t.shape:
+        return "a number" if t.is_float else "an integer"
+    text = str(t)
+    return f"{'an' if text[0] in 'aeiou' else 'a'} {text} tensor"
+
+
 def numpy_dtype(dtype: str, float_dtype=np.float32):
     """The NumPy dtype that holds a value of `dtype`; float32 runs at `float_dtype`."""
     if dtype == "float32":

@@ -8,6 +8,8 @@ stderr are exactly what a user sees.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -46,6 +48,27 @@ def run_cli(*args, cwd: Path | str = REPO, timeout: float = 120) -> Completed:
     proc = subprocess.run([sys.executable, "-m", "nnc", *map(str, args)], cwd=cwd, env=nnc_env(),
                           capture_output=True, text=True, timeout=timeout)
     return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_main(*args, cwd: Path | str = REPO) -> Completed:
+    """Run the same entry point in this process: for the many cases where a fresh interpreter adds only time.
+
+    Exit statuses match a subprocess (`python -m nnc` exits with what `main` returns, argparse exits 2).
+    """
+    from nnc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main([str(a) for a in args])
+            except SystemExit as exc:
+                status = exc.code
+    finally:
+        os.chdir(here)
+    return Completed(status, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

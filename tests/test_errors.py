@@ -34,21 +34,14 @@ UPDATE = os.environ.get("NNC_UPDATE_GOLDEN") == "1"
 MIN_CASES = 30
 
 
-# Runs each argv of a JSON list on stdin through the real entry point, capturing
-# what it prints; answers a JSON list of [exit status, stdout, stderr].
-BATCH_DRIVER = """
-import contextlib, io, json, sys
-from nnc.cli import main
-results = []
-for argv in json.load(sys.stdin):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = main(argv)
-        except SystemExit as exc:
-            status = exc.code
-    results.append([status, out.getvalue(), err.getvalue()])
-json.dump(results, sys.stdout)
+# Runs each argv of a JSON list on stdin through the real entry point (conftest.run_main) in
+# tests/errors, and answers a JSON list of [exit status, stdout, stderr].
+BATCH_DRIVER = f"""
+import json, sys
+sys.path.insert(0, {str(ERRORS.parent)!r})
+from conftest import run_main
+results = [run_main(*argv, cwd={str(ERRORS)!r}) for argv in json.load(sys.stdin)]
+json.dump([[r.returncode, r.stdout, r.stderr] for r in results], sys.stdout)
 """
 SAMPLE = ("01_missing_brace", "04_not_utf8", "37_dense_needs_flatten", "70_shape_error_in_block", "77_no_model")
 

@@ -372,7 +372,7 @@ def test_same_seed_same_parameters():
 
 
 @pytest.mark.parametrize("inputs, message", [
-    ({}, "missing input 'x' [B, 2]"),
+    ({}, "missing input 'x': expected a [B, 2] tensor"),
     ({"x": np.zeros((3, 2)), "t": np.zeros((4, 2))}, "input 't' has shape [4, 2]: B = 4 here but 3 in another input"),
     ({"x": np.zeros((3, 3))}, "input 'x' has shape [3, 3], expected [B, 2]"),
     ({"x": np.zeros(2)}, "input 'x' has shape [2], expected [B, 2]"),
