@@ -178,7 +178,7 @@ def test_eval_data_mistakes_exit_1(args, message):
 
 @pytest.mark.parametrize("args, message", [
     ([], "the following arguments are required: COMMAND"),
-    (["compile", CIRCUIT], "argument COMMAND: invalid choice: 'compile'"),
+    (["frobnicate", CIRCUIT], "argument COMMAND: invalid choice: 'frobnicate'"),
     (["check"], "the following arguments are required: MODEL.nn"),
     (["eval", CIRCUIT, "--bogus"], "unrecognized arguments: --bogus"),
     (["eval", CIRCUIT, "--seed", "-1"], "argument --seed: expected 0 or more, got -1"),
