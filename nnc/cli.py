@@ -211,6 +211,33 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .run import cmd_run as run
+
+    return run(args)
+
+
+def val_amount(text: str) -> float:
+    """--val: a count of examples (100) or a fraction of the training set (0.1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    if v < 0 or (v >= 1 and not v.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a count (100) or a fraction in [0, 1), got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return v
+
+
 # ---- parser -------------------------------------------------------------------------------
 
 
@@ -261,6 +288,30 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-entries", type=positive_int, default=32, metavar="N",
                    help="entries checked per tensor; larger tensors are sampled (default 32)")
     p.set_defaults(func=cmd_grad)
+
+    p = sub.add_parser("run", help="train a model on a dataset, evaluate it and record the run")
+    _model_args(p)
+    p.add_argument("--data", metavar="DATA", help="mnist, fashion-mnist, and, or, xor, spiral, FILE.csv or FILE.npz "
+                   "(default: the train block's data)")
+    p.add_argument("--target", metavar="COLUMN", help="the CSV column to predict")
+    p.add_argument("--epochs", type=positive_int, help="passes over the training set")
+    p.add_argument("--batch", type=positive_int, help="examples per training step")
+    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw")
+    p.add_argument("--schedule", metavar="NAME", help="constant, step, exponential, cosine, warmup or cyclic")
+    p.add_argument("--weight-decay", type=float, metavar="L", help="L2 weight decay (decoupled for adamw)")
+    p.add_argument("--clip", type=positive_float, metavar="NORM", help="clip gradients to this global norm")
+    p.add_argument("--val", type=val_amount, metavar="N", help="validation examples taken from the training "
+                   "set: a count or a fraction")
+    p.add_argument("--seed", type=nonnegative_int, help="makes the run reproducible")
+    p.add_argument("--threads", type=positive_int, help="threads for the native code")
+    p.add_argument("--backend", choices=["llvm", "reference"], default="llvm",
+                   help="native code (default) or the NumPy reference interpreter")
+    p.add_argument("--out", metavar="DIR", help="the run folder (default runs/<model>-<timestamp>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    p.add_argument("--metrics-json", metavar="FILE", help="also write the final metrics here")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="print the chain rule walked node by node, with values")
     _model_args(p)

@@ -1,0 +1,305 @@
+"""Training: the loop behind `nnc run`.
+
+A `Trainer` owns one compiled training step (forward + backward + optimizer
+update, one native call per batch) and compiled evaluation functions. Each
+epoch shuffles the training set with a generator seeded by (seed, epoch), so
+a run and its resumption see the same batches; dropout is seeded by the
+global step. The reference interpreter can stand in for the native code
+(`backend="reference"`): same graph, same results within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import interp
+from .errors import NncError
+from .init import init_params
+from .metrics import confusion_matrix, precision_recall, predicted_classes, regression
+from .optim import LR, training_step
+from .schedules import learning_rate
+from .settings import Spec
+
+EVAL_BATCH = 1000
+
+
+@dataclass
+class RunConfig:
+    epochs: int
+    batch: int
+    optimizer: Spec
+    schedule: Spec
+    weight_decay: float = 0.0
+    clip: float | None = None
+    seed: int = 0
+    backend: str = "llvm"
+    threads: int | None = None
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.args["lr"])
+
+
+@dataclass
+class Task:
+    """What the model learns, read off its graph: which output scores, which input holds the answer."""
+
+    kind: str            # "multiclass", "binary" or "regression"
+    output: str          # the output whose values are predictions
+    target: str | None   # the input holding labels or targets
+    classes: int | None = None
+
+    @staticmethod
+    def of(model) -> Task:
+        g = model.graph
+        loss = g.graph["loss"]
+        if loss is None:
+            raise NncError(f"model '{model.name}' has no loss, so there is nothing to train",
+                           hint="declare one, e.g. loss cross_entropy(logits, label)")
+        need = g.needed_for([loss])
+        outputs = {n: name for name, n in g.graph["outputs"].items()}
+        output = next((outputs[n] for n in g.topo() if n in outputs and n in need), None)
+        output = output or next(iter(g.graph["outputs"]), None)
+        if output is None:
+            raise NncError(f"model '{model.name}' has no output to evaluate", hint="add `output NAME`")
+        inputs = {n: name for name, n in g.graph["inputs"].items()}
+        for n in g.topo():
+            if n not in need:
+                continue
+            op = g.op(n)
+            if op in ("xent", "one_hot"):
+                labels = g.operands(n)[1] if op == "xent" else g.operands(n)[0]
+                if labels in inputs and not g.type_of(labels).is_float:
+                    classes = g.type_of(g.operands(n)[0]).shape[1] if op == "xent" else g.nodes[n]["attrs"]["depth"]
+                    return Task("multiclass", output, inputs[labels], classes)
+        targets = [inputs[n] for n in _loss_targets(g, need) if n in inputs]
+        target = targets[0] if targets else None
+        binary = any(g.nodes[n].get("layer") == "binary_cross_entropy" for n in need)
+        out_type = g.type_of(g.graph["outputs"][output])
+        if binary and out_type.shape[-1:] == (1,):
+            return Task("binary", output, target, 2)
+        return Task("regression", output, target)
+
+
+def _loss_targets(g, need) -> list:
+    """Inputs that enter the loss but not the output: the targets of mse / mae / binary_cross_entropy."""
+    outputs = set(g.graph["outputs"].values())
+    feeding_outputs = g.needed_for(list(outputs)) if outputs else set()
+    return [n for name, n in g.graph["inputs"].items() if n in need and n not in feeding_outputs]
+
+
+# ---- engines: the same graphs, natively or on the interpreter ---------------------------------
+
+
+class NativeEngine:
+    def __init__(self, graph, batch: int, targets):
+        from .backend import compile_graph
+
+        self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets)
+        self.compile_seconds = self.exe.stats["compile_seconds"]
+
+    @property
+    def params(self) -> dict:
+        return self.exe.params
+
+    def set_params(self, params: dict) -> None:
+        self.exe.set_params({k: v for k, v in params.items() if k in self.exe.params})
+
+    def run(self, inputs: dict, seed: int) -> dict:
+        return self.exe.run(inputs, seed=seed)
+
+
+class ReferenceEngine:
+    def __init__(self, graph, batch: int, targets):
+        self.graph = graph
+        self.targets = list(targets) + list(graph.graph["updates"].values())
+        self.params = init_params(graph)
+        self.compile_seconds = 0.0
+
+    def set_params(self, params: dict) -> None:
+        for k, v in params.items():
+            if k in self.params:
+                self.params[k] = np.array(v, dtype=self.params[k].dtype)
+
+    def run(self, inputs: dict, seed: int) -> dict:
+        values = interp.run(self.graph, inputs, self.params, targets=self.targets, seed=seed)
+        for name, n in self.graph.graph["updates"].items():
+            self.params[name] = values[n]
+        return values
+
+
+ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
+
+
+def _symbols(graph) -> set:
+    return {d for n in graph.graph["inputs"].values() for d in graph.type_of(n).shape if isinstance(d, str)}
+
+
+def _batch_dim(arrays: dict) -> int:
+    return len(next(iter(arrays.values())))
+
+
+# ---- the trainer ------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_accuracy: float | None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    lr: float = 0.0
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+    grad_norms: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, model, config: RunConfig):
+        if config.backend not in ENGINES:
+            raise NncError(f"unknown backend '{config.backend}'", hint="choose llvm or reference")
+        self.model = model
+        self.config = config
+        self.task = Task.of(model)
+        self.step_graph = training_step(model, config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
+        self.engine_type = ENGINES[config.backend]
+        start = time.perf_counter()
+        loss = self.step_graph.graph["loss"]
+        out = self.step_graph.graph["outputs"][self.task.output]
+        self.step = self.engine_type(self.step_graph, config.batch, [loss, out])
+        self.compile_seconds = time.perf_counter() - start
+        self.step.set_params(init_params(self.step_graph, config.seed))
+        self._evaluators: dict[int, object] = {}
+        self.epoch = 0          # epochs completed
+        self.global_step = 0
+        self.history: list[EpochStats] = []
+
+    # ---- parameters -----------------------------------------------------------------
+
+    def state(self) -> dict:
+        """Every parameter and optimizer state, keyed by name, as arrays (copies)."""
+        return {k: np.array(v) for k, v in self.step.params.items()}
+
+    def load_state(self, state: dict) -> None:
+        self.step.set_params(state)
+
+    def model_params(self) -> dict:
+        return {k: v for k, v in self.state().items() if k in self.model.graph.graph["params"]}
+
+    # ---- training -------------------------------------------------------------------
+
+    def batches_per_epoch(self, n: int) -> int:
+        return n // self.config.batch
+
+    def epoch_order(self, n: int, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.config.seed, epoch]).permutation(n)
+
+    def lr_at(self, epoch: float) -> float:
+        return learning_rate(self.config.schedule, self.config.lr, epoch, self.config.epochs)
+
+    def train_epoch(self, train: dict, on_step=None, should_stop=None, skip: int = 0) -> EpochStats:
+        """One pass over the training set in shuffled batches; the last partial batch is left out
+        (it is in a different place next epoch)."""
+        cfg = self.config
+        n = _batch_dim(train)
+        steps = self.batches_per_epoch(n)
+        if steps == 0:
+            raise NncError(f"the training set has {n} examples, fewer than one batch of {cfg.batch}",
+                           hint=f"use --batch {n} or less")
+        order = self.epoch_order(n, self.epoch)
+        loss_node = self.step_graph.graph["loss"]
+        out_node = self.step_graph.graph["outputs"][self.task.output]
+        total_loss, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        lr = self.lr_at(self.epoch)
+        lr_array = np.zeros((), dtype=np.float32)
+        for i in range(skip, steps):
+            idx = order[i * cfg.batch:(i + 1) * cfg.batch]
+            batch = {k: v[idx] for k, v in train.items()}
+            lr = self.lr_at(self.epoch + i / steps)
+            lr_array[...] = lr
+            batch[LR] = lr_array
+            values = self.step.run(batch, seed=cfg.seed * 1_000_003 + self.global_step)
+            self.global_step += 1
+            loss = float(values[loss_node])
+            if not np.isfinite(loss):
+                raise NonFiniteLoss(self.epoch, i, loss)
+            total_loss += loss * len(idx)
+            seen += len(idx)
+            if self.task.kind != "regression":
+                correct += int((predicted_classes(values[out_node]) == self._labels(batch)).sum())
+            if on_step:
+                on_step(i + 1, steps, total_loss / seen, correct / seen if self.task.kind != "regression" else None)
+            if should_stop and should_stop():
+                raise Interrupted(self.epoch, i + 1)
+        seconds = time.perf_counter() - start
+        self.epoch += 1
+        return EpochStats(self.epoch, total_loss / max(seen, 1),
+                          correct / seen if self.task.kind != "regression" and seen else None,
+                          lr=lr, seconds=seconds, samples_per_second=seen / max(seconds, 1e-9))
+
+    def _labels(self, batch: dict) -> np.ndarray:
+        labels = batch[self.task.target]
+        return labels.reshape(len(labels), -1)[:, 0].astype(np.int64) if labels.ndim > 1 else labels
+
+    # ---- evaluation -------------------------------------------------------------------
+
+    def _evaluator(self, batch: int):
+        if batch not in self._evaluators:
+            g = self.model.graph
+            targets = [g.graph["loss"], g.graph["outputs"][self.task.output]]
+            self._evaluators[batch] = self.engine_type(g, batch, targets)
+        engine = self._evaluators[batch]
+        engine.set_params(self.model_params())
+        return engine
+
+    def predict(self, data: dict) -> tuple[float, np.ndarray]:
+        """(mean loss, stacked outputs) over a whole split, in evaluation mode."""
+        n = _batch_dim(data)
+        g = self.model.graph
+        loss_node, out_node = g.graph["loss"], g.graph["outputs"][self.task.output]
+        size = min(EVAL_BATCH, n)
+        total, outputs = 0.0, []
+        for start in range(0, n, size):
+            chunk = {k: v[start:start + size] for k, v in data.items() if k in g.graph["inputs"]}
+            m = _batch_dim(chunk)
+            values = self._evaluator(m).run(chunk, seed=0)
+            total += float(values[loss_node]) * m
+            outputs.append(np.array(values[out_node]))
+        return total / n, np.concatenate(outputs)
+
+    def evaluate(self, data: dict, detailed: bool = False) -> dict:
+        loss, out = self.predict(data)
+        result = {"loss": loss}
+        if self.task.kind == "regression":
+            if self.task.target and self.task.target in data:
+                target = data[self.task.target]
+                if target.shape == out.shape:
+                    result.update(regression(out, target))
+            return result
+        truth = self._labels(data)
+        predicted = predicted_classes(out)
+        result["accuracy"] = float((predicted == truth).mean())
+        if detailed:
+            counts = confusion_matrix(truth, predicted, self.task.classes)
+            precision, recall = precision_recall(counts)
+            result.update(confusion=counts, precision=precision, recall=recall)
+        return result
+
+
+class Interrupted(Exception):
+    """Ctrl-C was pressed; the step finished and training stopped at (epoch, step)."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"interrupted in epoch {epoch + 1} after step {step}")
+        self.epoch, self.step = epoch, step
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, epoch: int, step: int, loss: float):
+        super().__init__(f"the loss became {loss} in epoch {epoch + 1}, step {step + 1}")
+        self.epoch, self.step, self.loss = epoch, step, loss
