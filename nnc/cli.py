@@ -311,6 +311,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     p.add_argument("--metrics-json", metavar="FILE", help="also write the final metrics here")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--check-numerics", action="store_true", help="stop at the first NaN or infinity in any output "
+                   "(the loss is always checked) and name the node that produced it")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="print the chain rule walked node by node, with values")

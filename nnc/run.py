@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import signal
+import sys
 import time
 from dataclasses import asdict
 from datetime import datetime
@@ -200,6 +201,7 @@ def cmd_run(args) -> int:
     folder = run_folder(model, args)
     folder.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, config)
+    trainer.check_numerics = args.check_numerics
     resumed_step = 0
     if args.resume:
         resumed_step = restore(trainer, folder / CHECKPOINT)
@@ -244,10 +246,17 @@ def cmd_run(args) -> int:
                     progress.end_epoch(_epoch_line(h, config.epochs))
     except NonFiniteLoss as bad:
         progress.end_epoch("")
-        kept = (folder / CHECKPOINT).exists()
-        raise NncError(f"training stopped: {bad}",
-                       hint=(f"the last good checkpoint (after epoch {trainer.epoch}) is kept in {folder / CHECKPOINT}; "
-                             if kept else "") + "try a lower learning rate (--lr) or gradient clipping (clip = 1.0)")
+        print(f"nnc: training stopped: {bad}", file=sys.stderr)
+        located = trainer.locate_nonfinite(data.train, bad)
+        if located is not None:
+            print(located.format(), file=sys.stderr)
+        trainer.load_state(trainer.epoch_start[0])  # the state before the failing epoch: all finite
+        trainer.global_step = trainer.epoch_start[1]
+        save_checkpoint(trainer, folder)
+        write_history(folder / "history.csv", trainer.history)
+        print(f"nnc: kept the last good checkpoint (after epoch {trainer.epoch}) in {folder / CHECKPOINT}",
+              file=sys.stderr)
+        return 1
     return finish(args, model, trainer, data, folder, progress, started, samples, train_seconds)
 
 

@@ -176,6 +176,7 @@ class Trainer:
         self._evaluators: dict[int, object] = {}
         self.epoch = 0          # epochs completed
         self.global_step = 0
+        self.check_numerics = False  # also stop on a non-finite output, not only a non-finite loss
         self.history: list[EpochStats] = []
 
     # ---- parameters -----------------------------------------------------------------
@@ -211,6 +212,7 @@ class Trainer:
             raise NncError(f"the training set has {n} examples, fewer than one batch of {cfg.batch}",
                            hint=f"use --batch {n} or less")
         order = self.epoch_order(n, self.epoch)
+        self.epoch_start = (self.state(), self.global_step)  # to replay up to a failing step
         loss_node = self.step_graph.graph["loss"]
         out_node = self.step_graph.graph["outputs"][self.task.output]
         total_loss, correct, seen = 0.0, 0, 0
@@ -226,7 +228,7 @@ class Trainer:
             values = self.step.run(batch, seed=cfg.seed * 1_000_003 + self.global_step)
             self.global_step += 1
             loss = float(values[loss_node])
-            if not np.isfinite(loss):
+            if not np.isfinite(loss) or (self.check_numerics and not _finite(values)):
                 raise NonFiniteLoss(self.epoch, i, loss)
             total_loss += loss * len(idx)
             seen += len(idx)
@@ -241,6 +243,30 @@ class Trainer:
         return EpochStats(self.epoch, total_loss / max(seen, 1),
                           correct / seen if self.task.kind != "regression" and seen else None,
                           lr=lr, seconds=seconds, samples_per_second=seen / max(seconds, 1e-9))
+
+    def locate_nonfinite(self, train: dict, failure: NonFiniteLoss) -> NncError | None:
+        """Replay the epoch natively up to the failing step, then run that step on the interpreter
+        and name the first node whose value is not finite."""
+        from .numerics import describe, first_nonfinite
+
+        state, step0 = self.epoch_start
+        self.load_state(state)
+        order = self.epoch_order(_batch_dim(train), failure.epoch)
+        cfg = self.config
+        steps = self.batches_per_epoch(_batch_dim(train))
+        batch = None
+        for i in range(failure.step + 1):
+            idx = order[i * cfg.batch:(i + 1) * cfg.batch]
+            batch = {k: v[idx] for k, v in train.items()}
+            batch[LR] = np.asarray(self.lr_at(failure.epoch + i / steps), dtype=np.float32)
+            seed = cfg.seed * 1_000_003 + step0 + i
+            if i < failure.step:
+                self.step.run(batch, seed=seed)
+        found = first_nonfinite(self.step_graph, batch, self.state(), seed=seed)
+        self.load_state(state)
+        if found is None:
+            return None
+        return describe(self.step_graph, found, f"epoch {failure.epoch + 1}, step {failure.step + 1}")
 
     def _labels(self, batch: dict) -> np.ndarray:
         labels = batch[self.task.target]
@@ -289,6 +315,10 @@ class Trainer:
             precision, recall = precision_recall(counts)
             result.update(confusion=counts, precision=precision, recall=recall)
         return result
+
+
+def _finite(values: dict) -> bool:
+    return all(np.all(np.isfinite(v)) for v in values.values() if np.asarray(v).dtype.kind == "f")
 
 
 class Interrupted(Exception):
