@@ -21,7 +21,7 @@ import math
 from llvmlite import ir
 
 from ..errors import NncError
-from ..ops import ELEMENTWISE, get
+from ..ops import get
 from ..types import concrete
 from . import llvmutil as u
 from .fusion import POINTWISE
@@ -149,7 +149,7 @@ class KernelContext:
             elif m in self.fused:
                 op = get(self.g.op(m))
                 xs = [value(o) for o in self.g.operands(m)]
-                v = xs[0] if not op.is_a(ELEMENTWISE) else op.lower(b, xs, self.attrs_of(m))
+                v = op.lower(b, xs, self.attrs_of(m))
             else:
                 v = self._load(m, space, groups, index, width, active)
             memo[m] = v

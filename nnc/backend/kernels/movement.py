@@ -7,6 +7,8 @@ through per-dim strides, so one generator serves all three.
 
 from __future__ import annotations
 
+import math
+
 from .. import llvmutil as u
 from ..codegen import contiguous_strides
 from ..irmath import F32, I32
@@ -62,4 +64,11 @@ def emit_concat(kc) -> None:
         _copy(kc, shape, kc.ptr(x), contiguous_strides(shape), 0, out_strides, start * out_strides[axis],
               _etype(kc, x))
         start += shape[axis]
+    kc.finish_epilogue()
+
+
+def emit_reshape(kc) -> None:
+    """Reshape is normally a view (fusion gives it its operand's storage); as a kernel it is a flat copy."""
+    x = kc.operand(0)
+    _copy(kc, [math.prod(kc.shape(x))], kc.ptr(x), [1], 0, [1], 0, _etype(kc, x))
     kc.finish_epilogue()
