@@ -418,7 +418,7 @@ class Builder:
         value = int(v) if dtype == "int32" else float(v)
         info = np.iinfo(np.int32) if dtype == "int32" else np.finfo(dtype)
         if not float(info.min) <= value <= float(info.max):  # np.asarray would overflow or make it inf
-            raise NncError(f"the number {v:g} does not fit a {DTYPE_NAMES.get(dtype, dtype)} tensor: got {v:g}, "
+            raise NncError(f"the number {v:g} does not fit {DTYPE_NAMES.get(dtype, dtype)} tensors: got {v:g}, "
                            f"expected {info.min:g} to {info.max:g}", loc,
                            hint="declare the tensors f64 to compute with numbers this large" if dtype == "float32"
                            else None)

@@ -313,8 +313,9 @@ def hinge(b: Builder, scores: Tensor, labels: Tensor, margin: float = 1.0):
     """Multiclass SVM loss: Σ_{j≠y} max(0, s_j − s_y + margin), averaged over the batch."""
     t = _float_input(b, scores, 0, "scores")
     lt = b.type(labels)
-    if t.rank != 2:
-        raise b.error(f"scores have shape {format_shape(t.shape)}, expected [batch, classes]", 0)
+    if t.rank != 2 or not isinstance(t.shape[1], int):
+        raise b.error(f"scores have shape {format_shape(t.shape)}, expected [batch, classes] with a number of "
+                      f"classes", 0)
     if lt.is_float or lt.shape != t.shape[:1]:
         raise b.error(f"labels are {lt}, expected int{format_shape(t.shape[:1])}", 1)
     onehot = b.op("one_hot", labels, depth=t.shape[1], dtype=t.dtype)

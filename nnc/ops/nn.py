@@ -52,6 +52,9 @@ def _xent(ts):
         raise ShapeError(f"cross_entropy: labels have shape int{format_shape(labels.shape)}, "
                          f"expected int{format_shape(logits.shape[:1])}: one class index per row of the logits",
                          operand=1)
+    elif not isinstance(logits.shape[1], int):  # class indices need a known number of classes
+        raise ShapeError(f"cross_entropy: logits have shape {format_shape(logits.shape)}: got the symbolic dim "
+                         f"{logits.shape[1]} as the classes, expected a number", operand=0)
     return TensorType(logits.shape[:1], logits.dtype)
 
 
@@ -77,6 +80,8 @@ xent.lower = kernel("nn", "emit_xent")
 def _one_hot(ts, *, depth, dtype="float32"):
     if ts[0].is_float:
         raise ShapeError(f"one_hot: labels are a float tensor {ts[0]}, expected int class indices")
+    if not isinstance(depth, int) or depth < 1:
+        raise ShapeError(f"one_hot: got {depth} classes, expected a number of at least 1")
     return TensorType(ts[0].shape + (depth,), dtype)
 
 

@@ -223,8 +223,10 @@ class _Gen:
         return f"reshape({x}, [B, -1])", None
 
     def e_misc(self, env, depth):
-        choice = self.rng.choice(["transpose", "concat", "maximum", "minimum"])
+        choice = self.rng.choice(["transpose", "concat", "maximum", "minimum", "gram"])
         x, s = self.sub(env, depth)
+        if choice == "gram":  # [B, n] @ [n, B]: a tensor whose second dim is symbolic
+            return f"{x} @ transpose({x})", (s[0], s[0]) if s is not None and len(s) == 2 else None
         if choice == "transpose":
             if s and self.chance(0.5):
                 perm = list(range(len(s)))
@@ -287,7 +289,9 @@ class _Gen:
     # ---- statements and files ----------------------------------------------------------------
 
     def input_shape(self):
-        kind = self.rng.choice(["vec", "vec", "img", "scalar", "wide", "seq"])
+        kind = self.rng.choice(["vec", "vec", "img", "scalar", "wide", "seq", "symbolic"])
+        if kind == "symbolic":  # more symbols than the batch
+            return self.rng.choice([("B", "T"), ("B", "T", self.small(1, 4)), ("N", self.small(1, 4)), ("B", "B")])
         if kind == "vec":
             return ("B", self.small(1, 12))
         if kind == "img":
