@@ -49,5 +49,24 @@ def check_against(path, arrays: dict, expected: dict, *, allow_missing=()) -> No
     problems += [f"extra '{name}'" for name in extra]
     if problems:
         shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
-        raise NncError(f"{path} does not fit this model: {shown}",
+        raise NncError(f"the parameters do not fit this model: {shown}", filename=str(path),
                        hint="was it saved from another model or another version of this one?")
+
+
+def model_params(path, model) -> dict:
+    """The model's parameters from a run checkpoint or a plain parameter .npz.
+
+    A checkpoint (it has metadata) must hold exactly the model's parameters (optimizer state is
+    dropped); a plain file may hold a subset, the rest being initialized with the seed.
+    """
+    arrays, meta = load(path)
+    expected = {name: t.shape for name, t in model.param_types.items()}
+    if meta:
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}
+        check_against(path, arrays, expected)
+        return arrays
+    unknown = sorted(set(arrays) - set(expected))
+    wrong = [k for k in arrays if k in expected and tuple(arrays[k].shape) != tuple(expected[k])]
+    if unknown or wrong:
+        check_against(path, arrays, {**expected, **{k: arrays[k].shape for k in expected if k not in arrays}})
+    return arrays

@@ -127,12 +127,17 @@ def gather_random(args, model, inputs: dict) -> dict:
 
 
 def gather_params(args, model) -> dict:
-    given = load_npz(args.params, "parameters") if getattr(args, "params", None) else {}
+    """--params: a run checkpoint or a parameter .npz; parameters not given are initialized with --seed."""
+    from .checkpoint import model_params
+
+    given = model_params(args.params, model) if getattr(args, "params", None) else {}
     return model.complete_params(given, args.seed)
 
 
 def cmd_eval(args) -> int:
     model = _load_model(args)
+    if args.data:
+        return eval_on_data(args, model)
     inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
     dtype = FLOAT_DTYPES[args.dtype]
@@ -145,6 +150,29 @@ def cmd_eval(args) -> int:
     if args.save_params:
         save_npz(args.save_params, params)
         print(f"wrote {args.save_params}")
+    return 0
+
+
+def eval_on_data(args, model) -> int:
+    """nnc eval --data: the test set through the model, with the metrics nnc run prints."""
+    from .data import load_dataset
+    from .run import confusion_text
+    from .train import Evaluator
+
+    params = gather_params(args, model)
+    data = load_dataset(args.data, model, target=args.target, val=0.0, seed=args.seed,
+                        base_dir=Path(args.model).resolve().parent)
+    split = data.test if data.test is not None else data.train
+    evaluator = Evaluator(model, args.backend, params)
+    result = evaluator.evaluate(split, detailed=evaluator.task.kind != "regression")
+    which = "test" if data.test is not None else "training"
+    if "accuracy" in result:
+        print(f"{which} loss {result['loss']:.4f}  {which} accuracy {100 * result['accuracy']:.2f}% "
+              f"({data.describe()})")
+        print(confusion_text(result))
+    else:
+        print(f"{which} loss {result['loss']:.6g}" + "".join(
+            f"  {k.upper()} {result[k]:.6g}" for k in ("mse", "mae", "rmse") if k in result))
     return 0
 
 
@@ -217,6 +245,12 @@ def cmd_run(args) -> int:
     return run(args)
 
 
+def cmd_predict(args) -> int:
+    from .predict import cmd_predict as predict
+
+    return predict(args)
+
+
 def val_amount(text: str) -> float:
     """--val: a count of examples (100) or a fraction of the training set (0.1)."""
     try:
@@ -275,7 +309,19 @@ def make_parser() -> argparse.ArgumentParser:
     _run_args(p)
     p.add_argument("--out", metavar="OUT.npz", help="write the outputs here")
     p.add_argument("--save-params", metavar="P.npz", help="write the parameters used here")
+    p.add_argument("--data", metavar="DATA", help="evaluate on this dataset's test set instead (mnist, FILE.csv, ...)")
+    p.add_argument("--target", metavar="COLUMN", help="with --data FILE.csv: the column to predict")
+    p.add_argument("--backend", choices=["llvm", "reference"], default="llvm", help="for --data: native code "
+                   "(default) or the reference interpreter")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="predict the class of one input (a .png image, .npy or .npz)")
+    _model_args(p)
+    p.add_argument("--params", metavar="CKPT", help="a run's checkpoint.npz or a parameter .npz")
+    p.add_argument("--input", required=True, metavar="FILE", help="a .png image, .npy array or .npz of inputs")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for parameters not given")
+    p.add_argument("--backend", choices=["llvm", "reference"], default="llvm")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("grad", help="differentiate the loss (or --of NAME) and print every gradient")
     _model_args(p)

@@ -173,7 +173,7 @@ class Trainer:
         self.step = self.engine_type(self.step_graph, config.batch, [loss, out])
         self.compile_seconds = time.perf_counter() - start
         self.step.set_params(init_params(self.step_graph, config.seed))
-        self._evaluators: dict[int, object] = {}
+        self.evaluator = Evaluator(model, config.backend)
         self.epoch = 0          # epochs completed
         self.global_step = 0
         self.check_numerics = False  # also stop on a non-finite output, not only a non-finite loss
@@ -233,7 +233,7 @@ class Trainer:
             total_loss += loss * len(idx)
             seen += len(idx)
             if self.task.kind != "regression":
-                correct += int((predicted_classes(values[out_node]) == self._labels(batch)).sum())
+                correct += int((predicted_classes(values[out_node]) == _labels(batch[self.task.target])).sum())
             if on_step:
                 on_step(i + 1, steps, total_loss / seen, correct / seen if self.task.kind != "regression" else None)
             if should_stop and should_stop():
@@ -268,23 +268,40 @@ class Trainer:
             return None
         return describe(self.step_graph, found, f"epoch {failure.epoch + 1}, step {failure.step + 1}")
 
-    def _labels(self, batch: dict) -> np.ndarray:
-        labels = batch[self.task.target]
-        return labels.reshape(len(labels), -1)[:, 0].astype(np.int64) if labels.ndim > 1 else labels
-
     # ---- evaluation -------------------------------------------------------------------
 
-    def _evaluator(self, batch: int):
-        if batch not in self._evaluators:
+    def predict(self, data: dict) -> tuple[float, np.ndarray]:
+        self.evaluator.params = self.model_params()
+        return self.evaluator.predict(data)
+
+    def evaluate(self, data: dict, detailed: bool = False) -> dict:
+        self.evaluator.params = self.model_params()
+        return self.evaluator.evaluate(data, detailed)
+
+
+class Evaluator:
+    """The model in evaluation mode, compiled per batch size, with the task's metrics."""
+
+    def __init__(self, model, backend: str = "llvm", params: dict | None = None):
+        if backend not in ENGINES:
+            raise NncError(f"unknown backend '{backend}'", hint="choose llvm or reference")
+        self.model = model
+        self.task = Task.of(model)
+        self.engine_type = ENGINES[backend]
+        self.params = params if params is not None else model.init_params()
+        self._engines: dict[int, object] = {}
+
+    def _engine(self, batch: int):
+        if batch not in self._engines:
             g = self.model.graph
             targets = [g.graph["loss"], g.graph["outputs"][self.task.output]]
-            self._evaluators[batch] = self.engine_type(g, batch, targets)
-        engine = self._evaluators[batch]
-        engine.set_params(self.model_params())
+            self._engines[batch] = self.engine_type(g, batch, targets)
+        engine = self._engines[batch]
+        engine.set_params(self.params)
         return engine
 
     def predict(self, data: dict) -> tuple[float, np.ndarray]:
-        """(mean loss, stacked outputs) over a whole split, in evaluation mode."""
+        """(mean loss, stacked outputs) over a whole split."""
         n = _batch_dim(data)
         g = self.model.graph
         loss_node, out_node = g.graph["loss"], g.graph["outputs"][self.task.output]
@@ -293,7 +310,7 @@ class Trainer:
         for start in range(0, n, size):
             chunk = {k: v[start:start + size] for k, v in data.items() if k in g.graph["inputs"]}
             m = _batch_dim(chunk)
-            values = self._evaluator(m).run(chunk, seed=0)
+            values = self._engine(m).run(chunk, seed=0)
             total += float(values[loss_node]) * m
             outputs.append(np.array(values[out_node]))
         return total / n, np.concatenate(outputs)
@@ -307,7 +324,7 @@ class Trainer:
                 if target.shape == out.shape:
                     result.update(regression(out, target))
             return result
-        truth = self._labels(data)
+        truth = _labels(data[self.task.target])
         predicted = predicted_classes(out)
         result["accuracy"] = float((predicted == truth).mean())
         if detailed:
@@ -317,8 +334,9 @@ class Trainer:
         return result
 
 
-def _finite(values: dict) -> bool:
-    return all(np.all(np.isfinite(v)) for v in values.values() if np.asarray(v).dtype.kind == "f")
+def _labels(labels: np.ndarray) -> np.ndarray:
+    """Class indices from int labels [N] or 0/1 targets [N, 1]."""
+    return labels.reshape(len(labels), -1)[:, 0].astype(np.int64) if labels.ndim > 1 else labels
 
 
 class Interrupted(Exception):
@@ -333,3 +351,7 @@ class NonFiniteLoss(Exception):
     def __init__(self, epoch: int, step: int, loss: float):
         super().__init__(f"the loss became {loss} in epoch {epoch + 1}, step {step + 1}")
         self.epoch, self.step, self.loss = epoch, step, loss
+
+
+def _finite(values: dict) -> bool:
+    return all(np.all(np.isfinite(v)) for v in values.values() if np.asarray(v).dtype.kind == "f")
