@@ -108,6 +108,11 @@ def plot_curves(path: Path, history, classifier: bool) -> None:
         ax.set_ylabel("accuracy (%)")
         ax.set_title("accuracy")
         ax.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for row in axes:
+        for a in row:
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     _save_figure(fig, path)
 
@@ -233,7 +238,7 @@ def cmd_run(args) -> int:
                 resumed_step = 0
                 samples += n_train - n_train % config.batch
                 train_seconds += h.seconds
-                if data.val is not None:
+                if data.val is not None and data.n_val:
                     ev = trainer.evaluate(data.val)
                     h.val_loss, h.val_accuracy = ev["loss"], ev.get("accuracy")
                 trainer.history.append(h)
@@ -284,8 +289,9 @@ def restore(trainer, path: Path) -> int:
 
 def finish(args, model, trainer, data, folder, progress, started, samples, train_seconds) -> int:
     task = trainer.task
-    test = data.test if data.test is not None else data.train
-    which = "test" if data.test is not None else "training"
+    has_test = data.test is not None and data.n_test
+    test = data.test if has_test else data.train
+    which = "test" if has_test else "training"
     result = trainer.evaluate(test, detailed=task.kind != "regression")
     seconds = time.perf_counter() - started
     last = trainer.history[-1] if trainer.history else None

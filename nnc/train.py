@@ -303,6 +303,8 @@ class Evaluator:
     def predict(self, data: dict) -> tuple[float, np.ndarray]:
         """(mean loss, stacked outputs) over a whole split."""
         n = _batch_dim(data)
+        if n == 0:
+            raise NncError("nothing to evaluate: the split has no examples")
         g = self.model.graph
         loss_node, out_node = g.graph["loss"], g.graph["outputs"][self.task.output]
         size = min(EVAL_BATCH, n)
