@@ -67,6 +67,10 @@ def _plain(expr):
             return -inner
     if isinstance(expr, ast.ListExpr):
         return [_plain(i) for i in expr.items]
+    if isinstance(expr, ast.BinOp) and expr.op == "-":  # data = fashion-mnist: a hyphenated name
+        left, right = _plain(expr.left), _plain(expr.right)
+        if isinstance(left, str) and isinstance(right, str):
+            return f"{left}-{right}"
     if isinstance(expr, ast.Call):
         return expr  # only optimizer and schedule take calls; other kinds reject it
     raise NncError("a setting's value must be a number, a name, a string or a call like adam(lr=0.001)", expr.loc)
@@ -129,8 +133,10 @@ def read_train_block(trains: tuple) -> dict:
             values[s.name] = _spec(s.value, SCHEDULES, "schedule")
             continue
         v = _plain(s.value)
-        if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-            raise NncError(f"{s.name} must be a positive integer, got {v if not isinstance(v, ast.Call) else 'a call'}",
+        least = 0 if s.name == "seed" else 1  # seed 0 is as good a seed as any
+        if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
+            wanted = "an integer of 0 or more" if least == 0 else "a positive integer"
+            raise NncError(f"{s.name} must be {wanted}, got {v if not isinstance(v, ast.Call) else 'a call'}",
                            s.value.loc)
         if kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
             raise NncError(f"{s.name} must be a number of 0 or more, got {v if not isinstance(v, ast.Call) else 'a call'}",
