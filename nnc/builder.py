@@ -353,7 +353,7 @@ class Builder:
         if isinstance(e, ast.Neg):
             v = self.expr(e.operand, scope)
             if isinstance(v, Tensor):
-                return self.apply("neg", (v,), e.loc, (e.operand.loc,), layer="-")
+                return self.apply("neg", (v,), e.loc, (e.operand.loc,), layer="neg")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
             raise NncError(f"cannot negate {value_kind(v)}", e.operand.loc)
@@ -694,7 +694,7 @@ def _coerce(kind: str, v):
         return float(v)
     if kind == "Init" and not isinstance(v, Init):
         return Init("constant", (float(v),))
-    if kind == "Axis" and isinstance(v, float):
+    if kind in ("Axis", "Size") and isinstance(v, float):  # both accept a whole float as an int: kernel 3.0
         return int(v)
     return v
 

@@ -57,8 +57,8 @@ def elu(b: Builder, x: Tensor, alpha: float = 1.0):
 
 
 def _binary(name):
-    def fn(b: Builder, a: TensorLike, c: TensorLike):
-        return b.prim(name, b.as_tensor(a, like=c), b.as_tensor(c, like=a))
+    def fn(builder: Builder, a: TensorLike, b: TensorLike):  # the user's names: maximum(a, b)
+        return builder.prim(name, builder.as_tensor(a, like=b), builder.as_tensor(b, like=a))
     fn.__name__ = name
     return fn
 

@@ -339,3 +339,17 @@ def test_model_reads_its_train_block():
     m = nnc.load("examples/mnist_mlp.nn")
     assert m.settings["data"] == "mnist" and m.settings["batch"] == 128 and m.settings["epochs"] == 10
     assert m.settings["optimizer"].name == "adam"
+
+
+def test_seed_zero_is_a_valid_seed():
+    assert settings("seed = 0")["seed"] == 0
+    with pytest.raises(NncError, match="seed must be an integer of 0 or more, got -1"):
+        settings("seed = -1")
+
+
+def test_binary_functions_take_a_and_b_and_unary_minus_is_neg_in_the_summary():
+    m = model("input x: [B]\ninput y: [B]\nz = maximum(b=y, a=x) - minimum(x, b=y)\nn = -x\noutput z, n")
+    rows = {info.label: info.ops for info in m.graph.graph["statements"] if info.kind == "assign"}
+    assert rows["z"] == ["maximum", "minimum", "-"] and rows["n"] == ["neg"]
+    out = m.eval({"x": [1.0, 5.0], "y": [3.0, 2.0]})
+    assert out["z"].tolist() == [2.0, 3.0] and out["n"].tolist() == [-1.0, -5.0]

@@ -81,7 +81,7 @@ def test_check_every_model_of_a_file_or_the_one_named(tmp_path):
 
 def test_check_a_missing_file():
     result = run_main("check", "no/such/model.nn")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     assert result.stderr == "error: no such file: no/such/model.nn\n"
     assert result.stdout == ""
 
@@ -143,14 +143,14 @@ def test_params_file_with_an_unknown_name(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **{"h.wieght": np.zeros((2, 2))})
     result = run_main("eval", "examples/xor.nn", "--params", bad, "--at", "x=[[0,1]]")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: unknown parameter 'h.wieght' for model 'xor'\nhint: the model's parameters")
     no_traceback(result)
 
 
 def test_missing_input_is_a_located_error():
     result = run_cli("eval", CIRCUIT, "--at", "x=1")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     assert result.stdout == ""
     assert result.stderr == ("examples/circuit.nn:5:9: error: missing input 'y': expected a number\n"
                              "    input y\n"
@@ -168,7 +168,7 @@ def test_missing_input_is_a_located_error():
 ])
 def test_eval_data_mistakes_exit_1(args, message):
     result = run_main("eval", CIRCUIT, *args)
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(message)
     no_traceback(result)
 
@@ -189,7 +189,7 @@ def test_eval_data_mistakes_exit_1(args, message):
 ])
 def test_bad_usage_exits_2_like_argparse(args, message):
     result = run_main(*args)
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     assert "usage: nnc" in result.stderr
     assert message in result.stderr
     assert result.stdout == ""
@@ -198,7 +198,7 @@ def test_bad_usage_exits_2_like_argparse(args, message):
 
 def test_bad_usage_in_a_real_process():
     result = run_cli("eval", CIRCUIT, "--seed", "-1")
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     assert result.stderr.endswith("nnc eval: error: argument --seed: expected 0 or more, got -1\n")
     no_traceback(result)
 
@@ -213,7 +213,7 @@ def test_debug_shows_the_traceback():
     results = parallel((["--debug", "eval", CIRCUIT, "--at", "x=1"], {}), (["eval", "--debug", CIRCUIT, "--at", "x=1"], {}),
                        (["check", "--debug", "tests/errors/37_dense_needs_flatten.nn"], {}))
     for result in results:
-        assert result.returncode == 1
+        assert result.returncode == 1, result.stderr
         assert "Traceback (most recent call last)" in result.stderr
         assert "NncError" in result.stderr
 

@@ -356,6 +356,13 @@ def test_classes_must_be_a_number(loss):
     assert "[B, B]" in err.message
 
 
+def test_a_whole_float_is_a_kernel_size():
+    model = loads("model m {\n  input x: [B, 1, 4, 4]\n  y = conv2d(x, 2, 3.0)\n  output y\n}")
+    assert str(model.graph.type_of(model.graph.graph["outputs"]["y"])) == "[B, 2, 2, 2]"
+    err = error_of("model m {\n  input x: [B, 1, 4, 4]\n  y = conv2d(x, 2, 1e-400)\n  output y\n}")
+    assert err.message == "conv2d: kernel must be at least 1x1, got 0x0"
+
+
 def test_parameters_cannot_have_symbolic_sizes():
     err = error_of("model m {\n  input x: [B, 784]\n  y = batchnorm(transpose(x))\n  output y\n}")
     assert err.message.startswith("batchnorm: the gamma would have shape [B]: got the symbolic dim B")

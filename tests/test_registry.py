@@ -1,9 +1,7 @@
 """The op registry (nnc/ops/registry.py): every primitive carries all of its rules.
 
-Now: a shape rule, a NumPy reference, a doc line and valid groups. Later
-stages attach `vjp` (autodiff) and `lower` (the LLVM backend) to the same
-records; the tests demanding those are marked xfail until every op has them,
-and will start passing (XPASS) on their own.
+Every op has a shape rule, a NumPy reference, a doc line, valid groups, a
+VJP rule (or an explicit NoGradient) and, unless it is a leaf, an LLVM lowering.
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ import inspect
 
 import pytest
 
-from nnc.ops import (BINARY, COMPARE, ELEMENTWISE, LEAF, REGISTRY, UNARY, NoGradient, Op, get,
-                     ops_in)
+from nnc.ops import BINARY, COMPARE, ELEMENTWISE, LEAF, REGISTRY, UNARY, NoGradient, Op, get, ops_in
 from nnc.ops.registry import GROUPS
 
 OPS = sorted(REGISTRY)
@@ -79,7 +76,6 @@ def test_groups_are_queried_not_listed():
     assert all(op.is_a(COMPARE) for op in ops_in(COMPARE))
 
 
-@pytest.mark.xfail(strict=False, reason="autodiff (issue 3) attaches a VJP rule to every op")
 def test_every_op_has_a_vjp():
     missing = [name for name in OPS if REGISTRY[name].vjp is None]
     assert not missing, f"no gradient rule and no NoGradient: {missing}"
@@ -88,7 +84,6 @@ def test_every_op_has_a_vjp():
     assert not wrong, f"not one rule (or None) per operand: {wrong}"
 
 
-@pytest.mark.xfail(strict=False, reason="the LLVM backend (issue 4) attaches a lowering to every op")
 def test_every_op_has_a_lowering():
     missing = [name for name in OPS if not REGISTRY[name].is_a(LEAF) and not callable(REGISTRY[name].lower)]
     assert not missing, f"no LLVM lowering: {missing}"

@@ -1,0 +1,23 @@
+"""Datasets for training: built-in sets, the user's CSV/NPZ files, and their binding to a model's inputs.
+
+The trainer calls
+
+    data = load_for_model(model, data=args.data, target=args.target, val=args.val, seed=args.seed)
+    print(data.describe())
+    for epoch in range(epochs):
+        for batch in iterate_batches(data.train, batch_size, seed=seed, epoch=epoch):
+            ...                     # batch: {input name: array}
+    ... evaluate on data.val, then once on data.test
+
+Modules: `load` (specs, splits, BoundData), `images` (MNIST, Fashion-MNIST),
+`fetch` (files on disk, the cache, downloads), `idx` (the IDX format), `toy`
+(gates, spiral), `tables` (CSV, NPZ), `roles` and `binding` (arrays to
+inputs), `splits` (seeded splits and batch order), `dataset` (the Dataset type).
+"""
+
+from .dataset import Dataset
+from .load import BUILTIN_NAMES, BoundData, bind_dataset, load_dataset, load_for_model, open_dataset
+from .splits import batch_indices, epoch_order, iterate_batches
+
+__all__ = ["BUILTIN_NAMES", "BoundData", "Dataset", "batch_indices", "bind_dataset", "epoch_order",
+           "iterate_batches", "load_dataset", "load_for_model", "open_dataset"]

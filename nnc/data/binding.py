@@ -1,0 +1,182 @@
+"""Binding a dataset's arrays to a model's declared inputs: by name, else by role; shaped and typed to fit.
+
+An input whose name matches an array gets that array. The rest go by role
+(see nnc.data.roles): the model's target input gets the dataset's target
+array, and the one remaining float input gets the feature arrays,
+concatenated per sample. An array is reshaped to the input's declared shape
+when the values per sample agree (MNIST's [N, 28, 28] becomes [N, 784] for an
+MLP, [N, 1, 28, 28] for LeNet), cast to the input's dtype, and labels are
+checked against the classes the model has. Anything that does not fit is one
+error naming both shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import NncError
+from ..types import format_shape, numpy_dtype
+from .dataset import Dataset
+from .memory import committed_empty
+from .roles import BINARY, CLASSIFICATION, InputRoles
+
+
+@dataclass(frozen=True)
+class Binding:
+    input: str
+    sources: tuple[str, ...]  # dataset arrays; several are concatenated per sample
+
+    def describe(self, dataset: Dataset, model) -> str:
+        source = ", ".join(self.sources)
+        sample = dataset.train[self.sources[0]].shape[1:] if len(self.sources) == 1 else None
+        declared = model.inputs[self.input].shape[1:]
+        shown = sample not in (None, (), declared)  # a column [N] as [N, 1] goes without saying
+        reshaped = f" {format_shape(sample)} as {format_shape(declared)}" if shown else ""
+        return self.input if self.sources == (self.input,) and not reshaped else f"{self.input} <- {source}{reshaped}"
+
+
+def plan_bindings(dataset: Dataset, model, roles: InputRoles) -> list[Binding]:
+    """Which dataset arrays feed each of the model's inputs."""
+    inputs = model.inputs
+    plan = {name: (name,) for name in inputs if name in dataset.train}
+    if not dataset.by_name_only:
+        used = {s for sources in plan.values() for s in sources}
+        if roles.target and roles.target not in plan and dataset.target and dataset.target not in used:
+            plan[roles.target] = (dataset.target,)
+            used.add(dataset.target)
+        open_inputs = [n for n in inputs if n not in plan and n != roles.target]
+        features = tuple(a for a in dataset.features if a not in used and a != dataset.target)
+        if len(open_inputs) == 1 and inputs[open_inputs[0]].is_float and features:
+            plan[open_inputs[0]] = features
+    missing = [n for n in inputs if n not in plan]
+    if missing:
+        raise _unbound(dataset, model, roles, missing)
+    return [Binding(name, plan[name]) for name in inputs]
+
+
+def bind_part(dataset: Dataset, model, roles: InputRoles, plan: list[Binding], part: dict,
+              part_name: str) -> dict[str, np.ndarray]:
+    """{input name: array} for one part (train or test) of the dataset."""
+    out = {}
+    for b in plan:
+        arrays = [_scaled(part[s], dataset.divisors.get(s)) for s in b.sources]
+        array = arrays[0] if len(arrays) == 1 else np.concatenate([a.reshape(len(a), -1) for a in arrays], axis=1)
+        fit = _Fit(dataset, model, roles, b, part_name)
+        out[b.input] = fit(array)
+    return out
+
+
+def _scaled(array: np.ndarray, divisor: float | None) -> np.ndarray:
+    """Integer-coded values (pixels) as float32 fractions; other arrays unchanged."""
+    if divisor is None:
+        return array
+    return np.divide(array, np.float32(divisor), out=committed_empty(array.shape, np.float32))
+
+
+@dataclass
+class _Fit:
+    """Shapes, casts and checks one array for one input; its errors name the data, the input and both shapes."""
+
+    dataset: Dataset
+    model: object
+    roles: InputRoles
+    binding: Binding
+    part_name: str
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        t = self.model.inputs[self.binding.input]
+        if not t.shape:
+            raise self.error(f"the model's input '{self.binding.input}' is a single number, expected a shape with "
+                             f"a batch dimension first such as [B, ...]", f"got {self.what} of shape "
+                             f"{format_shape(array.shape)}")
+        is_target = self.binding.input == self.roles.target
+        if t.is_float and is_target and self._wants_one_hot(array, t):
+            classes = t.shape[1]
+            labels = self.labels(array, classes)
+            return np.eye(classes, dtype=numpy_dtype(t.dtype))[labels]
+        shaped = self.reshape(array, t)
+        if not t.is_float:
+            return self.labels(shaped, self.roles.n_classes if is_target else None)
+        if is_target and self.roles.task == BINARY:
+            self.check_binary(shaped)
+        return shaped.astype(numpy_dtype(t.dtype), copy=False)
+
+    @property
+    def what(self) -> str:
+        names = ", ".join(self.binding.sources)
+        return f"{self.dataset.unit}{'s' if len(self.binding.sources) > 1 else ''} {names}"
+
+    def error(self, message: str, hint: str | None = None) -> NncError:
+        return NncError(message, filename=self.dataset.name, hint=hint)
+
+    def _wants_one_hot(self, array: np.ndarray, t) -> bool:
+        return (self.roles.task == CLASSIFICATION and array.ndim == 1 and len(t.shape) == 2
+                and isinstance(t.shape[1], int) and t.shape[1] > 1)
+
+    def reshape(self, array: np.ndarray, t) -> np.ndarray:
+        sample, declared = array.shape[1:], t.shape[1:]
+        got, expected = math.prod(sample), None
+        if all(isinstance(d, int) for d in declared):
+            expected = math.prod(declared)
+            if got == expected:
+                return array.reshape((len(array), *declared))
+        elif len(sample) == len(declared) and all(not isinstance(d, int) or d == s
+                                                  for s, d in zip(sample, declared)):
+            return array
+        per_sample = f" ({expected} values per sample)" if expected is not None else ""
+        raise self.error(f"{self.what} does not fit the model's input '{self.binding.input}': got "
+                         f"{format_shape(array.shape)} ({got} values per sample), expected {t}{per_sample}",
+                         hint=f"model '{self.model.name}' declares `input {self.binding.input}: {t}`; the data "
+                              f"must match it after the first (batch) dimension, up to a reshape")
+
+    def labels(self, array: np.ndarray, classes: int | None) -> np.ndarray:
+        """Whole-number class indices as int32, within [0, classes)."""
+        input_name = self.binding.input
+        if array.dtype.kind == "f":
+            fractional = np.flatnonzero(array != np.round(array))
+            if len(fractional):
+                i = int(fractional[0])
+                raise self.error(f"{self.what} holds {array.ravel()[i]:g} (sample {i + 1} of the {self.part_name} "
+                                 f"data), expected whole numbers: the model's input '{input_name}' is "
+                                 f"{self.model.inputs[input_name]}, class indices")
+        low, high = (array.min(), array.max()) if array.size else (0, 0)
+        if low < 0 or (classes is not None and high >= classes):
+            bad = low if low < 0 else high
+            limit = f"0 to {classes - 1} for the {classes} classes of its {self.roles.class_source}" \
+                if classes is not None else "0 or more"
+            hint = (f"the data has labels up to {high:g}: the model needs {int(high) + 1} outputs, "
+                    f"e.g. dense(..., {int(high) + 1})" if classes is not None and high >= classes else None)
+            raise self.error(f"label {bad:g} in the {self.part_name} data is out of range for model "
+                             f"'{self.model.name}': expected {limit}", hint=hint)
+        return array.astype(np.int32, copy=False)
+
+    def check_binary(self, array: np.ndarray) -> None:
+        outside = np.flatnonzero((array < 0) | (array > 1))
+        if len(outside):
+            value = array.ravel()[outside[0]]
+            raise self.error(f"target {value:g} in the {self.part_name} data is out of range for "
+                             f"binary_cross_entropy in model '{self.model.name}': expected values from 0 to 1")
+
+
+def _unbound(dataset: Dataset, model, roles: InputRoles, missing: list[str]) -> NncError:
+    inputs = model.inputs
+    listed = ", ".join(f"{n} ({inputs[n]})" for n in missing)
+    has = ", ".join(dataset.train)
+    if dataset.by_name_only:
+        example = ", ".join(f"{n}=..." for n in inputs)
+        return NncError(f"no array for the model's input{'s' if len(missing) > 1 else ''} {listed}: the archive "
+                        f"has {has}", filename=dataset.name,
+                        hint=f"name each array after the input it feeds: numpy.savez(FILE, {example})")
+    if roles.target in missing and dataset.target is None and dataset.unit == "column":
+        return NncError(f"no target column for the model's input '{roles.target}' ({inputs[roles.target]})",
+                        filename=dataset.name,
+                        hint=f"say which column it is with --target COLUMN (or `target = COLUMN` in the train "
+                             f"block); the columns: {has}")
+    return NncError(f"cannot bind the model's input{'s' if len(missing) > 1 else ''} {listed}: the data has no "
+                    f"array of that name and no features or target left to give it (arrays: {has})",
+                    filename=dataset.name,
+                    hint=f"name the data's arrays after model '{model.name}''s inputs "
+                         f"({', '.join(inputs)}), or give the model one feature input and one target input")

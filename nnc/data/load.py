@@ -1,0 +1,194 @@
+"""The trainer's entry point: a data spec and a model in, arrays ready to feed out (`BoundData`).
+
+A spec is one of
+- a built-in name: `mnist`, `fashion-mnist` (also `fashion_mnist`), `and`,
+  `or`, `xor`, `spiral`;
+- a `.csv` file (with `target` naming the target column) or an `.npz` file;
+- a folder holding the four MNIST-format IDX files.
+A relative path is taken relative to `base_dir`: the .nn file's folder for
+`data = "..."` in a train block, the working directory for `--data`.
+
+Splits, as a Keras user would expect them:
+- train: the training data, less the validation samples;
+- val: `val` samples (a count N, or a fraction in (0, 1)) taken at random
+  (seeded) from the training data; none by default;
+- test: the source's own test set when it has one (MNIST's t10k files, a
+  second draw of the spiral). Otherwise, as Keras's `model.evaluate(x, y)`
+  on the training arrays, the test set is the whole table (the gates' truth
+  table, a CSV or NPZ file), and the run header says so; `test` (a count or
+  fraction) instead holds that many samples out of training, at random
+  (seeded), before the validation samples are taken.
+The same seed gives the same splits; `describe()` is the run header's line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NncError
+from .binding import bind_part, plan_bindings
+from .dataset import Dataset, sample_count
+from .images import IMAGE_SETS, load_idx_folder, load_image_set
+from .roles import BINARY, CLASSIFICATION, input_roles
+from .splits import TEST_STREAM, VAL_STREAM, holdout, holdout_count, sample_total
+from .tables import read_csv, read_npz
+from .toy import GATE_OUTPUTS, gate, spiral
+
+BUILTIN_NAMES = ("mnist", "fashion-mnist", "and", "or", "xor", "spiral")
+ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+TABLE_SUFFIXES = (".csv",)
+DATA_HINT = f"--data takes one of {', '.join(BUILTIN_NAMES)}, a .csv or .npz file, or a folder of IDX files"
+
+
+@dataclass
+class BoundData:
+    """Arrays keyed by the model's input names for each split, and what the trainer needs to know about them."""
+
+    name: str
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    task: str                        # "classification", "binary" or "regression"
+    n_classes: int | None            # None for a regression
+    target: str | None               # the input holding labels or targets
+    test_source: str
+    bindings: list[str] = field(default_factory=list)
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def n_train(self) -> int:
+        return sample_total(self.train)
+
+    @property
+    def n_val(self) -> int:
+        return sample_total(self.val)
+
+    @property
+    def n_test(self) -> int:
+        return sample_total(self.test)
+
+    def describe(self) -> str:
+        """One line for the run header."""
+        if self.task == CLASSIFICATION:
+            kind = f"{self.n_classes} classes" if self.n_classes else "classification"
+        else:
+            kind = "binary classification" if self.task == BINARY else "regression"
+        return (f"data {self.name}: {self.n_train:,} train, {self.n_val:,} val, {self.n_test:,} test "
+                f"({self.test_source}); {', '.join(self.bindings)}; {kind}")
+
+
+def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path | None = None,
+                 mirrors: list[str] | None = None, download: bool = True,
+                 log: Callable[[str], None] | None = None) -> Dataset:
+    """The dataset a spec names, not yet bound to a model."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise NncError(f"no data given: got {spec!r}", hint=DATA_HINT)
+    name = ALIASES.get(spec.lower(), spec.lower())
+    if name in BUILTIN_NAMES:
+        if target is not None:
+            raise NncError(f"--target applies to CSV data: '{name}' has fixed features and target",
+                           hint="drop --target (and `target = ...` in the train block) for this data")
+        if name in IMAGE_SETS:
+            return load_image_set(IMAGE_SETS[name], mirrors=mirrors, download=download, log=log)
+        return gate(name) if name in GATE_OUTPUTS else spiral()
+    path = Path(spec).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return read_csv(path, target)
+    if target is not None:
+        raise NncError(f"--target applies to CSV data, not to {path}")
+    if path.suffix.lower() == ".npz":
+        return read_npz(path)
+    if path.is_dir():
+        return load_idx_folder(path, str(path))
+    if path.exists():
+        raise NncError(f"unsupported data file {path}: got '{path.suffix or 'no extension'}', expected .csv or .npz",
+                       hint=DATA_HINT)
+    close = difflib.get_close_matches(name, [*BUILTIN_NAMES, *ALIASES], n=1)
+    raise NncError(f"unknown data '{spec}': no such dataset or file" + (f" ({path})" if path != Path(spec) else ""),
+                   hint=f"did you mean '{ALIASES.get(close[0], close[0])}'?" if close else DATA_HINT)
+
+
+def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) -> BoundData:
+    """Bind a dataset to the model's inputs and split it into train, val and test (see the module docstring).
+
+    The split works on the stored arrays (bytes for images) and each part is bound once, so the float data is
+    allocated once.
+    """
+    roles = input_roles(model)
+    plan = plan_bindings(dataset, model, roles)
+    table = dataset.train
+    available = sample_count(table, dataset.name)
+    held = holdout_count(test, available, "test")
+    if dataset.test is not None:
+        if held:
+            raise NncError(f"'{dataset.name}' has its own test set ({dataset.test_source}): drop the test split")
+        sample_count(dataset.test, dataset.name)
+        train_raw, test_raw, test_source = table, dataset.test, dataset.test_source
+    elif held:
+        train_raw, test_raw = holdout(table, held, seed, TEST_STREAM)
+        test_source = f"{held:,} samples held out at random, seed {seed}"
+    else:
+        train_raw, test_raw = table, None
+        test_source = f"{dataset.test_source or 'the whole table'}, no separate test set"
+    train_raw, val_raw = holdout(train_raw, holdout_count(val, sample_total(train_raw), "val"), seed, VAL_STREAM)
+
+    def bound(part: dict, part_name: str) -> dict:
+        return bind_part(dataset, model, roles, plan, part, part_name)
+
+    train = bound(train_raw, "training")
+    val_part = bound(val_raw, "validation")
+    if test_raw is not None:
+        test_part = bound(test_raw, "test")
+    else:  # the whole table: the training part itself unless validation samples were taken from it
+        test_part = train if train_raw is table else bound(table, "test")
+    n_classes = roles.n_classes
+    if roles.task == CLASSIFICATION and n_classes is None:
+        n_classes = dataset.classes or _classes_seen(roles.target, train, val_part, test_part)
+    return BoundData(dataset.name, train, val_part, test_part, roles.task, n_classes, roles.target, test_source,
+                     [b.describe(dataset, model) for b in plan], dataset.class_names if n_classes else ())
+
+
+def _classes_seen(target: str, *parts) -> int | None:
+    labels = [p[target] for p in parts if p[target].size and p[target].dtype.kind in "iu"]
+    return int(max(int(a.max()) for a in labels)) + 1 if labels else None
+
+
+def load_dataset(spec: str, model, *, target: str | None = None, val=0.0, test=None, seed: int = 0,
+                 base_dir: str | Path | None = None, mirrors: list[str] | None = None, download: bool = True,
+                 log: Callable[[str], None] | None = None) -> BoundData:
+    """Open the data `spec` names and bind it to `model`: `--data SPEC --target T --val V --seed S`."""
+    dataset = open_dataset(spec, target=target, base_dir=base_dir, mirrors=mirrors, download=download, log=log)
+    return bind_dataset(dataset, model, val=val, test=test, seed=seed)
+
+
+def load_for_model(model, *, data: str | None = None, target: str | None = None, val=None, test=None,
+                   seed: int | None = None, mirrors: list[str] | None = None, download: bool = True,
+                   log: Callable[[str], None] | None = None) -> BoundData:
+    """The model's data with command-line values (None: not given) over its train block's.
+
+    A `data` path from the train block is relative to the .nn file's folder, one given here to the working
+    directory. The block's `target` applies to any CSV data.
+    """
+    settings = model.settings
+    spec = data if data is not None else settings["data"]
+    if spec is None:
+        raise NncError(f"model '{model.name}' has no data to train on", hint=f"{DATA_HINT}; or set `data = NAME` "
+                                                                           f"in the model file's train block")
+    base_dir = _model_folder(model) if data is None else None
+    if target is None and Path(spec).suffix.lower() in TABLE_SUFFIXES:
+        target = settings["target"]
+    return load_dataset(spec, model, target=target, val=settings["val"] if val is None else val, test=test,
+                        seed=settings["seed"] if seed is None else seed, base_dir=base_dir, mirrors=mirrors,
+                        download=download, log=log)
+
+
+def _model_folder(model) -> Path | None:
+    filename = model.source.filename
+    return None if filename.startswith("<") else Path(filename).parent

@@ -1,0 +1,85 @@
+"""Seeded splits of bound arrays (validation, held-out test) and the per-epoch mini-batch order.
+
+Every random choice comes from `numpy.random.default_rng([seed, stream, ...])`,
+one stream per purpose, so a split does not change when another part of a run
+draws more numbers, and epoch k's batch order is known without replaying
+epochs 0..k-1 (a resumed run gets the same order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from numbers import Real
+
+import numpy as np
+
+from ..errors import NncError
+
+TEST_STREAM, VAL_STREAM, BATCH_STREAM = 1, 2, 3
+
+
+def holdout_count(amount, available: int, what: str) -> int:
+    """`amount` as a number of samples: 0/None for none, a count N >= 1, or a fraction in (0, 1) of `available`.
+
+    A fraction rounds to the nearest count, at least 1. The rest must keep at least one sample.
+    """
+    if amount is None or (isinstance(amount, Real) and not isinstance(amount, bool) and amount == 0):
+        return 0
+    if isinstance(amount, bool) or not isinstance(amount, Real) or amount < 0 or \
+            (amount >= 1 and not float(amount).is_integer()):
+        raise NncError(f"{what} must be a number of samples (1, 2, ...) or a fraction between 0 and 1, "
+                       f"got {amount!r}")
+    count = max(1, round(amount * available)) if amount < 1 else int(amount)
+    if count >= available:
+        raise NncError(f"{what}={amount:g} takes {count:,} of the {available:,} samples, leaving none to train on",
+                       hint=f"{what} must be less than {available:,}, or a fraction such as 0.1")
+    return count
+
+
+def holdout(arrays: dict[str, np.ndarray], count: int, seed: int, stream: int) -> tuple[dict, dict]:
+    """(rest, held out): `count` samples chosen at random by (seed, stream); both keep the original order."""
+    n = sample_total(arrays)
+    if count == 0:
+        return arrays, {k: v[:0] for k, v in arrays.items()}
+    order = np.random.default_rng([_seed(seed), stream]).permutation(n)
+    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    return take(arrays, rest), take(arrays, held)
+
+
+def take(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[index] for k, v in arrays.items()}
+
+
+def sample_total(arrays: dict[str, np.ndarray]) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0
+
+
+def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order samples 0..n-1 are visited in epoch `epoch`: a seeded permutation, or 0..n-1 unshuffled."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([_seed(seed), BATCH_STREAM, epoch]).permutation(n)
+
+
+def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
+                  drop_last: bool = False) -> list[np.ndarray]:
+    """One epoch's mini-batches as index arrays into the n samples; the last may be smaller unless dropped."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise NncError(f"batch must be a positive integer, got {batch_size!r}")
+    order = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def iterate_batches(arrays: dict[str, np.ndarray], batch_size: int, *, seed: int = 0, epoch: int = 0,
+                    shuffle: bool = True, drop_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Yield {input name: batch array} for one epoch; each array is indexed once per batch, no per-sample work."""
+    for index in batch_indices(sample_total(arrays), batch_size, seed=seed, epoch=epoch, shuffle=shuffle,
+                               drop_last=drop_last):
+        yield take(arrays, index)
+
+
+def _seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise NncError(f"seed must be an integer of 0 or more, got {seed!r}")
+    return int(seed)
