@@ -32,7 +32,7 @@ def load(path) -> tuple[dict, dict]:
         try:
             meta = json.loads(bytes(raw.astype(np.uint8)).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise NncError(f"{path}: the checkpoint's metadata is corrupt") from None
+            raise NncError("the checkpoint's metadata is corrupt (not JSON text)", filename=str(path)) from None
     return arrays, meta
 
 

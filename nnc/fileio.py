@@ -53,8 +53,9 @@ SAVEZ_HINT = "save arrays keyed by name with numpy.savez(FILE, name=array, ...)"
 
 
 def load_npz(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]:
-    """Load every array of an .npz file; pickled objects are refused."""
+    """Load every array of an .npz file; pickled objects are refused, naming the array that holds them."""
     path = Path(path)
+    where = str(path)
     try:
         with open(path, "rb") as f:
             head = f.read(len(NPY_MAGIC))
@@ -65,13 +66,25 @@ def load_npz(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]:
     except OSError as err:
         raise NncError(f"cannot read {path}: {err.strerror}") from None
     if head.startswith(NPY_MAGIC):
-        raise NncError(f"{path}: got a single .npy array, expected an .npz archive of {what}", hint=SAVEZ_HINT)
+        raise NncError(f"got a single .npy array, expected an .npz archive of {what}", filename=where,
+                       hint=SAVEZ_HINT)
     if not head.startswith(ZIP_MAGIC):
-        raise NncError(f"{path}: not an .npz archive of {what}", hint=SAVEZ_HINT)
+        raise NncError(f"not an .npz archive of {what}", filename=where, hint=SAVEZ_HINT)
+    name = None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {}
+            for name in data.files:
+                arrays[name] = data[name]
+                if not isinstance(arrays[name], np.ndarray):  # a member that is no .npy file comes as bytes
+                    raise NncError(f"member '{name}' is not a NumPy array, expected only .npy arrays in an "
+                                   f".npz archive of {what}", filename=where, hint=SAVEZ_HINT)
+            return arrays
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise NncError(f"{path}: not a readable .npz file ({err})") from None
+        raise NncError(f"not a readable .npz file ({err})", filename=where) from None
     except ValueError as err:
-        raise NncError(f"{path}: cannot load {what} without pickle ({err})") from None
+        which = f"array '{name}'" if name is not None else "the archive"
+        if "allow_pickle" in str(err):
+            raise NncError(f"{which} holds Python objects, expected numbers: nnc loads {what} without pickle",
+                           filename=where, hint=SAVEZ_HINT + " with numeric arrays") from None
+        raise NncError(f"{which} is not a readable .npy array ({err})", filename=where) from None

@@ -162,8 +162,8 @@ def test_missing_input_is_a_located_error():
     (["--at", "x=1", "y=2", "z=3", "w=4"], "error: model 'circuit' has no input 'w'\nhint: its inputs are: x, y, z\n"),
     (["--at", "x=[1,2]", "y=2", "z=3"], "examples/circuit.nn:4:9: error: input 'x' has shape [2], expected []"),
     (["--params", "missing.npz"] + AT, "error: no such file: missing.npz\n"),
-    (["--inputs", "examples/circuit.nn"], "error: examples/circuit.nn: not an .npz archive of inputs\nhint: save"),
-    (["--inputs", "examples/data/study_hours.csv"], "error: examples/data/study_hours.csv: not an .npz archive"),
+    (["--inputs", "examples/circuit.nn"], "examples/circuit.nn: error: not an .npz archive of inputs\nhint: save"),
+    (["--inputs", "examples/data/study_hours.csv"], "examples/data/study_hours.csv: error: not an .npz archive"),
     (["--out", "no/such/dir/out.npz"] + AT, "error: cannot write no/such/dir/out.npz: directory no/such/dir does not"),
 ])
 def test_eval_data_mistakes_exit_1(args, message):

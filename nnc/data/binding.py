@@ -63,10 +63,15 @@ def bind_part(dataset: Dataset, model, roles: InputRoles, plan: list[Binding], p
     out = {}
     for b in plan:
         arrays = [_scaled(part[s], dataset.divisors.get(s)) for s in b.sources]
-        array = arrays[0] if len(arrays) == 1 else np.concatenate([a.reshape(len(a), -1) for a in arrays], axis=1)
+        array = arrays[0] if len(arrays) == 1 else _side_by_side(arrays)
         fit = _Fit(dataset, model, roles, b, part_name)
         out[b.input] = fit(array)
     return out
+
+
+def _side_by_side(arrays: list[np.ndarray]) -> np.ndarray:
+    """[N, k1 + k2 + ...] from arrays [N, ...]; N may be 0 (an empty validation split)."""
+    return np.concatenate([a.reshape(len(a), math.prod(a.shape[1:])) for a in arrays], axis=1)
 
 
 def _scaled(array: np.ndarray, divisor: float | None) -> np.ndarray:

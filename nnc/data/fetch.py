@@ -11,7 +11,10 @@
    of base URLs, overrides the dataset's own list). A download goes to a
    temporary `.part` file in the cache folder and is renamed into place only
    once its checksum matches, so a partial or corrupt download never stays in
-   the cache; a failed one is deleted and the next mirror tried.
+   the cache; a failed one is deleted and the next mirror tried. The `.part`
+   name carries the downloading process's id: the part of a download whose
+   process was killed is deleted by the next download (or after an hour, in
+   case the id was reused).
 
 When a file is neither on disk nor downloadable, one error says where to put
 the files and what they are called.
@@ -37,6 +40,7 @@ MIRROR_ENV = "NNC_DATASET_MIRROR"
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT_SECONDS = 30
 STALE_PART_SECONDS = 3600  # a .part file this old belongs to a download that was killed
+PART_SUFFIX = ".part"
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ def _download(f: KnownFile, mirrors: list[str], cache: Path, failures: list[str]
         url = base + f.name
         if log:
             log(f"downloading {url}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".part", dir=cache)
+        fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=cache)
         try:
             with os.fdopen(fd, "wb") as out:
                 got = _stream_to(url, out, f.size)
@@ -164,6 +168,8 @@ def _stream_to(url: str, out, expected_size: int) -> str:
                 raise ValueError(f"larger than the expected {expected_size:,} bytes")
             digest.update(chunk)
             out.write(chunk)
+    if total < expected_size:  # read(n) returns what came before the connection closed, without an error
+        raise ValueError(f"the connection closed early: got {total:,} of the expected {expected_size:,} bytes")
     out.flush()
     os.fsync(out.fileno())
     return digest.hexdigest()
@@ -180,14 +186,28 @@ def _reason(err: Exception) -> str:
 
 
 def _remove_stale_parts(cache: Path) -> None:
-    """Delete .part files left by downloads that were killed (old enough that no live download owns them)."""
+    """Delete .part files left by downloads that were killed: their process is gone, or they are old."""
     now = time.time()
-    for part in cache.glob(".*.part"):
+    for part in cache.glob(f".*{PART_SUFFIX}"):
         try:
-            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+            if not _owner_alive(part) or now - part.stat().st_mtime > STALE_PART_SECONDS:
                 part.unlink()
         except OSError:
             pass
+
+
+def _owner_alive(part: Path) -> bool:
+    """Whether the process that named `.NAME.PID.RANDOM.part` still runs (True when the name has no id)."""
+    fields = part.name.removesuffix(PART_SUFFIX).rsplit(".", 2)
+    if len(fields) != 3 or not fields[1].isdigit():
+        return True
+    try:
+        os.kill(int(fields[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _not_available(dataset: str, files, missing, failures: list[str], user_dir: Path | None, cache: Path,
@@ -197,7 +217,8 @@ def _not_available(dataset: str, files, missing, failures: list[str], user_dir: 
                   else f"${DATA_DIR_ENV}/{dataset}/ ({DATA_DIR_ENV} is not set)")
     lacking = ", ".join(f.name for f in missing)
     how = "downloads are off" if not download else "the download failed"
+    what = f"the {len(files)} original files" if len(files) > 1 else "the original file"
     err = NncError(f"dataset '{dataset}' is not available: {lacking} not found on disk and {how}",
-                   hint=f"put the {len(files)} original files {names} in {where_user} or in {cache}/")
+                   hint=f"put {what} {names} in {where_user} or in {cache}/")
     err.notes.extend(failures)
     return err
