@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import interp
 from .autodiff import grad
-from .ops import LEAF, get
+from .execute import run_graph
+from .ops import get
 
 
 @dataclass
@@ -41,7 +41,8 @@ def _fmt(v) -> str:
 
 
 class Explainer:
-    def __init__(self, model, inputs: dict, params: dict, of: str | None = None, seed: int = 0):
+    def __init__(self, model, inputs: dict, params: dict, of: str | None = None, seed: int = 0,
+                 backend: str | None = None, float_dtype=np.float32):
         self.model = model
         g = model.training_graph
         self.of_name, of_node = model.resolve(of, g)
@@ -49,7 +50,7 @@ class Explainer:
         self.g = grad(g, of=of_node, wrt=wrt)
         self.of = of_node
         targets = [of_node, *self.g.graph["adjoints"].values(), *self.g.graph["contributions"].values()]
-        self.values = interp.run(self.g, inputs, params, targets=targets, float_dtype=np.float64, seed=seed)
+        self.values = run_graph(self.g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)
         self.names = self._names()
 
     def _names(self) -> dict:
@@ -187,8 +188,8 @@ class Explainer:
         return lines
 
 
-def explain_text(model, inputs, params, of=None, seed=0) -> str:
-    e = Explainer(model, inputs, params, of, seed)
+def explain_text(model, inputs, params, of=None, seed=0, backend=None, float_dtype=np.float32) -> str:
+    e = Explainer(model, inputs, params, of, seed, backend, float_dtype)
     out = [f"{e.of_name} = {_fmt(e.values[e.of])}", "", "backward, in reverse topological order:"]
     out += ["  " + s.line for s in e.steps()]
     chains = e.chains()

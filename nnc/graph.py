@@ -118,6 +118,18 @@ class Graph(nx.MultiDiGraph):
             need |= nx.ancestors(self, t)
         return need
 
+    def label_classes(self, n: int) -> int | None:
+        """How many classes the int labels `n` index: the logits' width for cross_entropy, the depth
+        for one_hot (the smallest when several read them); None when nothing indexes by them."""
+        counts = []
+        for user in self.successors(n):
+            if self.op(user) == "xent" and self.operands(user)[1] == n:
+                counts.append(self.type_of(self.operands(user)[0]).shape[-1])
+            elif self.op(user) == "one_hot":
+                counts.append(self.nodes[user]["attrs"]["depth"])
+        counts = [c for c in counts if isinstance(c, int)]
+        return min(counts) if counts else None
+
     def describe(self, n: int) -> str:
         data = self.nodes[n]
         where = f" at {data['loc']}" if data.get("loc") is not None else ""

@@ -47,6 +47,11 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
                 raise NncError(f"input '{name}' is int but holds non-integer values", _declared_loc(g, node))
             arr = arr.astype(np.int64)
+            classes = g.label_classes(node)
+            if classes is not None and arr.size and (arr.min() < 0 or arr.max() >= classes):
+                bad = arr[(arr < 0) | (arr >= classes)].flat[0]
+                raise NncError(f"input '{name}' holds a class index out of range: got {bad}, expected 0 to "
+                               f"{classes - 1}", _declared_loc(g, node))
         else:
             arr = arr.astype(numpy_dtype(typ.dtype, float_dtype))
         values[node] = arr

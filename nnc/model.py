@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from dataclasses import dataclass, field
-
-from . import interp
 from .builder import build
 from .errors import NncError
+from .execute import run_graph
 from .init import init_params
 from .settings import read_train_block
 from .summary import summary_text
@@ -86,8 +85,9 @@ class Model:
         return full
 
     def eval(self, inputs: dict | None = None, params: dict | None = None, *, seed: int = 0,
-             float_dtype=np.float32) -> dict:
-        """Run the forward pass on the reference interpreter; returns outputs (and `loss` when computable)."""
+             float_dtype=np.float32, backend: str | None = None) -> dict:
+        """Run the forward pass; returns outputs (and `loss` when its inputs are given). Native code by
+        default; `backend="reference"` (or float64) runs the NumPy reference interpreter."""
         inputs = dict(inputs or {})
         params = self.complete_params(params, seed, float_dtype)
         g = self.graph
@@ -95,7 +95,7 @@ class Model:
         loss = g.graph["loss"]
         if loss is not None and all(n in inputs for n in self._inputs_of(loss)):
             targets.append(loss)
-        values = interp.run(g, inputs, params, targets=targets, float_dtype=float_dtype, seed=seed)
+        values = run_graph(g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)
         result = {name: values[n] for name, n in g.graph["outputs"].items()}
         if loss in values:
             result["loss"] = values[loss]
@@ -125,11 +125,11 @@ class Model:
         return names + [n for n, node in g.graph["inputs"].items() if g.type_of(node).is_float]
 
     def grad(self, inputs: dict | None = None, params: dict | None = None, *, of: str | None = None,
-             wrt=None, seed: int = 0, float_dtype=np.float32, intermediates: bool = False) -> Gradients:
+             wrt=None, seed: int = 0, float_dtype=np.float32, intermediates: bool = False,
+             backend: str | None = None) -> Gradients:
         """Differentiate `of` (default: the loss) with respect to `wrt` (default: trainable parameters and
-        float inputs) on the training form of the model, evaluated on the reference interpreter."""
-        from .passes import gradient_pipeline, run_passes
-
+        float inputs) on the training form of the model. The forward + backward graph runs as native
+        code by default; `backend="reference"` (or float64) runs the NumPy reference interpreter."""
         g = self.training_graph
         of_name, of_node = self.resolve(of, g)
         if g.type_of(of_node).shape != ():
@@ -144,14 +144,24 @@ class Model:
             node = {**g.graph["params"], **g.graph["inputs"]}[w]
             if not g.type_of(node).is_float:
                 raise NncError(f"--wrt: '{w}' is an int tensor {g.type_of(node)}, it has no gradient")
-        keep = [k for k in g.graph["values"] if k not in wrt] if intermediates else []
-        gg = run_passes(g, gradient_pipeline(of=of_node, wrt=wrt, keep=keep))
+        keep = tuple(k for k in g.graph["values"] if k not in wrt) if intermediates else ()
+        gg = self._gradient_graph(of_node, tuple(wrt), keep)
         full = self.complete_params(params, seed, float_dtype)
         targets = [gg.graph["grad_of"], *gg.graph["grads"].values()]
-        values = interp.run(gg, dict(inputs or {}), full, targets=targets, float_dtype=float_dtype, seed=seed)
+        values = run_graph(gg, dict(inputs or {}), full, targets, float_dtype=float_dtype, seed=seed, backend=backend)
         grads = {k: values[n] for k, n in gg.graph["grads"].items()}
         return Gradients(of_name, values[gg.graph["grad_of"]], {k: grads[k] for k in wrt},
                          {k: v for k, v in grads.items() if k not in wrt}, gg, gg.graph["grad_of"])
+
+    def _gradient_graph(self, of_node: int, wrt: tuple, keep: tuple):
+        """The simplified forward + backward graph, built once per (target, wrt, kept intermediates)."""
+        from .passes import gradient_pipeline, run_passes
+
+        cache = self.__dict__.setdefault("_gradient_graphs", {})
+        key = (of_node, wrt, keep)
+        if key not in cache:
+            cache[key] = run_passes(self.training_graph, gradient_pipeline(of=of_node, wrt=list(wrt), keep=list(keep)))
+        return cache[key]
 
     def random_inputs(self, batch: int = 4, seed: int = 0, names=None) -> dict:
         """Random values for the inputs: floats ~ N(0, 1); int labels in the range their consumer expects."""
@@ -166,17 +176,8 @@ class Model:
             if t.is_float:
                 out[name] = rng.normal(size=shape).astype(t.dtype)
             else:
-                out[name] = rng.integers(0, self._classes(node), size=shape).astype(np.int32)
+                out[name] = rng.integers(0, g.label_classes(node) or 2, size=shape).astype(np.int32)
         return out
-
-    def _classes(self, node) -> int:
-        g = self.graph
-        for user in g.successors(node):
-            if g.op(user) == "xent":
-                return g.type_of(g.operands(user)[0]).shape[1]
-            if g.op(user) == "one_hot":
-                return g.nodes[user]["attrs"]["depth"]
-        return 2
 
     def _inputs_of(self, node) -> list[str]:
         need = self.graph.needed_for([node])

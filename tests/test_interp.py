@@ -22,8 +22,12 @@ def ref(op: str, *arrays, **attrs):
     return REGISTRY[op].ref(*arrays, **attrs)
 
 
-def run(text: str, inputs: dict, params: dict | None = None, **kw) -> dict:
-    return nnc.loads(text).eval(inputs, params, **kw)
+def run(text: str, inputs: dict, params: dict | None = None, backend: str = "reference", **kw) -> dict:
+    return nnc.loads(text).eval(inputs, params, backend=backend, **kw)
+
+
+# The numerics tests below hold for the reference interpreter and for native float32 code.
+BACKEND_DTYPES = [("reference", np.float32), ("reference", np.float64), ("llvm", np.float32)]
 
 
 # ---- hand-computed models -------------------------------------------------------------------------
@@ -251,10 +255,10 @@ def log_softmax_exact(z):
     return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_softmax_and_log_softmax_are_stable_at_large_logits(dtype):
+@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES)
+def test_softmax_and_log_softmax_are_stable_at_large_logits(backend, dtype):
     out = run("model m { input z: [B, 3] p = softmax(z) lp = log_softmax(z) output p, lp }", {"z": LOGITS},
-              float_dtype=dtype)
+              float_dtype=dtype, backend=backend)
     assert np.isfinite(out["p"]).all() and np.isfinite(out["lp"]).all()
     np.testing.assert_allclose(out["lp"], log_softmax_exact(LOGITS), rtol=1e-6)
     np.testing.assert_allclose(out["p"], np.exp(log_softmax_exact(LOGITS)), rtol=1e-6, atol=1e-30)
@@ -262,21 +266,21 @@ def test_softmax_and_log_softmax_are_stable_at_large_logits(dtype):
     assert out["p"][0].tolist() == [1.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cross_entropy_is_stable_and_matches_the_formula(dtype):
+@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES)
+def test_cross_entropy_is_stable_and_matches_the_formula(backend, dtype):
     labels = np.array([2, 0, 1])
     out = run("model m { input z: [B, 3] input k: int[B] output z loss cross_entropy(z, k) }",
-              {"z": LOGITS, "k": labels}, float_dtype=dtype)
+              {"z": LOGITS, "k": labels}, float_dtype=dtype, backend=backend)
     want = -log_softmax_exact(LOGITS)[np.arange(3), labels].mean()  # (2000 + 0.417 + 1.408) / 3
     assert np.isfinite(out["loss"]) and float(out["loss"]) == pytest.approx(want, rel=1e-6)
     onehot = np.eye(3)[labels]
     out = run("model m { input z: [B, 3] input t: [B, 3] output z loss cross_entropy(z, t) }",
-              {"z": LOGITS, "t": onehot}, float_dtype=dtype)
+              {"z": LOGITS, "t": onehot}, float_dtype=dtype, backend=backend)
     assert float(out["loss"]) == pytest.approx(want, rel=1e-6)
 
 
 def test_cross_entropy_refuses_labels_out_of_range():
-    with pytest.raises(NncError, match="labels out of range: got class 3, expected 0 to 2"):
+    with pytest.raises(NncError, match="input .k. holds a class index out of range: got 3, expected 0 to 2"):
         run("model m { input z: [B, 3] input k: int[B] output z loss cross_entropy(z, k) }",
             {"z": np.zeros((2, 3)), "k": np.array([0, 3])})
 

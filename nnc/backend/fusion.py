@@ -41,7 +41,7 @@ def is_pointwise(g, n) -> bool:
     op = get(g.op(n))
     if op.is_a(ELEMENTWISE):
         return True
-    if not op.is_a(MOVEMENT) or is_view(g, n) or len(g.operands(n)) != 1:
+    if op.name != "broadcast_to":  # other movement ops (a rank-0 transpose too) have kernels of their own
         return False
     src, dst = g.type_of(g.operands(n)[0]).shape, g.type_of(n).shape
     try:

@@ -51,14 +51,14 @@ def _emit_softmax(kc, log: bool) -> None:
         with u.for_range(b, inner, name="t") as t:
             base = u.offset(b, [(o, length * inner), (t, 1)])
             top, total = _line_max_and_sum(kc, x, base, length, inner)
-            if log:
-                shift = b.fadd(top, m.log(b, total))
+            if log:  # (v − max) − log Σ: subtracting max + log Σ instead loses digits when |max| is large
+                log_total = m.log(b, total)
             else:
                 scale = b.fdiv(ir.Constant(F32, 1.0), total)
             with u.for_range(b, length, name="l") as i:
                 at = b.add(base, b.mul(i, u.i64(inner)))
                 v = u.load(b, x, at)
-                y = b.fsub(v, shift) if log else b.fmul(m.exp(b, b.fsub(v, top)), scale)
+                y = b.fsub(b.fsub(v, top), log_total) if log else b.fmul(m.exp(b, b.fsub(v, top)), scale)
                 u.store(b, y, kc.out, at)
     kc.finish_epilogue()
 
@@ -78,7 +78,8 @@ def _check_label(kc, label, classes: int) -> None:
 
 
 def emit_xent(kc) -> None:
-    """−log softmax(logits)[label] = logsumexp(row) − row[label]; with one-hot targets t: Σ t·(lse − row)."""
+    """−log softmax(logits)[label] = log Σ exp(row − max) − (row[label] − max); with one-hot targets t:
+    Σ t·(log Σ − (row − max)). Shifting each logit before the subtraction keeps large logits exact."""
     b = kc.b
     logits, labels = kc.operand(0), kc.operand(1)
     rows, classes = kc.shape(logits)
@@ -86,18 +87,18 @@ def emit_xent(kc) -> None:
     with u.for_range(b, rows, name="row") as r:
         base = b.mul(r, u.i64(classes))
         top, total = _line_max_and_sum(kc, x, base, classes, 1)
-        lse = b.fadd(top, m.log(b, total))
+        log_total = m.log(b, total)
         if kc.dtype(labels) == "int32":
             label = u.load(b, lab, r, I32)
             _check_label(kc, label, classes)
             picked = u.load(b, x, b.add(base, b.sext(label, I64)))
-            loss = b.fsub(lse, picked)
+            loss = b.fsub(log_total, b.fsub(picked, top))
         else:
             acc = u.entry_alloca(b, F32, "loss")
             b.store(ir.Constant(F32, 0.0), acc)
             with u.for_range(b, classes, name="c") as c:
                 at = b.add(base, c)
-                term = b.fmul(u.load(b, lab, at), b.fsub(lse, u.load(b, x, at)))
+                term = b.fmul(u.load(b, lab, at), b.fsub(log_total, b.fsub(u.load(b, x, at), top)))
                 b.store(b.fadd(b.load(acc, typ=F32), term, flags=REASSOC), acc)
             loss = b.load(acc, typ=F32)
         u.store(b, loss, kc.out, r)
