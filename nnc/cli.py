@@ -141,7 +141,7 @@ def cmd_eval(args) -> int:
     inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
     dtype = FLOAT_DTYPES[args.dtype]
-    result = model.eval(inputs, params, seed=args.seed, float_dtype=dtype)
+    result = model.eval(inputs, params, seed=args.seed, float_dtype=dtype, backend=args.backend)
     for name, value in result.items():
         print(f"{name} = {format_value(value)}")
     if args.out:
@@ -163,7 +163,7 @@ def eval_on_data(args, model) -> int:
     data = load_dataset(args.data, model, target=args.target, val=0.0, seed=args.seed,
                         base_dir=Path(args.model).resolve().parent)
     split = data.test if data.test is not None else data.train
-    evaluator = Evaluator(model, args.backend, params)
+    evaluator = Evaluator(model, args.backend or "llvm", params)
     result = evaluator.evaluate(split, detailed=evaluator.task.kind != "regression")
     which = "test" if data.test is not None else "training"
     if "accuracy" in result:
@@ -184,7 +184,7 @@ def cmd_grad(args) -> int:
     params = gather_params(args, model)
     wrt = args.wrt.split(",") if args.wrt else None
     result = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed,
-                        float_dtype=FLOAT_DTYPES[args.dtype], intermediates=True)
+                        float_dtype=FLOAT_DTYPES[args.dtype], intermediates=True, backend=args.backend)
     of = result.of
     print(f"{of} = {format_value(result.value)}")
     for name, value in result.grads.items():
@@ -221,7 +221,8 @@ def cmd_explain(args) -> int:
     model = _load_model(args)
     inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
-    print(explain_text(model, inputs, params, of=args.of, seed=args.seed))
+    print(explain_text(model, inputs, params, of=args.of, seed=args.seed, backend=args.backend,
+                       float_dtype=FLOAT_DTYPES[args.dtype]))
     return 0
 
 
@@ -290,6 +291,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
     p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
                    help="feed random values (batch BATCH, default 4) to inputs not given")
+    p.add_argument("--backend", choices=["llvm", "reference"], help="native code (the default for float32) or "
+                   "the NumPy reference interpreter (the default for --dtype float64)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -311,8 +314,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-params", metavar="P.npz", help="write the parameters used here")
     p.add_argument("--data", metavar="DATA", help="evaluate on this dataset's test set instead (mnist, FILE.csv, ...)")
     p.add_argument("--target", metavar="COLUMN", help="with --data FILE.csv: the column to predict")
-    p.add_argument("--backend", choices=["llvm", "reference"], default="llvm", help="for --data: native code "
-                   "(default) or the reference interpreter")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="predict the class of one input (a .png image, .npy or .npz)")
