@@ -1,9 +1,15 @@
-"""Reading and writing user files: atomic writes, .npz archives without pickle."""
+"""Reading and writing user files: atomic writes, .npz archives without pickle.
+
+A temporary file is named `.<final name>.<process id>.<random><suffix>`, so
+that the leftovers of a process that was killed mid-write (it cannot delete
+them) are recognised and removed by the next write of the same file.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -15,13 +21,15 @@ from .errors import NncError
 def atomic_write(path: str | Path, write) -> None:
     """Call write(fileobj) on a temporary file beside `path`, then rename it into place.
 
-    A crash or kill mid-write leaves the previous file untouched.
+    A crash or kill mid-write leaves the previous file untouched; the temporary files of writers that were
+    killed are removed.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise NncError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    remove_orphans(directory, path.name, TMP_SUFFIX)
+    fd, tmp = private_temporary(directory, path.name, TMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -35,6 +43,44 @@ def atomic_write(path: str | Path, write) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+TMP_SUFFIX = ".tmp"
+ORPHAN_SECONDS = 3600  # a temporary file this old is an orphan even if its process id was reused
+
+
+def private_temporary(directory: Path, name: str, suffix: str) -> tuple[int, str]:
+    """(fd, path) of a new temporary file for `name` in `directory`, named after this process."""
+    return tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=suffix, dir=directory)
+
+
+def remove_orphans(directory: Path, name: str, suffix: str) -> None:
+    """Delete the temporary files for `name` whose writer no longer runs (or that are an hour old)."""
+    now = time.time()
+    for tmp in directory.glob(f".{glob_escape(name)}.*{suffix}"):
+        try:
+            if not _writer_alive(tmp, suffix) or now - tmp.stat().st_mtime > ORPHAN_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _writer_alive(tmp: Path, suffix: str) -> bool:
+    """Whether the process named in `.NAME.PID.RANDOM<suffix>` still runs (True when there is no id)."""
+    fields = tmp.name.removesuffix(suffix).rsplit(".", 2)
+    if len(fields) != 3 or not fields[1].isdigit():
+        return True
+    try:
+        os.kill(int(fields[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -34,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NncError
+from ..fileio import private_temporary, remove_orphans
 
 DATA_DIR_ENV = "NNC_DATA_DIR"
 MIRROR_ENV = "NNC_DATASET_MIRROR"
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT_SECONDS = 30
-STALE_PART_SECONDS = 3600  # a .part file this old belongs to a download that was killed
 PART_SUFFIX = ".part"
 
 
@@ -130,12 +128,12 @@ def _download(f: KnownFile, mirrors: list[str], cache: Path, failures: list[str]
     except OSError as err:
         failures.append(f"cannot create the cache folder {cache}: {err.strerror}")
         return None
-    _remove_stale_parts(cache)
     for base in mirrors:
         url = base + f.name
         if log:
             log(f"downloading {url}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=cache)
+        remove_orphans(cache, f.name, PART_SUFFIX)
+        fd, tmp = private_temporary(cache, f.name, PART_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 got = _stream_to(url, out, f.size)
@@ -183,31 +181,6 @@ def _reason(err: Exception) -> str:
     if isinstance(err, http.client.IncompleteRead):
         return f"the connection closed early ({len(err.partial):,} bytes received)"
     return str(err) or type(err).__name__
-
-
-def _remove_stale_parts(cache: Path) -> None:
-    """Delete .part files left by downloads that were killed: their process is gone, or they are old."""
-    now = time.time()
-    for part in cache.glob(f".*{PART_SUFFIX}"):
-        try:
-            if not _owner_alive(part) or now - part.stat().st_mtime > STALE_PART_SECONDS:
-                part.unlink()
-        except OSError:
-            pass
-
-
-def _owner_alive(part: Path) -> bool:
-    """Whether the process that named `.NAME.PID.RANDOM.part` still runs (True when the name has no id)."""
-    fields = part.name.removesuffix(PART_SUFFIX).rsplit(".", 2)
-    if len(fields) != 3 or not fields[1].isdigit():
-        return True
-    try:
-        os.kill(int(fields[1]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def _not_available(dataset: str, files, missing, failures: list[str], user_dir: Path | None, cache: Path,
