@@ -1,0 +1,87 @@
+"""`nnc viz --heat RUN_DIR`: the layers coloured by their gradient norms, and the norms over epochs.
+
+Reads what `nnc run --grad-stats` recorded (grad_stats.py). Colours follow
+log10 of the last epoch's norm on one scale for the whole model, so a layer
+whose gradient vanished is dark and one whose gradient is large is bright;
+each box also states its norm. The plot (matplotlib, log scale) has one line
+per layer over the epochs — the course's vanishing-gradient picture.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+from ..errors import NncError
+from ..fileio import atomic_write
+from .layers import layers_view
+from .style import Options
+
+COLORMAP = "viridis"
+
+
+def heat_colors(norms: dict) -> dict:
+    """layer -> '#rrggbb' on a log scale spanning the smallest to the largest norm."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    logs = {k: math.log10(v) if v > 0 else None for k, v in norms.items()}
+    finite = [v for v in logs.values() if v is not None]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    cmap = colormaps[COLORMAP]
+    out = {}
+    for k, v in logs.items():
+        t = 0.0 if v is None or hi == lo else (v - lo) / (hi - lo)
+        out[k] = to_hex(cmap(0.4 + 0.6 * t))
+    return out
+
+
+def heat_diagram(model, table: dict, epoch: int | None = None) -> str:
+    last = {layer: dict(rows)[epoch] if epoch is not None else rows[-1][1] for layer, rows in table.items()}
+    shown_epoch = epoch if epoch is not None else max(rows[-1][0] for rows in table.values())
+    opts = Options(box_fill=heat_colors(last), box_note={k: f"‖∇‖ = {v:.3g}" for k, v in last.items()},
+                   caption=f"{model.name}: gradient norm per layer after epoch {shown_epoch} "
+                           f"(colour: log10 ‖∇‖, dark = small)")
+    return layers_view(model.graph, opts).source()
+
+
+def plot_norms(path: Path, table: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for layer, rows in table.items():
+        ax.plot([e for e, _ in rows], [max(n, 1e-30) for _, n in rows], "o-", label=layer, markersize=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("‖d loss / d layer parameters‖")
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + "_norms.png")
+
+
+def model_for(run_dir, meta: dict, given_path: str | None, given_name: str | None):
+    from ..model import load
+
+    path = given_path or meta.get("model_file")
+    if not path:
+        raise NncError(f"--heat: {run_dir} does not say which model it trained",
+                       hint="name the model file: nnc viz MODEL.nn --heat RUN_DIR -o FILE")
+    if not Path(path).exists():
+        raise NncError(f"--heat: the run's model file {path} no longer exists",
+                       hint="name the model file: nnc viz MODEL.nn --heat RUN_DIR -o FILE")
+    return load(Path(path), model=given_name or meta.get("model"))

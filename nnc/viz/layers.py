@@ -1,0 +1,121 @@
+"""`--view layers`: one box per statement, output shapes on the edges, parameter counts in the boxes.
+
+What Keras's plot_model draws, read off the graph's statement records. With
+values, each edge between two statements carries the source statement's value
+and d(of)/d(value); the boxes list the gradients of their parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..summary import OPERATOR_NAMES
+from .dot import GRAD_COLOR, html_lines
+from .style import Options, edge_label, highlight, new_dot
+from .values import number, summary, type_text
+
+SHAPES = {"input": "ellipse", "param": "box", "assign": "box", "loss": "box"}
+FILLS = {"input": "#e8f5e9", "param": "#fff8e1", "assign": "#eef3fb", "loss": "#fde8e4"}
+
+
+def statement_boxes(g) -> dict:
+    """statement label -> its StatementInfo (outputs are a mark on their statement, not a box)."""
+    return {info.label: info for info in g.graph["statements"] if info.kind != "output"}
+
+
+def box_id(label: str) -> str:
+    return f"s:{label}"
+
+
+def statement_edges(g, boxes) -> dict:
+    """(from statement, to statement) -> [(operand node, user node, operand index)] in graph order."""
+    edges: dict = {}
+    for n in g.topo():
+        data = g.nodes[n]
+        if data.get("grad_of") is not None or data.get("stmt") not in boxes:
+            continue
+        for i, o in enumerate(data["operands"]):
+            src = g.nodes[o].get("stmt")
+            if src in boxes and src != data["stmt"]:
+                edges.setdefault((src, data["stmt"]), []).append((o, n, i))
+    return edges
+
+
+def layers_view(g, opts: Options | None = None):
+    opts = opts or Options()
+    dot = new_dot(g.graph.get("model", "model"), opts)
+    boxes = statement_boxes(g)
+    values = g.graph["values"]
+    for label, info in boxes.items():
+        dot.node(box_id(label), _box_label(g, info, opts),
+                 **highlight({"shape": SHAPES.get(info.kind, "box"), "style": "filled,rounded",
+                              "fillcolor": opts.box_fill.get(label, FILLS.get(info.kind, "#eef3fb"))},
+                             values.get(label) in opts.highlight or _params_highlighted(g, info, opts)))
+    for (src, dst), uses in statement_edges(g, boxes).items():
+        o = next((o for o, _, _ in uses if o == values.get(src)), uses[0][0])
+        shape = type_text(g.type_of(o)) if opts.ann is None else None
+        dot.edge(box_id(src), box_id(dst), label=edge_label(opts, o, _partial(opts, g, o, dst, uses), shape))
+    for name, n in result_sinks(g):
+        stmt = g.nodes[n].get("stmt")
+        if stmt in boxes:
+            dot.node(f"out:{name}", name, shape="plaintext")
+            shape = type_text(g.type_of(n)) if opts.ann is None else None
+            dot.edge(box_id(stmt), f"out:{name}", label=edge_label(opts, n, None, shape))
+    return dot
+
+
+def result_sinks(g) -> list:
+    """(label, node) for each output and the loss: drawn as an arrow leaving the diagram."""
+    sinks = [(f"output {name}", n) for name, n in g.graph["outputs"].items()]
+    if g.graph["loss"] is not None:
+        sinks.append(("loss", g.graph["loss"]))
+    return sinks
+
+
+def _params_highlighted(g, info, opts) -> bool:
+    return any(g.graph["params"].get(p) in opts.highlight for p in info.params)
+
+
+def _box_label(g, info, opts: Options):
+    ops = " → ".join(OPERATOR_NAMES.get(o, o) for o in info.ops)
+    t = type_text(info.type)
+    lines = [(info.label, None, True)]
+    if info.kind in ("input", "param"):
+        lines.append((f"{info.kind} {t}", None, False))
+    else:
+        lines.append((ops, None, False))
+        lines.append((t, None, False))
+    counts = [int(np.prod(g.type_of(g.graph["params"][p]).shape, dtype=np.int64))
+              for p in info.params if p in g.graph["params"]]
+    if counts:
+        lines.append((f"{sum(counts):,} params", None, False))
+    if info.loc is not None:
+        lines.append((f"line {info.loc.span.line}", "#666666", False))
+    if info.label in opts.box_note:
+        lines.append((opts.box_note[info.label], None, True))
+    ann = opts.ann
+    if ann is not None:
+        for p in info.params:
+            n = g.graph["params"].get(p)
+            if n is not None and n in ann.grads and opts.shows_grad(n):
+                lines.append((f"∂{ann.of_name}/∂{p} = {summary(ann.grads[n])}", GRAD_COLOR, False))
+    return html_lines(lines)
+
+
+def _partial(opts: Options, g, o: int, dst: str, uses) -> str | None:
+    """∂dst/∂src for the edge: the rule's own text when the statement uses the value directly."""
+    ann = opts.ann
+    if ann is None or not opts.partials:
+        return None
+    value_node = g.graph["values"].get(dst)
+    direct = [(n, i) for src, n, i in uses if src == o]
+    if len(direct) == 1 and direct[0][0] == value_node:
+        return ann.partial_text(*direct[0])
+    if value_node not in ann.grads:
+        return None
+    up = np.asarray(ann.grads[value_node])
+    shares = [ann.contributions.get((n, i)) for src, n, i in uses if src == o]
+    if up.size != 1 or float(up) == 0 or any(s is None or np.asarray(s).size != 1 for s in shares):
+        return None
+    total = sum(float(s) for s in shares)
+    return f"∂{dst}/∂{ann.names.get(o, '·')} = {number(total / float(up))}"
