@@ -360,6 +360,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--check-numerics", action="store_true", help="stop at the first NaN or infinity in any output "
                    "(the loss is always checked) and name the node that produced it")
+    p.add_argument("--grad-stats", action="store_true", help="record each layer's gradient norm every epoch in "
+                   "grad_stats.csv (see nnc viz --heat)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="print the chain rule walked node by node, with values")
@@ -367,6 +369,9 @@ def make_parser() -> argparse.ArgumentParser:
     _run_args(p)
     p.add_argument("--of", metavar="NAME", help="the scalar to differentiate (default: the loss, or the single output)")
     p.set_defaults(func=cmd_explain)
+
+    from .viz.cli import add_parser as add_viz_parser  # nnc viz: diagrams with values and gradients
+    add_viz_parser(sub)
 
     p = sub.add_parser("compile", help="compile the forward pass to native code; show the kernels, IR or assembly")
     _model_args(p)

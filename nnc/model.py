@@ -65,6 +65,13 @@ class Model:
     def __repr__(self) -> str:
         return f"<nnc.Model {self.name}: {len(self.graph)} ops, {sum(self.param_counts().values()):,} parameters>"
 
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a model as its layers diagram (None without Graphviz: the text repr is used)."""
+        from .viz import diagram
+        from .viz.render import dot_program, svg_text
+
+        return svg_text(diagram(self, "layers")) if dot_program() else None
+
     def param_counts(self) -> dict:
         return {name: int(np.prod(t.shape, dtype=np.int64)) for name, t in self.param_types.items()}
 

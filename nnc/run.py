@@ -185,6 +185,8 @@ def _epoch_line(h, epochs: int) -> str:
     parts.append(f"{h.samples_per_second / 1000:.1f}k samples/s" if h.samples_per_second >= 1000
                  else f"{h.samples_per_second:.0f} samples/s")
     parts.append(f"{h.seconds:.1f}s")
+    if h.grad_norms:
+        parts.append("‖∇‖ " + " ".join(f"{k} {v:.2g}" for k, v in h.grad_norms.items()))
     return "  ".join(parts)
 
 
@@ -241,6 +243,8 @@ def cmd_run(args) -> int:
                 if data.val is not None and data.n_val:
                     ev = trainer.evaluate(data.val)
                     h.val_loss, h.val_accuracy = ev["loss"], ev.get("accuracy")
+                if getattr(args, "grad_stats", False):
+                    record_grad_stats(trainer, h, data.train, folder)
                 trainer.history.append(h)
                 final = trainer.epoch == config.epochs
                 if final or time.perf_counter() - last_save >= SAVE_EVERY_SECONDS:
@@ -263,6 +267,14 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         return 1
     return finish(args, model, trainer, data, folder, progress, started, samples, train_seconds)
+
+
+def record_grad_stats(trainer, h, train: dict, folder: Path) -> None:
+    """--grad-stats: this epoch's per-layer gradient norms into the history and grad_stats.csv."""
+    from .viz.grad_stats import write_grad_stats
+
+    h.grad_norms = trainer.gradient_norms(train)
+    write_grad_stats(folder, trainer.model, [*trainer.history, h])
 
 
 def save_checkpoint(trainer, folder: Path, step: int = 0) -> None:

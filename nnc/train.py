@@ -268,6 +268,14 @@ class Trainer:
             return None
         return describe(self.step_graph, found, f"epoch {failure.epoch + 1}, step {failure.step + 1}")
 
+    def gradient_norms(self, train: dict) -> dict:
+        """Each layer's ‖d loss / d parameters‖ now, on a fixed training batch (nnc run --grad-stats)."""
+        from .viz.grad_stats import GradNormProbe
+
+        if getattr(self, "_grad_probe", None) is None:
+            self._grad_probe = GradNormProbe(self.model, self.config.backend, self.config.batch, self.config.seed)
+        return self._grad_probe.norms(self.model_params(), train)
+
     # ---- evaluation -------------------------------------------------------------------
 
     def predict(self, data: dict) -> tuple[float, np.ndarray]:

@@ -1,0 +1,274 @@
+"""nnc viz: DOT text of each view against golden files, values and gradients on the right edges,
+rendering, the step frames and HTML page (in headless Chromium), --grad-stats and --heat, errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnc
+from nnc.backend.compiler import effective_targets
+from nnc.backend.fusion import fuse
+from nnc.cli import main
+from nnc.viz import diagram
+from nnc.viz.values import annotate
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GOLDEN = Path(__file__).resolve().parent / "viz"
+UPDATE = os.environ.get("NNC_UPDATE_GOLDEN") == "1"  # NNC_UPDATE_GOLDEN=1 pytest tests/test_viz.py rewrites them
+CIRCUIT_AT = {"x": np.array(-2.0), "y": np.array(5.0), "z": np.array(-4.0)}
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
+
+
+def load(name: str, model: str | None = None):
+    return nnc.load(EXAMPLES / name, model=model)
+
+
+def edge_line(dot: str, tail: str, head: str) -> str:
+    lines = [line for line in dot.splitlines() if line.strip().startswith(f'"{tail}" -> "{head}"')]
+    assert len(lines) == 1, f"expected one edge {tail} -> {head}, got {lines}"
+    return lines[0]
+
+
+def circuit_annotation(backend="llvm"):
+    m = load("circuit.nn")
+    return m, annotate(m, CIRCUIT_AT, m.complete_params({}), backend=backend)
+
+
+# ---- golden DOT files ------------------------------------------------------------------------------
+
+
+def golden_cases():
+    circuit = load("circuit.nn")
+    mlp = load("mnist_mlp.nn")
+    _, ann = circuit_annotation("reference")
+    return {
+        "circuit_layers_values.dot": lambda: diagram(circuit, "layers", ann, partials=True),
+        "circuit_ops_values.dot": lambda: diagram(circuit, "ops", ann),
+        "mnist_mlp_layers.dot": lambda: diagram(mlp, "layers"),
+        "mnist_mlp_ops.dot": lambda: diagram(mlp, "ops"),
+        "mnist_mlp_backward.dot": lambda: diagram(mlp, "backward"),
+        "mnist_mlp_fused.dot": lambda: diagram(mlp, "fused"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(golden_cases()))
+def test_golden_dot(name):
+    text = golden_cases()[name]()
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; if on purpose, regenerate with NNC_UPDATE_GOLDEN=1"
+
+
+# ---- structure and labels of each view ---------------------------------------------------------------
+
+
+def test_layers_view_boxes_shapes_and_parameter_counts():
+    dot = diagram(load("mnist_mlp.nn"), "layers")
+    for label, params in (("h1", "200,960 params"), ("h2", "32,896 params"), ("logits", "1,290 params")):
+        box = next(line for line in dot.splitlines() if line.strip().startswith(f'"s:{label}" ['))
+        assert params in box and "dense" in box
+    assert 'label="[B, 256]"' in edge_line(dot, "s:h1", "s:h2")
+    assert 'label="int[B]"' in edge_line(dot, "s:label", "s:loss")
+    assert "output logits" in dot
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+def test_circuit_values_above_and_gradients_below_the_right_edges(backend):
+    m, ann = circuit_annotation(backend)
+    for view in ("layers", "ops"):
+        dot = diagram(m, view, ann)
+        ids = {"layers": lambda s: f"s:{s}", "ops": lambda s: f"n{m.graph.graph['values'][s]}"}[view]
+        expected = [("x", "q", "x = -2", "∂f/∂x = -4"), ("y", "q", "y = 5", "∂f/∂y = -4"),
+                    ("z", "f", "z = -4", "∂f/∂z = 3"), ("q", "f", "q = 3", "∂f/∂q = -4")]
+        for tail, head, value, gradient in expected:
+            line = edge_line(dot, ids(tail), ids(head))
+            assert line.index(value) < line.index(gradient), line  # value above, gradient below
+        assert "f = -12" in edge_line(dot, ids("f"), "out:output f")
+
+
+def test_partials_write_the_local_derivative_with_names():
+    m, ann = circuit_annotation()
+    dot = diagram(m, "layers", ann, partials=True)
+    assert "∂f/∂q = z = -4" in edge_line(dot, "s:q", "s:f")
+    assert "∂q/∂x = 1" in edge_line(dot, "s:x", "s:q")
+    assert "∂q/∂x" not in diagram(m, "layers", ann)
+
+
+def test_tensors_show_shape_norm_and_mean():
+    m = load("mnist_mlp.nn")
+    ann = annotate(m, m.random_inputs(4), m.complete_params({}))
+    line = edge_line(diagram(m, "layers", ann), "s:h1", "s:h2")
+    assert re.search(r"h1 = \[4, 256\] ‖·‖=[0-9.e+-]+ mean=[0-9.e+-]+", line), line
+    assert "∂loss/∂h1 = [4, 256]" in line
+    h1 = np.asarray(ann.values[m.training_graph.graph["values"]["h1"]])
+    assert f"‖·‖={np.linalg.norm(h1.astype(np.float64)):.3g}" in line
+
+
+def test_backward_view_labels_every_backward_node_with_its_rule_and_links_it():
+    m = load("mnist_mlp.nn")
+    dot = diagram(m, "backward")
+    assert "matmul: dA = dC · Bᵀ" in dot and "matmul: dB = Aᵀ · dC" in dot and "relu: dx = dy · [x &gt; 0]" in dot
+    from nnc.viz.values import gradient_graph
+
+    gg, _ = gradient_graph(m)
+    backward = [n for n in gg.nodes if gg.nodes[n].get("grad_of") is not None and gg.op(n) != "const"]
+    for n in backward:
+        line = next(x for x in dot.splitlines() if x.strip().startswith(f'"n{n}" ['))
+        assert "#fde8e4" in line  # the backward colour
+    assert dot.count("style=\"dashed\"") == len({gg.nodes[n]["grad_of"] for n in backward})
+    for name in ("h1.weight", "h1.bias", "logits.weight"):
+        assert f'label="∂loss/∂{name}"' in dot
+
+
+def test_fused_view_has_one_cluster_per_kernel_around_its_nodes():
+    m = load("mnist_mlp.nn")
+    dot = diagram(m, "fused")
+    plan = fuse(m.graph, effective_targets(m.graph))
+    clusters = re.findall(r'subgraph "cluster_k(\d+)" \{(.*?)\n  \}', dot, re.S)
+    assert len(clusters) == len(plan.kernels)
+    for index, body in clusters:
+        members = {int(x) for x in re.findall(r'^\s+"n(\d+)" \[', body, re.M)}
+        assert members == set(plan.kernels[int(index)].nodes)
+    assert f"{len(plan.kernels)} kernels for {plan.primitive_ops} primitive ops" in dot
+
+
+# ---- rendering ------------------------------------------------------------------------------------------
+
+
+@needs_dot
+def test_svg_and_png_rendering_give_valid_files(tmp_path, capsys):
+    svg, png = tmp_path / "c.svg", tmp_path / "c.png"
+    assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(svg), "--at", "x=-2", "y=5", "z=-4"]) == 0
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    texts = "".join(root.itertext())
+    assert "x = -2" in texts and "∂f/∂q = -4" in texts
+    assert main(["viz", str(EXAMPLES / "mnist_mlp.nn"), "-o", str(png), "--view", "fused"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_dot
+def test_model_repr_svg_for_jupyter():
+    svg = load("mnist_mlp.nn")._repr_svg_()
+    assert svg.startswith("<svg") and "h1" in svg
+
+
+def test_without_dot_a_dot_file_works_and_svg_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there: no dot
+    out = tmp_path / "c.dot"
+    assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(out)]) == 0
+    assert out.read_text().startswith('digraph "circuit"')
+    capsys.readouterr()
+    assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(tmp_path / "c.svg")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Graphviz" in err and "apt-get install graphviz" in err
+    assert "Traceback" not in err and not (tmp_path / "c.svg").exists()
+
+
+# ---- errors ----------------------------------------------------------------------------------------------
+
+
+def test_errors_are_one_clear_message(tmp_path, capsys):
+    assert main(["viz", str(tmp_path / "missing.nn"), "-o", str(tmp_path / "x.dot")]) == 1
+    assert "missing.nn" in capsys.readouterr().err
+    assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(tmp_path / "x.dot"), "--at", "w=1"]) == 1
+    err = capsys.readouterr().err
+    assert "no input 'w'" in err and "x, y, z" in err
+    assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(tmp_path / "x.jpg")]) == 1
+    assert "got format '.jpg', expected .svg, .png, .pdf, .dot" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(tmp_path / "x.dot"), "--view", "kernels"])
+    assert stop.value.code == 2
+    assert "invalid choice: 'kernels'" in capsys.readouterr().err
+    bad = tmp_path / "bad.nn"
+    bad.write_text("model m {\n  input x\n  y = x +* 2\n  output y\n}\n")
+    assert main(["viz", str(bad), "-o", str(tmp_path / "x.dot")]) == 1
+    assert re.search(r"bad\.nn:3:\d+: error:", capsys.readouterr().err)
+
+
+# ---- step frames and the HTML page ------------------------------------------------------------------
+
+
+def test_step_frames_walk_backward_and_reveal_gradients_in_order():
+    from nnc.explain import Explainer
+    from nnc.viz import VIEWS
+    from nnc.viz.steps import build_frames
+
+    m, ann = circuit_annotation()
+    params = m.complete_params({})
+    frames, explain = build_frames(m, ann, CIRCUIT_AT, params, VIEWS["layers"])
+    steps = Explainer(m, CIRCUIT_AT, params).steps()
+    assert [f.name for f in frames] == [s.name for s in steps] == ["f", "q", "z", "y", "x"]
+    first, last = frames[0].dot, frames[-1].dot
+    assert "step 1/5: df/df = 1" in first and "∂f/∂x" not in first
+    assert 'fillcolor="#ffe58a"' in next(x for x in first.splitlines() if x.strip().startswith('"s:f" ['))
+    assert "∂f/∂q = -4" in frames[1].dot and "∂f/∂x" not in frames[1].dot
+    assert "∂f/∂x = -4" in last and "∂f/∂y = -4" in last
+    assert all(f.line in explain for f in frames)
+
+
+@needs_dot
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_html_page_in_headless_chromium(tmp_path, capsys):
+    page = tmp_path / "circuit.html"
+    assert main(["viz", str(EXAMPLES / "circuit.nn"), "--at", "x=-2", "y=5", "z=-4", "--html", str(page),
+                 "--steps", str(tmp_path / "frames")]) == 0
+    assert len(list((tmp_path / "frames").glob("step-*.svg"))) == 5
+    text = page.read_text()
+    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # self-contained
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri() + "#selftest"],
+                          capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    result = re.search(r'<div id="selftest-result"[^>]*>([^<]*)</div>', dom)
+    assert result, dom[-2000:]
+    assert result.group(1) == "selftest ok: 5 steps; forward 1,2,3,4,5; backward 5,4,3,2,1"
+    assert re.search(r'<div id="errors"></div>', dom), "the page reported script errors"
+    console_errors = [x for x in done.stderr.splitlines() if "CONSOLE" in x and "error" in x.lower()]
+    assert not console_errors, console_errors
+
+
+# ---- training health: --grad-stats and --heat ------------------------------------------------------------
+
+
+def test_vanishing_gradients_sigmoid_first_layer_orders_of_magnitude_smaller():
+    norms = {}
+    for name in ("vanishing_sigmoid", "vanishing_relu"):
+        m = load("vanishing.nn", name)
+        grads = m.grad(m.random_inputs(32, seed=1), None, wrt=["h1.weight", "logits.weight"]).grads
+        norms[name] = {k: float(np.linalg.norm(v)) for k, v in grads.items()}
+    sigmoid, relu = norms["vanishing_sigmoid"], norms["vanishing_relu"]
+    assert sigmoid["h1.weight"] < 1e-2 * relu["h1.weight"]
+    assert sigmoid["h1.weight"] < 1e-3 * sigmoid["logits.weight"]  # it shrinks towards the input
+
+
+@needs_dot
+def test_grad_stats_run_and_heat_map(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", str(EXAMPLES / "vanishing.nn"), "--model", "vanishing_sigmoid", "--epochs", "2",
+                 "--grad-stats", "--out", str(run), "--quiet"]) == 0
+    rows = (run / "grad_stats.csv").read_text().splitlines()
+    assert rows[0] == "epoch,layer,grad_norm"
+    layers = [f"h{i}" for i in range(1, 9)] + ["logits"]
+    assert [r.split(",")[1] for r in rows[1:]] == layers * 2
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1] * 9 + [2] * 9
+    first = {r.split(",")[1]: float(r.split(",")[2]) for r in rows[1:10]}
+    assert first["h1"] < 1e-2 * first["logits"]
+    out = tmp_path / "heat.svg"
+    assert main(["viz", "--heat", str(run), "-o", str(out)]) == 0
+    svg = out.read_text()
+    assert "‖∇‖ = " in svg and "after epoch 2" in svg
+    assert (tmp_path / "heat_norms.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["viz", "--heat", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
+    assert "does not exist" in capsys.readouterr().err
