@@ -76,6 +76,17 @@ def _plain(expr):
     raise NncError("a setting's value must be a number, a name, a string or a call like adam(lr=0.001)", expr.loc)
 
 
+def _argument(table: dict, param: str, expr):
+    """An optimizer or schedule argument; warmup's `then` is itself a schedule: then=step(every=2)."""
+    if table is SCHEDULES and param == "then":
+        then = _spec(expr, SCHEDULES, "schedule")
+        if then.name == "warmup":
+            raise NncError("warmup(then=warmup) would never end", expr.loc,
+                           hint="use then=constant, step, exponential, cosine or cyclic")
+        return then
+    return _plain(expr)
+
+
 def _spec(expr, table: dict, what: str) -> Spec:
     if isinstance(expr, ast.Var):
         name, given = expr.name, {}
@@ -89,14 +100,14 @@ def _spec(expr, table: dict, what: str) -> Spec:
             if len(expr.args) > len(params):
                 raise NncError(f"{name}: too many arguments: got {len(expr.args)}, expected at most {len(params)} "
                                f"({', '.join(params)})", expr.args[len(params)].loc)
-            given = {p: _plain(a) for p, a in zip(params, expr.args)}
+            given = {p: _argument(table, p, a) for p, a in zip(params, expr.args)}
             for kw in expr.kwargs:
                 if kw.name not in table[name]:
                     close = difflib.get_close_matches(kw.name, list(table[name]), n=1)
                     raise NncError(f"{name}: unknown argument '{kw.name}'", kw.loc,
                                    hint=f"did you mean '{close[0]}'?" if close
                                    else f"{name} takes ({', '.join(table[name])})")
-                given[kw.name] = _plain(kw.value)
+                given[kw.name] = _argument(table, kw.name, kw.value)
     else:
         raise NncError(f"{what} must be a name such as {next(iter(table))} or a call such as "
                        f"{next(iter(table))}(lr=0.1)", expr.loc)

@@ -353,3 +353,18 @@ def test_binary_functions_take_a_and_b_and_unary_minus_is_neg_in_the_summary():
     assert rows["z"] == ["maximum", "minimum", "-"] and rows["n"] == ["neg"]
     out = m.eval({"x": [1.0, 5.0], "y": [3.0, 2.0]})
     assert out["z"].tolist() == [2.0, 3.0] and out["n"].tolist() == [-1.0, -5.0]
+
+
+def test_warmup_then_takes_a_schedule_call():
+    from nnc.schedules import learning_rate
+
+    s = settings("schedule = warmup(epochs=1, then=step(every=1, gamma=0.5))")["schedule"]
+    assert s.args["then"] == Spec("step", {"every": 1, "gamma": 0.5})
+    assert [learning_rate(s, 0.1, e, 4) for e in (1, 2, 3)] == [0.1, 0.05, 0.025]
+    assert settings("schedule = warmup(2, cosine)")["schedule"].args["then"] == Spec("cosine", {"min_lr": 0.0})
+    for text, message in (("warmup(then=linear)", "unknown schedule 'linear'"),
+                          ("warmup(then=warmup)", "warmup(then=warmup) would never end"),
+                          ("warmup(then=step(every=2, rate=1))", "step: unknown argument 'rate'")):
+        with pytest.raises(NncError) as info:
+            settings(f"schedule = {text}")
+        assert info.value.message == message and info.value.loc is not None
