@@ -113,7 +113,7 @@ def page(title: str, frames, explain: str) -> str:
         sections.append(
             f'<section class="frame" data-step="{frame.index}" hidden>\n'
             f'<div class="diagram">{svg_text(frame.dot)}</div>\n'
-            f'<aside><h2>step {frame.index}: d/d{escape(frame.name)}</h2>\n'
+            f'<aside><h2>step {frame.index} of {len(frames)}: {escape(frame.name)}</h2>\n'
             f'<p class="line">{escape(frame.line)}</p>\n'
             f'<pre class="explain">{_explain_block(explain, frame.line)}</pre></aside>\n'
             f'</section>')

@@ -48,5 +48,7 @@ def edge_label(opts: Options, src: int, partial: str | None = None, extra: str |
 
 def highlight(attrs: dict, on: bool) -> dict:
     if on:
-        attrs.update(style="filled,bold", fillcolor=HIGHLIGHT_FILL, penwidth="3")
+        style = attrs.get("style", "filled")
+        attrs.update(style=style if "filled" in style else f"filled,{style}", fillcolor=HIGHLIGHT_FILL,
+                     penwidth="3")
     return attrs

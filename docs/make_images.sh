@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Regenerate the diagrams under docs/ (needs Graphviz's dot). Run from anywhere: docs/make_images.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nnc() { .venv/bin/nnc "$@"; }
+
+# the backprop circuit f = (x + y) * z: values above the edges, gradients below
+nnc viz examples/circuit.nn --at x=-2 y=5 z=-4 -o docs/circuit.svg
+nnc viz examples/circuit.nn --at x=-2 y=5 z=-4 --partials -o docs/circuit_partials.svg
+# the same walked step by step: one page, previous / next, the nnc explain text beside each frame
+nnc viz examples/circuit.nn --at x=-2 y=5 z=-4 --html docs/circuit_steps.html
+# the MLP's forward and backward nodes, each backward node labelled with its rule
+nnc viz examples/mnist_mlp.nn --view backward -o docs/mnist_mlp_backward.svg
+# the MLP's native kernels
+nnc viz examples/mnist_mlp.nn --view fused -o docs/mnist_mlp_fused.svg
+# the vanishing-gradient slide: train the deep sigmoid MLP with --grad-stats, colour its layers by gradient norm
+run=$(mktemp -d)
+nnc run examples/vanishing.nn --model vanishing_sigmoid --grad-stats --out "$run/sigmoid" --quiet
+nnc viz --heat "$run/sigmoid" -o docs/vanishing_sigmoid_heat.svg   # also docs/vanishing_sigmoid_heat_norms.png
+rm -rf "$run"
