@@ -76,15 +76,23 @@ def _plain(expr):
     raise NncError("a setting's value must be a number, a name, a string or a call like adam(lr=0.001)", expr.loc)
 
 
-def _argument(table: dict, param: str, expr):
-    """An optimizer or schedule argument; warmup's `then` is itself a schedule: then=step(every=2)."""
+def _argument(table: dict, name: str, param: str, expr):
+    """An optimizer or schedule argument, of the kind of its default; warmup's `then` is itself a
+    schedule: then=step(every=2)."""
     if table is SCHEDULES and param == "then":
         then = _spec(expr, SCHEDULES, "schedule")
         if then.name == "warmup":
             raise NncError("warmup(then=warmup) would never end", expr.loc,
                            hint="use then=constant, step, exponential, cosine or cyclic")
         return then
-    return _plain(expr)
+    value, default = _plain(expr), table[name][param]
+    shown = "a call" if isinstance(value, ast.Call) else str(value).lower() if isinstance(value, bool) else value
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise NncError(f"{name}: {param} must be true or false, got {shown}", expr.loc)
+    if not isinstance(default, bool) and isinstance(default, (int, float)) and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+        raise NncError(f"{name}: {param} must be a number of 0 or more, got {shown}", expr.loc)
+    return value
 
 
 def _spec(expr, table: dict, what: str) -> Spec:
@@ -100,14 +108,14 @@ def _spec(expr, table: dict, what: str) -> Spec:
             if len(expr.args) > len(params):
                 raise NncError(f"{name}: too many arguments: got {len(expr.args)}, expected at most {len(params)} "
                                f"({', '.join(params)})", expr.args[len(params)].loc)
-            given = {p: _argument(table, p, a) for p, a in zip(params, expr.args)}
+            given = {p: _argument(table, name, p, a) for p, a in zip(params, expr.args)}
             for kw in expr.kwargs:
                 if kw.name not in table[name]:
                     close = difflib.get_close_matches(kw.name, list(table[name]), n=1)
                     raise NncError(f"{name}: unknown argument '{kw.name}'", kw.loc,
                                    hint=f"did you mean '{close[0]}'?" if close
                                    else f"{name} takes ({', '.join(table[name])})")
-                given[kw.name] = _argument(table, kw.name, kw.value)
+                given[kw.name] = _argument(table, name, kw.name, kw.value)
     else:
         raise NncError(f"{what} must be a name such as {next(iter(table))} or a call such as "
                        f"{next(iter(table))}(lr=0.1)", expr.loc)
@@ -150,8 +158,8 @@ def read_train_block(trains: tuple) -> dict:
             raise NncError(f"{s.name} must be {wanted}, got {v if not isinstance(v, ast.Call) else 'a call'}",
                            s.value.loc)
         if kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
-            raise NncError(f"{s.name} must be a number of 0 or more, got {v if not isinstance(v, ast.Call) else 'a call'}",
-                           s.value.loc)
+            raise NncError(f"{s.name} must be a number of 0 or more, got "
+                           f"{v if not isinstance(v, ast.Call) else 'a call'}", s.value.loc)
         if kind == "str" and not isinstance(v, str):
             raise NncError(f"{s.name} must be a name or a string, got {v if not isinstance(v, ast.Call) else 'a call'}",
                            s.value.loc)

@@ -368,3 +368,17 @@ def test_warmup_then_takes_a_schedule_call():
         with pytest.raises(NncError) as info:
             settings(f"schedule = {text}")
         assert info.value.message == message and info.value.loc is not None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("optimizer = adam(lr=fast)", "adam: lr must be a number of 0 or more, got fast"),
+    ("optimizer = sgd(0.1, -1)", "sgd: momentum must be a number of 0 or more, got -1"),
+    ("optimizer = rmsprop(eps=true)", "rmsprop: eps must be a number of 0 or more, got true"),
+    ("optimizer = sgd(nesterov=1)", "sgd: nesterov must be true or false, got 1"),
+    ("optimizer = adam(lr=adam(lr=1))", "adam: lr must be a number of 0 or more, got a call"),
+    ("schedule = step(every=-2)", "step: every must be a number of 0 or more, got -2"),
+])
+def test_optimizer_and_schedule_arguments_are_checked(text, message):
+    with pytest.raises(NncError) as info:
+        settings(text)
+    assert info.value.message == message and info.value.loc is not None
