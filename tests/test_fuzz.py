@@ -93,6 +93,20 @@ def test_the_harness_reports_what_it_should(tmp_path):
             pass
 
 
+def test_the_harness_catches_native_code_that_disagrees_with_the_interpreter(tmp_path, monkeypatch):
+    from nnc.model import Model
+
+    real_eval = Model.eval
+    text = b"model m { input x: [B, 2]\n y = relu(x)\n output y }"
+    for wrong, what in [(lambda y: y + 0.01, "differs from the reference by 0.01"),
+                        (lambda y: y * np.nan, "non-finite at other places"),
+                        (lambda y: y[:1], "shape [1, 2], reference [2, 2]")]:
+        monkeypatch.setattr(Model, "eval", lambda self, *a, wrong=wrong, **k: {
+            name: wrong(value) for name, value in real_eval(self, *a, **k).items()})
+        result = harness.check(text, tmp_path / "input.nn")
+        assert result.status == "mismatch" and what in result.detail, result.detail
+
+
 def test_the_real_command_agrees_on_a_sample(tmp_path):
     """`nnc check` / `nnc eval` in a subprocess: exit 0 or 1 and the same first line of the message."""
     for i in (0, 1, 2, 3, 11):

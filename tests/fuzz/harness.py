@@ -3,9 +3,11 @@
 Owns `check(data, path)`: write the bytes to `path`, then do what `nnc check`
 and `nnc eval` do — read and parse the file, build every model's evaluation
 and training graphs, print the summary, `nnc.graph.verify` both graphs and,
-for a small accepted model, run it on the reference interpreter with random
-inputs of batch 2 (both graphs), checking that every value has the shape and
-dtype kind the builder inferred. The outcome is one of
+for a small accepted model, evaluate it with random inputs of batch 2: as
+native code (`Model.eval`, compiled by the backend) and on the reference
+interpreter (both graphs), checking that every value has the shape and dtype
+kind the builder inferred and that the native outputs match the
+interpreter's. The outcome is one of
 
   accepted   no error
   rejected   an NncError whose text is `file:line:col: error: ...` plus the
@@ -14,7 +16,8 @@ dtype kind the builder inferred. The outcome is one of
   crash      any other exception (a bug: the traceback is kept)
   hang       the per-input time limit passed (SIGALRM, so main thread only)
   bad-error  an NncError that breaks the format above
-  mismatch   an interpreter value whose shape or dtype differs from the graph
+  mismatch   an interpreter value whose shape or dtype differs from the graph,
+             or a native output that differs from the interpreter's
 
 `smoke(data, path)` runs the real `nnc check` / `nnc eval` in a subprocess and
 compares the exit code and first line of stderr with the in-process verdict.
@@ -145,6 +148,29 @@ def _check_values(graph, values: dict, what: str) -> None:
                            f"{list(np.shape(value))}, but the graph says {typ}")
 
 
+# Native float32 code and the interpreter may round differently (fused kernels, other summation orders);
+# a difference beyond this, relative to the largest value of the output, is a bug.
+NATIVE_TOLERANCE = 1e-3
+
+
+def _compare_outputs(graph, native: dict, reference: dict) -> None:
+    """The native outputs must match the reference interpreter's where both are finite, and be non-finite
+    exactly where it is."""
+    for name, node in graph.graph["outputs"].items():
+        got, want = np.asarray(native[name], np.float64), np.asarray(reference[node], np.float64)
+        if got.shape != want.shape:
+            raise Mismatch(f"native output '{name}': shape {list(got.shape)}, reference {list(want.shape)}")
+        finite = np.isfinite(want)
+        if not np.array_equal(np.isfinite(got), finite):
+            raise Mismatch(f"native output '{name}': non-finite at other places than the reference")
+        if finite.any():
+            scale = max(1.0, float(np.abs(want[finite]).max()))
+            worst = float(np.abs(got[finite] - want[finite]).max())
+            if worst > NATIVE_TOLERANCE * scale:
+                raise Mismatch(f"native output '{name}': differs from the reference by {worst:.3g} "
+                               f"(largest value {scale:.3g})")
+
+
 class Mismatch(Exception):
     """The interpreter and the shape rules disagree."""
 
@@ -162,9 +188,11 @@ def pipeline(path: Path, state: Result, seed: int = 0) -> None:
         state.stage = "eval"
         inputs = state.inputs = random_inputs(first, np.random.default_rng(seed))
         params = first.complete_params({}, seed)
-        first.eval(inputs, params, seed=seed)
+        native = first.eval(inputs, params, seed=seed)  # compiled to native code
         g = first.graph
-        _check_values(g, interp.run(g, inputs, params, seed=seed), "evaluation graph")
+        reference = interp.run(g, inputs, params, seed=seed)
+        _check_values(g, reference, "evaluation graph")
+        _compare_outputs(g, native, reference)
         tg = first.training_graph
         _check_values(tg, interp.run(tg, inputs, params, seed=seed), "training graph")
         state.evaluated = 1
