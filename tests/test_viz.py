@@ -217,6 +217,18 @@ def test_step_frames_walk_backward_and_reveal_gradients_in_order():
     assert all(f.line in explain for f in frames)
 
 
+def chromium_selftest(page: Path, profile: Path) -> tuple[str, str, list]:
+    """(self-test verdict, text of #errors, console lines) of a page opened headless with #selftest."""
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           f"--user-data-dir={profile}", "--dump-dom", page.as_uri() + "#selftest"],
+                          capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    result = re.search(r'<div id="selftest-result"[^>]*>([^<]*)</div>', dom)
+    errors = re.search(r'<div id="errors"[^>]*>([^<]*)</div>', dom)
+    assert result and errors, dom[-2000:]
+    return result.group(1), errors.group(1), [x for x in done.stderr.splitlines() if ":CONSOLE" in x]
+
+
 @needs_dot
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_html_page_in_headless_chromium(tmp_path, capsys):
@@ -226,16 +238,16 @@ def test_html_page_in_headless_chromium(tmp_path, capsys):
     assert len(list((tmp_path / "frames").glob("step-*.svg"))) == 5
     text = page.read_text()
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # self-contained
-    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri() + "#selftest"],
-                          capture_output=True, text=True, timeout=120)
-    dom = done.stdout
-    result = re.search(r'<div id="selftest-result"[^>]*>([^<]*)</div>', dom)
-    assert result, dom[-2000:]
-    assert result.group(1) == "selftest ok: 5 steps; forward 1,2,3,4,5; backward 5,4,3,2,1"
-    assert re.search(r'<div id="errors"></div>', dom), "the page reported script errors"
-    console_errors = [x for x in done.stderr.splitlines() if "CONSOLE" in x and "error" in x.lower()]
-    assert not console_errors, console_errors
+    verdict, errors, console = chromium_selftest(page, tmp_path / "profile")
+    assert verdict == "selftest ok: 5 steps; forward 1,2,3,4,5; backward 5,4,3,2,1"
+    assert errors == "" and console == []
+    # the harness notices a broken page: controls that leave frames visible, and script errors
+    broken = tmp_path / "broken.html"
+    broken.write_text(text.replace("frames[current].hidden = true;", "").replace(
+        "</body>", "<script>console.error('boom'); notDefined();</script>\n</body>"))
+    verdict, errors, console = chromium_selftest(broken, tmp_path / "profile2")
+    assert verdict.startswith("selftest FAILED")
+    assert "boom" in errors and "notDefined" in errors and len(console) == 2
 
 
 # ---- training health: --grad-stats and --heat ------------------------------------------------------------
