@@ -295,6 +295,18 @@ def test_a_part_file_of_a_live_download_is_left_alone(dirs, mirror):
     assert live.exists()
 
 
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_the_real_files_match_the_known_checksums(name):
+    """The files in NNC_DATA_DIR (tests/conftest.py) are the originals: found there, verified, no download."""
+    from nnc.data.fetch import user_data_dir
+    from nnc.data.images import IMAGE_SETS
+
+    image_set = IMAGE_SETS[name]
+    paths = fetch_files(name, image_set.files, [], download=False)
+    assert sorted(paths) == sorted(IDX_FILE_NAMES)
+    assert all(p.parent == user_data_dir() / name for p in paths.values())
+
+
 def test_offline_without_files_says_where_to_put_the_four_files(dirs, monkeypatch):
     user, cache = dirs
     monkeypatch.setenv("NNC_DATASET_MIRROR", closed_port_url())
