@@ -20,7 +20,8 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.nn"
 
 def model_values(model, batch, seed=0):
     g = model.graph
-    inputs, _ = random_values(g, {"B": batch}, np.random.default_rng(seed))
+    classes = min((g.type_of(g.operands(n)[0]).shape[1] for n in g.nodes if g.op(n) == "xent"), default=10)
+    inputs, _ = random_values(g, {"B": batch}, np.random.default_rng(seed), classes=classes)
     return inputs, model.init_params(seed)
 
 
