@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from .types import DTYPE_NAMES, TensorType, format_shape
 MAX_CALL_DEPTH = 16
 MAX_EXPR_DEPTH = 150
 RESERVED = {"true", "false", "True", "False"}
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # the grammar's NAME: name="enc"
 
 
 class Tensor:
@@ -589,6 +591,9 @@ class Builder:
 
     def params_for(self, name: str | None, specs) -> dict:
         """Create the parameters of the current layer call: specs = [(pname, TensorType, Init, trainable)]."""
+        if name is not None and not PARAM_NAME.fullmatch(name):
+            raise self.error(f'name must be a name such as "encoder": got "{name}"',
+                             hint="letters, digits and _, dots between parts; checkpoints and h1.weight use it")
         prefix = self.claim_prefix(self._call_name, name)
         out = {}
         for pname, typ, init, trainable in specs:

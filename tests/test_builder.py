@@ -382,3 +382,12 @@ def test_optimizer_and_schedule_arguments_are_checked(text, message):
     with pytest.raises(NncError) as info:
         settings(text)
     assert info.value.message == message and info.value.loc is not None
+
+
+@pytest.mark.parametrize("name", ["a b", "", "1st", "enc.", "h-1"])
+def test_name_argument_must_be_a_name(name):
+    with pytest.raises(NncError) as info:
+        params(f'model m {{ input x: [B, 2] y = dense(x, 3, name="{name}") output y }}')
+    assert info.value.message == f'dense: name must be a name such as "encoder": got "{name}"'
+    assert params('model m { input x: [B, 2] y = dense(x, 3, name="block1.enc") output y }') == [
+        "block1.enc.weight", "block1.enc.bias"]
