@@ -152,3 +152,10 @@ class Executable:
         if self.graph.op(user) == "one_hot":
             return self.graph.nodes[user]["attrs"]["depth"]
         return self._shape(self.graph.operands(user)[0])[-1]
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a compiled graph as its kernels (`nnc viz --view fused`); None without Graphviz."""
+        from ..viz.fused import fused_view
+        from ..viz.render import dot_program, svg_text
+
+        return svg_text(fused_view(self.graph, plan=self.plan).source()) if dot_program() else None

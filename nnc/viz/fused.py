@@ -18,9 +18,10 @@ from .values import type_text
 KERNEL_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b")
 
 
-def fused_view(g, opts: Options | None = None, targets=None):
+def fused_view(g, opts: Options | None = None, targets=None, plan=None):
+    """The kernels of `plan` (default: fusing what `targets` need — the outputs, loss and updates)."""
     opts = opts or Options()
-    plan = fuse(g, effective_targets(g, targets))
+    plan = plan or fuse(g, effective_targets(g, targets))
     dot = new_dot(g.graph.get("model", "model"), opts)
     needed = plan.needed
     order = [n for n in g.topo() if n in needed]
