@@ -87,14 +87,14 @@ def _box_label(g, info, opts: Options):
         lines.append((t, None, False))
     counts = [int(np.prod(g.type_of(g.graph["params"][p]).shape, dtype=np.int64))
               for p in info.params if p in g.graph["params"]]
-    if counts:
-        lines.append((f"{sum(counts):,} params", None, False))
+    if counts and info.kind != "param":  # a param statement's own edge already says what it is
+        lines.append((f"{sum(counts):,} param{'s' if sum(counts) != 1 else ''}", None, False))
     if info.loc is not None:
         lines.append((f"line {info.loc.span.line}", "#666666", False))
     if info.label in opts.box_note:
         lines.append((opts.box_note[info.label], None, True))
     ann = opts.ann
-    if ann is not None:
+    if ann is not None and info.kind != "param":
         for p in info.params:
             n = g.graph["params"].get(p)
             if n is not None and n in ann.grads and opts.shows_grad(n):
