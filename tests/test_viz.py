@@ -94,6 +94,10 @@ def test_circuit_values_above_and_gradients_below_the_right_edges(backend):
             line = edge_line(dot, ids(tail), ids(head))
             assert line.index(value) < line.index(gradient), line  # value above, gradient below
         assert "f = -12" in edge_line(dot, ids("f"), "out:output f")
+    backward = diagram(m, "backward", ann)  # the gradient nodes carry their values to the ∂f/∂name arrows
+    for name, value in (("x", "-4"), ("y", "-4"), ("z", "3")):
+        line = next(x for x in backward.splitlines() if f'-> "grad:{name}"' in x)
+        assert f">{value}</font>" in line, line
 
 
 def test_partials_write_the_local_derivative_with_names():
@@ -112,6 +116,20 @@ def test_tensors_show_shape_norm_and_mean():
     assert "∂loss/∂h1 = [4, 256]" in line
     h1 = np.asarray(ann.values[m.training_graph.graph["values"]["h1"]])
     assert f"‖·‖={np.linalg.norm(h1.astype(np.float64)):.3g}" in line
+
+
+def test_values_only_when_the_gradient_cannot_be_computed(tmp_path, capsys):
+    m = load("mnist_mlp.nn")
+    image = {"image": m.random_inputs(2)["image"]}
+    dot = diagram(m, "layers", annotate(m, image, m.complete_params({}), backend="reference"))
+    assert "image = [2, 784]" in dot and "∂" not in dot  # no label, so no loss: forward values only
+    two = nnc.loads("model two { input x\n a = x * 2\n b = x + 1\n output a\n output b }")
+    dot = diagram(two, "ops", annotate(two, {"x": np.array(3.0)}, {}, backend="reference"))
+    assert "a = 6" in dot and "b = 4" in dot and "∂" not in dot
+    np.savez(tmp_path / "image.npz", **image)
+    assert main(["viz", str(EXAMPLES / "mnist_mlp.nn"), "--inputs", str(tmp_path / "image.npz"),
+                 "--html", str(tmp_path / "x.html")]) == 1
+    assert "no value for input 'label' int[B]" in capsys.readouterr().err
 
 
 def test_backward_view_labels_every_backward_node_with_its_rule_and_links_it():

@@ -61,7 +61,8 @@ def cmd_viz(args) -> int:
 
         inputs = gather_random(args, model, gather_inputs(args, model))
         params = gather_params(args, model)
-        ann = annotate(model, inputs, params, of=args.of, backend=backend, seed=args.seed)
+        ann = annotate(model, inputs, params, of=args.of, backend=backend, seed=args.seed,
+                       need_gradients=bool(args.steps or args.html))
     if args.output:
         write_diagram(diagram(model, args.view, ann, args.partials), args.output)
         print(f"wrote {args.output}")

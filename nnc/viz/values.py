@@ -135,21 +135,26 @@ def forward_nodes(g) -> list[int]:
 
 
 def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backend: str = "llvm",
-             seed: int = 0) -> Annotation:
-    """Evaluate the model (and its gradients when there is a scalar to differentiate) on these inputs."""
+             seed: int = 0, need_gradients: bool = False) -> Annotation:
+    """Evaluate the model (and its gradients when there is a scalar to differentiate and its inputs are
+    given; `need_gradients` makes a missing input an error instead of drawing values only)."""
     if backend not in BACKENDS:
         raise NncError(f"unknown backend '{backend}'", hint="choose llvm or reference")
     gg, of_name = gradient_graph(model, of)
+    if gg is not None and of is None and not need_gradients and _missing(gg, inputs, [gg.graph["grad_of"]]):
+        gg, of_name = None, None  # e.g. an image without its label: draw the forward values only
     if gg is None:
         gg = model.training_graph
-    missing = [name for name, n in gg.graph["inputs"].items()
-               if name not in inputs and n in gg.needed_for(gg.roots() or forward_nodes(gg))]
+    wanted = [*gg.graph["outputs"].values(), *([gg.graph["grad_of"]] if of_name else [])]
+    missing = _missing(gg, inputs, wanted)
     if missing:
         raise NncError(f"no value for input '{missing[0]}' {gg.type_of(gg.graph['inputs'][missing[0]])}",
                        hint="give it with --at NAME=VALUE or --inputs IN.npz (or use --random-inputs)")
+    needed = gg.needed_for(wanted)
     adjoints = gg.graph.get("adjoints", {})
     contributions = gg.graph.get("contributions", {})
-    targets = list(dict.fromkeys([*forward_nodes(gg), *adjoints.values(), *contributions.values()]))
+    forward = [n for n in forward_nodes(gg) if n in needed]
+    targets = list(dict.fromkeys([*forward, *adjoints.values(), *contributions.values()]))
     if backend == "llvm":
         values = _run_native(gg, inputs, params, targets, seed)
     else:
@@ -158,6 +163,11 @@ def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backen
                       {n: values[a] for n, a in adjoints.items() if a in values},
                       {k: values[c] for k, c in contributions.items() if c in values},
                       display_names(gg))
+
+
+def _missing(g, inputs: dict, wanted) -> list[str]:
+    need = g.needed_for(wanted)
+    return [name for name, n in g.graph["inputs"].items() if n in need and name not in inputs]
 
 
 def _run_native(g, inputs: dict, params: dict, targets, seed: int) -> dict:
