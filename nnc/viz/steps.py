@@ -63,9 +63,13 @@ def build_frames(model, ann, inputs: dict, params: dict, draw, *, of: str | None
 
 
 def write_frames(frames: list[Frame], folder: str | Path) -> list[Path]:
-    """step-01.svg, step-02.svg, ... in `folder` (created if needed)."""
+    """step-01.svg, step-02.svg, ... in `folder` (created if needed; frames of an earlier run are removed)."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NncError(f"--steps: {folder} is a file, expected a folder for the frames")
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("step-*.svg"):
+        old.unlink()
     width = max(2, len(str(len(frames))))
     paths = []
     for frame in frames:
