@@ -380,6 +380,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="what to show: summary (default), graph (the fused kernels), llvm (optimized IR), asm")
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of printing")
     p.set_defaults(func=cmd_compile)
+
+    from .bench import add_parser as add_bench_parser  # nnc bench: the training step's speed
+    add_bench_parser(sub)
     return parser
 
 

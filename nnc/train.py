@@ -95,11 +95,12 @@ def _loss_targets(g, need) -> list:
 
 
 class NativeEngine:
-    def __init__(self, graph, batch: int, targets):
+    def __init__(self, graph, batch: int, targets, threads: int | None = None):
         from .backend import compile_graph
 
-        self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets)
+        self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets, threads=threads)
         self.compile_seconds = self.exe.stats["compile_seconds"]
+        self._buffers: dict = {}
 
     @property
     def params(self) -> dict:
@@ -111,9 +112,25 @@ class NativeEngine:
     def run(self, inputs: dict, seed: int) -> dict:
         return self.exe.run(inputs, seed=seed)
 
+    def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
+        """One step on rows `idx` of every array in `data` plus the arrays `extra`, gathered into
+        buffers bound once: -> (views of the targets, the batch), both valid until the next call."""
+        buffers = self._buffers
+        if buffers.keys() != data.keys() | extra.keys():
+            buffers = {k: np.empty((len(idx),) + v.shape[1:], v.dtype) for k, v in data.items()}
+            buffers.update({k: np.array(v) for k, v in extra.items()})
+            self.exe.bind(buffers)
+            self._buffers = buffers
+        for k, v in data.items():
+            np.take(v, idx, axis=0, out=buffers[k], mode="clip")
+        for k, v in extra.items():
+            buffers[k][...] = v
+        self.exe.step(seed)
+        return {n: self.exe.view(n) for n in self.exe.targets}, buffers
+
 
 class ReferenceEngine:
-    def __init__(self, graph, batch: int, targets):
+    def __init__(self, graph, batch: int, targets, threads: int | None = None):
         self.graph = graph
         self.targets = list(targets) + list(graph.graph["updates"].values())
         self.params = init_params(graph)
@@ -129,6 +146,10 @@ class ReferenceEngine:
         for name, n in self.graph.graph["updates"].items():
             self.params[name] = values[n]
         return values
+
+    def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
+        batch = {k: v[idx] for k, v in data.items()} | extra
+        return self.run(batch, seed), batch
 
 
 ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
@@ -170,7 +191,7 @@ class Trainer:
         start = time.perf_counter()
         loss = self.step_graph.graph["loss"]
         out = self.step_graph.graph["outputs"][self.task.output]
-        self.step = self.engine_type(self.step_graph, config.batch, [loss, out])
+        self.step = self.engine_type(self.step_graph, config.batch, [loss, out], threads=config.threads)
         self.compile_seconds = time.perf_counter() - start
         self.step.set_params(init_params(self.step_graph, config.seed))
         self.evaluator = Evaluator(model, config.backend)
@@ -221,11 +242,9 @@ class Trainer:
         lr_array = np.zeros((), dtype=np.float32)
         for i in range(skip, steps):
             idx = order[i * cfg.batch:(i + 1) * cfg.batch]
-            batch = {k: v[idx] for k, v in train.items()}
             lr = self.lr_at(self.epoch + i / steps)
             lr_array[...] = lr
-            batch[LR] = lr_array
-            values = self.step.run(batch, seed=cfg.seed * 1_000_003 + self.global_step)
+            values, batch = self.step.run_batch(train, idx, {LR: lr_array}, cfg.seed * 1_000_003 + self.global_step)
             self.global_step += 1
             loss = float(values[loss_node])
             if not np.isfinite(loss) or (self.check_numerics and not _finite(values)):

@@ -1,7 +1,7 @@
 """The on-disk compile cache: object code keyed by everything that shapes it.
 
 Key: the graph's structure (ops, operands, attributes, constant values,
-types, names), the targets, the symbol sizes, the host CPU and its features,
+types, names), the targets, the symbol sizes, the thread count, the host CPU and its features,
 the nnc version and a hash of the compiler's own source, so editing a kernel
 generator invalidates old entries. An entry is one file, a JSON header line
 (with the SHA-256 of the payload) followed by the object code; it is written
@@ -58,7 +58,7 @@ def _canonical(value):
     return repr(value)
 
 
-def cache_key(g, targets, bindings: dict, host) -> str:
+def cache_key(g, targets, bindings: dict, host, threads: int = 1) -> str:
     nodes = []
     for n in g.topo():
         d = g.nodes[n]
@@ -66,7 +66,7 @@ def cache_key(g, targets, bindings: dict, host) -> str:
         nodes.append([n, d["op"], list(d["operands"]), _canonical(attrs), str(d["type"])])
     meta = {k: _canonical(g.graph[k]) for k in ("inputs", "params", "outputs", "updates", "loss")}
     text = json.dumps([FORMAT, compiler_fingerprint(), host.triple, host.cpu, host.features,
-                       sorted(bindings.items()), list(targets), meta, nodes], sort_keys=True)
+                       sorted(bindings.items()), list(targets), threads, meta, nodes], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

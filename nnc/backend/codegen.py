@@ -4,10 +4,15 @@ The module holds one internal function per kernel and the entry
 
     i32 nnc_run(ptr arena, ptr state, ptr inputs, i64 seed)
 
+    i32 nnc_run(ptr arena, ptr state, ptr inputs, i64 seed, ptr pool)
+
 which calls the kernels in order with pointers into the arena, the state
 buffer (parameters, constants) and the caller's input arrays (`inputs` is an
 array of pointers), copies state updates into their parameters, and returns 0
-or the non-zero status a kernel reported (a label out of range).
+or the non-zero status a kernel reported (a label out of range). Compiled for
+T > 1 threads, the kernels run in `nnc_body` on every thread of `pool` (see
+threads.py): parallel kernels split their work by thread id, the others run on
+thread 0, with barriers between them.
 
 `KernelContext` is what a kernel generator sees: its anchor, concrete shapes
 and attributes, a pointer per value, and the pointwise evaluator that computes
@@ -24,6 +29,7 @@ from ..errors import NncError
 from ..ops import get
 from ..types import concrete
 from . import llvmutil as u
+from . import threads as mt
 from .fusion import POINTWISE
 from .irmath import F32, I32, I64, const
 from .memory import constant_value, plan_memory
@@ -74,8 +80,12 @@ def collapse(space, stride_lists) -> list[list[int]]:
 class KernelContext:
     """One kernel being emitted: its function, builder and the values it reads and writes."""
 
-    def __init__(self, module_builder, kernel, fn, args: dict, scratch, seed):
-        self.scratch_bytes = 0    # how much of `scratch` the generator asked for
+    def __init__(self, module_builder, kernel, fn, args: dict, scratch, seed, tid, pool):
+        self.scratch_bytes = 0    # how much of `scratch` the generator asked for (per thread)
+        self.threads = module_builder.threads   # threads the code is compiled for (a constant)
+        self.tid = tid            # i64 thread id
+        self.pool = pool          # the thread pool's memory (for barriers)
+        self.parallel = False     # does every thread run this kernel (each its share)?
         self.mb = module_builder
         self.g = module_builder.plan.graph
         self.kernel = kernel
@@ -118,12 +128,47 @@ class KernelContext:
         return self.ptr(self.kernel.output)
 
     def request_scratch(self, nbytes: int):
-        """Reserve `nbytes` of arena scratch alive only during this kernel; returns its pointer."""
-        self.scratch_bytes = max(self.scratch_bytes, nbytes)
-        return self.scratch
+        """Reserve `nbytes` of arena scratch per thread, alive only during this kernel; returns this
+        thread's pointer (call once per kernel)."""
+        assert not self.scratch_bytes, "one scratch request per kernel"
+        self.scratch_bytes = -(-nbytes // 64) * 64
+        return self.thread_scratch(self.tid)
+
+    def thread_scratch(self, tid):
+        """The scratch of thread `tid` (an i64 value or int)."""
+        if self.threads == 1:
+            return self.scratch
+        at = u.offset(self.b, [(tid, self.scratch_bytes)])
+        return self.b.gep(self.scratch, [at], inbounds=True, source_etype=ir.IntType(8))
+
+    # ---- threads ---------------------------------------------------------------------------
+
+    def share(self, count: int):
+        """This thread's part [lo, hi) of range(count); makes the kernel parallel. Ints when single-threaded."""
+        if self.threads == 1:
+            return 0, count
+        self.parallel = True
+        b, t = self.b, self.threads
+
+        def bound(tid):
+            return b.sdiv(b.mul(tid, u.i64(count)), u.i64(t))
+        return bound(self.tid), bound(b.add(self.tid, u.i64(1)))
+
+    def on_thread(self, tid: int):
+        """`with kc.on_thread(t):` emits code only thread t runs (everything, when single-threaded)."""
+        if self.threads == 1:
+            return _always()
+        self.parallel = True
+        return self.b.if_then(self.b.icmp_signed("==", self.tid, u.i64(tid)))
+
+    def barrier(self) -> None:
+        """Wait for every thread of a parallel kernel (nothing when single-threaded)."""
+        if self.threads > 1:
+            self.b.call(mt.emit_barrier(self.mb.module, self.threads), [self.pool])
 
     def check(self, ok, status: int) -> None:
-        """Return `status` from the kernel unless the i1 `ok` holds."""
+        """Return `status` from the kernel unless the i1 `ok` holds (serial kernels only)."""
+        assert not self.parallel, "a parallel kernel cannot fail"
         b = self.b
         fail = self.fn.append_basic_block("fail")
         cont = self.fn.append_basic_block("ok")
@@ -185,20 +230,32 @@ class KernelContext:
             u.store_vector(self.b, value, self.out, at, active)
 
     def finish_epilogue(self) -> None:
-        """For anchors that wrote their raw result to the output: apply the epilogue in place."""
+        """For anchors that wrote their raw result to the output: apply the epilogue in place
+        (in a parallel kernel, after every thread is done, each on its share)."""
         if self.kernel.epilogue:
             from .kernels.pointwise import emit_pointwise
-            emit_pointwise(self, reads_output=True)
+            if self.parallel:
+                self.barrier()
+            emit_pointwise(self, reads_output=True, split=self.parallel)
+
+
+class _always:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 class ModuleBuilder:
     """Emits the module for one compiled graph: the kernels first (they say how much scratch
     they need), then the memory plan, then the entry that calls them."""
 
-    def __init__(self, plan, bindings: dict, width: int):
+    def __init__(self, plan, bindings: dict, width: int, threads: int = 1):
         self.plan = plan
         self.bindings = bindings
         self.width = width
+        self.threads = threads
         self.module = ir.Module(name="nnc")
         self.scratch_bytes: dict = {}
 
@@ -206,39 +263,91 @@ class ModuleBuilder:
         calls = []
         for k in self.plan.kernels:
             storages = list(dict.fromkeys(self.plan.storage_of(n) for n in (k.output, *k.inputs)))
-            fn = ir.Function(self.module, ir.FunctionType(I32, [PTR] * (len(storages) + 1) + [I64]),
+            fn = ir.Function(self.module, ir.FunctionType(I32, [PTR] * (len(storages) + 1) + [I64, I64, PTR]),
                              f"k{k.index}_{k.kind}")
             fn.linkage = "internal"
             fn.attributes.add("nounwind")
-            for a in fn.args[:-1]:
+            for a in fn.args[:len(storages) + 1]:
                 a.add_attribute("noalias")
-            kc = KernelContext(self, k, fn, dict(zip(storages, fn.args)), fn.args[-2], fn.args[-1])
+            scratch, seed, tid, pool = fn.args[-4:]
+            kc = KernelContext(self, k, fn, dict(zip(storages, fn.args)), scratch, seed, tid, pool)
             self._emit_kernel(kc)
             if kc.scratch_bytes:
-                self.scratch_bytes[k.index] = kc.scratch_bytes
-            calls.append((k, fn, storages))
+                self.scratch_bytes[k.index] = kc.scratch_bytes * self.threads
+            calls.append((k, fn, storages, kc.parallel))
         mem = plan_memory(self.plan, self.bindings, self.scratch_bytes)
-        self._emit_entry(mem, calls)
+        body = self._emit_body(mem, calls)
+        self._emit_entry(mem, body)
         return self.module, mem
 
-    def _emit_entry(self, mem, calls) -> None:
-        entry = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, PTR, I64]), ENTRY)
+    def _emit_entry(self, mem, body) -> None:
+        entry = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, PTR, I64, PTR]), ENTRY)
         regions = dict(zip(("arena", "state", "input"), entry.args[:3]))
-        seed = entry.args[3]
+        args, pool = list(entry.args[:4]), entry.args[4]
         b = ir.IRBuilder(entry.append_basic_block("entry"))
-        for k, fn, storages in calls:
+        if self.threads > 1:
+            gen = mt.emit_launch(b, pool, body, args)
+        status = b.call(body, args + [u.i64(0), pool])
+        if self.threads > 1:
+            mt.wait_for_workers(b, pool, gen, self.threads)
+        failed = entry.append_basic_block("failed")
+        ok = entry.append_basic_block("ok")
+        b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, ok)
+        b.position_at_end(failed)
+        b.ret(status)
+        b.position_at_end(ok)
+        self._write_back_updates(b, mem, regions)
+        b.ret(ir.Constant(I32, 0))
+
+    def _emit_body(self, mem, calls) -> ir.Function:
+        """i32 nnc_body(arena, state, inputs, seed, tid, pool): the kernels in order, as thread `tid`."""
+        body = ir.Function(self.module, mt.BODY_TYPE, "nnc_body")
+        body.linkage = "internal"
+        regions = dict(zip(("arena", "state", "input"), body.args[:3]))
+        seed, tid, pool = body.args[3:]
+        b = ir.IRBuilder(body.append_basic_block("entry"))
+        threaded = self.threads > 1
+        gen = b.load_atomic(mt.field(b, pool, mt.GEN), "seq_cst", 4, typ=I32) if threaded else None
+        for position, (k, fn, storages, parallel) in enumerate(calls):
             args = [self._pointer(b, mem.slots[s], regions) for s in storages]
             scratch = mem.scratch.get(k.index)
             args.append(self._pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None))
-            status = b.call(fn, args + [seed])
-            failed = entry.append_basic_block(f"k{k.index}.failed")
-            ok = entry.append_basic_block(f"k{k.index}.ok")
-            b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, ok)
-            b.position_at_end(failed)
-            b.ret(status)
-            b.position_at_end(ok)
-        self._write_back_updates(b, mem, regions)
+            args += [seed, tid, pool]
+            if parallel:
+                b.call(fn, args)
+            else:
+                self._serial_call(b, body, k, fn, args, tid, pool)
+            last = position == len(calls) - 1
+            if threaded and (parallel or last or calls[position + 1][3]):
+                b.call(mt.emit_barrier(self.module, self.threads), [pool])
+                stop = body.append_basic_block(f"k{k.index}.stop")
+                go = body.append_basic_block(f"k{k.index}.go")
+                b.cbranch(mt.failed(b, pool, gen), stop, go)
+                b.position_at_end(stop)
+                b.ret(mt.status(b, pool))
+                b.position_at_end(go)
         b.ret(ir.Constant(I32, 0))
+        return body
+
+    def _serial_call(self, b, body, k, fn, args, tid, pool) -> None:
+        """Thread 0 runs the kernel; a failure is returned at once (single-threaded) or recorded in
+        the pool and returned after one barrier, where the other threads see it too."""
+        run = body.append_basic_block(f"k{k.index}.run")
+        after = body.append_basic_block(f"k{k.index}.after")
+        if self.threads > 1:
+            b.cbranch(b.icmp_signed("==", tid, u.i64(0)), run, after)
+        else:
+            b.branch(run)
+        b.position_at_end(run)
+        status = b.call(fn, args)
+        failed = body.append_basic_block(f"k{k.index}.failed")
+        b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, after)
+        b.position_at_end(failed)
+        if self.threads > 1:
+            mt.fail(b, pool, status)
+            b.call(mt.emit_barrier(self.module, self.threads), [pool])
+        b.ret(status)
+        b.position_at_end(after)
 
     def _emit_kernel(self, kc: KernelContext) -> None:
         k = kc.kernel
@@ -273,7 +382,7 @@ class ModuleBuilder:
                             u.i64(param_slot.nbytes), ir.Constant(ir.IntType(1), 0)])
 
 
-def build_module(plan, bindings: dict, width: int):
+def build_module(plan, bindings: dict, width: int, threads: int = 1):
     """-> (the LLVM module, the memory plan its entry point assumes)."""
-    return ModuleBuilder(plan, bindings, width).build()
+    return ModuleBuilder(plan, bindings, width, threads).build()
 

@@ -41,21 +41,30 @@ def check_supported(g, targets, bindings: dict) -> None:
             raise NncError(f"sizes must be at least 1, got {bindings}")
 
 
-def lower_to_ir(g, bindings: dict, targets=None):
+def lower_to_ir(g, bindings: dict, targets=None, threads: int = 1):
     """-> (kernel plan, LLVM module, memory plan): everything before LLVM runs."""
     targets = effective_targets(g, targets)
     check_supported(g, targets, bindings)
     plan = fuse(g, targets)
-    module, mem = build_module(plan, bindings, jit.host().vector_width)
+    module, mem = build_module(plan, bindings, jit.host().vector_width, threads)
     return plan, module, mem
 
 
-def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True) -> Executable:
-    """Compile the nodes `targets` need (default: outputs, loss, updates) for these symbol sizes."""
+def check_threads(threads) -> int:
+    threads = 1 if threads is None else int(threads)
+    if threads < 1:
+        raise NncError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True, threads: int | None = 1) -> Executable:
+    """Compile the nodes `targets` need (default: outputs, loss, updates) for these symbol sizes,
+    to run on `threads` threads."""
     start = time.perf_counter()
+    threads = check_threads(threads)
     bindings = {k: int(v) for k, v in bindings.items()}
     all_targets = effective_targets(g, targets)
-    key = cache.cache_key(g, all_targets, bindings, jit.host())
+    key = cache.cache_key(g, all_targets, bindings, jit.host(), threads)
     entry = cache.load(key) if use_cache else None
     if entry is not None:
         object_code, meta = entry
@@ -64,7 +73,7 @@ def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True) ->
         mem = plan_memory(plan, bindings, {int(k): v for k, v in meta["scratch"].items()})
         cached = True
     else:
-        plan, module, mem = lower_to_ir(g, bindings, targets)
+        plan, module, mem = lower_to_ir(g, bindings, targets, threads)
         object_code = jit.emit_object(jit.optimize(str(module)))
         if use_cache:
             cache.store(key, object_code, {"scratch": {str(k): v for k, v in mem_scratch(mem).items()}})
@@ -73,7 +82,8 @@ def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True) ->
     stats = {"kernels": len(plan.kernels), "primitive_ops": plan.primitive_ops,
              "arena_bytes": mem.arena_bytes, "param_bytes": mem.param_bytes,
              "compile_seconds": time.perf_counter() - start, "cached": cached}
-    return Executable(plan, mem, bindings, loaded, loaded.address(ENTRY), stats)
+    stats["threads"] = threads
+    return Executable(plan, mem, bindings, loaded, loaded.address(ENTRY), stats, threads)
 
 
 def mem_scratch(mem) -> dict:

@@ -5,7 +5,13 @@ intermediate value) and the state (parameters, then constants). `params`
 maps each parameter name to a NumPy view of its bytes in the state, so the
 native code reads and updates parameters in place; `run` checks every array
 it is handed before the one native call, so a wrong array is an `NncError`,
-never a crash. Not re-entrant: one call at a time per executable.
+never a crash, and returns copies of the targets.
+
+The hot path of training is `bind` (check the input arrays once and keep
+their addresses) then `step` per batch (the native call alone: no checks, no
+copies; the caller refills the bound arrays in place) and `view` to read a
+target where it lives, until the next call. Not re-entrant: one call at a
+time per executable.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from ..errors import NncError
 from ..types import concrete, format_shape
 from .codegen import STATUS_BAD_LABEL
 
-ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
+ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                              ctypes.c_void_p)
 
 
 def aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
@@ -28,7 +35,7 @@ def aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
 
 
 class Executable:
-    def __init__(self, plan, mem, bindings: dict, loaded, entry_address: int, stats: dict):
+    def __init__(self, plan, mem, bindings: dict, loaded, entry_address: int, stats: dict, threads: int = 1):
         self.plan = plan
         self.graph = plan.graph
         self.mem = mem
@@ -44,6 +51,15 @@ class Executable:
         for arr, slot in mem.constants.values():
             self._view(slot, arr.shape, arr.dtype)[...] = arr
         self._input_table = (ctypes.c_void_p * max(len(mem.inputs), 1))()
+        self.threads = threads
+        self._pool = None
+        if threads > 1:
+            from .threads import pool
+            self._pool = pool(threads)   # started once per process and thread count
+        self._call_args = (self.arena.ctypes.data, self.state.ctypes.data, ctypes.addressof(self._input_table))
+        self._pool_address = self._pool.address if self._pool else None
+        self._bound: dict = {}     # input name -> the array whose address is in the table
+        self._views: dict = {}     # target node -> its value where the native code leaves it
 
     def _shape(self, n) -> tuple:
         return concrete(self.graph.type_of(n).shape, self.bindings)
@@ -81,7 +97,28 @@ class Executable:
         target to a writable C-contiguous array of its shape and dtype to receive it."""
         if params is not None:
             self.set_params(params)
+        self.bind(inputs)
+        outs = {}
+        for n, arr in (out or {}).items():
+            if n not in self.targets:
+                raise NncError(f"out: node {n} is not a target of this executable")
+            outs[n] = self._checked(f"out[{n}]", arr, self._shape(n), self._dtype(n), writable=True)
+        self.step(seed)
+        results = {}
+        for n in self.targets:
+            value = self.view(n)
+            if n in outs:
+                outs[n][...] = value
+                results[n] = outs[n]
+            else:
+                results[n] = np.array(value)
+        return results
+
+    def bind(self, inputs: dict) -> None:
+        """Check the input arrays and keep their addresses for `step` (which reads whatever they
+        hold when it runs, so a caller may refill them in place between steps)."""
         needed = self.plan.needed
+        bound = {}
         for name, (n, slot) in self.mem.inputs.items():
             if n not in needed:
                 self._input_table[slot.offset] = None
@@ -90,26 +127,24 @@ class Executable:
                 raise NncError(f"missing input '{name}' {self.graph.type_of(n)}")
             arr = self._checked(f"input '{name}'", inputs[name], self._shape(n), self._dtype(n))
             self._input_table[slot.offset] = arr.ctypes.data
-        outs = {}
-        for n, arr in (out or {}).items():
-            if n not in self.targets:
-                raise NncError(f"out: node {n} is not a target of this executable")
-            outs[n] = self._checked(f"out[{n}]", arr, self._shape(n), self._dtype(n), writable=True)
-        status = self._entry(self.arena.ctypes.data, self.state.ctypes.data,
-                             ctypes.addressof(self._input_table), seed & 0xFFFFFFFFFFFFFFFF)
+            bound[name] = arr
+        self._bound = bound
+        self._views = {}
+
+    def step(self, seed: int = 0) -> None:
+        """The native call on the bound inputs; results stay where the code leaves them (see `view`)."""
+        status = self._entry(*self._call_args, seed & 0xFFFFFFFFFFFFFFFF, self._pool_address)
         if status == STATUS_BAD_LABEL:
-            raise NncError(self._label_message(inputs))
+            raise NncError(self._label_message(self._bound))
         if status:
             raise NncError(f"native code stopped with status {status}")
-        results = {}
-        for n in self.targets:
-            value = self._value(n, inputs)
-            if n in outs:
-                outs[n][...] = value
-                results[n] = outs[n]
-            else:
-                results[n] = np.array(value)
-        return results
+
+    def view(self, n) -> np.ndarray:
+        """Target `n` where the last call left it: overwritten by the next call, copy it to keep it."""
+        value = self._views.get(n)
+        if value is None:
+            value = self._views[n] = self._value(n, self._bound)
+        return value
 
     def _value(self, n, inputs) -> np.ndarray:
         root = self.plan.storage_of(n)

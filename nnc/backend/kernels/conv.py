@@ -93,9 +93,14 @@ def _patches(kc, geo: Geometry, visit) -> None:
                         visit(src, dst)
 
 
-def _zero(kc, ptr, count: int) -> None:
-    with u.for_range(kc.b, count, name="z") as i:
+def _zero(kc, ptr, count, start=0) -> None:
+    with u.for_range(kc.b, count, start=start, name="z") as i:
         u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
+
+
+def _images(kc, geo: Geometry):
+    """This thread's images [lo, hi): the threads share the batch."""
+    return kc.share(geo.n)
 
 
 def _epilogue_fits_rows(kc, out_shape) -> bool:
@@ -117,7 +122,8 @@ def emit_conv2d(kc) -> None:
     col = kc.request_scratch(geo.ck * geo.p * 4)
     _zero(kc, col, geo.ck * geo.p)
     direct = _epilogue_fits_rows(kc, out_shape)
-    with u.for_range(b, geo.n, name="n") as n:
+    lo, hi = _images(kc, geo)
+    with u.for_range(b, hi, start=lo, name="n") as n:
         image = b.mul(n, u.i64(geo.image))
         _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
 
@@ -137,8 +143,9 @@ def emit_conv2d_grad_input(kc) -> None:
     dynode, wnode = kc.operand(0), kc.operand(1)
     geo = geometry(kc, kc.shape(kc.anchor), kc.shape(wnode), kc.shape(dynode))
     col = kc.request_scratch(geo.ck * geo.p * 4)
-    _zero(kc, kc.out, geo.n * geo.image)
-    with u.for_range(b, geo.n, name="n") as n:
+    lo, hi = _images(kc, geo)
+    _zero(kc, kc.out, u.offset(b, [(hi, geo.image)]), u.offset(b, [(lo, geo.image)]))
+    with u.for_range(b, hi, start=lo, name="n") as n:
         def store(i, j, acc, active):
             u.store_vector(b, acc, col, u.offset(b, [(i, geo.p), (j, 1)]), active)
 
@@ -155,24 +162,41 @@ def emit_conv2d_grad_input(kc) -> None:
 
 
 def emit_conv2d_grad_weight(kc) -> None:
+    """dW summed over the batch; with threads, each sums its images into its own buffer (thread 0
+    into dW itself) and thread 0 adds the others' buffers after a barrier."""
     b = kc.b
     xnode, dynode = kc.operand(0), kc.operand(1)
     geo = geometry(kc, kc.shape(xnode), kc.shape(kc.anchor), kc.shape(dynode))
     x = kc.ptr(xnode)
     col_floats = geo.ck * geo.p
-    col = kc.request_scratch((col_floats + gemm_scratch_bytes(geo.p, True, kc.width) // 4) * 4)
+    panel_floats = gemm_scratch_bytes(geo.p, True, kc.width) // 4
+    dw_floats = geo.f * geo.ck
+    partial_at = col_floats + panel_floats
+    col = kc.request_scratch((partial_at + (dw_floats if kc.threads > 1 else 0)) * 4)
     panel = u.element(b, col, col_floats)
+    lo, hi = _images(kc, geo)
+    if kc.threads > 1:
+        dw = b.select(b.icmp_signed("==", kc.tid, u.i64(0)), kc.out, u.element(b, col, partial_at))
+    else:
+        dw = kc.out
     _zero(kc, col, col_floats)
-    _zero(kc, kc.out, geo.f * geo.ck)
-    with u.for_range(b, geo.n, name="n") as n:
+    _zero(kc, dw, dw_floats)
+    with u.for_range(b, hi, start=lo, name="n") as n:
         image = b.mul(n, u.i64(geo.image))
         _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
 
         def accumulate(f, j, acc, active):
             at = u.offset(b, [(f, geo.ck), (j, 1)])
-            old = u.load_vector(b, kc.out, at, kc.width, active)
-            u.store_vector(b, b.fadd(old, acc), kc.out, at, active)
+            old = u.load_vector(b, dw, at, kc.width, active)
+            u.store_vector(b, b.fadd(old, acc), dw, at, active)
 
         dy_at = b.mul(n, u.i64(geo.f * geo.p))
         emit_gemm(kc, geo.f, geo.ck, geo.p, kc.ptr(dynode), dy_at, False, col, 0, True, accumulate, panel)
+    if kc.threads > 1:
+        kc.barrier()
+        with kc.on_thread(0):
+            for t in range(1, kc.threads):
+                partial = u.element(b, kc.thread_scratch(t), partial_at)
+                with u.for_range(b, dw_floats, name="sum") as i:
+                    u.store(b, b.fadd(u.load(b, kc.out, i), u.load(b, partial, i)), kc.out, i)
     kc.finish_epilogue()

@@ -13,6 +13,8 @@ runs on the registers before the single store.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from llvmlite import ir
 
 from .. import irmath as m
@@ -20,15 +22,19 @@ from .. import llvmutil as u
 
 MR = 6         # rows of C per micro-kernel: 6 x 2 vectors + 2 B vectors + 1 broadcast fit 16 registers
 NR_VECTORS = 2
+PARALLEL_FLOPS = 400_000   # smaller products are not worth a barrier
 
 
 def gemm_scratch_bytes(K: int, tb: bool, width: int) -> int:
     return K * NR_VECTORS * width * 4 if tb else 0
 
 
-def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: bool, store, panel=None) -> None:
+def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: bool, store, panel=None,
+              split: bool = False) -> None:
     """Emit C = op(A)·op(B); op(A) is M x K at element offset `a_at` of `a`, op(B) K x N at `b_at` of
-    `bmat` (offsets are ints or i64 values); `panel` is K·NR floats of scratch, needed when `tb`."""
+    `bmat` (offsets are ints or i64 values); `panel` is K·NR floats of scratch, needed when `tb`.
+    With `split`, the threads share the column blocks (or the row blocks when there are fewer
+    column blocks than threads); the tails go to the last thread."""
     b = kc.b
     W = kc.width
     NR = NR_VECTORS * W
@@ -59,6 +65,10 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
                 j = u.plus(b, j0, v * W)
                 store(i, j, b.load(accs[r][v], typ=vec_t), active if v == nvec - 1 else None)
 
+    full_cols, tail_cols = divmod(N, NR)
+    split_cols = split and full_cols >= kc.threads
+    split_rows = split and not split_cols and M // MR >= kc.threads
+
     def column_block(j0, cols: int):
         if tb:
             for jj in range(cols):
@@ -75,18 +85,26 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
                 return u.plus(b, u.offset(b, [(k, N), (j0, 1)], b_at), jv)
             source = bmat
         full_rows, tail_rows = divmod(M, MR)
-        with u.for_range(b, full_rows, name="ib") as ib:
+        lo, hi = kc.share(full_rows) if split_rows else (0, full_rows)
+        with u.for_range(b, hi, start=lo, name="ib") as ib:
             if ib is not None:
                 micro(b.mul(ib, u.i64(MR)), MR, j0, cols, source, source_at)
         if tail_rows:
-            micro(u.i64(full_rows * MR), tail_rows, j0, cols, source, source_at)
+            with kc.on_thread(kc.threads - 1) if split_rows else _nothing():
+                micro(u.i64(full_rows * MR), tail_rows, j0, cols, source, source_at)
 
-    full_cols, tail_cols = divmod(N, NR)
-    with u.for_range(b, full_cols, name="jb") as jb:
+    lo, hi = kc.share(full_cols) if split_cols else (0, full_cols)
+    with u.for_range(b, hi, start=lo, name="jb") as jb:
         if jb is not None:
             column_block(b.mul(jb, u.i64(NR)), NR)
     if tail_cols:
-        column_block(u.i64(full_cols * NR), tail_cols)
+        with kc.on_thread(kc.threads - 1) if split_cols else _nothing():
+            column_block(u.i64(full_cols * NR), tail_cols)
+
+
+@contextmanager
+def _nothing():
+    yield
 
 
 def emit_matmul(kc) -> None:
@@ -99,4 +117,5 @@ def emit_matmul(kc) -> None:
     def store(i, j, acc, active):
         kc.emit_result([i, j], acc, kc.width, active)
 
-    emit_gemm(kc, M, N, K, kc.ptr(a), 0, ta, kc.ptr(bmat), 0, tb, store, panel)
+    split = kc.threads > 1 and 2 * M * N * K >= PARALLEL_FLOPS
+    emit_gemm(kc, M, N, K, kc.ptr(a), 0, ta, kc.ptr(bmat), 0, tb, store, panel, split=split)

@@ -28,9 +28,13 @@ def external_reads(kc, root) -> list[int]:
     return reads
 
 
-def emit_pointwise(kc, reads_output: bool = False) -> None:
+PARALLEL_ELEMENTS = 16384   # smaller loops run on one thread
+
+
+def emit_pointwise(kc, reads_output: bool = False, split: bool | None = None) -> None:
     """Compute the kernel's output element by element; with `reads_output`, the anchor's
-    stored result is read back from the output and the epilogue applied in place."""
+    stored result is read back from the output and the epilogue applied in place. With `split`
+    (by default: threads and a large enough output) the threads share the outermost loop."""
     out = kc.kernel.output
     if reads_output:
         kc.aliases[kc.anchor] = out
@@ -39,10 +43,16 @@ def emit_pointwise(kc, reads_output: bool = False) -> None:
     stride_lists += [broadcast_strides(kc.shape(m), space) for m in external_reads(kc, out)]
     groups = collapse(space, stride_lists)
     sizes = [math.prod(space[d] for d in grp) for grp in groups]
-    _nest(kc, space, groups, sizes, [])
+    if split is None:
+        split = kc.threads > 1 and math.prod(space) >= PARALLEL_ELEMENTS
+    if split and all(size == 1 for size in sizes):   # one element: thread 0 computes it
+        with kc.on_thread(0):
+            _nest(kc, space, groups, sizes, [])
+        return
+    _nest(kc, space, groups, sizes, [], split)
 
 
-def _nest(kc, space, groups, sizes, index) -> None:
+def _nest(kc, space, groups, sizes, index, split: bool = False) -> None:
     depth = len(index)
     if depth == len(sizes):
         value = kc.value_at(kc.kernel.output, space, groups, index)
@@ -50,7 +60,8 @@ def _nest(kc, space, groups, sizes, index) -> None:
         u.store(kc.b, value, kc.out, at)
         return
     if sizes[depth] == 1:
-        _nest(kc, space, groups, sizes, index + [0])
+        _nest(kc, space, groups, sizes, index + [0], split)
         return
-    with u.for_range(kc.b, sizes[depth], name=f"d{depth}") as i:
+    lo, hi = kc.share(sizes[depth]) if split else (0, sizes[depth])
+    with u.for_range(kc.b, hi, start=lo, name=f"d{depth}") as i:
         _nest(kc, space, groups, sizes, index + [i])

@@ -9,22 +9,31 @@ like the reference.
 
 from __future__ import annotations
 
-import math
-
 from llvmlite import ir
 
 from .. import irmath as m
 from .. import llvmutil as u
 from ..irmath import F32
 
+PARALLEL_PLANES = 64   # fewer planes (images x channels) run on one thread
+
+
+def _planes(kc, shape):
+    """This thread's share [lo, hi) of the N·C planes of `shape`."""
+    n, c = shape[0], shape[1]
+    if kc.threads > 1 and n * c >= PARALLEL_PLANES:
+        return kc.share(n * c)
+    return 0, n * c
+
 
 def _windows(kc, x_shape, out_shape, body) -> None:
-    """Call body(corner offset into x, offset into the output) for every window."""
+    """Call body(corner offset into x, offset into the output) for every window of this thread's planes."""
     b = kc.b
     _, _, h, w = x_shape
     n, c, ho, wo = out_shape
     stride = kc.attrs["stride"]
-    with u.for_range(b, n * c, name="nc") as nc:
+    lo, hi = _planes(kc, out_shape)
+    with u.for_range(b, hi, start=lo, name="nc") as nc:
         with u.for_range(b, ho, name="y") as y:
             with u.for_range(b, wo, name="x") as xo:
                 corner = u.offset(b, [(nc, h * w), (y, stride * w), (xo, stride)])
@@ -36,8 +45,11 @@ def _taps(kc, width: int):
     return [i * width + j for i in range(size) for j in range(size)]
 
 
-def _zero(kc, ptr, count: int) -> None:
-    with u.for_range(kc.b, count, name="z") as i:
+def _zero_planes(kc, ptr, shape) -> None:
+    """Zero this thread's planes of a [N, C, H, W] buffer."""
+    lo, hi = _planes(kc, shape)
+    plane = shape[2] * shape[3]
+    with u.for_range(kc.b, u.offset(kc.b, [(hi, plane)]), start=u.offset(kc.b, [(lo, plane)]), name="z") as i:
         u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
 
 
@@ -71,7 +83,7 @@ def emit_maxpool_grad(kc) -> None:
     b = kc.b
     xnode, dynode = kc.operand(0), kc.operand(1)
     x, dy, x_shape = kc.ptr(xnode), kc.ptr(dynode), kc.shape(xnode)
-    _zero(kc, kc.out, math.prod(x_shape))
+    _zero_planes(kc, kc.out, x_shape)
     taps = _taps(kc, x_shape[3])
 
     def body(corner, at):
@@ -91,7 +103,7 @@ def emit_avgpool_grad(kc) -> None:
     b = kc.b
     dynode = kc.operand(0)
     dy, out_shape = kc.ptr(dynode), kc.shape(kc.anchor)
-    _zero(kc, kc.out, math.prod(out_shape))
+    _zero_planes(kc, kc.out, out_shape)
     taps = _taps(kc, out_shape[3])
     scale = ir.Constant(F32, 1.0 / len(taps))
 
