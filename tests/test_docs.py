@@ -15,6 +15,7 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
                     (check, eval, grad, explain) are run and must exit 0 (on the reference
                     interpreter unless the command names a backend); run, predict, compile
                     and the others are only parsed (they train, read data or take seconds).
+- ```text output   right after a ```sh block of one quick command: exactly what it prints.
 - the tables of docs/language.md between `<!-- table: KIND -->` and `<!-- end table -->`
                     list every built-in function (KIND functions), optimizer, schedule and train
                     setting with its signature or default, as nnc/layers.py and nnc/settings.py
@@ -159,12 +160,24 @@ ALL_COMMANDS = [(page, b, argv) for page in existing_pages() if page != REPO / "
                 for b, argv in commands(page)]
 
 
+def shown_output(block: Block) -> str | None:
+    """The ```text output block that directly follows an sh block, if any."""
+    blocks = code_blocks(block.page)
+    after = blocks[blocks.index(block) + 1:]
+    return after[0].text if after and after[0].info == "text output" else None
+
+
 @pytest.mark.parametrize("page, block, argv", ALL_COMMANDS, ids=[" ".join(c[2]) for c in ALL_COMMANDS])
 def test_documented_command(page, block, argv, tmp_path):
     try:
         args = make_parser().parse_args(argv)
     except SystemExit:
         pytest.fail(f"{block.where}: nnc's parser refuses `nnc {' '.join(argv)}`")
+    expected = shown_output(block)
+    if expected is not None:
+        assert [b for b, _ in commands(page)].count(block) == 1, f"{block.where}: one command before its output"
+        assert args.command in QUICK and not getattr(args, "params", None), \
+            f"{block.where}: only check, eval, grad and explain outputs are checked"
     model = getattr(args, "model", None)
     if model is None:
         return
@@ -182,6 +195,8 @@ def test_documented_command(page, block, argv, tmp_path):
         argv = [*argv, "--backend", "reference"]
     result = run_main(*argv, cwd=tmp_path)
     assert result.returncode == 0, f"{block.where}: `nnc {' '.join(argv)}` failed:\n{result.stderr}"
+    if expected is not None:
+        assert result.stdout == expected, f"{block.where}: the page shows other output than nnc prints"
 
 
 def test_pages_show_commands():
