@@ -80,7 +80,7 @@ def load(key: str):
     try:
         header, _, payload = data.partition(b"\n")
         meta = json.loads(header)
-        if meta.get("format") != FORMAT or meta.get("key") != key or \
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key or \
                 meta.get("sha256") != hashlib.sha256(payload).hexdigest():
             raise ValueError("entry does not match its header")
         return payload, meta
