@@ -13,13 +13,16 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
                     parser (`nnc.cli.make_parser`) so a renamed flag fails here; its model file must
                     exist (examples/... or a named nn block of the page). The quick subcommands
                     (check, eval, grad, explain) are run and must exit 0 (on the reference
-                    interpreter unless the command names a backend); run, predict, compile
-                    and the others are only parsed (they train, read data or take seconds).
-- ```text output   right after a ```sh block of one quick command: exactly what it prints.
+                    interpreter unless the command names a backend), from the repository root
+                    (a page's own files and anything a command writes: a temporary folder);
+                    run, predict, compile and the others are only parsed (they train, read
+                    data or take seconds).
+- ```text output   right after a ```sh block of one quick command: exactly what it prints
+                    on stdout.
 - the tables of docs/language.md between `<!-- table: KIND -->` and `<!-- end table -->`
-                    list every built-in function (KIND functions), optimizer, schedule and train
-                    setting with its signature or default, as nnc/layers.py and nnc/settings.py
-                    define them.
+                    list every built-in function (KIND functions), initializer, optimizer,
+                    schedule and train setting with its signature or default, as nnc/layers.py,
+                    nnc/builder.py and nnc/settings.py define them.
 """
 
 from __future__ import annotations
@@ -189,11 +192,12 @@ def test_documented_command(page, block, argv, tmp_path):
     if args.command not in QUICK or getattr(args, "data", None) or getattr(args, "params", None) \
             or getattr(args, "inputs", None):
         return
-    if model not in files:  # run in the temp dir so --out files land there; examples by absolute path
-        argv = [str(REPO / a) if a == model else a for a in argv]
+    cwd = tmp_path if model in files else REPO
+    if model not in files and WRITES & set(argv):  # files it writes land in the temp dir
+        cwd, argv = tmp_path, [str(REPO / a) if a == model else a for a in argv]
     if getattr(args, "backend", "given") is None:  # the interpreter: the same numbers without compile time
         argv = [*argv, "--backend", "reference"]
-    result = run_main(*argv, cwd=tmp_path)
+    result = run_main(*argv, cwd=cwd)
     assert result.returncode == 0, f"{block.where}: `nnc {' '.join(argv)}` failed:\n{result.stderr}"
     if expected is not None:
         assert result.stdout == expected, f"{block.where}: the page shows other output than nnc prints"
