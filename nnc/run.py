@@ -38,7 +38,8 @@ def config_from(model, args) -> RunConfig:
     if args.optimizer:
         if args.optimizer not in OPTIMIZERS:
             raise NncError(f"unknown optimizer '{args.optimizer}'", hint=f"choose one of {', '.join(OPTIMIZERS)}")
-        optimizer = Spec(args.optimizer, dict(OPTIMIZERS[args.optimizer]))
+        block_lr = {"lr": s["lr"]} if s["lr"] is not None else {}  # the train block's `lr = ...` still holds
+        optimizer = Spec(args.optimizer, {**OPTIMIZERS[args.optimizer], **block_lr})
     if args.lr is not None:
         optimizer = Spec(optimizer.name, {**optimizer.args, "lr": args.lr})
     schedule = s["schedule"]

@@ -159,3 +159,21 @@ def test_mnist_mlp_one_epoch_on_real_data(tmp_path, capsys):
     assert rows[0]["val_accuracy"] and float(rows[0]["val_accuracy"]) > 0.93
     text = capsys.readouterr().out
     assert "54,000 train, 6,000 val, 10,000 test" in text
+
+
+def test_optimizer_flag_keeps_the_train_blocks_lr_setting():
+    import argparse
+
+    import nnc
+    from nnc.run import config_from
+
+    model = nnc.loads("model m { input x: [B, 1] y = dense(x, 1) output y loss mean(y) } "
+                      "train { optimizer = sgd lr = 0.5 }")
+    flags = dict(optimizer=None, lr=None, schedule=None, epochs=None, batch=None, weight_decay=None, clip=None,
+                 seed=None, backend="reference", threads=None)
+    assert config_from(model, argparse.Namespace(**flags)).optimizer.args["lr"] == 0.5
+    flags["optimizer"] = "momentum"
+    assert config_from(model, argparse.Namespace(**flags)).optimizer.args == {
+        "lr": 0.5, "momentum": 0.9, "nesterov": False}
+    flags["lr"] = 0.2
+    assert config_from(model, argparse.Namespace(**flags)).optimizer.args["lr"] == 0.2
