@@ -19,6 +19,8 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
                     data or take seconds).
 - ```text output   right after a ```sh block of one quick command: exactly what it prints
                     on stdout.
+- `#   nnc ...` lines in the header comments of examples/*.nn are parsed too (an arrow `->`
+                    starts the shown result).
 - the tables of docs/language.md between `<!-- table: KIND -->` and `<!-- end table -->`
                     list every built-in function (KIND functions), initializer, optimizer,
                     schedule and train setting with its signature or default, as nnc/layers.py,
@@ -201,6 +203,22 @@ def test_documented_command(page, block, argv, tmp_path):
     assert result.returncode == 0, f"{block.where}: `nnc {' '.join(argv)}` failed:\n{result.stderr}"
     if expected is not None:
         assert result.stdout == expected, f"{block.where}: the page shows other output than nnc prints"
+
+
+EXAMPLE_COMMANDS = [(path, line) for path in sorted((REPO / "examples").glob("*.nn"))
+                    for line in re.findall(r"^#\s+(nnc .*?)(?:\s+->.*)?$", path.read_text(encoding="utf-8"), re.M)]
+
+
+@pytest.mark.parametrize("path, line", EXAMPLE_COMMANDS, ids=[line for _, line in EXAMPLE_COMMANDS])
+def test_commands_in_example_comments_parse(path, line):
+    """`#   nnc eval examples/circuit.nn --at x=-2 y=5 z=-4   ->  f = -12` in an example's header."""
+    argv = shlex.split(line, comments=True)[1:]
+    try:
+        args = make_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{path.relative_to(REPO)}: nnc's parser refuses `{line}`")
+    model = getattr(args, "model", None)
+    assert model is None or (REPO / model).is_file(), f"{path.relative_to(REPO)}: `{line}`: no file {model}"
 
 
 def test_pages_show_commands():
