@@ -26,9 +26,25 @@ def as_i64(value) -> ir.Value:
     return i64(value) if isinstance(value, int) else value
 
 
+class _LoopID(ir.values.MDValue):
+    """The self-referential `distinct !{!N, hints...}` LLVM wants as a loop's identity."""
+
+    def descr(self, buf):
+        ops = ", ".join([self.get_reference()] + [op.get_reference() for op in self.operands])
+        buf += (f"distinct !{{ {ops} }}", "\n")
+
+
+def _no_vectorize(module: ir.Module) -> ir.values.MDValue:
+    """Loop metadata telling the loop vectorizer to leave a loop alone (already vectorized by hand,
+    or not worth it): it then spends no compile time on it."""
+    hint = module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"), ir.Constant(I1, 0)])
+    return _LoopID(module, [hint], name=str(len(module.metadata)))
+
+
 @contextmanager
-def for_range(b: ir.IRBuilder, count, start=0, step: int = 1, name: str = "i"):
-    """`for i in range(start, count, step)` over i64; yields i. Emits nothing when empty at compile time."""
+def for_range(b: ir.IRBuilder, count, start=0, step: int = 1, name: str = "i", vectorize: bool = True):
+    """`for i in range(start, count, step)` over i64; yields i. Emits nothing when empty at compile time.
+    `vectorize=False` keeps LLVM's loop vectorizer off this loop (loops with explicit vectors)."""
     if isinstance(count, int) and isinstance(start, int) and start >= count:
         yield None
         return
@@ -46,7 +62,9 @@ def for_range(b: ir.IRBuilder, count, start=0, step: int = 1, name: str = "i"):
     yield index
     nxt = b.add(index, i64(step), name=f"{name}.next", flags=("nsw",))
     index.add_incoming(nxt, b.block)
-    b.branch(head)
+    latch = b.branch(head)
+    if not vectorize:
+        latch.set_metadata("llvm.loop", _no_vectorize(b.module))
     b.position_at_end(done)
 
 

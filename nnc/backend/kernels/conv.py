@@ -79,22 +79,22 @@ def _patches(kc, geo: Geometry, visit) -> None:
     """visit(image element offset, col element offset) for every in-bounds (c, tap, y, x)."""
     b = kc.b
     s, pad = geo.stride, geo.pad
-    with u.for_range(b, geo.c, name="c") as c:
-        with u.for_range(b, geo.kh, name="i") as i:
+    with u.for_range(b, geo.c, name="c", vectorize=False) as c:
+        with u.for_range(b, geo.kh, name="i", vectorize=False) as i:
             y_lo, y_hi = _valid(b, i, geo.h, geo.ho, s, pad)
-            with u.for_range(b, geo.kw, name="j") as j:
+            with u.for_range(b, geo.kw, name="j", vectorize=False) as j:
                 x_lo, x_hi = _valid(b, j, geo.w, geo.wo, s, pad)
                 row = u.offset(b, [(c, geo.kh * geo.kw), (i, geo.kw), (j, 1)])
                 tap = u.offset(b, [(c, geo.h * geo.w), (i, geo.w), (j, 1)], -pad * geo.w - pad)
-                with u.for_range(b, y_hi, start=y_lo, name="y") as y:
-                    with u.for_range(b, x_hi, start=x_lo, name="x") as x:
+                with u.for_range(b, y_hi, start=y_lo, name="y", vectorize=False) as y:
+                    with u.for_range(b, x_hi, start=x_lo, name="x", vectorize=False) as x:
                         src = b.add(tap, u.offset(b, [(y, s * geo.w), (x, s)]))
                         dst = u.offset(b, [(row, geo.p), (y, geo.wo), (x, 1)])
                         visit(src, dst)
 
 
 def _zero(kc, ptr, count, start=0) -> None:
-    with u.for_range(kc.b, count, start=start, name="z") as i:
+    with u.for_range(kc.b, count, start=start, name="z", vectorize=False) as i:
         u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
 
 
@@ -123,7 +123,7 @@ def emit_conv2d(kc) -> None:
     _zero(kc, col, geo.ck * geo.p)
     direct = _epilogue_fits_rows(kc, out_shape)
     lo, hi = _images(kc, geo)
-    with u.for_range(b, hi, start=lo, name="n") as n:
+    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n:
         image = b.mul(n, u.i64(geo.image))
         _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
 
@@ -145,7 +145,7 @@ def emit_conv2d_grad_input(kc) -> None:
     col = kc.request_scratch(geo.ck * geo.p * 4)
     lo, hi = _images(kc, geo)
     _zero(kc, kc.out, u.offset(b, [(hi, geo.image)]), u.offset(b, [(lo, geo.image)]))
-    with u.for_range(b, hi, start=lo, name="n") as n:
+    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n:
         def store(i, j, acc, active):
             u.store_vector(b, acc, col, u.offset(b, [(i, geo.p), (j, 1)]), active)
 
@@ -181,7 +181,7 @@ def emit_conv2d_grad_weight(kc) -> None:
         dw = kc.out
     _zero(kc, col, col_floats)
     _zero(kc, dw, dw_floats)
-    with u.for_range(b, hi, start=lo, name="n") as n:
+    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n:
         image = b.mul(n, u.i64(geo.image))
         _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
 
@@ -197,6 +197,6 @@ def emit_conv2d_grad_weight(kc) -> None:
         with kc.on_thread(0):
             for t in range(1, kc.threads):
                 partial = u.element(b, kc.thread_scratch(t), partial_at)
-                with u.for_range(b, dw_floats, name="sum") as i:
+                with u.for_range(b, dw_floats, name="sum", vectorize=False) as i:
                     u.store(b, b.fadd(u.load(b, kc.out, i), u.load(b, partial, i)), kc.out, i)
     kc.finish_epilogue()

@@ -39,31 +39,24 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
     W = kc.width
     NR = NR_VECTORS * W
 
-    def a_index(i, k):
-        return u.offset(b, [(k, M), (i, 1)] if ta else [(i, K), (k, 1)], a_at)
+    vec_t = ir.VectorType(m.F32, W)
+    acc_buf = u.entry_alloca(b, ir.ArrayType(vec_t, MR * NR_VECTORS), "accs")
+    a_row, a_k = (1, M) if ta else (K, 1)
 
     def micro(i0, rows: int, j0, cols: int, source, source_at):
         nvec = -(-cols // W)
         active = cols - (nvec - 1) * W
-        vec_t = ir.VectorType(m.F32, W)
-        accs = [[u.entry_alloca(b, vec_t, f"acc{r}_{v}") for v in range(nvec)] for r in range(rows)]
-        for row in accs:
-            for slot in row:
-                b.store(ir.Constant(vec_t, 0.0), slot)
-        with u.for_range(b, K, name="k") as k:
-            bvecs = [u.load_vector(b, source, source_at(k, v * W), W, active if v == nvec - 1 else None)
-                     for v in range(nvec)]
-            for r in range(rows):
-                i = u.plus(b, i0, r)
-                av = m.splat(b, u.load(b, a, a_index(i, k)), W)
-                for v in range(nvec):
-                    acc = b.load(accs[r][v], typ=vec_t)
-                    b.store(m.fma(b, av, bvecs[v], acc), accs[r][v])
-        for r in range(rows):
-            i = u.plus(b, i0, r)
+        fn = micro_function(b.module, rows, nvec, active, W)
+        a_ptr = u.element(b, a, u.offset(b, [(i0, a_row)], a_at))
+        b_ptr = u.element(b, source, source_at(0, 0))
+        b_k = NR if source is panel else N
+        b.call(fn, [a_ptr, u.i64(a_row), u.i64(a_k), b_ptr, u.i64(b_k), u.i64(K), acc_buf])
+        with u.for_range(b, rows, name="r", vectorize=False) as r:   # a loop: the epilogue is emitted once
+            i = b.add(i0, r) if not isinstance(i0, int) else u.plus(b, r, i0)
             for v in range(nvec):
-                j = u.plus(b, j0, v * W)
-                store(i, j, b.load(accs[r][v], typ=vec_t), active if v == nvec - 1 else None)
+                last = v == nvec - 1
+                acc = u.load_vector(b, acc_buf, u.offset(b, [(r, nvec * W)], v * W), W)
+                store(i, u.plus(b, j0, v * W), acc, active if last else None)
 
     full_cols, tail_cols = divmod(N, NR)
     split_cols = split and full_cols >= kc.threads
@@ -71,11 +64,10 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
 
     def column_block(j0, cols: int):
         if tb:
-            for jj in range(cols):
-                col = u.plus(b, j0, jj)
-                row_start = u.offset(b, [(col, K)], b_at)
-                with u.for_range(b, K, name="pack") as k:
-                    u.store(b, u.load(b, bmat, b.add(row_start, k)), panel, u.offset(b, [(k, NR)], jj))
+            with u.for_range(b, cols, name="jj", vectorize=False) as jj:
+                row_start = u.offset(b, [(b.add(j0, jj) if not isinstance(j0, int) else u.plus(b, jj, j0), K)], b_at)
+                with u.for_range(b, K, name="pack", vectorize=False) as k:
+                    u.store(b, u.load(b, bmat, b.add(row_start, k)), panel, b.add(b.mul(k, u.i64(NR)), jj))
 
             def source_at(k, jv):
                 return u.offset(b, [(k, NR)], jv)
@@ -86,7 +78,7 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
             source = bmat
         full_rows, tail_rows = divmod(M, MR)
         lo, hi = kc.share(full_rows) if split_rows else (0, full_rows)
-        with u.for_range(b, hi, start=lo, name="ib") as ib:
+        with u.for_range(b, hi, start=lo, name="ib", vectorize=False) as ib:
             if ib is not None:
                 micro(b.mul(ib, u.i64(MR)), MR, j0, cols, source, source_at)
         if tail_rows:
@@ -94,7 +86,7 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
                 micro(u.i64(full_rows * MR), tail_rows, j0, cols, source, source_at)
 
     lo, hi = kc.share(full_cols) if split_cols else (0, full_cols)
-    with u.for_range(b, hi, start=lo, name="jb") as jb:
+    with u.for_range(b, hi, start=lo, name="jb", vectorize=False) as jb:
         if jb is not None:
             column_block(b.mul(jb, u.i64(NR)), NR)
     if tail_cols:
@@ -105,6 +97,48 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
 @contextmanager
 def _nothing():
     yield
+
+
+def micro_function(module: ir.Module, rows: int, nvec: int, active: int, W: int) -> ir.Function:
+    """The micro-kernel for a rows x (nvec vectors, the last with `active` lanes) block of C, one
+    function per shape in a module, shared by every GEMM (compile time grows with code size):
+
+        void (ptr a, i64 a_row, i64 a_k, ptr b, i64 b_k, i64 K, ptr accs)
+
+    accs[r·nvec + v] = Σ_k a[r·a_row + k·a_k] · b[k·b_k + v·W : +W] (a vector per r, v)."""
+    name = f"nnc_gemm_{rows}x{nvec}x{W}_{active}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [u.PTR, m.I64, m.I64, u.PTR, m.I64, m.I64, u.PTR]), name)
+    fn.linkage = "internal"
+    for attr in ("noinline", "nounwind"):
+        fn.attributes.add(attr)
+    a, a_row, a_k, bmat, b_k, K, out = fn.args
+    for ptr in (a, bmat, out):
+        ptr.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    vec_t = ir.VectorType(m.F32, W)
+    accs = [[u.entry_alloca(b, vec_t, f"acc{r}_{v}") for v in range(nvec)] for r in range(rows)]
+    for row in accs:
+        for slot in row:
+            b.store(ir.Constant(vec_t, 0.0), slot)
+    rows_at = [b.mul(a_row, u.i64(r)) for r in range(rows)]
+    with u.for_range(b, K, name="k", vectorize=False) as k:
+        b_at = b.mul(k, b_k)
+        bvecs = [u.load_vector(b, bmat, u.plus(b, b_at, v * W), W, active if v == nvec - 1 else None)
+                 for v in range(nvec)]
+        a_at = b.mul(k, a_k)
+        for r in range(rows):
+            av = m.splat(b, u.load(b, a, b.add(rows_at[r], a_at)), W)
+            for v in range(nvec):
+                acc = b.load(accs[r][v], typ=vec_t)
+                b.store(m.fma(b, av, bvecs[v], acc), accs[r][v])
+    for r in range(rows):
+        for v in range(nvec):
+            u.store_vector(b, b.load(accs[r][v], typ=vec_t), out, (r * nvec + v) * W)
+    b.ret_void()
+    return fn
 
 
 def emit_matmul(kc) -> None:

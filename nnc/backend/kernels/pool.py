@@ -33,9 +33,9 @@ def _windows(kc, x_shape, out_shape, body) -> None:
     n, c, ho, wo = out_shape
     stride = kc.attrs["stride"]
     lo, hi = _planes(kc, out_shape)
-    with u.for_range(b, hi, start=lo, name="nc") as nc:
-        with u.for_range(b, ho, name="y") as y:
-            with u.for_range(b, wo, name="x") as xo:
+    with u.for_range(b, hi, start=lo, name="nc", vectorize=False) as nc:
+        with u.for_range(b, ho, name="y", vectorize=False) as y:
+            with u.for_range(b, wo, name="x", vectorize=False) as xo:
                 corner = u.offset(b, [(nc, h * w), (y, stride * w), (xo, stride)])
                 body(corner, u.offset(b, [(nc, ho * wo), (y, wo), (xo, 1)]))
 
@@ -49,7 +49,7 @@ def _zero_planes(kc, ptr, shape) -> None:
     """Zero this thread's planes of a [N, C, H, W] buffer."""
     lo, hi = _planes(kc, shape)
     plane = shape[2] * shape[3]
-    with u.for_range(kc.b, u.offset(kc.b, [(hi, plane)]), start=u.offset(kc.b, [(lo, plane)]), name="z") as i:
+    with u.for_range(kc.b, u.offset(kc.b, [(hi, plane)]), start=u.offset(kc.b, [(lo, plane)]), name="z", vectorize=False) as i:
         u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
 
 
