@@ -15,6 +15,8 @@ nnc viz examples/mnist_mlp.nn --view backward -o docs/mnist_mlp_backward.svg
 nnc viz examples/mnist_mlp.nn --view fused -o docs/mnist_mlp_fused.svg
 # the vanishing-gradient slide: train the deep sigmoid MLP with --grad-stats, colour its layers by gradient norm
 run=$(mktemp -d)
-nnc run examples/vanishing.nn --model vanishing_sigmoid --grad-stats --out "$run/sigmoid" --quiet
-nnc viz --heat "$run/sigmoid" -o docs/vanishing_sigmoid_heat.svg   # also docs/vanishing_sigmoid_heat_norms.png
+for act in sigmoid relu; do
+  nnc run examples/vanishing.nn --model vanishing_$act --grad-stats --out "$run/$act" --quiet
+  nnc viz --heat "$run/$act" -o docs/vanishing_${act}_heat.svg   # also docs/vanishing_${act}_heat_norms.png
+done
 rm -rf "$run"
