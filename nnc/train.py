@@ -101,6 +101,8 @@ class NativeEngine:
         self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets, threads=threads)
         self.compile_seconds = self.exe.stats["compile_seconds"]
         self._buffers: dict = {}
+        self._views: dict | None = None
+        self._rows = 0
 
     @property
     def params(self) -> dict:
@@ -116,17 +118,19 @@ class NativeEngine:
         """One step on rows `idx` of every array in `data` plus the arrays `extra`, gathered into
         buffers bound once: -> (views of the targets, the batch), both valid until the next call."""
         buffers = self._buffers
-        if buffers.keys() != data.keys() | extra.keys():
+        if buffers.keys() != data.keys() | extra.keys() or len(idx) != self._rows:
             buffers = {k: np.empty((len(idx),) + v.shape[1:], v.dtype) for k, v in data.items()}
             buffers.update({k: np.array(v) for k, v in extra.items()})
             self.exe.bind(buffers)
-            self._buffers = buffers
+            self._buffers, self._rows, self._views = buffers, len(idx), None
         for k, v in data.items():
             np.take(v, idx, axis=0, out=buffers[k], mode="clip")
         for k, v in extra.items():
             buffers[k][...] = v
         self.exe.step(seed)
-        return {n: self.exe.view(n) for n in self.exe.targets}, buffers
+        if self._views is None:   # the targets stay where they are from one step to the next
+            self._views = {n: self.exe.view(n) for n in self.exe.targets}
+        return self._views, buffers
 
 
 class ReferenceEngine:

@@ -20,7 +20,7 @@ def run_case(g, batch=None, seed=0, positive=(), **tol):
     return assert_matches(g, bindings, inputs, params, **tol)
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 5, 13), (13, 29, 37), (6, 3, 16), (25, 40, 9)])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 5, 13), (13, 29, 37), (6, 3, 16), (25, 40, 9), (50, 19, 37)])
 def test_matmul_all_forms_with_epilogue(m, k, n):
     g = Graph()
     for ta in (False, True):

@@ -23,6 +23,7 @@ from .. import llvmutil as u
 MR = 6         # rows of C per micro-kernel: 6 x 2 vectors + 2 B vectors + 1 broadcast fit 16 registers
 NR_VECTORS = 2
 PARALLEL_FLOPS = 400_000   # smaller products are not worth a barrier
+PACK_ROWS = 4 * MR         # B·panels are packed when this many rows of C will reuse them
 
 
 def gemm_scratch_bytes(K: int, tb: bool, width: int) -> int:
@@ -68,6 +69,19 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
                 row_start = u.offset(b, [(b.add(j0, jj) if not isinstance(j0, int) else u.plus(b, jj, j0), K)], b_at)
                 with u.for_range(b, K, name="pack", vectorize=False) as k:
                     u.store(b, u.load(b, bmat, b.add(row_start, k)), panel, b.add(b.mul(k, u.i64(NR)), jj))
+
+            def source_at(k, jv):
+                return u.offset(b, [(k, NR)], jv)
+            source = panel
+        elif panel is not None:   # B's rows are far apart: copy the K x cols panel together once
+            nvec = -(-cols // W)
+            active = cols - (nvec - 1) * W
+            with u.for_range(b, K, name="pack", vectorize=False) as k:
+                src = u.offset(b, [(k, N), (j0, 1)], b_at)
+                for v in range(nvec):
+                    lanes = active if v == nvec - 1 else None
+                    vec = u.load_vector(b, bmat, u.plus(b, src, v * W), W, lanes)
+                    u.store_vector(b, vec, panel, u.offset(b, [(k, NR)], v * W), lanes)
 
             def source_at(k, jv):
                 return u.offset(b, [(k, NR)], jv)
@@ -146,7 +160,8 @@ def emit_matmul(kc) -> None:
     ta, tb = bool(kc.attrs.get("ta", False)), bool(kc.attrs.get("tb", False))
     M, N = kc.shape(kc.anchor)
     K = kc.shape(a)[0] if ta else kc.shape(a)[1]
-    panel = kc.request_scratch(gemm_scratch_bytes(K, tb, kc.width)) if tb else None
+    pack = tb or (M >= PACK_ROWS and N > NR_VECTORS * kc.width)
+    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if pack else None
 
     def store(i, j, acc, active):
         kc.emit_result([i, j], acc, kc.width, active)

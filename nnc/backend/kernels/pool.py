@@ -49,7 +49,8 @@ def _zero_planes(kc, ptr, shape) -> None:
     """Zero this thread's planes of a [N, C, H, W] buffer."""
     lo, hi = _planes(kc, shape)
     plane = shape[2] * shape[3]
-    with u.for_range(kc.b, u.offset(kc.b, [(hi, plane)]), start=u.offset(kc.b, [(lo, plane)]), name="z", vectorize=False) as i:
+    end, start = u.offset(kc.b, [(hi, plane)]), u.offset(kc.b, [(lo, plane)])
+    with u.for_range(kc.b, end, start=start, name="z", vectorize=False) as i:
         u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
 
 
