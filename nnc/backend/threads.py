@@ -37,8 +37,8 @@ POOL_BYTES = 704
 GEN, SLEEPING, STOP, EPISODE, ARRIVED, FAILED_GEN, STATUS, WAITING, DONE, TASK = (i * 64 for i in range(10))
 TASK_FIELDS = ("body", "arena", "state", "inputs", "seed")   # 8 bytes each from TASK
 SPIN = 20000          # pause instructions a worker spins before it sleeps (~ a few hundred microseconds)
-BARRIER_SPIN = 4000   # and a thread at a barrier (then it sleeps too: on a busy machine, spinning
-                      # while the thread it waits for has no core would cost a whole time slice)
+BARRIER_SPIN = 4000   # and a thread at a barrier, then it yields its core this many times (on a busy
+BARRIER_YIELDS = 200  # machine the thread it waits for may be waiting for a core), then it sleeps
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
 WORKER = "nnc_worker"
 BODY_TYPE = ir.FunctionType(I32, [PTR, PTR, PTR, I64, I64, PTR])  # arena, state, inputs, seed, tid, pool
@@ -57,6 +57,13 @@ def _pause(b: ir.IRBuilder) -> None:
     fn = b.module.globals.get("llvm.x86.sse2.pause")
     if fn is None:
         fn = ir.Function(b.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+    b.call(fn, [])
+
+
+def _sched_yield(b: ir.IRBuilder) -> None:
+    fn = b.module.globals.get("sched_yield")
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(I32, []), "sched_yield")
     b.call(fn, [])
 
 
@@ -87,10 +94,20 @@ def _wait_while(b: ir.IRBuilder, pool, addr, waiting_for, name: str) -> None:
     now = b.load_atomic(addr, "acquire", 4, typ=I32)
     b.cbranch(waiting_for(now), wait, done)
     b.position_at_end(wait)
-    _pause(b)
     count = b.add(b.load(spins, typ=I32), ir.Constant(I32, 1))
     b.store(count, spins)
-    b.cbranch(b.icmp_unsigned("<", count, ir.Constant(I32, BARRIER_SPIN)), head, sleep)
+    spin = fn.append_basic_block(f"{name}.pause_more")
+    give = fn.append_basic_block(f"{name}.yield")
+    b.cbranch(b.icmp_unsigned("<", count, ir.Constant(I32, BARRIER_SPIN)), spin, give)
+    b.position_at_end(spin)
+    _pause(b)
+    b.branch(head)
+    b.position_at_end(give)
+    yielding = fn.append_basic_block(f"{name}.yield_now")
+    b.cbranch(b.icmp_unsigned("<", count, ir.Constant(I32, BARRIER_SPIN + BARRIER_YIELDS)), yielding, sleep)
+    b.position_at_end(yielding)
+    _sched_yield(b)
+    b.branch(head)
     b.position_at_end(sleep)
     waiting = field(b, pool, WAITING)
     b.atomic_rmw("add", waiting, ir.Constant(I32, 1), "seq_cst")
