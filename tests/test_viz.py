@@ -241,6 +241,9 @@ def test_step_frames_walk_backward_and_reveal_gradients_in_order():
     assert "step 1/5: df/df = 1" in first and "∂f/∂x" not in first
     assert 'fillcolor="#ffe58a"' in next(x for x in first.splitlines() if x.strip().startswith('"s:f" ['))
     assert "∂f/∂q = -4" in frames[1].dot and "∂f/∂x" not in frames[1].dot
+    assert 'penwidth="2.5"' in edge_line(frames[1].dot, "s:q", "s:f")  # the gradient flows back along q -> f
+    assert 'penwidth="2.5"' in edge_line(frames[3].dot, "s:y", "s:q")
+    assert 'penwidth="2.5"' not in first and frames[1].dot.count('penwidth="2.5"') == 1
     assert "∂f/∂x = -4" in last and "∂f/∂y = -4" in last
     assert all(f.line in explain for f in frames)
 

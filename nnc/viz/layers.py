@@ -54,7 +54,8 @@ def layers_view(g, opts: Options | None = None):
     for (src, dst), uses in statement_edges(g, boxes).items():
         o = next((o for o, _, _ in uses if o == values.get(src)), uses[0][0])
         shape = type_text(g.type_of(o)) if opts.ann is None else None
-        dot.edge(box_id(src), box_id(dst), label=edge_label(opts, o, _partial(opts, g, o, dst, uses), shape))
+        dot.edge(box_id(src), box_id(dst), label=edge_label(opts, o, _partial(opts, g, o, dst, uses), shape),
+                 **opts.edge_style(g, o, uses[0][1]))
     for name, n in result_sinks(g):
         stmt = g.nodes[n].get("stmt")
         if stmt in boxes:

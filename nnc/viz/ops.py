@@ -35,7 +35,9 @@ def node_label(g, n: int, *, rule: bool = False, role: str | None = None):
         return html_lines([(attrs["name"], None, True), (f"{op} {t}", None, False)])
     if op == "const":
         return summary(attrs["value"])
-    lines = [(op, None, role == "anchor"), (t, None, False)]
+    named = [label for label, v in g.graph["values"].items() if v == n and g.nodes[n].get("grad_of") is None]
+    head = f"{named[0]} = {op}" if named else op  # a statement's value carries the statement's name
+    lines = [(head, None, role == "anchor"), (t, None, False)]
     if role:
         lines.append((role, "#666666", False))
     if rule and data.get("rule"):
@@ -86,7 +88,7 @@ def ops_view(g, opts: Options | None = None, *, backward: bool = False):
         for i, o in enumerate(g.operands(n)):
             if o not in shown:
                 continue
-            attrs = {}
+            attrs = opts.edge_style(g, o, n)
             if is_backward(g, n):
                 attrs["color"] = BACKWARD_EDGE if is_backward(g, o) else "#9aa7b8"
             partial = opts.ann.partial_text(n, i) if opts.ann is not None and opts.partials else None

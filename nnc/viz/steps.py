@@ -55,7 +55,8 @@ def build_frames(model, ann, inputs: dict, params: dict, draw, *, of: str | None
     frames, done = [], set()
     for i, step in enumerate(steps):
         done.add(step.node)
-        opts = Options(ann=ann, partials=partials, highlight={step.node},
+        flow = {(step.node, u) for u, _, _ in explainer.uses(step.node)} if step.node != explainer.of else set()
+        opts = Options(ann=ann, partials=partials, highlight={step.node}, flow=flow,
                        grads_shown=known_gradients(ann.graph, done),
                        caption=f"step {i + 1}/{len(steps)}: {step.line}")
         frames.append(Frame(i + 1, step.node, step.name, step.line, draw(ann.graph, opts).source()))

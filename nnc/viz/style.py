@@ -19,11 +19,20 @@ class Options:
     grads_shown: set | None = None
     caption: str | None = None
     rankdir: str = "LR"
+    flow: set = field(default_factory=set)         # (node, user's statement value): edges of the current step
     box_fill: dict = field(default_factory=dict)   # layers view: statement -> fill colour (heat maps)
     box_note: dict = field(default_factory=dict)   # layers view: statement -> an extra line
 
     def shows_grad(self, n: int) -> bool:
         return self.grads_shown is None or n in self.grads_shown
+
+    def edge_style(self, g, src: int, user: int) -> dict:
+        """Bold red for an edge the current step's gradient flows back along (src -> a node of user's statement)."""
+        stmt = g.nodes[user].get("stmt")
+        for n, value in self.flow:
+            if n == src and (user == value or (stmt is not None and g.nodes[value].get("stmt") == stmt)):
+                return {"color": GRAD_COLOR, "penwidth": "2.5"}
+        return {}
 
 
 def new_dot(name: str, opts: Options) -> Dot:
