@@ -372,8 +372,8 @@ def test_a_dataset_that_does_not_fit_names_both_shapes(tmp_path):
     with pytest.raises(NncError) as err:
         load_dataset(str(folder), nnc.load(EXAMPLES / "lenet5.nn"))
     assert err.value.format().startswith(
-        f"{folder}: error: array image does not fit the model's input 'image': got [{TRAIN}, 20, 20] (400 values "
-        f"per sample), expected [B, 1, 28, 28] (784 values per sample)")
+        f"{folder / 'train-images-idx3-ubyte.gz'}: error: array image does not fit the model's input 'image': got "
+        f"[{TRAIN}, 20, 20] (400 values per sample), expected [B, 1, 28, 28] (784 values per sample)")
     with pytest.raises(NncError, match=r"array x does not fit the model's input 'image': got \[300, 2\]"):
         load_dataset("spiral", nnc.load(EXAMPLES / "mnist_mlp.nn"))
 
@@ -488,13 +488,15 @@ def test_broken_idx_file_through_the_command_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_labels_out_of_range_for_the_model(tmp_path):
-    labels = synthetic_arrays()["train-labels"].copy()
+@pytest.mark.parametrize("split, part", [("train", "training"), ("t10k", "test")])
+def test_labels_out_of_range_for_the_model_name_the_label_file(tmp_path, split, part):
+    labels = synthetic_arrays()[f"{split}-labels"].copy()
     labels[5] = 12
-    folder, _ = broken_folder(tmp_path, TRAIN_LABELS, gz(idx_bytes(labels, LABELS_MAGIC)))
+    name = f"{split}-labels-idx1-ubyte.gz"
+    folder, path = broken_folder(tmp_path, name, gz(idx_bytes(labels, LABELS_MAGIC)))
     with pytest.raises(NncError) as err:
         load_dataset(str(folder), nnc.load(EXAMPLES / "mnist_mlp.nn"))
-    assert first_error(err) == (f"{folder}: error: label 12 in the training data is out of range for model "
+    assert first_error(err) == (f"{path}: error: label 12 in the {part} data is out of range for model "
                                 f"'mnist_mlp': expected 0 to 9 for the 10 classes of its logits [B, 10]")
     assert "the model needs 13 outputs" in err.value.format()
 

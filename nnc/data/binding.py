@@ -115,7 +115,11 @@ class _Fit:
         return f"{self.dataset.unit}{'s' if len(self.binding.sources) > 1 else ''} {names}"
 
     def error(self, message: str, hint: str | None = None) -> NncError:
-        return NncError(message, filename=self.dataset.name, hint=hint)
+        """An error about this array, at its file when it has one of its own (an IDX file)."""
+        own_test_part = self.part_name == "test" and self.dataset.test is not None
+        where = self.dataset.file_of(self.binding.sources[0], own_test_part) if len(self.binding.sources) == 1 \
+            else self.dataset.name
+        return NncError(message, filename=where, hint=hint)
 
     def _wants_one_hot(self, array: np.ndarray, t) -> bool:
         return (self.roles.task == CLASSIFICATION and array.ndim == 1 and len(t.shape) == 2

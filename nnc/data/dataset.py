@@ -30,6 +30,12 @@ class Dataset:
     unit: str = "array"                        # what messages call one array: "array", or "column" of a table
     divisors: dict[str, float] = field(default_factory=dict)  # arrays stored as integers, divided by this
     # when bound (pixels 0..255: 255), so that splits copy bytes and only the bound parts are float
+    files: dict[tuple[str, str], str] = field(default_factory=dict)  # ("train" or "test", array): the file
+    # it was read from, when arrays come from separate files (IDX), so that messages about it name that file
+
+    def file_of(self, array: str, own_test_part: bool) -> str:
+        """Where messages about `array` point: its file if known, else the dataset's name."""
+        return self.files.get(("test" if own_test_part else "train", array), self.name)
 
     @property
     def arrays(self) -> list[str]:

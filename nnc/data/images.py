@@ -92,6 +92,9 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
 def _dataset(name: str, paths: dict[str, Path], class_names: tuple[str, ...]) -> Dataset:
     train_x, train_y = read_labelled_images(paths[TRAIN_IMAGES], paths[TRAIN_LABELS])
     test_x, test_y = read_labelled_images(paths[TEST_IMAGES], paths[TEST_LABELS])
+    files = {("train", "image"): paths[TRAIN_IMAGES], ("train", "label"): paths[TRAIN_LABELS],
+             ("test", "image"): paths[TEST_IMAGES], ("test", "label"): paths[TEST_LABELS]}
     return Dataset(name, {"image": train_x, "label": train_y}, {"image": test_x, "label": test_y},
                    features=("image",), target="label", classes=len(class_names) or None, class_names=class_names,
-                   test_source="the t10k files", divisors={"image": 255.0})
+                   test_source="the t10k files", divisors={"image": 255.0},
+                   files={key: str(path) for key, path in files.items()})
