@@ -575,3 +575,63 @@ def test_npz_member_that_is_not_an_array(tmp_path):
         z.writestr("notes.txt", "hello")
     assert npz_error(path) == (f"{path}: error: member 'notes.txt' is not a NumPy array, expected only .npy arrays "
                                f"in an .npz archive of arrays named after the model's inputs")
+
+
+# ---- random damage: always one message naming the file ----------------------------------------------
+
+DAMAGE_TOKENS = [b",", b"\n", b"nan", b"-", b"1e999", b'"', b"\x00", b"\xff", b"PK\x03\x04", b"\x93NUMPY"]
+
+
+def damaged(rng, data: bytes) -> bytes:
+    """One to four random edits: a byte changed, the end cut off, bytes inserted or deleted, a token dropped in."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(data) + 1)
+        edit = rng.randrange(5)
+        if edit == 0 and at < len(data):
+            data[at] = rng.randrange(256)
+        elif edit == 1:
+            del data[at:]
+        elif edit == 2:
+            data[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif edit == 3:
+            del data[at:at + rng.randint(1, 16)]
+        else:
+            data[at:at] = rng.choice(DAMAGE_TOKENS)
+    return bytes(data)
+
+
+def test_randomly_damaged_data_files_give_a_message_naming_the_file(tmp_path):
+    """1,000 damaged IDX (gzip and plain), CSV and NPZ files: each loads, or is one NncError that starts with the
+    file's (or its folder's) path; never another exception."""
+    import io
+    import random
+
+    npz = io.BytesIO()
+    np.savez(npz, image=np.random.default_rng(0).random((6, 784), np.float32), label=np.arange(6))
+    originals = {"gz": TINY_FILES, "plain": {n.removesuffix(".gz"): gzip.decompress(d) for n, d in TINY_FILES.items()},
+                 "csv": (EXAMPLES / "data" / "apartments.csv").read_bytes(), "npz": npz.getvalue()}
+    mlp, apartment = nnc.load(EXAMPLES / "mnist_mlp.nn"), nnc.load(EXAMPLES / "apartment.nn")
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(1000):
+        rng = random.Random(i)
+        kind = rng.choice(list(originals))
+        folder = tmp_path / f"case{i}"
+        if kind in ("gz", "plain"):
+            files = dict(originals[kind])
+            name = rng.choice(list(files))
+            files[name] = damaged(rng, files[name])
+            spec, load = write_folder(folder, files), lambda s: load_dataset(str(s), mlp)
+        else:
+            folder.mkdir()
+            spec = folder / f"data.{kind}"
+            spec.write_bytes(damaged(rng, originals[kind]))
+            model, target = (apartment, "price") if kind == "csv" else (mlp, None)
+            load = lambda s, model=model, target=target: load_dataset(str(s), model, target=target)  # noqa: E731
+        try:
+            load(spec)
+            outcomes["loaded"] += 1
+        except NncError as err:
+            assert err.format().startswith(str(folder)), f"case {i} ({kind}): {err.format()}"
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 900, outcomes
