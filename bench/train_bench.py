@@ -7,13 +7,14 @@
 The models: MLP 784-256-128-10 (ReLU, softmax cross-entropy; examples/mnist_mlp.nn) and LeNet-5
 (examples/lenet5.nn), both trained with plain SGD (lr 0.01) on the same synthetic MNIST-shaped
 data (standard-normal images, uniform labels), each step on a batch gathered from a shuffled
-index array. For each thread count one worker process (thread counts must be fixed before
-the libraries start their pools: OMP/MKL/OpenBLAS variables, torch.set_num_threads, XLA flags)
-runs the frameworks interleaved, round by round, so that a noisy neighbour hits them alike;
-the table shows the median samples/s over the rounds, the ratios nnc / PyTorch and
-nnc / JAX, and first-step (compile) times: nnc cold (empty disk cache) and warm (cached),
-JAX's first jitted step. The GEMM line times C = A·B for 128×784×256 float32 in nnc and in
-NumPy (OpenBLAS), same thread count.
+index array. Each framework runs in a process of its own per thread count (thread counts are
+fixed before the libraries start their pools: OMP/MKL/OpenBLAS variables, torch.set_num_threads,
+XLA flags; and one library's idle threads spinning on a core must not slow another down), and
+the driver interleaves them round by round, so that a noisy neighbour hits them alike. The
+table shows the median samples/s over the rounds, the ratios nnc / PyTorch and nnc / JAX, and
+first-step (compile) times: nnc cold (empty disk cache) and warm (cached), JAX's first jitted
+step. The GEMM lines time C = A·B for 128×784×256 float32 in nnc and in NumPy (OpenBLAS) at the
+same thread count.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ EXAMPLES = {"mlp": ROOT / "examples" / "mnist_mlp.nn", "lenet": ROOT / "examples
 LR = 0.01
 ROWS_PER_BATCH = 8          # the synthetic dataset holds this many batches
 ROUND_SECONDS = 0.4
+PAUSE_BETWEEN_ROUNDS = 0.05
 
 
 def thread_environment(threads: int) -> dict:
@@ -46,7 +48,7 @@ def thread_environment(threads: int) -> dict:
     return env
 
 
-# ---- the worker: one thread count, every framework interleaved ------------------------------
+# ---- the frameworks, each run in a process of its own ------------------------------------------
 
 
 def synthetic(model: str, rows: int, seed: int = 0):
@@ -243,71 +245,151 @@ def timed_round(runner, steps: int, batch: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def gemm_rates(threads: int, rounds: int) -> dict:
-    """C = A·B, 128×784 by 784×256: nnc's kernel alone and NumPy's OpenBLAS sgemm, GFLOP/s."""
-    import numpy as np
+class Gemm:
+    """C = A·B, 128×784×256 float32: nnc's kernel alone or NumPy's (OpenBLAS) sgemm."""
 
-    from nnc.backend import compile_graph
-    from nnc.graph import Graph
-    from nnc.types import TensorType
+    M, K, N = 128, 784, 256
 
-    m, k, n = 128, 784, 256
-    g = Graph()
-    nodes = {}
-    for name, shape in (("a", (m, k)), ("b", (k, n))):
-        t = TensorType(shape)
-        nodes[name] = g.add_op("input", (), {"name": name, "type": t}, type=t)
-        g.graph["inputs"][name] = nodes[name]
-    c = g.add_op("matmul", (nodes["a"], nodes["b"]))
-    g.graph["outputs"]["c"] = c
-    exe = compile_graph(g, {}, [c], threads=threads)
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
-    exe.bind({"a": a, "b": b})
-    exe.step()
-    np.testing.assert_allclose(exe.view(c), a @ b, rtol=1e-3, atol=1e-3)
-    out = np.empty((m, n), np.float32)
-    flops = 2 * m * k * n
-    reps = 200
-    rates = {"nnc": [], "numpy": []}
+    def __init__(self, framework: str, threads: int):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.a = rng.standard_normal((self.M, self.K)).astype(np.float32)
+        self.b = rng.standard_normal((self.K, self.N)).astype(np.float32)
+        self.out = np.empty((self.M, self.N), np.float32)
+        if framework == "nnc":
+            self.call = self._nnc(threads)
+        else:
+            self.call = lambda: np.matmul(self.a, self.b, out=self.out)
+
+    def _nnc(self, threads: int):
+        import numpy as np
+
+        from nnc.backend import compile_graph
+        from nnc.graph import Graph
+        from nnc.types import TensorType
+
+        g = Graph()
+        nodes = {}
+        for name, shape in (("a", (self.M, self.K)), ("b", (self.K, self.N))):
+            t = TensorType(shape)
+            nodes[name] = g.add_op("input", (), {"name": name, "type": t}, type=t)
+            g.graph["inputs"][name] = nodes[name]
+        c = g.add_op("matmul", (nodes["a"], nodes["b"]))
+        g.graph["outputs"]["c"] = c
+        exe = compile_graph(g, {}, [c], threads=threads)
+        exe.bind({"a": self.a, "b": self.b})
+        exe.step()
+        np.testing.assert_allclose(exe.view(c), self.a @ self.b, rtol=1e-3, atol=1e-3)
+        self.exe = exe
+        return exe.step
+
+    def gflops(self, reps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(reps):
+            self.call()
+        return 2 * self.M * self.K * self.N * reps / (time.perf_counter() - start) / 1e9
+
+
+def serve(framework: str, threads: int) -> None:
+    """One framework in its own process (so its threads never compete with another framework's
+    spinning threads), answering one JSON command per line on stdin."""
+    runner = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "setup":
+            runner = RUNNERS[framework](cmd["model"], cmd["batch"], threads)
+            for _ in range(3):
+                runner.step()
+            start = time.perf_counter()
+            for _ in range(3):
+                runner.step()
+            reply = {"cold": runner.cold, "warm": runner.warm, "step": (time.perf_counter() - start) / 3}
+        elif cmd["cmd"] == "round":
+            reply = {"rate": timed_round(runner, cmd["steps"], cmd["batch"])}
+        elif cmd["cmd"] == "gemm":
+            runner = Gemm(framework, threads)
+            runner.gflops(20)
+            reply = {"ok": True}
+        elif cmd["cmd"] == "gemm_round":
+            reply = {"rate": runner.gflops(cmd["reps"])}
+        else:
+            return
+        print(json.dumps(reply), flush=True)
+
+
+class Server:
+    """A `serve` process for one framework at one thread count."""
+
+    def __init__(self, framework: str, threads: int):
+        self.framework = framework
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", framework, "--threads", str(threads)],
+                                     env=thread_environment(threads), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **cmd) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.framework} process stopped (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+def interleaved(servers: dict, rounds: int, ask_round) -> dict:
+    """Round r of every framework before round r + 1 of any, with a pause before each round so
+    that the previous framework's idle threads have stopped spinning. -> {framework: [rates]}"""
+    rates = {name: [] for name in servers}
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(reps):
-            exe.step()
-        rates["nnc"].append(flops * reps / (time.perf_counter() - start) / 1e9)
-        start = time.perf_counter()
-        for _ in range(reps):
-            np.matmul(a, b, out=out)
-        rates["numpy"].append(flops * reps / (time.perf_counter() - start) / 1e9)
-    return {k: statistics.median(v) for k, v in rates.items()}
+        for name, server in servers.items():
+            time.sleep(PAUSE_BETWEEN_ROUNDS)
+            rates[name].append(ask_round(server))
+    return rates
 
 
-def worker(args) -> None:
-    threads = args.threads[0]
-    for model in args.models:
-        for batch in args.batches:
-            runners = [RUNNERS[name](model, batch, threads) for name in args.frameworks]
-            steps = {}
-            for r in runners:
-                for _ in range(3):
-                    r.step()
-                start = time.perf_counter()
-                r.step()
-                steps[r.name] = max(3, int(ROUND_SECONDS / max(time.perf_counter() - start, 1e-6)))
-            rates = {r.name: [] for r in runners}
-            for _ in range(args.rounds):
-                for r in runners:
-                    rates[r.name].append(timed_round(r, steps[r.name], batch))
-            for r in runners:
-                print(json.dumps({"kind": "train", "model": model, "batch": batch, "threads": threads,
-                                  "framework": r.name, "samples_per_second": statistics.median(rates[r.name]),
-                                  "rounds": [round(x) for x in rates[r.name]], "cold": r.cold, "warm": r.warm}),
-                      flush=True)
+def measure(threads: int, args) -> list:
+    """Every model and batch size at this thread count, then the GEMM: a list of result rows."""
+    results = []
+    servers = {name: Server(name, threads) for name in args.frameworks}
+    try:
+        for model in args.models:
+            for batch in args.batches:
+                setup = {name: s.ask(cmd="setup", model=model, batch=batch) for name, s in servers.items()}
+                steps = {name: max(3, int(ROUND_SECONDS / max(v["step"], 1e-6))) for name, v in setup.items()}
+                rates = interleaved(servers, args.rounds, lambda s, steps=steps, batch=batch:
+                                    s.ask(cmd="round", steps=steps[s.framework], batch=batch)["rate"])
+                for name in servers:
+                    results.append({"kind": "train", "model": model, "batch": batch, "threads": threads,
+                                    "framework": name, "samples_per_second": statistics.median(rates[name]),
+                                    "rounds": [round(x) for x in rates[name]], "cold": setup[name]["cold"],
+                                    "warm": setup[name]["warm"]})
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    finally:
+        for s in servers.values():
+            s.close()
     if args.gemm:
-        print(json.dumps({"kind": "gemm", "threads": threads, **gemm_rates(threads, args.rounds)}), flush=True)
+        gemm = {name: Server(name, threads) for name in ("nnc", "numpy")}
+        try:
+            for s in gemm.values():
+                s.ask(cmd="gemm")
+            rates = interleaved(gemm, args.rounds, lambda s: s.ask(cmd="gemm_round", reps=200)["rate"])
+        finally:
+            for s in gemm.values():
+                s.close()
+        results.append({"kind": "gemm", "threads": threads, **{k: statistics.median(v) for k, v in rates.items()}})
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    return results
 
 
-# ---- the driver: one worker per thread count, then the table ---------------------------------
+# ---- the driver: the processes, interleaved round by round, then the table -------------------
 
 
 def table(results: list) -> str:
@@ -359,22 +441,14 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-gemm", dest="gemm", action="store_false")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--serve", metavar="FRAMEWORK", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.worker:
-        worker(args)
+    if args.serve:
+        serve(args.serve, args.threads[0])
         return 0
     results = []
     for threads in args.threads:
-        cmd = [sys.executable, __file__, "--worker", "--threads", str(threads),
-               "--batches", ",".join(map(str, args.batches)), "--models", ",".join(args.models),
-               "--frameworks", ",".join(args.frameworks), "--rounds", str(args.rounds)]
-        if not args.gemm:
-            cmd.append("--no-gemm")
-        proc = subprocess.run(cmd, env=thread_environment(threads), stdout=subprocess.PIPE, text=True, check=True)
-        for line in proc.stdout.splitlines():
-            results.append(json.loads(line))
-            print(line, file=sys.stderr)
+        results += measure(threads, args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print(table(results))

@@ -10,9 +10,10 @@ which calls the kernels in order with pointers into the arena, the state
 buffer (parameters, constants) and the caller's input arrays (`inputs` is an
 array of pointers), copies state updates into their parameters, and returns 0
 or the non-zero status a kernel reported (a label out of range). Compiled for
-T > 1 threads, the kernels run in `nnc_body` on every thread of `pool` (see
-threads.py): parallel kernels split their work by thread id, the others run on
-thread 0, with barriers between them.
+T > 1 threads, `nnc_body` runs on every thread of `pool` (see threads.py) and
+the threads claim the shares of each work unit: a parallel kernel has T shares
+(its generator splits its loops by share index), a serial one has one, and a
+kernel that calls `barrier()` is cut into phases, each a unit of its own.
 
 `KernelContext` is what a kernel generator sees: its anchor, concrete shapes
 and attributes, a pointer per value, and the pointwise evaluator that computes
@@ -35,6 +36,7 @@ from .irmath import F32, I32, I64, const
 from .memory import constant_value, plan_memory
 
 ENTRY = "nnc_run"
+SHARES_PER_THREAD = 4
 STATUS_BAD_LABEL = 1
 ETYPES = {"float32": F32, "int32": I32}
 PTR = u.PTR
@@ -80,12 +82,12 @@ def collapse(space, stride_lists) -> list[list[int]]:
 class KernelContext:
     """One kernel being emitted: its function, builder and the values it reads and writes."""
 
-    def __init__(self, module_builder, kernel, fn, args: dict, scratch, seed, tid, pool):
-        self.scratch_bytes = 0    # how much of `scratch` the generator asked for (per thread)
-        self.threads = module_builder.threads   # threads the code is compiled for (a constant)
-        self.tid = tid            # i64 thread id
-        self.pool = pool          # the thread pool's memory (for barriers)
-        self.parallel = False     # does every thread run this kernel (each its share)?
+    def __init__(self, module_builder, kernel, fn, args: dict, scratch, seed, tid, phase):
+        self.scratch_bytes = 0    # how much of `scratch` the generator asked for (per share)
+        self.threads = module_builder.shares    # shares of a parallel kernel (1 when single-threaded)
+        self.tid = tid            # i64 share index (0 when single-threaded or serial)
+        self.phase = phase        # i64: which phase of the kernel this call runs
+        self.parallel = False     # is the kernel split into shares?
         self.mb = module_builder
         self.g = module_builder.plan.graph
         self.kernel = kernel
@@ -94,7 +96,9 @@ class KernelContext:
         self.scratch = scratch    # pointer to this kernel's scratch bytes, or None
         self.seed = seed          # i64 step seed
         self.width = module_builder.width
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fn.append_basic_block("entry")   # allocas, then the jump to the phase asked for
+        self.phases = [fn.append_basic_block("phase0")]
+        self.b = ir.IRBuilder(self.phases[0])
         self.fused = set(kernel.prologue) | set(kernel.epilogue)
         self.aliases: dict = {}   # node -> node whose memory holds its value (the anchor, once stored)
 
@@ -144,7 +148,7 @@ class KernelContext:
     # ---- threads ---------------------------------------------------------------------------
 
     def share(self, count: int):
-        """This thread's part [lo, hi) of range(count); makes the kernel parallel. Ints when single-threaded."""
+        """This share's part [lo, hi) of range(count); makes the kernel parallel. Ints when single-threaded."""
         if self.threads == 1:
             return 0, count
         self.parallel = True
@@ -155,16 +159,29 @@ class KernelContext:
         return bound(self.tid), bound(b.add(self.tid, u.i64(1)))
 
     def on_thread(self, tid: int):
-        """`with kc.on_thread(t):` emits code only thread t runs (everything, when single-threaded)."""
+        """`with kc.on_thread(t):` emits code only share t runs (everything, when single-threaded)."""
         if self.threads == 1:
             return _always()
         self.parallel = True
         return self.b.if_then(self.b.icmp_signed("==", self.tid, u.i64(tid)))
 
     def barrier(self) -> None:
-        """Wait for every thread of a parallel kernel (nothing when single-threaded)."""
+        """What follows runs once every share of what precedes is done: a new phase of the kernel
+        (nothing when single-threaded). Values computed before it cannot be used after it."""
         if self.threads > 1:
-            self.b.call(mt.emit_barrier(self.mb.module, self.threads), [self.pool])
+            self.b.ret(ir.Constant(I32, 0))
+            self.phases.append(self.fn.append_basic_block(f"phase{len(self.phases)}"))
+            self.b.position_at_end(self.phases[-1])
+
+    def dispatch_phases(self) -> None:
+        """Close the entry block: jump to the phase the caller asked for."""
+        b = ir.IRBuilder(self.fn.entry_basic_block)
+        if len(self.phases) == 1:
+            b.branch(self.phases[0])
+            return
+        switch = b.switch(self.phase, self.phases[0])
+        for i, block in enumerate(self.phases[1:], start=1):
+            switch.add_case(u.i64(i), block)
 
     def check(self, ok, status: int) -> None:
         """Return `status` from the kernel unless the i1 `ok` holds (serial kernels only)."""
@@ -256,6 +273,9 @@ class ModuleBuilder:
         self.bindings = bindings
         self.width = width
         self.threads = threads
+        # a parallel kernel is cut into more shares than threads, so that a thread that comes late
+        # (or loses its core for a while) still finds work and the others do not wait for it
+        self.shares = threads * SHARES_PER_THREAD if threads > 1 else 1
         self.module = ir.Module(name="nnc")
         self.scratch_bytes: dict = {}
 
@@ -263,19 +283,21 @@ class ModuleBuilder:
         calls = []
         for k in self.plan.kernels:
             storages = list(dict.fromkeys(self.plan.storage_of(n) for n in (k.output, *k.inputs)))
-            fn = ir.Function(self.module, ir.FunctionType(I32, [PTR] * (len(storages) + 1) + [I64, I64, PTR]),
+            fn = ir.Function(self.module, ir.FunctionType(I32, [PTR] * (len(storages) + 1) + [I64, I64, I64]),
                              f"k{k.index}_{k.kind}")
             fn.linkage = "internal"
             fn.attributes.add("nounwind")
             for a in fn.args[:len(storages) + 1]:
                 a.add_attribute("noalias")
-            scratch, seed, tid, pool = fn.args[-4:]
-            kc = KernelContext(self, k, fn, dict(zip(storages, fn.args)), scratch, seed, tid, pool)
+            scratch, seed, tid, phase = fn.args[-4:]
+            kc = KernelContext(self, k, fn, dict(zip(storages, fn.args)), scratch, seed, tid, phase)
             self._emit_kernel(kc)
             if kc.scratch_bytes:
-                self.scratch_bytes[k.index] = kc.scratch_bytes * self.threads
-            calls.append((k, fn, storages, kc.parallel))
-        mem = plan_memory(self.plan, self.bindings, self.scratch_bytes)
+                self.scratch_bytes[k.index] = kc.scratch_bytes * self.shares
+            shares = self.shares if kc.parallel else 1
+            calls += [(k, fn, storages, phase, shares) for phase in range(len(kc.phases))]
+        sync = mt.UNIT_BYTES * len(calls) if self.threads > 1 else 0
+        mem = plan_memory(self.plan, self.bindings, self.scratch_bytes, sync)
         body = self._emit_body(mem, calls)
         self._emit_entry(mem, body)
         return self.module, mem
@@ -286,10 +308,8 @@ class ModuleBuilder:
         args, pool = list(entry.args[:4]), entry.args[4]
         b = ir.IRBuilder(entry.append_basic_block("entry"))
         if self.threads > 1:
-            gen = mt.emit_launch(b, pool, body, args)
+            mt.emit_launch(b, pool, body, args)
         status = b.call(body, args + [u.i64(0), pool])
-        if self.threads > 1:
-            mt.wait_for_workers(b, pool, gen, self.threads)
         failed = entry.append_basic_block("failed")
         ok = entry.append_basic_block("ok")
         b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, ok)
@@ -300,54 +320,52 @@ class ModuleBuilder:
         b.ret(ir.Constant(I32, 0))
 
     def _emit_body(self, mem, calls) -> ir.Function:
-        """i32 nnc_body(arena, state, inputs, seed, tid, pool): the kernels in order, as thread `tid`."""
+        """i32 nnc_body(arena, state, inputs, seed, tid, pool): the work units in order, as thread `tid`."""
         body = ir.Function(self.module, mt.BODY_TYPE, "nnc_body")
         body.linkage = "internal"
         regions = dict(zip(("arena", "state", "input"), body.args[:3]))
         seed, tid, pool = body.args[3:]
         b = ir.IRBuilder(body.append_basic_block("entry"))
-        threaded = self.threads > 1
-        gen = b.load_atomic(mt.field(b, pool, mt.GEN), "seq_cst", 4, typ=I32) if threaded else None
-        for position, (k, fn, storages, parallel) in enumerate(calls):
+
+        def kernel_args(k, storages):
             args = [self._pointer(b, mem.slots[s], regions) for s in storages]
             scratch = mem.scratch.get(k.index)
-            args.append(self._pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None))
-            args += [seed, tid, pool]
-            if parallel:
-                b.call(fn, args)
-            else:
-                self._serial_call(b, body, k, fn, args, tid, pool)
-            last = position == len(calls) - 1
-            if threaded and (parallel or last or calls[position + 1][3]):
-                b.call(mt.emit_barrier(self.module, self.threads), [pool])
-                stop = body.append_basic_block(f"k{k.index}.stop")
-                go = body.append_basic_block(f"k{k.index}.go")
-                b.cbranch(mt.failed(b, pool, gen), stop, go)
-                b.position_at_end(stop)
-                b.ret(mt.status(b, pool))
-                b.position_at_end(go)
-        b.ret(ir.Constant(I32, 0))
-        return body
+            return args + [self._pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None), seed]
 
-    def _serial_call(self, b, body, k, fn, args, tid, pool) -> None:
-        """Thread 0 runs the kernel; a failure is returned at once (single-threaded) or recorded in
-        the pool and returned after one barrier, where the other threads see it too."""
-        run = body.append_basic_block(f"k{k.index}.run")
-        after = body.append_basic_block(f"k{k.index}.after")
-        if self.threads > 1:
-            b.cbranch(b.icmp_signed("==", tid, u.i64(0)), run, after)
-        else:
-            b.branch(run)
-        b.position_at_end(run)
-        status = b.call(fn, args)
-        failed = body.append_basic_block(f"k{k.index}.failed")
-        b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, after)
+        if self.threads == 1:
+            for k, fn, storages, phase, _ in calls:
+                status = b.call(fn, kernel_args(k, storages) + [u.i64(0), u.i64(phase)])
+                failed = body.append_basic_block(f"k{k.index}.failed")
+                ok = body.append_basic_block(f"k{k.index}.ok")
+                b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, ok)
+                b.position_at_end(failed)
+                b.ret(status)
+                b.position_at_end(ok)
+            b.ret(ir.Constant(I32, 0))
+            return body
+
+        gen = b.load_atomic(mt.field(b, pool, mt.GEN), "seq_cst", 4, typ=I32)
+        stale = body.append_basic_block("stale")          # a newer step was published: leave this one
+        failed = body.append_basic_block("step_failed")   # a kernel of this step failed
+        sync = self._pointer(b, mem.sync, regions)
+
+        def counter(unit: int, which: int):
+            return b.gep(sync, [u.i64(unit * mt.UNIT_BYTES + which * 64)], inbounds=True, source_etype=ir.IntType(8))
+
+        for unit, (k, fn, storages, phase, shares) in enumerate(calls):
+            if unit:
+                mt.wait_done(b, pool, counter(unit - 1, 1), gen, calls[unit - 1][4], stale, failed)
+            args = kernel_args(k, storages)
+            mt.run_shares(b, pool, counter(unit, 0), counter(unit, 1), gen, shares,
+                          lambda share, fn=fn, args=args, phase=phase: b.call(fn, args + [share, u.i64(phase)]),
+                          stale)
+        mt.wait_done(b, pool, counter(len(calls) - 1, 1), gen, calls[-1][4], stale, failed)
+        b.ret(ir.Constant(I32, 0))
+        b.position_at_end(stale)
+        b.ret(ir.Constant(I32, 0))
         b.position_at_end(failed)
-        if self.threads > 1:
-            mt.fail(b, pool, status)
-            b.call(mt.emit_barrier(self.module, self.threads), [pool])
-        b.ret(status)
-        b.position_at_end(after)
+        mt.step_failed(b, pool)
+        return body
 
     def _emit_kernel(self, kc: KernelContext) -> None:
         k = kc.kernel
@@ -362,6 +380,7 @@ class ModuleBuilder:
             op.lower(kc)
         if not kc.b.block.is_terminated:
             kc.b.ret(ir.Constant(I32, 0))
+        kc.dispatch_phases()
 
     @staticmethod
     def _pointer(b, slot, regions):

@@ -70,13 +70,14 @@ def compile_graph(g, bindings: dict, targets=None, *, use_cache: bool = True, th
         object_code, meta = entry
         check_supported(g, all_targets, bindings)
         plan = fuse(g, all_targets)
-        mem = plan_memory(plan, bindings, {int(k): v for k, v in meta["scratch"].items()})
+        mem = plan_memory(plan, bindings, {int(k): v for k, v in meta["scratch"].items()}, meta.get("sync", 0))
         cached = True
     else:
         plan, module, mem = lower_to_ir(g, bindings, targets, threads)
         object_code = jit.emit_object(jit.optimize(str(module)))
         if use_cache:
-            cache.store(key, object_code, {"scratch": {str(k): v for k, v in mem_scratch(mem).items()}})
+            cache.store(key, object_code, {"scratch": {str(k): v for k, v in mem_scratch(mem).items()},
+                                           "sync": mem.sync.nbytes if mem.sync else 0})
         cached = False
     loaded = jit.Loaded(object_code)
     stats = {"kernels": len(plan.kernels), "primitive_ops": plan.primitive_ops,

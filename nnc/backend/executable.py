@@ -17,6 +17,7 @@ time per executable.
 from __future__ import annotations
 
 import ctypes
+import weakref
 
 import numpy as np
 
@@ -56,6 +57,8 @@ class Executable:
         if threads > 1:
             from .threads import pool
             self._pool = pool(threads)   # started once per process and thread count
+            # before the code and the arena go: no worker may still be walking a step of ours
+            weakref.finalize(self, self._pool.quiesce)
         self._call_args = (self.arena.ctypes.data, self.state.ctypes.data, ctypes.addressof(self._input_table))
         self._pool_address = self._pool.address if self._pool else None
         self._bound: dict = {}     # input name -> the array whose address is in the table

@@ -1,7 +1,8 @@
 """Memory planning: where every value of a compiled graph lives, as byte offsets.
 
 Three regions, all allocated once per compiled (graph, batch size):
-  arena   kernel outputs and kernel scratch; a buffer lives from the kernel
+  arena   kernel outputs, kernel scratch and (threaded code) the work-unit
+          counters, zeroed once and alive for every step; a buffer lives from the kernel
           that writes it to the last kernel that reads it (targets and
           state updates to the end), and buffers whose lifetimes do not
           overlap share bytes (greedy best-offset placement, largest first);
@@ -34,6 +35,7 @@ class Slot:
 class MemoryPlan:
     slots: dict = field(default_factory=dict)          # storage node -> Slot
     scratch: dict = field(default_factory=dict)        # kernel index -> Slot
+    sync: Slot | None = None                           # the threads' work-unit counters
     arena_bytes: int = 0
     state_bytes: int = 0
     param_bytes: int = 0
@@ -59,8 +61,9 @@ def constant_value(g, n, bindings: dict) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(np.asarray(value), shape), dtype=np.dtype(g.type_of(n).dtype))
 
 
-def plan_memory(plan, bindings: dict, scratch_bytes: dict) -> MemoryPlan:
-    """Place every value `plan` (a fusion KernelPlan) touches; `scratch_bytes`: kernel index -> bytes."""
+def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) -> MemoryPlan:
+    """Place every value `plan` (a fusion KernelPlan) touches; `scratch_bytes`: kernel index -> bytes;
+    `sync_bytes` for the threads' counters (never shared with anything else)."""
     g = plan.graph
     mp = MemoryPlan()
 
@@ -104,10 +107,14 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict) -> MemoryPlan:
     requests = [(n, nbytes(shape(n), g.type_of(n).dtype), tuple(span)) for n, span in life.items()]
     for index, size in scratch_bytes.items():
         requests.append((("scratch", index), size, (index, index)))
+    if sync_bytes:
+        requests.append((("sync", -1), sync_bytes, (-1, end + 1)))
     placed = _place(requests)
     for (key, size, span), offset in placed.items():
         slot = Slot("arena", offset, size)
-        if isinstance(key, tuple):
+        if key == ("sync", -1):
+            mp.sync = slot
+        elif isinstance(key, tuple):
             mp.scratch[key[1]] = slot
         else:
             mp.slots[key] = slot

@@ -1,19 +1,25 @@
-"""Threads for the native code: a pool of workers that all run the same compiled step (SPMD).
+"""Threads for the native code: a pool of workers that all run the same compiled step.
 
 An executable compiled for T threads has an entry that, given a pool, publishes
 its arguments in the pool, wakes the T − 1 workers and runs the step itself as
-thread 0. Every thread walks the same list of kernels: a parallel kernel splits
-its outermost loop (GEMM column or row blocks, images, planes) by thread id, a
-serial kernel runs on thread 0 alone, and a barrier separates kernels wherever
-one thread may read what another wrote. A status a serial kernel reports (a
-label out of range) is stored in the pool with the step's generation, and
-every thread returns at the next barrier, so the barrier count stays the same.
+thread 0. Every thread walks the same list of work units (a kernel, or one
+phase of a kernel that needs all of its first phase done before its second):
+a parallel unit has T shares (GEMM column or row blocks, images, planes), a
+serial one a single share, and the threads *claim* shares, first come first
+served, with an atomic counter per unit tagged with the step's generation. A
+unit starts once every share of the unit before it is done. So a thread that
+is late (woken late, or waiting for a core on a busy machine) never holds the
+others up: whoever is there takes the work, and the late thread finds the step
+finished and walks through it. A status a kernel reports (a label out of range)
+is stored in the pool with the generation, and every thread returns.
 
-The pool is 704 bytes of memory shared with the workers, one cache line per
-field. Workers are Python threads that call `nnc_worker` once and stay in
-native code (ctypes releases the GIL): they spin on the generation for a
-while after each step, then sleep on a futex until the next one. The pool is
-process-wide per thread count; calls into it must not overlap (like
+The pool is memory shared with the workers, one cache line per field; each
+executable keeps its unit counters in its arena. Workers are Python threads
+that call `nnc_worker` once and stay in native code (ctypes releases the GIL):
+they spin on the generation for a while after each step, then sleep on a
+futex until the next one. Before an executable's code and memory are freed,
+`Pool.quiesce` retires its step and waits until no worker is inside it. The
+pool is process-wide per thread count; calls into it must not overlap (like
 executables, it is not re-entrant).
 """
 
@@ -23,6 +29,7 @@ import atexit
 import ctypes
 import functools
 import threading
+import time
 
 import numpy as np
 from llvmlite import ir
@@ -33,12 +40,15 @@ from . import llvmutil as u
 from .irmath import I32, I64
 
 PTR = u.PTR
-POOL_BYTES = 704
-GEN, SLEEPING, STOP, EPISODE, ARRIVED, FAILED_GEN, STATUS, WAITING, DONE, TASK = (i * 64 for i in range(10))
+POOL_BYTES = 512
+GEN, SLEEPING, STOP, INSIDE, FAILED_GEN, STATUS, TASK = (i * 64 for i in range(7))
+UNIT_BYTES = 128      # per work unit in the executable's arena: the claim counter, then the done counter
 TASK_FIELDS = ("body", "arena", "state", "inputs", "seed")   # 8 bytes each from TASK
-SPIN = 20000          # pause instructions a worker spins before it sleeps (~ a few hundred microseconds)
-BARRIER_SPIN = 4000   # and a thread at a barrier, then it yields its core this many times (on a busy
-BARRIER_YIELDS = 200  # machine the thread it waits for may be waiting for a core), then it sleeps
+SPIN_CYCLES = 4_000_000   # time-stamp counter ticks a worker spins after a step before it sleeps
+                          # (~1.5 ms: longer than the Python work between two training steps)
+WAIT_SPIN_CYCLES = 1_000_000   # a thread waiting for a unit to finish spins this long (~0.4 ms), then it
+                               # yields its core between checks (on a busy machine the thread it waits
+                               # for may need that core)
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
 WORKER = "nnc_worker"
 BODY_TYPE = ir.FunctionType(I32, [PTR, PTR, PTR, I64, I64, PTR])  # arena, state, inputs, seed, tid, pool
@@ -60,6 +70,13 @@ def _pause(b: ir.IRBuilder) -> None:
     b.call(fn, [])
 
 
+def _cycles(b: ir.IRBuilder) -> ir.Value:
+    fn = b.module.globals.get("llvm.readcyclecounter")
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(I64, []), "llvm.readcyclecounter")
+    return b.call(fn, [])
+
+
 def _sched_yield(b: ir.IRBuilder) -> None:
     fn = b.module.globals.get("sched_yield")
     if fn is None:
@@ -72,88 +89,6 @@ def _futex(b: ir.IRBuilder, addr, op: int, value) -> None:
     if fn is None:
         fn = ir.Function(b.module, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
     b.call(fn, [u.i64(SYS_FUTEX), addr, ir.Constant(I32, op), value, ir.Constant(PTR, None)])
-
-
-def _wait_until_changed(b: ir.IRBuilder, pool, addr, old, name: str) -> None:
-    """Wait while the i32 at `addr` equals `old`."""
-    _wait_while(b, pool, addr, lambda now: b.icmp_unsigned("==", now, old), name)
-
-
-def _wait_while(b: ir.IRBuilder, pool, addr, waiting_for, name: str) -> None:
-    """Wait while waiting_for(the i32 at `addr`) holds: spin with pause a while, then sleep on a
-    futex, counted in WAITING so that whoever changes the value knows to wake the sleepers."""
-    fn = b.function
-    spins = u.entry_alloca(b, I32, f"{name}.spins")
-    b.store(ir.Constant(I32, 0), spins)
-    head = fn.append_basic_block(f"{name}.spin")
-    wait = fn.append_basic_block(f"{name}.pause")
-    sleep = fn.append_basic_block(f"{name}.sleep")
-    done = fn.append_basic_block(f"{name}.done")
-    b.branch(head)
-    b.position_at_end(head)
-    now = b.load_atomic(addr, "acquire", 4, typ=I32)
-    b.cbranch(waiting_for(now), wait, done)
-    b.position_at_end(wait)
-    count = b.add(b.load(spins, typ=I32), ir.Constant(I32, 1))
-    b.store(count, spins)
-    spin = fn.append_basic_block(f"{name}.pause_more")
-    give = fn.append_basic_block(f"{name}.yield")
-    b.cbranch(b.icmp_unsigned("<", count, ir.Constant(I32, BARRIER_SPIN)), spin, give)
-    b.position_at_end(spin)
-    _pause(b)
-    b.branch(head)
-    b.position_at_end(give)
-    yielding = fn.append_basic_block(f"{name}.yield_now")
-    b.cbranch(b.icmp_unsigned("<", count, ir.Constant(I32, BARRIER_SPIN + BARRIER_YIELDS)), yielding, sleep)
-    b.position_at_end(yielding)
-    _sched_yield(b)
-    b.branch(head)
-    b.position_at_end(sleep)
-    waiting = field(b, pool, WAITING)
-    b.atomic_rmw("add", waiting, ir.Constant(I32, 1), "seq_cst")
-    _futex(b, addr, FUTEX_WAIT_PRIVATE, now)   # returns at once if the value already changed
-    b.atomic_rmw("sub", waiting, ir.Constant(I32, 1), "seq_cst")
-    b.store(ir.Constant(I32, 0), spins)
-    b.branch(head)
-    b.position_at_end(done)
-
-
-def wake_waiters(b: ir.IRBuilder, pool, addr) -> None:
-    """After changing the i32 at `addr`: wake the threads sleeping on it, if any."""
-    fn = b.function
-    wake = fn.append_basic_block("wake")
-    go = fn.append_basic_block("woke")
-    waiting = b.load_atomic(field(b, pool, WAITING), "seq_cst", 4, typ=I32)
-    b.cbranch(b.icmp_unsigned("!=", waiting, ir.Constant(I32, 0)), wake, go)
-    b.position_at_end(wake)
-    _futex(b, addr, FUTEX_WAKE_PRIVATE, ir.Constant(I32, 2 ** 31 - 1))
-    b.branch(go)
-    b.position_at_end(go)
-
-
-def emit_barrier(module: ir.Module, threads: int) -> ir.Function:
-    """internal void nnc_barrier(ptr pool): wait until all `threads` threads arrive (episode counter)."""
-    fn = module.globals.get("nnc_barrier")
-    if fn is not None:
-        return fn
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), "nnc_barrier")
-    fn.linkage = "internal"
-    pool = fn.args[0]
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    episode = b.load_atomic(field(b, pool, EPISODE), "acquire", 4, typ=I32)
-    arrived = b.atomic_rmw("add", field(b, pool, ARRIVED), ir.Constant(I32, 1), "seq_cst")
-    last = fn.append_basic_block("last")
-    wait = fn.append_basic_block("wait")
-    b.cbranch(b.icmp_unsigned("==", arrived, ir.Constant(I32, threads - 1)), last, wait)
-    b.position_at_end(last)
-    store_atomic(b, ir.Constant(I32, 0), field(b, pool, ARRIVED))
-    store_atomic(b, b.add(episode, ir.Constant(I32, 1)), field(b, pool, EPISODE))
-    wake_waiters(b, pool, field(b, pool, EPISODE))
-    b.ret_void()
-    b.position_at_end(wait)
-    _wait_until_changed(b, pool, field(b, pool, EPISODE), episode, "episode")
-    b.ret_void()
-    return fn
 
 
 def emit_launch(b: ir.IRBuilder, pool, body, args) -> ir.Value:
@@ -173,27 +108,112 @@ def emit_launch(b: ir.IRBuilder, pool, body, args) -> ir.Value:
     return b.add(gen, ir.Constant(I32, 1))
 
 
-def wait_for_workers(b: ir.IRBuilder, pool, gen, threads: int) -> None:
-    """In the entry, after the body: wait until every worker has left the step of generation `gen`
-    (its code may be freed as soon as the entry returns)."""
-    target = b.mul(gen, ir.Constant(I32, threads - 1))
-    _wait_while(b, pool, field(b, pool, DONE), lambda now: b.icmp_unsigned("!=", now, target), "done")
-
-
-def fail(b: ir.IRBuilder, pool, status) -> None:
-    """Thread 0 after a kernel reported `status`: record it for this step's generation."""
+def fail(b: ir.IRBuilder, pool, gen, status) -> None:
+    """A kernel of the step of generation `gen` reported `status`: record it for every thread."""
     store_atomic(b, status, field(b, pool, STATUS))
-    gen = b.load_atomic(field(b, pool, GEN), "seq_cst", 4, typ=I32)
     store_atomic(b, gen, field(b, pool, FAILED_GEN))
 
 
-def failed(b: ir.IRBuilder, pool, gen) -> ir.Value:
-    """i1: did a kernel of the step of generation `gen` fail (checked right after a barrier)?"""
-    return b.icmp_unsigned("==", b.load_atomic(field(b, pool, FAILED_GEN), "seq_cst", 4, typ=I32), gen)
+def _pack(b: ir.IRBuilder, gen, count) -> ir.Value:
+    """A unit counter: the step's generation in the high 32 bits, a count in the low 32."""
+    return b.or_(b.shl(b.zext(gen, I64), u.i64(32)), b.zext(count, I64) if count.type == I32 else count)
 
 
-def status(b: ir.IRBuilder, pool) -> ir.Value:
-    return b.load_atomic(field(b, pool, STATUS), "seq_cst", 4, typ=I32)
+def _unpack(b: ir.IRBuilder, value):
+    return b.trunc(b.lshr(value, u.i64(32)), I32), b.trunc(value, I32)
+
+
+def _atomic_i64(b: ir.IRBuilder, ptr) -> ir.Value:
+    return b.load_atomic(ptr, "seq_cst", 8, typ=I64)
+
+
+def wait_done(b: ir.IRBuilder, pool, done, gen, shares: int, stale, failed_step) -> None:
+    """Wait until all `shares` of a unit are done in the step `gen`; branch to `failed_step` if a
+    kernel of this step failed, to `stale` if a newer step was published (a late worker)."""
+    fn = b.function
+    since = _cycles(b)
+    head = fn.append_basic_block("wait")
+    check = fn.append_basic_block("wait.check")
+    newer = fn.append_basic_block("wait.newer")
+    pause = fn.append_basic_block("wait.pause")
+    give = fn.append_basic_block("wait.yield")
+    done_block = fn.append_basic_block("wait.done")
+    b.branch(head)
+    b.position_at_end(head)
+    b.cbranch(b.icmp_unsigned("==", _atomic_i64(b, done), _pack(b, gen, u.i64(shares))), done_block, check)
+    b.position_at_end(check)
+    bad = b.load_atomic(field(b, pool, FAILED_GEN), "seq_cst", 4, typ=I32)
+    b.cbranch(b.icmp_unsigned("==", bad, gen), failed_step, newer)
+    b.position_at_end(newer)
+    now = b.load_atomic(field(b, pool, GEN), "seq_cst", 4, typ=I32)
+    keep = b.icmp_unsigned("==", now, gen)
+    go_on = fn.append_basic_block("wait.more")
+    b.cbranch(keep, go_on, stale)
+    b.position_at_end(go_on)
+    spun = b.sub(_cycles(b), since)
+    b.cbranch(b.icmp_signed("<", spun, u.i64(WAIT_SPIN_CYCLES)), pause, give)
+    b.position_at_end(pause)
+    _pause(b)
+    b.branch(head)
+    b.position_at_end(give)
+    _sched_yield(b)
+    b.branch(head)
+    b.position_at_end(done_block)
+
+
+def run_shares(b: ir.IRBuilder, pool, claim, done, gen, shares: int, run, stale) -> None:
+    """Claim shares of a unit in the step `gen` until none is left, calling run(share: i64) -> i32
+    status for each and counting it done; a non-zero status is recorded and returned."""
+    fn = b.function
+    head = fn.append_basic_block("claim")
+    fresh = fn.append_basic_block("claim.first")
+    current = fn.append_basic_block("claim.next")
+    attempt = fn.append_basic_block("claim.try")
+    after = fn.append_basic_block("claim.none_left")
+    b.branch(head)
+    b.position_at_end(head)
+    seen = _atomic_i64(b, claim)
+    seen_gen, seen_count = _unpack(b, seen)
+    ahead = b.sub(seen_gen, gen)
+    older = fn.append_basic_block("claim.older_or_same")
+    b.cbranch(b.icmp_signed(">", ahead, ir.Constant(I32, 0)), stale, older)
+    b.position_at_end(older)
+    b.cbranch(b.icmp_signed("<", ahead, ir.Constant(I32, 0)), fresh, current)
+    b.position_at_end(fresh)
+    b.branch(attempt)
+    b.position_at_end(current)
+    left = b.icmp_unsigned("<", seen_count, ir.Constant(I32, shares))
+    b.cbranch(left, attempt, after)
+    b.position_at_end(attempt)
+    share = b.phi(I32, "share")
+    share.add_incoming(ir.Constant(I32, 0), fresh)
+    share.add_incoming(seen_count, current)
+    want = _pack(b, gen, b.add(share, ir.Constant(I32, 1)))
+    swapped = b.extract_value(b.cmpxchg(claim, seen, want, "seq_cst", "seq_cst"), 1)
+    got = fn.append_basic_block("claim.got")
+    b.cbranch(swapped, got, head)
+    b.position_at_end(got)
+    status = run(b.zext(share, I64))
+    count_done = fn.append_basic_block("claim.count")
+    failed_here = fn.append_basic_block("claim.failed")
+    b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed_here, count_done)
+    b.position_at_end(failed_here)
+    fail(b, pool, gen, status)
+    b.ret(status)
+    b.position_at_end(count_done)
+    mark = fn.append_basic_block("done.add")
+    b.branch(mark)
+    b.position_at_end(mark)
+    old = _atomic_i64(b, done)
+    old_gen, _ = _unpack(b, old)
+    bumped = b.select(b.icmp_unsigned("==", old_gen, gen), b.add(old, u.i64(1)), _pack(b, gen, u.i64(1)))
+    b.cbranch(b.extract_value(b.cmpxchg(done, old, bumped, "seq_cst", "seq_cst"), 1), head, mark)
+    b.position_at_end(after)
+
+
+def step_failed(b: ir.IRBuilder, pool) -> None:
+    """Return the status a kernel of this step recorded."""
+    b.ret(b.load_atomic(field(b, pool, STATUS), "seq_cst", 4, typ=I32))
 
 
 def worker_module() -> str:
@@ -210,8 +230,8 @@ def worker_module() -> str:
     b.position_at_end(loop)
     seen = b.phi(I32, "seen")
     seen.add_incoming(first, entry)
-    spins = u.entry_alloca(b, I64, "spins")
-    b.store(u.i64(0), spins)
+    since = u.entry_alloca(b, I64, "since")
+    b.store(_cycles(b), since)
     spin = fn.append_basic_block("spin")
     pause = fn.append_basic_block("pause")
     sleep = fn.append_basic_block("sleep")
@@ -223,13 +243,12 @@ def worker_module() -> str:
     b.branch(spin)
     b.position_at_end(spin)
     now = b.load_atomic(gen_addr, "acquire", 4, typ=I32)
-    count = b.load(spins, typ=I64)
-    b.store(b.add(count, u.i64(1)), spins)
     changed = b.icmp_unsigned("!=", now, seen)
     b.cbranch(changed, work, pause)
     b.position_at_end(pause)
     _pause(b)
-    b.cbranch(b.icmp_signed("<", count, u.i64(SPIN)), spin, sleep)
+    spun = b.sub(_cycles(b), b.load(since, typ=I64))
+    b.cbranch(b.icmp_signed("<", spun, u.i64(SPIN_CYCLES)), spin, sleep)
     b.position_at_end(sleep)
     store_atomic(b, ir.Constant(I32, 1), field(b, pool, SLEEPING))
     again = b.load_atomic(gen_addr, "seq_cst", 4, typ=I32)
@@ -239,18 +258,25 @@ def worker_module() -> str:
     b.branch(woken)
     b.position_at_end(woken)
     store_atomic(b, ir.Constant(I32, 0), field(b, pool, SLEEPING))
-    b.store(u.i64(0), spins)
+    b.store(_cycles(b), since)
     b.branch(spin)
     b.position_at_end(work)
     halt = b.load_atomic(field(b, pool, STOP), "seq_cst", 4, typ=I32)
     b.cbranch(b.icmp_unsigned("!=", halt, ir.Constant(I32, 0)), stop, run)
     b.position_at_end(run)
-    body = b.load(field(b, pool, TASK), typ=BODY_TYPE.as_pointer())
+    # INSIDE before reading the task: quiesce() clears the task, then waits while INSIDE is set
+    store_atomic(b, ir.Constant(I32, 1), field(b, pool, INSIDE))
+    body = b.load_atomic(field(b, pool, TASK), "seq_cst", 8, typ=BODY_TYPE.as_pointer())
+    call = fn.append_basic_block("call")
+    finish = fn.append_basic_block("finish")
+    b.cbranch(b.icmp_unsigned("!=", b.ptrtoint(body, I64), u.i64(0)), call, finish)
+    b.position_at_end(call)
     args = [b.load(field(b, pool, TASK + 8 * i), typ=I64 if name == "seed" else PTR)
             for i, name in enumerate(TASK_FIELDS) if name != "body"]
     b.call(body, [*args, tid, pool])
-    b.atomic_rmw("add", field(b, pool, DONE), ir.Constant(I32, 1), "seq_cst")
-    wake_waiters(b, pool, field(b, pool, DONE))
+    b.branch(finish)
+    b.position_at_end(finish)
+    store_atomic(b, ir.Constant(I32, 0), field(b, pool, INSIDE))
     seen.add_incoming(now, b.block)
     b.branch(loop)
     b.position_at_end(stop)
@@ -274,6 +300,16 @@ class Pool:
                                           name=f"nnc-worker-{tid}") for tid in range(1, threads)]
         for t in self._threads:
             t.start()
+
+    def quiesce(self) -> None:
+        """Retire the published step and wait until no worker is inside one (before the code and
+        memory of an executable are freed)."""
+        task = self.memory[TASK:TASK + 8].view(np.uint64)
+        task[0] = 0
+        time.sleep(0.0001)   # a system call: the store is visible to the workers before INSIDE is read
+        inside = self.memory[INSIDE:INSIDE + 4].view(np.int32)
+        while inside[0]:
+            time.sleep(0)
 
     def close(self) -> None:
         """Tell the workers to return and wait for them (at exit)."""
