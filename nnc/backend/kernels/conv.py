@@ -5,7 +5,7 @@ matrix in kernel scratch (zero where a window overhangs the padding: those
 entries are zeroed once and never written again), then
 
   conv2d              out_n [F, P]   = W [F, CK] · col_n
-  conv2d_grad_weight  dW    [F, CK] += dy_n [F, P] · col_nᵀ
+  conv2d_grad_weight  dW    [F, CK] += dy_n [F, P] · row_n   (row_n = col_nᵀ, laid out so: im2row)
   conv2d_grad_input   col   [CK, P]  = Wᵀ · dy_n, scatter-added back into dx_n (col2im)
 
 with P = Ho·Wo and CK = C·kh·kw. The valid output rows and columns of each
@@ -24,7 +24,7 @@ from llvmlite import ir
 from .. import llvmutil as u
 from ..codegen import broadcast_strides
 from ..irmath import F32
-from .matmul import emit_gemm, gemm_scratch_bytes
+from .matmul import emit_gemm
 from .pointwise import external_reads
 
 
@@ -75,8 +75,9 @@ def _valid(b, tap, size: int, out: int, stride: int, pad: int):
     return lo, b.select(b.icmp_signed("<", hi, lo), lo, hi)
 
 
-def _patches(kc, geo: Geometry, visit) -> None:
-    """visit(image element offset, col element offset) for every in-bounds (c, tap, y, x)."""
+def _patches(kc, geo: Geometry, visit, transposed: bool = False) -> None:
+    """visit(image element offset, col element offset) for every in-bounds (c, tap, y, x); the col
+    matrix is [C·kh·kw, Ho·Wo], or [Ho·Wo, C·kh·kw] when `transposed` (im2row)."""
     b = kc.b
     s, pad = geo.stride, geo.pad
     with u.for_range(b, geo.c, name="c", vectorize=False) as c:
@@ -89,7 +90,8 @@ def _patches(kc, geo: Geometry, visit) -> None:
                 with u.for_range(b, y_hi, start=y_lo, name="y", vectorize=False) as y:
                     with u.for_range(b, x_hi, start=x_lo, name="x", vectorize=False) as x:
                         src = b.add(tap, u.offset(b, [(y, s * geo.w), (x, s)]))
-                        dst = u.offset(b, [(row, geo.p), (y, geo.wo), (x, 1)])
+                        dst = u.offset(b, [(y, geo.wo * geo.ck), (x, geo.ck), (row, 1)] if transposed
+                                       else [(row, geo.p), (y, geo.wo), (x, 1)])
                         visit(src, dst)
 
 
@@ -162,28 +164,26 @@ def emit_conv2d_grad_input(kc) -> None:
 
 
 def emit_conv2d_grad_weight(kc) -> None:
-    """dW summed over the batch; with threads, each sums its images into its own buffer (thread 0
-    into dW itself) and thread 0 adds the others' buffers after a barrier."""
+    """dW summed over the batch: dW += dy_n · rows_n, rows_n the image's receptive fields laid out
+    [Ho·Wo, C·kh·kw] (im2row, so the GEMM reads them in place, no packing). With threads, each
+    share sums its images into its own buffer (share 0 into dW itself), added up in a second phase."""
     b = kc.b
     xnode, dynode = kc.operand(0), kc.operand(1)
     geo = geometry(kc, kc.shape(xnode), kc.shape(kc.anchor), kc.shape(dynode))
     x = kc.ptr(xnode)
-    col_floats = geo.ck * geo.p
-    panel_floats = gemm_scratch_bytes(geo.p, True, kc.width) // 4
+    rows_floats = geo.ck * geo.p
     dw_floats = geo.f * geo.ck
-    partial_at = col_floats + panel_floats
-    col = kc.request_scratch((partial_at + (dw_floats if kc.threads > 1 else 0)) * 4)
-    panel = u.element(b, col, col_floats)
+    rows = kc.request_scratch((rows_floats + (dw_floats if kc.threads > 1 else 0)) * 4)
     lo, hi = _images(kc, geo)
     if kc.threads > 1:
-        dw = b.select(b.icmp_signed("==", kc.tid, u.i64(0)), kc.out, u.element(b, col, partial_at))
+        dw = b.select(b.icmp_signed("==", kc.tid, u.i64(0)), kc.out, u.element(b, rows, rows_floats))
     else:
         dw = kc.out
-    _zero(kc, col, col_floats)
+    _zero(kc, rows, rows_floats)
     _zero(kc, dw, dw_floats)
     with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n:
         image = b.mul(n, u.i64(geo.image))
-        _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
+        _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), rows, dst), transposed=True)
 
         def accumulate(f, j, acc, active):
             at = u.offset(b, [(f, geo.ck), (j, 1)])
@@ -191,12 +191,12 @@ def emit_conv2d_grad_weight(kc) -> None:
             u.store_vector(b, b.fadd(old, acc), dw, at, active)
 
         dy_at = b.mul(n, u.i64(geo.f * geo.p))
-        emit_gemm(kc, geo.f, geo.ck, geo.p, kc.ptr(dynode), dy_at, False, col, 0, True, accumulate, panel)
+        emit_gemm(kc, geo.f, geo.ck, geo.p, kc.ptr(dynode), dy_at, False, rows, 0, False, accumulate)
     if kc.threads > 1:
         kc.barrier()
         with kc.on_thread(0):
             for t in range(1, kc.threads):
-                partial = u.element(b, kc.thread_scratch(t), partial_at)
+                partial = u.element(b, kc.thread_scratch(t), rows_floats)
                 with u.for_range(b, dw_floats, name="sum", vectorize=False) as i:
                     u.store(b, b.fadd(u.load(b, kc.out, i), u.load(b, partial, i)), kc.out, i)
     kc.finish_epilogue()
