@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -180,7 +181,9 @@ def replay(args) -> int:
     for name in args.replay:
         path = Path(name)
         scratch = path.with_name(path.stem + ".replay.nn")
-        result = harness.check(path.read_bytes(), scratch, seconds=args.time_limit)
+        numbered = re.search(r"-s\d+-i(\d+)$", path.stem)  # a saved failure: input i ran with seed i
+        result = harness.check(path.read_bytes(), scratch, seconds=args.time_limit,
+                               seed=int(numbered.group(1)) if numbered else 0)
         print(f"{path}: {result.status}")
         if result.detail:
             print("  " + result.detail.replace("\n", "\n  ")[:4000])
