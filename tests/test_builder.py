@@ -337,7 +337,7 @@ def test_train_setting_errors(text, message):
 
 def test_model_reads_its_train_block():
     m = nnc.load("examples/mnist_mlp.nn")
-    assert m.settings["data"] == "mnist" and m.settings["batch"] == 128 and m.settings["epochs"] == 10
+    assert m.settings["data"] == "mnist" and m.settings["batch"] == 128 and m.settings["epochs"] == 8
     assert m.settings["optimizer"].name == "adam"
 
 
