@@ -9,7 +9,7 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
 - ```nn-fragment    a few lines of a model; not checked.
 - ```nn-error NAME.nn followed by a ```text block: a file nnc must refuse; the text block is
                     exactly what `nnc check NAME.nn` prints on stderr.
-- ```sh             every line starting with `nnc ` is a command, parsed by nnc's own argparse
+- ```sh             every line (or `&&` part) starting with `nnc ` or `.venv/bin/nnc ` is a command, parsed by nnc's own argparse
                     parser (`nnc.cli.make_parser`) so a renamed flag fails here; its model file must
                     exist (examples/... or a named nn block of the page). The quick subcommands
                     (check, eval, grad, explain) are run and must exit 0 (on the reference
@@ -154,15 +154,14 @@ def commands(page: Path) -> list[tuple[Block, list[str]]]:
     for b in code_blocks(page):
         if b.kind != "sh":
             continue
-        for line in b.text.replace("\\\n", " ").split("\n"):
+        for line in b.text.replace("\\\n", " ").replace("&&", "\n").split("\n"):
             words = shlex.split(line, comments=True)
-            if words and words[0] == "nnc":
+            if words and words[0] in ("nnc", ".venv/bin/nnc"):  # the README's setup line runs the venv's
                 out.append((b, words[1:]))
     return out
 
 
-ALL_COMMANDS = [(page, b, argv) for page in existing_pages() if page != REPO / "README.md"
-                for b, argv in commands(page)]
+ALL_COMMANDS = [(page, b, argv) for page in existing_pages() for b, argv in commands(page)]
 
 
 def shown_output(block: Block) -> str | None:
