@@ -10,7 +10,8 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
 - ```nn-error NAME.nn followed by a ```text block: a file nnc must refuse; the text block is
                     exactly what `nnc check NAME.nn` prints on stderr.
 - ```sh             every line (or `&&` part) starting with `nnc ` or `.venv/bin/nnc ` is a command,
-                    parsed by nnc's own argparse parser (`nnc.cli.make_parser`) so a renamed flag fails here; its model file must
+                    parsed by nnc's own argparse parser (`nnc.cli.make_parser`) so a renamed flag
+                    fails here; its model file must
                     exist (examples/... or a named nn block of the page). The quick subcommands
                     (check, eval, grad, explain) are run and must exit 0 (on the reference
                     interpreter unless the command names a backend), from the repository root
