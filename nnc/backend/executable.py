@@ -11,7 +11,9 @@ The hot path of training is `bind` (check the input arrays once and keep
 their addresses) then `step` per batch (the native call alone: no checks, no
 copies; the caller refills the bound arrays in place) and `view` to read a
 target where it lives, until the next call. Not re-entrant: one call at a
-time per executable.
+time per executable. Compiled for T > 1 threads, the call also runs on the
+process-wide worker pool for T (see threads.py), which is told to leave the
+executable's step alone before its code and memory are freed.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import functools
 import threading
 import time
 
@@ -339,12 +338,3 @@ def pool(threads: int) -> Pool:
 def _close_all() -> None:
     for p in _pools.values():
         p.close()
-
-
-@functools.cache
-def available_cores() -> int:
-    import os
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
