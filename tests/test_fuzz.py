@@ -396,6 +396,34 @@ def test_parameters_cannot_have_symbolic_sizes():
     assert err.message.startswith("batchnorm: the gamma would have shape [B]: got the symbolic dim B")
 
 
+# ---- special values through native code ----------------------------------------------------
+
+SPECIAL_VALUES = np.array([[np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 100.0, -100.0, 1e-30]],
+                          np.float32)
+
+
+def test_every_one_argument_function_treats_nan_and_inf_as_the_reference_does():
+    """NaN and ±inf go through native code as through the NumPy reference (the long run, seed 3 input 64769,
+    found native elu turning NaN into 0: its min(x, 0) was an ordered compare)."""
+    from nnc.layers import FUNCTIONS
+
+    differ, checked = {}, 0
+    for name in sorted(FUNCTIONS):
+        try:
+            model = loads(f"model m {{\n  input x: [B, 12]\n  y = {name}(x)\n  output y\n}}", "m.nn")
+        except NncError:
+            continue  # needs more arguments
+        with np.errstate(all="ignore"):
+            native = model.eval({"x": SPECIAL_VALUES})["y"]
+            reference = model.eval({"x": SPECIAL_VALUES}, backend="reference")["y"]
+        checked += 1
+        same = (native == reference) | np.isclose(native, reference, rtol=1e-5, atol=1e-6, equal_nan=True)
+        if native.shape != reference.shape or not same.all():
+            differ[name] = (native.tolist(), reference.tolist())
+    assert checked >= 15
+    assert not differ, differ
+
+
 # ---- positions ------------------------------------------------------------------------------
 
 

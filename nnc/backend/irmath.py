@@ -203,7 +203,8 @@ def leaky_relu(b, x, alpha: float):
 
 
 def elu(b, x, alpha: float):
-    neg = b.fmul(fconst(x, alpha), expm1(b, b.select(b.fcmp_ordered("<", x, fconst(x, 0.0)), x, fconst(x, 0.0))))
+    # min(x, 0) by `x < 0 or NaN ? x : 0`, so that a NaN goes through expm1 and comes out (np.minimum keeps it).
+    neg = b.fmul(fconst(x, alpha), expm1(b, b.select(b.fcmp_unordered("<", x, fconst(x, 0.0)), x, fconst(x, 0.0))))
     return b.select(b.fcmp_ordered(">", x, fconst(x, 0.0)), x, neg)
 
 
