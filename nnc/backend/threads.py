@@ -45,7 +45,7 @@ UNIT_BYTES = 128      # per work unit in the executable's arena: the claim count
 TASK_FIELDS = ("body", "arena", "state", "inputs", "seed")   # 8 bytes each from TASK
 SPIN_CYCLES = 4_000_000   # time-stamp counter ticks a worker spins after a step before it sleeps
                           # (~1.5 ms: longer than the Python work between two training steps)
-WAIT_SPIN_CYCLES = 1_000_000   # a thread waiting for a unit to finish spins this long (~0.4 ms), then it
+WAIT_SPIN_CYCLES = 200_000     # a thread waiting for a unit to finish spins this long (~80 µs), then it
                                # yields its core between checks (on a busy machine the thread it waits
                                # for may need that core)
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
