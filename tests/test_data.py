@@ -33,6 +33,7 @@ from nnc.data.images import IDX_FILE_NAMES, ImageSet, load_image_set
 from nnc.errors import NncError
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+LINREG = EXAMPLES / "linreg.nn"
 TRAIN, TEST = 24, 8
 
 
@@ -425,6 +426,15 @@ def test_csv_with_target_binds_features_and_target_by_role():
     np.testing.assert_allclose(data.train[y_input][:, 0], table["price"], rtol=1e-6)
 
 
+def test_csv_from_a_spreadsheet_loads(tmp_path):
+    """A byte-order mark, CRLF line ends, blank lines and spaces around fields are what exported CSVs have."""
+    path = tmp_path / "export.csv"
+    path.write_bytes("\ufeffhours , score\r\n2, 81\r\n\r\n4 ,93\r\n".encode("utf-8"))
+    data = load_dataset(str(path), nnc.load(LINREG), target="score")
+    np.testing.assert_array_equal(data.train["x"][:, 0], [2, 4])
+    np.testing.assert_array_equal(data.train["y"][:, 0], [81, 93])
+
+
 def test_npz_binds_by_name_with_its_own_test_arrays(tmp_path):
     rng = np.random.default_rng(1)
     path = tmp_path / "d.npz"
@@ -500,8 +510,6 @@ def test_labels_out_of_range_for_the_model_name_the_label_file(tmp_path, split, 
                                 f"'mnist_mlp': expected 0 to 9 for the 10 classes of its logits [B, 10]")
     assert "the model needs 13 outputs" in err.value.format()
 
-
-LINREG = EXAMPLES / "linreg.nn"
 
 
 @pytest.mark.parametrize("text, line, message", [
@@ -635,3 +643,11 @@ def test_randomly_damaged_data_files_give_a_message_naming_the_file(tmp_path):
             assert err.format().startswith(str(folder)), f"case {i} ({kind}): {err.format()}"
             outcomes["refused"] += 1
     assert outcomes["refused"] > 900, outcomes
+
+
+def test_the_product_never_refers_to_the_shared_data_folder():
+    """Only the tests and CI point NNC_DATA_DIR at ../shared/data; nnc finds data through the variable alone."""
+    package = Path(nnc.__file__).parent
+    mentions = [str(p.relative_to(package)) for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".lark")
+                and "shared/data" in p.read_text(encoding="utf-8", errors="replace").replace("\\", "/")]
+    assert mentions == []
