@@ -424,6 +424,36 @@ def test_every_one_argument_function_treats_nan_and_inf_as_the_reference_does():
     assert not differ, differ
 
 
+def test_binary_operators_treat_special_values_as_the_reference_does():
+    """Every pair of NaN, ±inf, ±0, ±1, 0.5, -2.5 through + - * / ** and the two-argument functions, native
+    against the reference (native ** gave NaN for 1 ** nan, 1 ** inf and (-inf) ** 0.5, and +inf for
+    (-0.0) ** -1, where C99 pow gives 1, 1, inf and -inf)."""
+    import itertools
+
+    from nnc.layers import FUNCTIONS
+
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5]
+    a, b = (np.array([column], np.float32) for column in zip(*itertools.product(specials, specials)))
+    n = a.shape[1]
+    differ, checked = {}, 0
+    for expr in ["x + z", "x - z", "x * z", "x / z", "x ** z", *(f"{f}(x, z)" for f in sorted(FUNCTIONS))]:
+        try:
+            model = loads(f"model m {{\n  input x: [B, {n}]\n  input z: [B, {n}]\n  y = {expr}\n  output y\n}}",
+                          "m.nn")
+        except NncError:
+            continue  # not a function of two tensors
+        with np.errstate(all="ignore"):
+            native = model.eval({"x": a, "z": b})["y"]
+            reference = model.eval({"x": a, "z": b}, backend="reference")["y"]
+        checked += 1
+        same = (native == reference) | np.isclose(native, reference, rtol=1e-5, atol=1e-6, equal_nan=True)
+        if native.shape != reference.shape or not same.all():
+            differ[expr] = [(x, z, got, want) for x, z, got, want in zip(a[~same], b[~same], native[~same],
+                                                                          reference[~same])][:4]
+    assert checked >= 8
+    assert not differ, differ
+
+
 # ---- positions ------------------------------------------------------------------------------
 
 

@@ -179,14 +179,19 @@ def sigmoid(b, x):
 
 
 def power(b, x, y):
-    """x ** y like NumPy for float32: negative bases need an integer exponent."""
-    mag = exp(b, b.fmul(y, log(b, intrinsic(b, "fabs", [x]))))
+    """x ** y like NumPy (C99 pow) for float32: a finite negative base needs an integer exponent; 1 ** y and
+    (-1) ** ±inf are 1; -0.0 and -inf keep their sign for odd integer exponents."""
+    absx = intrinsic(b, "fabs", [x])
+    mag = b.select(b.fcmp_ordered("==", absx, fconst(x, 1.0)), fconst(x, 1.0),
+                   exp(b, b.fmul(y, log(b, absx))))  # inf * log(1) would be NaN
     half = b.fmul(y, fconst(y, 0.5))
     is_int = b.fcmp_ordered("==", intrinsic(b, "rint", [y]), y)
     is_odd = b.and_(is_int, b.fcmp_unordered("!=", intrinsic(b, "rint", [half]), half))
-    negative = b.fcmp_ordered("<", x, fconst(x, 0.0))
+    negative = b.icmp_signed("<", b.bitcast(x, like(x.type, I32)), const(like(x.type, I32), 0))  # -0.0 too
+    finite_negative = b.and_(b.fcmp_ordered("<", x, fconst(x, 0.0)), b.fcmp_ordered(">", x, fconst(x, -math.inf)))
     signed = b.select(is_odd, b.fneg(mag), mag)
-    out = b.select(negative, b.select(is_int, signed, fconst(x, math.nan)), mag)
+    fractional = b.select(finite_negative, fconst(x, math.nan), mag)
+    out = b.select(negative, b.select(is_int, signed, fractional), mag)
     return b.select(b.fcmp_ordered("==", y, fconst(y, 0.0)), fconst(x, 1.0), out)
 
 
