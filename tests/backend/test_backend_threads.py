@@ -86,3 +86,20 @@ def test_threads_must_be_positive():
     _, g = train_graph("xor")
     with pytest.raises(NncError, match="threads must be at least 1, got 0"):
         compile_graph(g, {"B": 4}, threads=0)
+
+
+def test_trainer_epochs_on_two_threads_match_one():
+    from nnc.settings import SCHEDULES
+    from nnc.train import RunConfig, Trainer
+
+    model = nnc.load(EXAMPLES / "mnist_mlp.nn")
+    rng = np.random.default_rng(3)
+    train = {"image": rng.standard_normal((96, 784)).astype(np.float32),
+             "label": rng.integers(0, 10, 96).astype(np.int32)}
+    history = []
+    for threads in (1, 2):
+        config = RunConfig(epochs=2, batch=32, optimizer=Spec("sgd", dict(OPTIMIZERS["sgd"])),
+                           schedule=Spec("constant", dict(SCHEDULES["constant"])), threads=threads)
+        trainer = Trainer(model, config)
+        history.append([trainer.train_epoch(train).train_loss for _ in range(2)])
+    assert history[0] == history[1]
