@@ -73,7 +73,7 @@ def test_conv_epilogue_that_varies_along_rows_falls_back():
     assert exe.stats["kernels"] == 1
 
 
-@pytest.mark.parametrize("size,stride,hw", [(2, 2, 8), (3, 2, 7), (2, 1, 5), (1, 1, 1)])
+@pytest.mark.parametrize("size,stride,hw", [(2, 2, 8), (3, 2, 7), (2, 1, 5), (1, 1, 1), (2, 2, 7)])
 def test_pooling_forward_and_backward(size, stride, hw):
     g = Graph()
     x = leaf(g, "input", "x", ("B", 3, hw, hw))
