@@ -2,13 +2,16 @@
 
 The micro-kernel keeps an MR x NR block of C in vector registers (NR = 2
 vectors of the host width) and walks K once, so each step is NR/W vector loads
-of B, MR broadcasts of A and MR·NR/W FMAs. Every size is a compile-time
-constant: row and column tails get their own smaller micro-kernel, the last
-vector of a column tail is a masked load/store. Aᵀ is just a different
-address of A's scalars; Bᵀ is packed, one K x NR panel per column block, into
-kernel scratch so its loads stay contiguous. Each finished accumulator goes to
-a `store(i, j, acc, active)` callback, where the epilogue (bias, activation)
-runs on the registers before the single store.
+of B, MR broadcasts of A and MR·NR/W FMAs. It is a function of its own, one per
+block shape in a module (full blocks, row tails, column tails with a masked last
+vector), with the strides as arguments, so every GEMM of a model shares it and
+the module stays small. Aᵀ is just a different address of A's scalars; B's
+column panel (K x NR) is packed contiguous into kernel scratch when enough row
+blocks reuse it, and always for Bᵀ. The micro-kernel leaves its block in a
+small stack buffer; a loop over its rows hands each vector to a
+`store(i, j, acc, active)` callback, where the epilogue (bias, activation, the
+optimizer's update) runs before the single store. With threads, the shares
+are column blocks, or row blocks when there are too few column blocks.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from .. import llvmutil as u
 
 MR = 6         # rows of C per micro-kernel: 6 x 2 vectors + 2 B vectors + 1 broadcast fit 16 registers
 NR_VECTORS = 2
-PARALLEL_FLOPS = 400_000   # smaller products are not worth a barrier
-PACK_ROWS = 4 * MR         # B·panels are packed when this many rows of C will reuse them
+PARALLEL_FLOPS = 400_000   # smaller products are not worth splitting between threads
+PACK_ROWS = 4 * MR         # B's panels are packed when this many rows of C will reuse them
 
 
 def gemm_scratch_bytes(K: int, tb: bool, width: int) -> int:
