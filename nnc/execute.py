@@ -55,7 +55,15 @@ def run_graph(g, inputs: dict, params: dict, targets, *, float_dtype=np.float32,
     feed = {names[node]: np.array(arr, dtype=g.type_of(node).dtype, order="C") for node, arr in values.items()}
     pnames = {node: name for name, node in g.graph["params"].items()}
     exe.set_params({pnames[node]: arr for node, arr in checked.items() if pnames[node] in exe.params})
-    results = exe.run(feed, seed=seed)
+    try:
+        results = exe.run(feed, seed=seed)
+    except NncError as err:
+        if err.loc is not None:
+            raise
+        # Native code knows that a computed class index was out of range, not where: the interpreter
+        # finds the node and the value and reports them at the source line.
+        interp.run(g, inputs, params, targets=targets, float_dtype=float_dtype, seed=seed)
+        raise
     return {n: np.array(results[n]) for n in targets}
 
 

@@ -454,6 +454,22 @@ def test_binary_operators_treat_special_values_as_the_reference_does():
     assert not differ, differ
 
 
+def test_a_computed_class_index_out_of_range_is_located_on_native_code_too(tmp_path):
+    """`cross_entropy(logits, -label)` is a legal model whose labels go negative at run time; native code
+    said only 'labels out of range' with no place (long run seed 4, input 18372). Both backends now point at
+    the call."""
+    path = tmp_path / "neg.nn"
+    path.write_text("model m {\n  input x: [B, 3]\n  input label: int[B]\n  logits = dense(x, 3)\n  output logits\n"
+                    "  loss cross_entropy(logits, -label)\n}\n")
+    model = load(path)
+    inputs = {"x": np.ones((2, 3), np.float32), "label": np.array([1, 0], np.int32)}
+    for backend in ("llvm", "reference"):
+        with pytest.raises(NncError) as info:
+            model.eval(inputs, backend=backend)
+        assert info.value.format().startswith(f"{path}:6:8: error: labels out of range: got class -1, expected 0 "
+                                              f"to 2\n    loss cross_entropy(logits, -label)\n"), backend
+
+
 # ---- positions ------------------------------------------------------------------------------
 
 
