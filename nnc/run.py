@@ -9,10 +9,12 @@ the current step, saves a checkpoint and says how to resume.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from datetime import datetime
@@ -83,15 +85,15 @@ def write_history(path: Path, history) -> None:
     write_text(path, buf.getvalue())
 
 
+# Figures are built with matplotlib's object API (no pyplot): nothing global to close, and
+# importing pyplot alone would cost more than half a second of every run.
 def plot_curves(path: Path, history, classifier: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [h.epoch for h in history]
     panels = 2 if classifier else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * panels, 3.6))
+    axes = fig.subplots(1, panels, squeeze=False)
     ax = axes[0][0]
     ax.plot(epochs, [h.train_loss for h in history], "o-", label="train")
     if any(h.val_loss is not None for h in history):
@@ -119,13 +121,11 @@ def plot_curves(path: Path, history, classifier: bool) -> None:
 
 
 def plot_confusion(path: Path, counts: np.ndarray, labels=None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     k = len(counts)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    fig = Figure(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    ax = fig.subplots()
     ax.imshow(counts, cmap="Blues")
     ticks = list(range(k))
     ax.set_xticks(ticks, labels or ticks)
@@ -142,12 +142,15 @@ def plot_confusion(path: Path, counts: np.ndarray, labels=None) -> None:
     _save_figure(fig, path)
 
 
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _import_matplotlib_meanwhile() -> None:
+    """Import the plotting code in a thread while training runs: the native steps release the GIL,
+    so the half second matplotlib takes to import is not added to the run at the end."""
+    threading.Thread(target=importlib.import_module, args=("matplotlib.figure",), daemon=True).start()
 
+
+def _save_figure(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
@@ -221,6 +224,7 @@ def cmd_run(args) -> int:
         progress.print(f"  resuming {folder} after epoch {trainer.epoch}" +
                        (f", step {resumed_step}" if resumed_step else ""))
     progress.print(f"  run folder: {folder}")
+    _import_matplotlib_meanwhile()
     n_train = len(next(iter(data.train.values())))
     samples = 0
     train_seconds = 0.0
