@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -351,7 +352,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=val_amount, metavar="N", help="validation examples taken from the training "
                    "set: a count or a fraction")
     p.add_argument("--seed", type=nonnegative_int, help="makes the run reproducible")
-    p.add_argument("--threads", type=positive_int, help="threads for the native code")
+    p.add_argument("--threads", type=positive_int, help="threads for the native code (default: the train "
+                   "block's, else every core this process may use, at most 8)")
     p.add_argument("--backend", choices=["llvm", "reference"], default="llvm",
                    help="native code (default) or the NumPy reference interpreter")
     p.add_argument("--out", metavar="DIR", help="the run folder (default runs/<model>-<timestamp>)")
@@ -400,6 +402,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nnc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (nnc ... | head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail
+        return 141
     except Exception as err:  # a bug in nnc: say so plainly
         if args.debug:
             raise

@@ -12,6 +12,7 @@ import csv
 import importlib
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -56,7 +57,19 @@ def config_from(model, args) -> RunConfig:
         weight_decay=args.weight_decay if args.weight_decay is not None else s["weight_decay"],
         clip=args.clip if args.clip is not None else s["clip"],
         seed=args.seed if args.seed is not None else s["seed"],
-        backend=args.backend, threads=args.threads if args.threads is not None else s["threads"])
+        backend=args.backend, threads=next(t for t in (args.threads, s["threads"], default_threads()) if t is not None))
+
+
+MAX_DEFAULT_THREADS = 8  # the kernels of a small model split into more shares than this only add overhead
+
+
+def default_threads() -> int:
+    """Threads when neither --threads nor the train block says: the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_THREADS))
 
 
 def run_folder(model, args) -> Path:
@@ -218,7 +231,8 @@ def cmd_run(args) -> int:
         resumed_step = restore(trainer, folder / CHECKPOINT)
     progress.print(f"nnc run: {model.name} on {data.describe()}")
     progress.print(f"  {config.optimizer}, schedule {config.schedule.name}, batch {config.batch}, "
-                   f"{config.epochs} epochs, seed {config.seed}, backend {config.backend} "
+                   f"{config.epochs} epochs, seed {config.seed}, backend {config.backend}"
+                   f"{f', {config.threads} threads' if config.backend == 'llvm' else ''} "
                    f"(compiled in {trainer.compile_seconds:.2f}s)")
     if args.resume:
         progress.print(f"  resuming {folder} after epoch {trainer.epoch}" +

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -254,3 +255,11 @@ def test_console_script_is_installed():
     proc = subprocess.run([str(script), "eval", CIRCUIT, *AT], cwd=REPO, env=nnc_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout == "f = -12\n"
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    # The IR is far more than a pipe holds, so nnc is still writing when head exits.
+    proc = subprocess.run(f"{sys.executable} -m nnc compile examples/lenet5.nn --emit llvm | head -c 9", shell=True,
+                          capture_output=True, text=True, cwd=REPO, env=nnc_env())
+    assert proc.stdout == "; ModuleI"
+    assert proc.stderr == ""

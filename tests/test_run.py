@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnc.cli import main
+import nnc
+from nnc.cli import main, make_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,3 +178,17 @@ def test_optimizer_flag_keeps_the_train_blocks_lr_setting():
         "lr": 0.5, "momentum": 0.9, "nesterov": False}
     flags["lr"] = 0.2
     assert config_from(model, argparse.Namespace(**flags)).optimizer.args["lr"] == 0.2
+
+
+def test_run_uses_the_cores_it_may_run_on_unless_told(monkeypatch):
+    from nnc import run as run_module
+
+    monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert run_module.default_threads() == 3
+    monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert run_module.default_threads() == run_module.MAX_DEFAULT_THREADS
+    model = nnc.load(ROOT / "examples/xor.nn")
+    args = make_parser().parse_args(["run", "examples/xor.nn"])
+    assert run_module.config_from(model, args).threads == run_module.MAX_DEFAULT_THREADS
+    args = make_parser().parse_args(["run", "examples/xor.nn", "--threads", "1"])
+    assert run_module.config_from(model, args).threads == 1
