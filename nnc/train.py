@@ -127,7 +127,15 @@ class NativeEngine:
             np.take(v, idx, axis=0, out=buffers[k], mode="clip")
         for k, v in extra.items():
             buffers[k][...] = v
-        self.exe.step(seed)
+        try:
+            self.exe.step(seed)
+        except NncError as err:
+            if err.loc is not None:
+                raise
+            # Native code knows that a computed class index was out of range, not where: the
+            # interpreter, run on the same batch, names the node and the value at its source line.
+            interp.run(self.exe.graph, buffers, dict(self.exe.params), targets=list(self.exe.targets), seed=seed)
+            raise
         if self._views is None:   # the targets stay where they are from one step to the next
             self._views = {n: self.exe.view(n) for n in self.exe.targets}
         return self._views, buffers

@@ -192,3 +192,12 @@ def test_run_uses_the_cores_it_may_run_on_unless_told(monkeypatch):
     assert run_module.config_from(model, args).threads == run_module.MAX_DEFAULT_THREADS
     args = make_parser().parse_args(["run", "examples/xor.nn", "--threads", "1"])
     assert run_module.config_from(model, args).threads == 1
+
+
+def test_a_class_index_computed_out_of_range_is_located(tmp_path, capsys):
+    model = tmp_path / "shifted.nn"
+    model.write_text("model shifted {\n  input x: [B, 2]\n  input label: int[B]\n  logits = dense(x, 3)\n"
+                     "  output logits\n  loss cross_entropy(logits, label + 3)\n}\n")
+    assert run("run", model, "--data", "spiral", "--epochs", 1, "--out", tmp_path / "run", "--quiet") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{model}:6:8: error: labels out of range: got class 3, expected 0 to 2"), err
