@@ -11,11 +11,26 @@ import os
 import tempfile
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .errors import NncError
+
+
+@contextmanager
+def reading(path, kind: str):
+    """Around reading a file the user named: a missing file, a folder in its place or an unreadable
+    file becomes one NncError saying which (`kind` is what was expected, e.g. "a CSV file")."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise NncError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise NncError(f"{path} is a directory, expected {kind}") from None
+    except OSError as err:
+        raise NncError(f"cannot read {path}: {err.strerror}") from None
 
 
 def atomic_write(path: str | Path, write) -> None:
@@ -102,15 +117,8 @@ def load_npz(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]:
     """Load every array of an .npz file; pickled objects are refused, naming the array that holds them."""
     path = Path(path)
     where = str(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(NPY_MAGIC))
-    except FileNotFoundError:
-        raise NncError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise NncError(f"{path} is a directory, expected an .npz file") from None
-    except OSError as err:
-        raise NncError(f"cannot read {path}: {err.strerror}") from None
+    with reading(path, "an .npz file"), open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
     if head.startswith(NPY_MAGIC):
         raise NncError(f"got a single .npy array, expected an .npz archive of {what}", filename=where,
                        hint=SAVEZ_HINT)

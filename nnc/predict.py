@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from .errors import NncError
-from .fileio import load_npz
+from .fileio import load_npz, reading
 from .types import format_shape
 
 IMAGE_SUFFIXES = {".png"}
@@ -37,10 +38,10 @@ def read_input(path: Path, model) -> dict:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    with reading(path, "a .npy array"):
+        data = path.read_bytes()
     try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise NncError(f"no such file: {path}") from None
+        return np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as err:
         raise NncError(f"{path}: not a readable .npy array ({err})") from None
 
@@ -49,10 +50,10 @@ def read_image(path: Path) -> np.ndarray:
     """A grayscale image in [0, 1], white strokes on black as in MNIST (dark-on-light images are inverted)."""
     import matplotlib.image as mpimg
 
+    with reading(path, "a .png image"):
+        data = path.read_bytes()
     try:
-        img = np.asarray(mpimg.imread(path), dtype=np.float32)
-    except FileNotFoundError:
-        raise NncError(f"no such file: {path}") from None
+        img = np.asarray(mpimg.imread(io.BytesIO(data), format="png"), dtype=np.float32)
     except (OSError, ValueError, SyntaxError) as err:
         raise NncError(f"{path}: not a readable PNG image ({err})") from None
     if img.ndim == 3:

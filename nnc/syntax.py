@@ -18,6 +18,7 @@ from lark.visitors import Transformer_NonRecursive
 
 from . import ast
 from .errors import Loc, NncError, Source, Span
+from .fileio import reading
 
 DTYPES = {"float": "float32", "f32": "float32", "f64": "float64", "int": "int32"}
 MAX_NESTING = 200
@@ -381,14 +382,8 @@ def parse(text: str, filename: str = "<string>") -> ast.Program:
 def read_source(path: str | Path) -> str:
     """Read a model file as UTF-8, turning I/O and decoding problems into NncErrors."""
     path = Path(path)
-    try:
+    with reading(path, "a .nn file"):
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise NncError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise NncError(f"{path} is a directory, expected a .nn file") from None
-    except OSError as err:
-        raise NncError(f"cannot read {path}: {err.strerror}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -263,3 +263,12 @@ def test_a_reader_that_goes_away_is_not_an_error():
                           capture_output=True, text=True, cwd=REPO, env=nnc_env())
     assert proc.stdout == "; ModuleI"
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("suffix, kind", [(".npy", "a .npy array"), (".png", "a .png image"), (".npz", "an .npz file")])
+def test_predict_given_a_folder(tmp_path, suffix, kind):
+    folder = tmp_path / f"digit{suffix}"
+    folder.mkdir()
+    result = run_main("predict", "examples/mnist_mlp.nn", "--input", folder)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"error: {folder} is a directory, expected {kind}\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NncError
+from ..fileio import reading
 
 GZIP_MAGIC = b"\x1f\x8b"
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
@@ -27,14 +28,8 @@ REDOWNLOAD_HINT = "replace it with the original distribution file"
 
 def read_file_bytes(path: Path) -> bytes:
     """The file's content, decompressed when it is gzip (as the distributed `.gz` files are)."""
-    try:
+    with reading(path, "an IDX file"):
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise NncError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise NncError(f"{path} is a directory, expected an IDX file") from None
-    except OSError as err:
-        raise NncError(f"cannot read {path}: {err.strerror}") from None
     if not raw.startswith(GZIP_MAGIC):
         if path.suffix == ".gz":
             raise NncError(f"not a gzip file: got the bytes {raw[:4].hex(' ') or 'of an empty file'}, "

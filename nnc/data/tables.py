@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NncError
-from ..fileio import load_npz
+from ..fileio import load_npz, reading
 from .dataset import Dataset, sample_count
 
 TEST_SUFFIX = "_test"
@@ -44,20 +44,14 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header's column names and (line number, fields) of each non-blank row."""
     where = str(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with reading(path, "a CSV file"), open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             rows = [(reader.line_num, row) for row in reader]
-    except FileNotFoundError:
-        raise NncError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise NncError(f"{path} is a directory, expected a CSV file") from None
     except UnicodeDecodeError as err:
         raise NncError(f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})",
                        filename=where, hint=CSV_HINT) from None
     except csv.Error as err:
         raise NncError(f"not a readable CSV file ({err})", filename=where, hint=CSV_HINT) from None
-    except OSError as err:
-        raise NncError(f"cannot read {path}: {err.strerror}") from None
     rows = [(line, fields) for line, fields in rows if any(field.strip() for field in fields)]
     if not rows:
         raise NncError("empty file: got no header row, expected column names", filename=where, hint=CSV_HINT)
