@@ -65,16 +65,11 @@ class Task:
         output = output or next(iter(g.graph["outputs"]), None)
         if output is None:
             raise NncError(f"model '{model.name}' has no output to evaluate", hint="add `output NAME`")
+        for name, node in g.graph["inputs"].items():
+            classes = g.label_classes(node) if node in need and not g.type_of(node).is_float else None
+            if classes is not None:
+                return Task("multiclass", output, name, classes)
         inputs = {n: name for name, n in g.graph["inputs"].items()}
-        for n in g.topo():
-            if n not in need:
-                continue
-            op = g.op(n)
-            if op in ("xent", "one_hot"):
-                labels = g.operands(n)[1] if op == "xent" else g.operands(n)[0]
-                if labels in inputs and not g.type_of(labels).is_float:
-                    classes = g.type_of(g.operands(n)[0]).shape[1] if op == "xent" else g.nodes[n]["attrs"]["depth"]
-                    return Task("multiclass", output, inputs[labels], classes)
         targets = [inputs[n] for n in _loss_targets(g, need) if n in inputs]
         target = targets[0] if targets else None
         binary = any(g.nodes[n].get("layer") == "binary_cross_entropy" for n in need)

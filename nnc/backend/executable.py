@@ -179,19 +179,13 @@ class Executable:
 
     def _label_message(self, inputs) -> str:
         for name, (n, _) in self.mem.inputs.items():
-            if self.graph.type_of(n).dtype == "int32" and name in inputs:
+            depth = self.graph.label_classes(n)
+            if depth is not None and name in inputs:
                 arr = np.asarray(inputs[name])
-                depth = min((self._classes(u) for u in self.graph.successors(n)
-                             if self.graph.op(u) in ("xent", "one_hot")), default=None)
-                if depth is not None and arr.size and (arr.min() < 0 or arr.max() >= depth):
+                if arr.size and (arr.min() < 0 or arr.max() >= depth):
                     bad = arr[(arr < 0) | (arr >= depth)][0]
                     return f"{name} out of range: got class {int(bad)}, expected 0 to {depth - 1}"
         return "labels out of range: every class index must be at least 0 and less than the number of classes"
-
-    def _classes(self, user) -> int:
-        if self.graph.op(user) == "one_hot":
-            return self.graph.nodes[user]["attrs"]["depth"]
-        return self._shape(self.graph.operands(user)[0])[-1]
 
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a compiled graph as its kernels (`nnc viz --view fused`); None without Graphviz."""
