@@ -307,9 +307,8 @@ class ModuleBuilder:
         regions = dict(zip(("arena", "state", "input"), entry.args[:3]))
         args, pool = list(entry.args[:4]), entry.args[4]
         b = ir.IRBuilder(entry.append_basic_block("entry"))
-        if self.threads > 1:
-            mt.emit_launch(b, pool, body, args)
-        status = b.call(body, args + [u.i64(0), pool])
+        gen = mt.emit_launch(b, pool, body, args) if self.threads > 1 else ir.Constant(I32, 0)
+        status = b.call(body, args + [u.i64(0), gen, pool])
         failed = entry.append_basic_block("failed")
         ok = entry.append_basic_block("ok")
         b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed, ok)
@@ -320,11 +319,12 @@ class ModuleBuilder:
         b.ret(ir.Constant(I32, 0))
 
     def _emit_body(self, mem, calls) -> ir.Function:
-        """i32 nnc_body(arena, state, inputs, seed, tid, pool): the work units in order, as thread `tid`."""
+        """i32 nnc_body(arena, state, inputs, seed, tid, gen, pool): the work units in order, as thread `tid`
+        in the step of generation `gen`."""
         body = ir.Function(self.module, mt.BODY_TYPE, "nnc_body")
         body.linkage = "internal"
         regions = dict(zip(("arena", "state", "input"), body.args[:3]))
-        seed, tid, pool = body.args[3:]
+        seed, tid, gen, pool = body.args[3:]
         b = ir.IRBuilder(body.append_basic_block("entry"))
 
         def kernel_args(k, storages):
@@ -344,7 +344,6 @@ class ModuleBuilder:
             b.ret(ir.Constant(I32, 0))
             return body
 
-        gen = b.load_atomic(mt.field(b, pool, mt.GEN), "seq_cst", 4, typ=I32)
         stale = body.append_basic_block("stale")          # a newer step was published: leave this one
         failed = body.append_basic_block("step_failed")   # a kernel of this step failed
         sync = self._pointer(b, mem.sync, regions)

@@ -1,25 +1,30 @@
 """Threads for the native code: a pool of workers that all run the same compiled step.
 
 An executable compiled for T threads has an entry that, given a pool, publishes
-its arguments in the pool, wakes the T − 1 workers and runs the step itself as
-thread 0. Every thread walks the same list of work units (a kernel, or one
-phase of a kernel that needs all of its first phase done before its second):
-a parallel unit has T shares (GEMM column or row blocks, images, planes), a
-serial one a single share, and the threads *claim* shares, first come first
-served, with an atomic counter per unit tagged with the step's generation. A
-unit starts once every share of the unit before it is done. So a thread that
-is late (woken late, or waiting for a core on a busy machine) never holds the
-others up: whoever is there takes the work, and the late thread finds the step
-finished and walks through it. A status a kernel reports (a label out of range)
-is stored in the pool with the generation, and every thread returns.
+its step in the pool (the body, its arguments and the step's generation), wakes
+the T − 1 workers and runs the step itself as thread 0. Every thread walks the
+same list of work units (a kernel, or one phase of a kernel that needs all of
+its first phase done before its second): a parallel unit has T shares (GEMM
+column or row blocks, images, planes), a serial one a single share, and the
+threads *claim* shares, first come first served, with an atomic counter per
+unit tagged with the step's generation. A unit starts once every share of the
+unit before it is done. So a thread that is late (woken late, or waiting for a
+core on a busy machine) never holds the others up: whoever is there takes the
+work, and the late thread finds the step finished and walks through it. A
+status a kernel reports (a label out of range) is stored in the pool with the
+generation, and every thread returns.
 
 The pool is memory shared with the workers, one cache line per field; each
 executable keeps its unit counters in its arena. Workers are Python threads
 that call `nnc_worker` once and stay in native code (ctypes releases the GIL):
 they spin on the generation for a while after each step, then sleep on a
-futex until the next one. Before an executable's code and memory are freed,
-`Pool.quiesce` retires its step and waits until no worker is inside it. The
-pool is process-wide per thread count; calls into it must not overlap (like
+futex until the next one. The published step is a seqlock: a worker counts
+itself in INSIDE, then reads the task's generation, the task, and the
+generation again, and runs the body only if both reads agree (so never with
+one step's body and another's arguments, nor with a generation that is not
+the task's). Before an executable's code and memory are freed, `Pool.quiesce`
+retires the published step and waits until INSIDE is 0. The pool is
+process-wide per thread count; calls into it must not overlap (like
 executables, it is not re-entrant).
 """
 
@@ -28,7 +33,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import threading
-import time
 
 import numpy as np
 from llvmlite import ir
@@ -40,26 +44,36 @@ from .irmath import I32, I64
 
 PTR = u.PTR
 POOL_BYTES = 512
+# GEN: the last published generation (the futex word); SLEEPING, INSIDE: how many workers are asleep,
+# and inside a step (from before reading the task to after the body returns)
 GEN, SLEEPING, STOP, INSIDE, FAILED_GEN, STATUS, TASK = (i * 64 for i in range(7))
 UNIT_BYTES = 128      # per work unit in the executable's arena: the claim counter, then the done counter
-TASK_FIELDS = ("body", "arena", "state", "inputs", "seed")   # 8 bytes each from TASK
+TASK_FIELDS = ("gen", "body", "arena", "state", "inputs", "seed")   # 8 bytes each from TASK; gen 0: no task
 SPIN_CYCLES = 4_000_000   # time-stamp counter ticks a worker spins after a step before it sleeps
                           # (~1.5 ms: longer than the Python work between two training steps)
 WAIT_SPIN_CYCLES = 200_000     # a thread waiting for a unit to finish spins this long (~80 µs), then it
                                # yields its core between checks (on a busy machine the thread it waits
                                # for may need that core)
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
-WORKER = "nnc_worker"
-BODY_TYPE = ir.FunctionType(I32, [PTR, PTR, PTR, I64, I64, PTR])  # arena, state, inputs, seed, tid, pool
+WORKER, QUIESCE, STOP_ALL = "nnc_worker", "nnc_quiesce", "nnc_stop"
+BODY_TYPE = ir.FunctionType(I32, [PTR, PTR, PTR, I64, I64, I32, PTR])  # arena, state, inputs, seed, tid, gen, pool
 
 
 def field(b: ir.IRBuilder, pool, offset: int):
     return b.gep(pool, [u.i64(offset)], inbounds=True, source_etype=ir.IntType(8))
 
 
-def store_atomic(b: ir.IRBuilder, value, ptr) -> None:
+def store_atomic(b: ir.IRBuilder, value, ptr, align: int = 4) -> None:
     """A sequentially consistent store (llvmlite's own checks the pointee type opaque pointers lack)."""
-    b._insert(instructions.StoreAtomicInstr(b.block, value, ptr, "seq_cst", 4))
+    b._insert(instructions.StoreAtomicInstr(b.block, value, ptr, "seq_cst", align))
+
+
+def _task_field(b: ir.IRBuilder, pool, name: str):
+    return field(b, pool, TASK + 8 * TASK_FIELDS.index(name))
+
+
+def _count(b: ir.IRBuilder, pool, offset: int, op: str) -> None:
+    b.atomic_rmw(op, field(b, pool, offset), ir.Constant(I32, 1), "seq_cst")
 
 
 def _pause(b: ir.IRBuilder) -> None:
@@ -91,10 +105,18 @@ def _futex(b: ir.IRBuilder, addr, op: int, value) -> None:
 
 
 def emit_launch(b: ir.IRBuilder, pool, body, args) -> ir.Value:
-    """In the entry: publish the step (body and its arguments) and wake the workers; -> the new generation."""
-    for i, value in enumerate([body, *args]):
-        b.store(value, field(b, pool, TASK + 8 * i))
-    gen = b.atomic_rmw("add", field(b, pool, GEN), ir.Constant(I32, 1), "seq_cst")
+    """In the entry: publish the step (body and its arguments) and wake the workers; -> the new generation.
+
+    The task is written as a seqlock (every access seq_cst): its generation set to 0, the fields, then
+    the generation, all before GEN moves, so a worker that sees the new GEN finds the whole task."""
+    gen = b.add(b.load_atomic(field(b, pool, GEN), "seq_cst", 4, typ=I32), ir.Constant(I32, 1))  # only we write it
+    store_atomic(b, ir.Constant(I32, 0), _task_field(b, pool, "gen"))
+    for name, value in zip(TASK_FIELDS[1:], [body, *args]):
+        store_atomic(b, value, _task_field(b, pool, name), 8)
+    store_atomic(b, gen, _task_field(b, pool, "gen"))
+    store_atomic(b, gen, field(b, pool, GEN))
+    # Dekker with the worker's sleep path: GEN is stored before SLEEPING is read and a worker counts
+    # itself in SLEEPING before it reads GEN, so either we see it and wake it or it sees the new GEN
     sleeping = b.load_atomic(field(b, pool, SLEEPING), "seq_cst", 4, typ=I32)
     fn = b.function
     wake = fn.append_basic_block("wake")
@@ -104,7 +126,7 @@ def emit_launch(b: ir.IRBuilder, pool, body, args) -> ir.Value:
     _futex(b, field(b, pool, GEN), FUTEX_WAKE_PRIVATE, ir.Constant(I32, 2 ** 31 - 1))
     b.branch(go)
     b.position_at_end(go)
-    return b.add(gen, ir.Constant(I32, 1))
+    return gen
 
 
 def fail(b: ir.IRBuilder, pool, gen, status) -> None:
@@ -216,8 +238,11 @@ def step_failed(b: ir.IRBuilder, pool) -> None:
 
 
 def worker_module() -> str:
-    """void nnc_worker(ptr pool, i64 tid): run each published step as thread `tid` until told to stop."""
+    """void nnc_worker(ptr pool, i64 tid): run each published step as thread `tid` until told to stop;
+    void nnc_quiesce(ptr pool) and void nnc_stop(ptr pool) (see Pool)."""
     module = ir.Module(name="nnc_threads")
+    _emit_quiesce(module)
+    _emit_stop(module)
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64]), WORKER)
     pool, tid = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -249,38 +274,80 @@ def worker_module() -> str:
     spun = b.sub(_cycles(b), b.load(since, typ=I64))
     b.cbranch(b.icmp_signed("<", spun, u.i64(SPIN_CYCLES)), spin, sleep)
     b.position_at_end(sleep)
-    store_atomic(b, ir.Constant(I32, 1), field(b, pool, SLEEPING))
+    _count(b, pool, SLEEPING, "add")   # a count: one worker waking must not hide another asleep
     again = b.load_atomic(gen_addr, "seq_cst", 4, typ=I32)
     b.cbranch(b.icmp_unsigned("==", again, seen), wait, woken)
     b.position_at_end(wait)
     _futex(b, gen_addr, FUTEX_WAIT_PRIVATE, seen)
     b.branch(woken)
     b.position_at_end(woken)
-    store_atomic(b, ir.Constant(I32, 0), field(b, pool, SLEEPING))
+    _count(b, pool, SLEEPING, "sub")
     b.store(_cycles(b), since)
     b.branch(spin)
     b.position_at_end(work)
     halt = b.load_atomic(field(b, pool, STOP), "seq_cst", 4, typ=I32)
     b.cbranch(b.icmp_unsigned("!=", halt, ir.Constant(I32, 0)), stop, run)
     b.position_at_end(run)
-    # INSIDE before reading the task: quiesce() clears the task, then waits while INSIDE is set
-    store_atomic(b, ir.Constant(I32, 1), field(b, pool, INSIDE))
-    body = b.load_atomic(field(b, pool, TASK), "seq_cst", 8, typ=BODY_TYPE.as_pointer())
+    # Counted in INSIDE before the task is read (see nnc_quiesce); the body runs only if the task's
+    # generation is the same before and after the fields are read (a seqlock, see emit_launch): a
+    # worker that read one step's body may otherwise get the next step's arguments, or run a body
+    # with another step's generation (and then do its whole step alone, after its caller returned).
+    _count(b, pool, INSIDE, "add")
+    gen = b.load_atomic(_task_field(b, pool, "gen"), "seq_cst", 4, typ=I32)
+    types = {"body": BODY_TYPE.as_pointer(), "seed": I64}
+    task = [b.load_atomic(_task_field(b, pool, name), "seq_cst", 8, typ=types.get(name, PTR))
+            for name in TASK_FIELDS[1:]]
+    again = b.load_atomic(_task_field(b, pool, "gen"), "seq_cst", 4, typ=I32)
     call = fn.append_basic_block("call")
     finish = fn.append_basic_block("finish")
-    b.cbranch(b.icmp_unsigned("!=", b.ptrtoint(body, I64), u.i64(0)), call, finish)
+    valid = b.and_(b.icmp_unsigned("!=", gen, ir.Constant(I32, 0)), b.icmp_unsigned("==", gen, again))
+    b.cbranch(valid, call, finish)
     b.position_at_end(call)
-    args = [b.load(field(b, pool, TASK + 8 * i), typ=I64 if name == "seed" else PTR)
-            for i, name in enumerate(TASK_FIELDS) if name != "body"]
-    b.call(body, [*args, tid, pool])
+    b.call(task[0], [*task[1:], tid, gen, pool])
     b.branch(finish)
     b.position_at_end(finish)
-    store_atomic(b, ir.Constant(I32, 0), field(b, pool, INSIDE))
+    _count(b, pool, INSIDE, "sub")   # seq_cst, so a release: the body's accesses come before it
     seen.add_incoming(now, b.block)
     b.branch(loop)
     b.position_at_end(stop)
     b.ret_void()
     return str(module)
+
+
+def _emit_quiesce(module: ir.Module) -> None:
+    """nnc_quiesce(pool): retire the published task, then wait until no worker is inside a step.
+
+    Every access is seq_cst, so they fall in one total order. A worker adds itself to INSIDE before
+    it reads the task's generation; we clear that generation before we read INSIDE. If the worker's
+    increment comes first, we see it and wait for its decrement (after its body returned); if it comes
+    after our read, its reads of the generation come after our clear and it finds no task."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), QUIESCE)
+    pool = fn.args[0]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    store_atomic(b, ir.Constant(I32, 0), _task_field(b, pool, "gen"))
+    check = fn.append_basic_block("check")
+    wait = fn.append_basic_block("wait")
+    done = fn.append_basic_block("done")
+    b.branch(check)
+    b.position_at_end(check)
+    inside = b.load_atomic(field(b, pool, INSIDE), "seq_cst", 4, typ=I32)
+    b.cbranch(b.icmp_unsigned("==", inside, ir.Constant(I32, 0)), done, wait)
+    b.position_at_end(wait)
+    _sched_yield(b)
+    b.branch(check)
+    b.position_at_end(done)
+    b.ret_void()
+
+
+def _emit_stop(module: ir.Module) -> None:
+    """nnc_stop(pool): set STOP, move GEN and wake every sleeper; each worker then returns."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), STOP_ALL)
+    pool = fn.args[0]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    store_atomic(b, ir.Constant(I32, 1), field(b, pool, STOP))
+    b.atomic_rmw("add", field(b, pool, GEN), ir.Constant(I32, 1), "seq_cst")
+    _futex(b, field(b, pool, GEN), FUTEX_WAKE_PRIVATE, ir.Constant(I32, 2 ** 31 - 1))
+    b.ret_void()
 
 
 class Pool:
@@ -295,6 +362,9 @@ class Pool:
         self._loaded = jit.Loaded(jit.emit_object(jit.optimize(worker_module())))
         worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(self._loaded.address(WORKER))
         self._worker = worker
+        # ctypes releases the GIL around these calls: quiesce may wait for a worker
+        self._quiesce = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._loaded.address(QUIESCE))
+        self._stop = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._loaded.address(STOP_ALL))
         self._threads = [threading.Thread(target=worker, args=(self.address, tid), daemon=True,
                                           name=f"nnc-worker-{tid}") for tid in range(1, threads)]
         for t in self._threads:
@@ -303,21 +373,11 @@ class Pool:
     def quiesce(self) -> None:
         """Retire the published step and wait until no worker is inside one (before the code and
         memory of an executable are freed)."""
-        task = self.memory[TASK:TASK + 8].view(np.uint64)
-        task[0] = 0
-        time.sleep(0.0001)   # a system call: the store is visible to the workers before INSIDE is read
-        inside = self.memory[INSIDE:INSIDE + 4].view(np.int32)
-        while inside[0]:
-            time.sleep(0)
+        self._quiesce(self.address)
 
     def close(self) -> None:
         """Tell the workers to return and wait for them (at exit)."""
-        self.memory[STOP:STOP + 4].view(np.int32)[0] = 1
-        wake = ctypes.CDLL(None).syscall
-        gen = self.memory[GEN:GEN + 4].view(np.int32)
-        gen[0] += 1
-        wake(ctypes.c_long(SYS_FUTEX), ctypes.c_void_p(self.address + GEN), ctypes.c_int(FUTEX_WAKE_PRIVATE),
-             ctypes.c_int(2 ** 31 - 1), None)
+        self._stop(self.address)
         for t in self._threads:
             t.join(timeout=1.0)
 
