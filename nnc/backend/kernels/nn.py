@@ -18,7 +18,7 @@ from .. import llvmutil as u
 from ..codegen import STATUS_BAD_LABEL
 from ..irmath import F32, I32, I64
 from ..rng import GOLDEN, MASK32
-from .reduce import REASSOC
+from .reduce import combine, reduce_line
 
 
 def _layout(shape, axis: int):
@@ -26,40 +26,80 @@ def _layout(shape, axis: int):
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
-def _line_max_and_sum(kc, ptr, base, length: int, stride: int):
-    """(max, Σ e^(x − max)) along one line of `length` elements `stride` apart."""
+def _lanes(b, ptr, at, lanes: int, active: int | None = None):
+    """Element `at` of a float32 buffer, or the `lanes` elements from it as a vector (only the
+    first `active` read when given)."""
+    return u.load(b, ptr, at) if lanes == 1 else u.load_vector(b, ptr, at, lanes, active)
+
+
+def _line_max_and_sum(kc, ptr, base, length: int):
+    """(max, Σ e^(x − max)) along the contiguous line of `length` elements from `base`."""
     b = kc.b
-    mx = u.entry_alloca(b, F32, "max")
-    b.store(ir.Constant(F32, -math.inf), mx)
-    with u.for_range(b, length, name="l") as i:
-        v = u.load(b, ptr, b.add(base, b.mul(i, u.i64(stride))))
-        b.store(m.maximum(b, b.load(mx, typ=F32), v), mx)
-    top = b.load(mx, typ=F32)
-    total = u.entry_alloca(b, F32, "sum")
-    b.store(ir.Constant(F32, 0.0), total)
-    with u.for_range(b, length, name="l") as i:
-        v = u.load(b, ptr, b.add(base, b.mul(i, u.i64(stride))))
-        b.store(b.fadd(b.load(total, typ=F32), m.exp(b, b.fsub(v, top)), flags=REASSOC), total)
-    return top, b.load(total, typ=F32)
+
+    def x(i, lanes, active):
+        return _lanes(b, ptr, b.add(base, i), lanes, active)
+
+    def shifted_exp(i, lanes, active):
+        return m.exp(b, b.fsub(x(i, lanes, active), m.splat(b, top, lanes)))
+
+    top = reduce_line(b, "max", length, kc.width, x)
+    return top, reduce_line(b, "sum", length, kc.width, shifted_exp)
+
+
+def _lines_max_and_sum(kc, ptr, base, length: int, stride: int, lanes: int):
+    """(max, Σ e^(x − max)) of `lanes` adjacent lines of `length` elements `stride` apart (lane j: the
+    line from base + j), as vectors: each line walked in order, one lane of every operation."""
+    b = kc.b
+    vec_t = ir.VectorType(F32, lanes) if lanes > 1 else F32
+
+    def fold(kind, start: float, term):
+        acc = u.entry_alloca(b, vec_t, kind)
+        b.store(ir.Constant(vec_t, start), acc)
+        with u.for_range(b, length, name="l", vectorize=lanes == 1) as i:
+            v = term(_lanes(b, ptr, b.add(base, b.mul(i, u.i64(stride))), lanes))
+            b.store(combine(b, kind, b.load(acc, typ=vec_t), v), acc)
+        return b.load(acc, typ=vec_t)
+
+    top = fold("max", -math.inf, lambda v: v)
+    return top, fold("sum", 0.0, lambda v: m.exp(b, b.fsub(v, top)))
 
 
 def _emit_softmax(kc, log: bool) -> None:
+    """Line by line when the axis is the last one (`reduce_line` vectorizes along it); else the lines
+    of adjacent columns go in the lanes of vectors, as many at a time as the host holds."""
     b = kc.b
     x = kc.ptr(kc.operand(0))
     outer, length, inner = _layout(kc.shape(kc.anchor), kc.attrs.get("axis", -1))
-    with u.for_range(b, outer, name="o") as o:
-        with u.for_range(b, inner, name="t") as t:
-            base = u.offset(b, [(o, length * inner), (t, 1)])
-            top, total = _line_max_and_sum(kc, x, base, length, inner)
-            if log:  # (v − max) − log Σ: subtracting max + log Σ instead loses digits when |max| is large
-                log_total = m.log(b, total)
-            else:
-                scale = b.fdiv(ir.Constant(F32, 1.0), total)
-            with u.for_range(b, length, name="l") as i:
-                at = b.add(base, b.mul(i, u.i64(inner)))
-                v = u.load(b, x, at)
-                y = b.fsub(b.fsub(v, top), log_total) if log else b.fmul(m.exp(b, b.fsub(v, top)), scale)
+    lanes = kc.width
+    while lanes > inner:
+        lanes //= 2
+
+    def lines(base, lanes: int):
+        if inner == 1:
+            top, total = _line_max_and_sum(kc, x, base, length)
+        else:
+            top, total = _lines_max_and_sum(kc, x, base, length, inner, lanes)
+        if log:  # (v − max) − log Σ: subtracting max + log Σ instead loses digits when |max| is large
+            log_total = m.log(b, total)
+        else:
+            scale = b.fdiv(m.fconst(total, 1.0), total)
+        with u.for_range(b, length, name="l", vectorize=lanes == 1) as i:
+            at = b.add(base, b.mul(i, u.i64(inner)))
+            v = _lanes(b, x, at, lanes)
+            y = b.fsub(b.fsub(v, top), log_total) if log else b.fmul(m.exp(b, b.fsub(v, top)), scale)
+            if lanes == 1:
                 u.store(b, y, kc.out, at)
+            else:
+                u.store_vector(b, y, kc.out, at)
+
+    with u.for_range(b, outer, name="o") as o:
+        vectors = inner // lanes * lanes if lanes > 1 else 0
+        if vectors:
+            with u.for_range(b, vectors, step=lanes, name="t") as t:
+                lines(u.offset(b, [(o, length * inner), (t, 1)]), lanes)
+        if inner > vectors:
+            with u.for_range(b, inner, start=vectors, name="t") as t:
+                lines(u.offset(b, [(o, length * inner), (t, 1)]), 1)
     kc.finish_epilogue()
 
 
@@ -86,7 +126,7 @@ def emit_xent(kc) -> None:
     x, lab = kc.ptr(logits), kc.ptr(labels)
     with u.for_range(b, rows, name="row") as r:
         base = b.mul(r, u.i64(classes))
-        top, total = _line_max_and_sum(kc, x, base, classes, 1)
+        top, total = _line_max_and_sum(kc, x, base, classes)
         log_total = m.log(b, total)
         if kc.dtype(labels) == "int32":
             label = u.load(b, lab, r, I32)
@@ -94,13 +134,11 @@ def emit_xent(kc) -> None:
             picked = u.load(b, x, b.add(base, b.sext(label, I64)))
             loss = b.fsub(log_total, b.fsub(picked, top))
         else:
-            acc = u.entry_alloca(b, F32, "loss")
-            b.store(ir.Constant(F32, 0.0), acc)
-            with u.for_range(b, classes, name="c") as c:
+            def term(c, lanes, active):
                 at = b.add(base, c)
-                term = b.fmul(u.load(b, lab, at), b.fsub(log_total, b.fsub(u.load(b, x, at), top)))
-                b.store(b.fadd(b.load(acc, typ=F32), term, flags=REASSOC), acc)
-            loss = b.load(acc, typ=F32)
+                shifted = b.fsub(_lanes(b, x, at, lanes, active), m.splat(b, top, lanes))
+                return b.fmul(_lanes(b, lab, at, lanes, active), b.fsub(m.splat(b, log_total, lanes), shifted))
+            loss = reduce_line(b, "sum", classes, kc.width, term)
         u.store(b, loss, kc.out, r)
     kc.finish_epilogue()
 

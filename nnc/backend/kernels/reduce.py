@@ -3,9 +3,15 @@
 The loop nest walks the input in memory order (adjacent reduced or kept dims
 merged), evaluating the prologue at each element and combining it into the
 output element it belongs to. When the innermost merged dim is reduced, the
-combination runs in a register accumulator (reassociation allowed, so LLVM
-vectorizes it); otherwise it accumulates into the output row, which
-vectorizes over the kept dim. Mean scales at the end, then the epilogue runs.
+line is combined by `reduce_line` (explicit vector accumulators); otherwise it
+accumulates into the output row, which LLVM vectorizes over the kept dim.
+Mean scales at the end, then the epilogue runs.
+
+No float operation carries fast-math flags: with `reassoc nsz` on the add,
+LLVM folds Σ (x − x) to 0 where x is infinite (NaN in IEEE arithmetic). Without
+`reassoc` LLVM does not vectorize a float sum, so `reduce_line` writes the
+vectorization out (the same reassociation, but of IEEE operations on values
+computed as written, so no NaN or infinity can be folded away).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from ..codegen import broadcast_strides, collapse
 from ..irmath import F32, I32
 from .pointwise import external_reads
 
-REASSOC = ("reassoc", "nsz")
+ACCUMULATORS = 4   # host vectors per step of a line: about an add's latency over its issue interval
 
 
 def _identity(kind: str, etype):
@@ -30,11 +36,57 @@ def _identity(kind: str, etype):
 
 
 def combine(b, kind: str, acc, v):
+    """acc ⊕ v for max, else a sum: scalars or vectors, float or int."""
     if kind == "max":
         return m.maximum(b, acc, v)
-    if acc.type == F32:
-        return b.fadd(acc, v, flags=REASSOC)
-    return b.add(acc, v)
+    return m.arith(b, "fadd", "add", acc, v)
+
+
+def reduce_line(b, kind: str, count: int, width: int, value) -> ir.Value:
+    """The max (kind "max"), else the sum, of float32 value(i, lanes, active) over i in range(count),
+    where value(i, lanes, active) is the `lanes` elements from i as a vector (with `active`, only
+    the lanes before it are read; the others are ignored); `width` is the host's vector width.
+
+    A loop steps through the line ACCUMULATORS·width lanes at a time (fewer for a short line, not
+    fewer than `width`) into one accumulator that LLVM keeps in that many registers, computed in
+    lock-step like the loop vectorizer's interleaved parts. Then the accumulator is halved (upper
+    half into lower), taking at each width down to `width` at most one more vector of the line,
+    and the last elements as one masked vector; then halved down to one lane."""
+    lanes = width * ACCUMULATORS
+    while lanes > count and lanes > width:
+        lanes //= 2
+    vec_t = ir.VectorType(F32, lanes)
+    identity = _identity(kind, F32).constant
+    slot = u.entry_alloca(b, vec_t, "acc")
+    b.store(ir.Constant(vec_t, identity), slot)
+    done = count // lanes * lanes
+    if done:
+        with u.for_range(b, done, step=lanes, name="r", vectorize=False) as i:
+            b.store(combine(b, kind, b.load(slot, typ=vec_t), value(i, lanes, None)), slot)
+    acc = b.load(slot, typ=vec_t)
+    while lanes > width:
+        acc, lanes = _halve(b, kind, acc), lanes // 2
+        if count - done >= lanes:
+            acc = combine(b, kind, acc, value(u.i64(done), lanes, None))
+            done += lanes
+    if count > done:
+        active = count - done
+        tail = value(u.i64(done), lanes, active)
+        acc = combine(b, kind, acc, b.select(u.lane_mask(lanes, active), tail, ir.Constant(acc.type, identity)))
+    while lanes > 1:
+        acc, lanes = _halve(b, kind, acc), lanes // 2
+    return acc
+
+
+def _halve(b, kind: str, v) -> ir.Value:
+    """The upper half of the lanes of `v` combined into the lower half (a scalar from two lanes)."""
+    n = v.type.count // 2
+    if n == 1:
+        halves = [b.extract_element(v, ir.Constant(I32, at)) for at in (0, 1)]
+    else:
+        halves = [b.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                   ir.Constant(ir.VectorType(I32, n), list(range(at, at + n)))) for at in (0, n)]
+    return combine(b, kind, *halves)
 
 
 def _axes(attr, rank: int) -> tuple:
@@ -73,13 +125,18 @@ def emit_reduce(kc) -> None:
     def nest(index):
         depth = len(index)
         if depth == len(groups) - 1 and reduced[depth] and sizes[depth] > 1:
-            acc = u.entry_alloca(b, etype, "acc")
-            b.store(_identity(kind, etype), acc)
-            with u.for_range(b, sizes[depth], name="r") as r:
-                v = kc.value_at(x, space, groups, index + [r])
-                b.store(combine(b, kind, b.load(acc, typ=etype), v), acc)
+            if etype == F32:
+                total = reduce_line(b, kind, sizes[depth], kc.width,
+                                    lambda r, lanes, active: kc.value_at(x, space, groups, index + [r], lanes, active))
+            else:  # integer addition is associative: LLVM vectorizes this loop itself
+                acc = u.entry_alloca(b, etype, "acc")
+                b.store(_identity(kind, etype), acc)
+                with u.for_range(b, sizes[depth], name="r") as r:
+                    v = kc.value_at(x, space, groups, index + [r])
+                    b.store(combine(b, kind, b.load(acc, typ=etype), v), acc)
+                total = b.load(acc, typ=etype)
             at = out_at(index + [0])
-            u.store(b, combine(b, kind, u.load(b, out, at, etype), b.load(acc, typ=etype)), out, at)
+            u.store(b, combine(b, kind, u.load(b, out, at, etype), total), out, at)
             return
         if depth == len(groups):
             at = out_at(index)
