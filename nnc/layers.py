@@ -131,7 +131,8 @@ def dense(b: Builder, x: Tensor, units: int, bias: bool = True, init: Init = Non
     """x @ weight + bias with weight [in, out]."""
     t = _float_input(b, x)
     if t.rank != 2:
-        hint = "insert flatten(...)" if t.rank > 2 else f"reshape it, e.g. reshape(x, [{t.shape[0] if t.shape else 'B'}, 1])"
+        hint = ("insert flatten(...)" if t.rank > 2
+                else f"reshape it, e.g. reshape(x, [{t.shape[0] if t.shape else 'B'}, 1])")
         raise b.error(f"input has shape {format_shape(t.shape)}, expected a 2-D [B, features] tensor", 0, hint)
     features = t.shape[1]
     if not isinstance(features, int):
@@ -227,10 +228,17 @@ def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, n
         mu = b.op("mean", x, axis=axes, keepdims=True)
         centered = b.op("sub", x, mu)
         var = b.op("mean", b.op("square", centered), axis=axes, keepdims=True)
-        keep = b.const(1 - momentum, like=x)
-        for stat, batch in (("running_mean", mu), ("running_var", var)):
-            new = b.op("add", b.op("mul", keep, p[stat]),
-                       b.op("mul", b.const(momentum, like=x), b.op("reshape", batch, shape=(channels,))))
+        # running_var takes the unbiased variance var·n/(n − 1) of the n values per channel, as PyTorch.
+        # A batch with one value per channel has none (PyTorch refuses it): running_var then stays as it was.
+        # The scalar factors go into the rates so that the update stays one pointwise loop.
+        one = b.const(1, like=x)
+        n = b.op("count", dims=tuple(t.shape[a] for a in axes), type=TensorType((), t.dtype))
+        var_rate = b.op("mul", b.const(momentum, like=x), b.op("greater", n, one))
+        unbiased_rate = b.op("mul", var_rate, b.op("div", n, b.op("maximum", b.op("sub", n, one), one)))
+        for stat, batch, rate, keep in (
+                ("running_mean", mu, b.const(momentum, like=x), b.const(1 - momentum, like=x)),
+                ("running_var", var, unbiased_rate, b.op("sub", one, var_rate))):
+            new = b.op("add", b.op("mul", keep, p[stat]), b.op("mul", rate, b.op("reshape", batch, shape=(channels,))))
             b.g.graph["updates"][b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
     else:
         centered = b.op("sub", x, shaped(p["running_mean"]))
@@ -303,9 +311,7 @@ def cross_entropy(b: Builder, logits: Tensor, labels: Tensor):
 def binary_cross_entropy(b: Builder, logits: Tensor, target: TensorLike):
     """Sigmoid cross-entropy from logits: mean of max(x, 0) − x·t + log(1 + e^−|x|)."""
     target = _pair(b, logits, target)
-    softplus = b.op("log", b.op("add", b.const(1.0, like=logits), b.op("exp", b.op("neg", b.op("abs", logits)))))
-    per = b.op("add", b.op("sub", b.op("relu", logits), b.op("mul", logits, target)), softplus)
-    return b.op("mean", per)
+    return b.op("mean", b.op("bce_logits", logits, target))
 
 
 @function

@@ -4,17 +4,28 @@ Run after `grad` so the backward graph stays as small as a hand derivation.
 Rewrite rules are data — (pattern, replacement) pairs with the algebra they
 state — matched against every node until nothing changes, as in tinygrad's
 PatternMatcher.
+
+Every rewrite gives the same value as the work it drops for every float input,
+NaN, ±inf and ±0 included (each rule's `holds` says what that rests on), so a
+simplified graph computes what the model says: `nnc grad` reports the loss
+`nnc eval` does. The one accepted difference is the sign of a zero result:
+x + 0 → x keeps −0 where IEEE arithmetic gives +0. That is why there is no
+x · 0 → 0 (inf · 0 and NaN · 0 are NaN) and no 0 / x → 0 (0 / 0 is NaN): a
+gradient rule that would multiply by a known 0 is written not to.
+Constants fold in float64 (an f64 run then sees exactly the value it would
+compute; a float32 run gets the float64 value rounded once, the float32 result
+itself for a single +, −, ·, / or √).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from .ops import LEAF, RANDOM, get
-from .types import TensorType, broadcast_shapes
+from .types import broadcast_shapes
 
 MAX_FOLDED_ELEMENTS = 64
 COMMUTATIVE = {"add", "mul", "maximum", "minimum", "equal"}
@@ -106,11 +117,6 @@ class Rewrite:
         keep = {k: data.get(k) for k in ("loc", "stmt", "layer", "grad_of", "rule") if data.get(k) is not None}
         return self.g.add_op(op, operands, attrs, **keep)
 
-    def zeros(self) -> int:
-        t = self.g.type_of(self.node)
-        z = self.build("const", value=0.0, type=TensorType((), t.dtype))
-        return self.build("broadcast_to", z, shape=t.shape) if t.shape else z
-
     def only_use(self, n) -> bool:
         """True when the matched node is n's only user, so rewriting n away does not duplicate work."""
         return self.g.out_degree(n) == 1
@@ -124,6 +130,7 @@ class Rule:
     algebra: str
     pattern: Pat
     replace: Callable  # replace(Rewrite) -> node id, or None to decline
+    holds: str         # why both sides are equal for every float operand, NaN, ±inf and ±0 included
 
 
 def _if_same(m, n):
@@ -131,40 +138,56 @@ def _if_same(m, n):
 
 
 RULES = [
-    Rule("x · 1 → x", P("mul", X, ONE, commute=True), lambda m: _if_same(m, m.x)),
-    Rule("x · 0 → 0", P("mul", X, ZERO, commute=True), lambda m: m.zeros()),
+    Rule("x · 1 → x", P("mul", X, ONE, commute=True), lambda m: _if_same(m, m.x),
+         "exact: 1 is the identity of ·"),
     Rule("x · −1 → −x", P("mul", X, MINUS_ONE, commute=True),
-         lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None),
-    Rule("x + 0 → x", P("add", X, ZERO, commute=True), lambda m: _if_same(m, m.x)),
-    Rule("x − 0 → x", P("sub", X, ZERO), lambda m: _if_same(m, m.x)),
-    Rule("0 − x → −x", P("sub", ZERO, X), lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None),
+         lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None,
+         "exact: a product with −1 is x with its sign flipped, for NaN, inf and 0 too"),
+    Rule("x + 0 → x", P("add", X, ZERO, commute=True), lambda m: _if_same(m, m.x),
+         "exact for −0 (the identity of +); with +0, −0 + 0 is +0: the sign of zero"),
+    Rule("x − 0 → x", P("sub", X, ZERO), lambda m: _if_same(m, m.x),
+         "exact for +0; x − (−0) is x + 0: the sign of zero"),
+    Rule("0 − x → −x", P("sub", ZERO, X), lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None,
+         "exact for −0; with +0, 0 − 0 is +0 where −0 is −0: the sign of zero"),
     Rule("x + (−y) → x − y", P("add", X, P("neg", Y), commute=True),
-         lambda m: m.build("sub", m.x, m.y) if _negated_once(m) else None),
+         lambda m: m.build("sub", m.x, m.y) if _negated_once(m) else None,
+         "exact: IEEE 754 defines x − y as x + (−y)"),
     Rule("x − (−y) → x + y", P("sub", X, P("neg", Y)),
-         lambda m: m.build("add", m.x, m.y) if _negated_once(m) else None),
-    Rule("x / 1 → x", P("div", X, ONE), lambda m: _if_same(m, m.x)),
-    Rule("0 / x → 0", P("div", ZERO, X), lambda m: m.zeros()),
-    Rule("−(−x) → x", P("neg", P("neg", X)), lambda m: m.x),
+         lambda m: m.build("add", m.x, m.y) if _negated_once(m) else None,
+         "exact: x − (−y) is x + (−(−y)), and negation only flips the sign"),
+    Rule("x / 1 → x", P("div", X, ONE), lambda m: _if_same(m, m.x),
+         "exact: 1 is the identity of /"),
+    Rule("−(−x) → x", P("neg", P("neg", X)), lambda m: m.x,
+         "exact: negation flips the sign bit, NaN's too"),
     Rule("(−x) · y → −(x · y)", P("mul", P("neg", X), Y, commute=True),
-         lambda m: m.build("neg", m.build("mul", m.x, m.y)) if _negated_once(m) else None),
-    Rule("reshape(x) to x's own shape → x", P("reshape", X), lambda m: _if_same(m, m.x)),
+         lambda m: m.build("neg", m.build("mul", m.x, m.y)) if _negated_once(m) else None,
+         "exact: a product's magnitude ignores signs and rounding to nearest is symmetric"),
+    Rule("reshape(x) to x's own shape → x", P("reshape", X), lambda m: _if_same(m, m.x),
+         "moves no value"),
     Rule("reshape(reshape(x)) → reshape(x)", P("reshape", P("reshape", X)),
-         lambda m: m.build("reshape", m.x, shape=m.g.type_of(m.node).shape)),
-    Rule("broadcast_to(x) to x's own shape → x", P("broadcast_to", X), lambda m: _if_same(m, m.x)),
+         lambda m: m.build("reshape", m.x, shape=m.g.type_of(m.node).shape),
+         "moves no value"),
+    Rule("broadcast_to(x) to x's own shape → x", P("broadcast_to", X), lambda m: _if_same(m, m.x),
+         "copies each value once"),
     Rule("transpose(x) with the identity permutation → x", P("transpose", X),
          lambda m: m.x if tuple(m.g.nodes[m.node]["attrs"]["perm"]) == tuple(range(m.g.type_of(m.x).rank))
-         else None),
+         else None,
+         "moves no value"),
     Rule("sum over no axes → x", P("sum", X),
-         lambda m: m.x if not m.g.nodes[m.node]["attrs"].get("axis") and m.same_shape(m.x) else None),
+         lambda m: m.x if not m.g.nodes[m.node]["attrs"].get("axis") and m.same_shape(m.x) else None,
+         "a sum of one term is that term (a kernel adding it to 0 turns −0 into +0: the sign of zero)"),
     Rule("reshape(broadcast_to(s)) → broadcast_to(s) for a one-element s", P("reshape", P("broadcast_to", X)),
-         lambda m: m.build("broadcast_to", m.x, shape=m.g.type_of(m.node).shape) if _one_element(m, m.x) else None),
-    Rule("broadcast_to(s) ∘ t → broadcast_to(s ∘ t) for one-element s and scalar t",
+         lambda m: m.build("broadcast_to", m.x, shape=m.g.type_of(m.node).shape) if _one_element(m, m.x) else None,
+         "every element is s either way"),
+    Rule("broadcast_to(s) / t → broadcast_to(s / t) for one-element s and scalar t",
          P("div", P("broadcast_to", X), Y),
          lambda m: m.build("broadcast_to", m.build("div", m.x, m.y), shape=m.g.type_of(m.node).shape)
-         if _one_element(m, m.x) and m.g.type_of(m.y).shape == () else None),
+         if _one_element(m, m.x) and m.g.type_of(m.y).shape == () else None,
+         "every element is the same s / t, computed once"),
     Rule("a broadcast scalar times y → the scalar times y (broadcasting does the rest)",
          P("mul", P("broadcast_to", X), Y, commute=True),
-         lambda m: m.build("mul", m.x, m.y) if _broadcasts_to(m, m.x, m.y) else None),
+         lambda m: m.build("mul", m.x, m.y) if _broadcasts_to(m, m.x, m.y) else None,
+         "the same pairs of values are multiplied"),
 ]
 
 
@@ -209,7 +232,11 @@ def rewrite(g) -> bool:
 
 
 def fold_constants(g) -> bool:
-    """Evaluate ops whose operands are all small constants; the result becomes a constant."""
+    """Evaluate ops whose operands are all small constants; the result becomes a constant.
+
+    Floats fold in float64 and keep that value: each run rounds it to its own precision. A result
+    that float64 holds but the node's own type would overflow is left to compute at run time.
+    """
     changed = False
     for n in g.topo():
         op = get(g.op(n))
@@ -223,10 +250,12 @@ def fold_constants(g) -> bool:
         operands = g.operands(n)
         if any(g.op(o) != "const" for o in operands):
             continue
-        args = [np.asarray(g.nodes[o]["attrs"]["value"], dtype=_np_dtype(g.type_of(o))) for o in operands]
+        args = [np.asarray(g.nodes[o]["attrs"]["value"], dtype=_fold_dtype(g.type_of(o))) for o in operands]
         attrs = {k: v for k, v in g.nodes[n]["attrs"].items() if k != "type"}
         with np.errstate(all="ignore"):
-            value = np.asarray(op.ref(*args, **attrs), dtype=_np_dtype(t))
+            value = np.asarray(op.ref(*args, **attrs), dtype=_fold_dtype(t))
+            if t.is_float and np.any(np.isfinite(value) & ~np.isfinite(value.astype(t.dtype))):
+                continue
         folded = g.add_op("const", (), {"value": value.item() if value.ndim == 0 else value, "type": t}, type=t,
                           **{k: g.nodes[n].get(k) for k in ("loc", "stmt", "layer", "grad_of", "rule")})
         g.replace_uses(n, folded)
@@ -235,8 +264,8 @@ def fold_constants(g) -> bool:
     return changed
 
 
-def _np_dtype(t):
-    return np.dtype("int64") if t.dtype == "int32" else np.dtype(t.dtype)
+def _fold_dtype(t):
+    return np.dtype("int64") if t.dtype == "int32" else np.dtype("float64")
 
 
 def _key(g, n):

@@ -160,6 +160,17 @@ def expm1(b, x):
     return b.fsub(exp(b, x), fconst(x, 1.0))
 
 
+def log1p(b, x):
+    """log(1 + x), accurate for tiny x: log(w)·x/(w − 1) with w = 1 + x rounded (Goldberg), x itself where
+    w rounds to 1; log1p(inf) = inf, log1p(−1) = −inf, below −1 NaN."""
+    one = fconst(x, 1.0)
+    w = b.fadd(x, one)
+    d = b.fsub(w, one)
+    y = b.fmul(log(b, w), b.fdiv(x, d))
+    y = b.select(b.fcmp_ordered("==", d, fconst(x, 0.0)), x, y)
+    return b.select(b.fcmp_ordered("==", w, fconst(x, math.inf)), w, y)
+
+
 def tanh(b, x):
     """A polynomial near 0 (no cancellation), (1 - e^-2|x|) / (1 + e^-2|x|) elsewhere."""
     ax = intrinsic(b, "fabs", [x])
@@ -176,6 +187,12 @@ def sigmoid(b, x):
     e = exp(b, b.fneg(intrinsic(b, "fabs", [x])))
     s = b.fdiv(fconst(x, 1.0), b.fadd(fconst(x, 1.0), e))
     return b.select(b.fcmp_ordered(">=", x, fconst(x, 0.0)), s, b.fmul(e, s))
+
+
+def bce_logits(b, z, t):
+    """max(z, 0) − z·t + log1p(e^−|z|), summed in that order: z = 17, t = 1 gives log1p(e^−17), not 0."""
+    soft = log1p(b, exp(b, b.fneg(intrinsic(b, "fabs", [z]))))
+    return b.fadd(b.fsub(relu(b, z), b.fmul(z, t)), soft)
 
 
 def power(b, x, y):

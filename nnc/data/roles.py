@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLASSIFICATION, BINARY, REGRESSION = "classification", "binary", "regression"
-COMPARING_LAYERS = {"mse": "sub", "mae": "sub", "binary_cross_entropy": "mul"}
+COMPARING_LAYERS = {"mse": "sub", "mae": "sub", "binary_cross_entropy": "bce_logits"}
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,21 @@ def test_binary_ops_broadcast(shapes):
     assert_matches(g, {"B": 11}, inputs, params, rtol=3e-4)
 
 
+def test_bce_logits_keeps_tiny_losses_and_special_values():
+    """log1p(e^−|z|) natively: the losses of far-right-side logits (4e-8 at z = 17, t = 1; 3.7e-44 at 100)
+    that log(1 + e^−|z|) rounds to 0, within 1e-5; NaN and ±inf come out as in NumPy."""
+    g = Graph()
+    z = leaf(g, "input", "z", ("B", 16))
+    t = leaf(g, "input", "t", ("B", 1))
+    g.graph["outputs"]["y"] = g.add_op("bce_logits", (z, t))
+    zs = [-100, -30, -17, -10, -1e-8, -0.0, 0.0, 1e-8, 1, 10, 17, 30, 88, 100, np.inf, np.nan]
+    z_val = np.tile(np.array(zs, np.float32), (3, 1))
+    t_val = np.array([[0.0], [0.3], [1.0]], np.float32)
+    tiny = float(np.finfo(np.float32).tiny)
+    _, got = assert_matches(g, {"B": 3}, {"z": z_val, "t": t_val}, {}, rtol=1e-5, atol=tiny)
+    assert got[g.graph["outputs"]["y"]][2, 10] == pytest.approx(4.139938e-08, rel=1e-5)
+
+
 def test_pow_negative_bases_with_integer_exponents():
     g = Graph()
     a = leaf(g, "input", "a", ("B", 6))
