@@ -34,7 +34,8 @@ def format_value(value) -> str:
         return np.array2string(arr, precision=6, suppress_small=True, separator=", ")
     finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
     stats = (f"mean={_number(float(finite.mean()))} std={_number(float(finite.std()))} "
-             f"min={_number(float(finite.min()))} max={_number(float(finite.max()))}") if finite.size else "no finite values"
+             f"min={_number(float(finite.min()))} max={_number(float(finite.max()))}"
+             ) if finite.size else "no finite values"
     return f"[{', '.join(map(str, arr.shape))}] {arr.dtype}  {stats}"
 
 
@@ -128,10 +129,18 @@ def gather_random(args, model, inputs: dict) -> dict:
 
 
 def gather_params(args, model) -> dict:
-    """--params: a run checkpoint or a parameter .npz; parameters not given are initialized with --seed."""
+    """--params (a run folder, a checkpoint or a parameter .npz) and initial values for the parameters it does
+    not give: constant initializers always, random ones only with --random-params (said on stdout, as random
+    inputs are); without it a randomly initialized parameter left out is an error that names it."""
     from .checkpoint import model_params
+    from .model import MissingParams
 
-    given = model_params(args.params, model) if getattr(args, "params", None) else {}
+    given = model_params(getattr(args, "params", None), model)
+    missing = [name for name in model.random_param_names() if name not in given]
+    if missing and not args.random_params:
+        raise MissingParams(model, missing, MissingParams.CLI_HINT)
+    if missing:
+        print(f"random parameters (seed {args.seed}): {', '.join(missing)}")
     return model.complete_params(given, args.seed)
 
 
@@ -139,8 +148,8 @@ def cmd_eval(args) -> int:
     model = _load_model(args)
     if args.data:
         return eval_on_data(args, model)
-    inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
+    inputs = gather_random(args, model, gather_inputs(args, model))
     dtype = FLOAT_DTYPES[args.dtype]
     result = model.eval(inputs, params, seed=args.seed, float_dtype=dtype, backend=args.backend)
     for name, value in result.items():
@@ -156,13 +165,12 @@ def cmd_eval(args) -> int:
 
 def eval_on_data(args, model) -> int:
     """nnc eval --data: the test set through the model, with the metrics nnc run prints."""
-    from .data import load_dataset
+    from .data import load_for_model
     from .run import confusion_text
     from .train import Evaluator
 
     params = gather_params(args, model)
-    data = load_dataset(args.data, model, target=args.target, val=0.0, seed=args.seed,
-                        base_dir=Path(args.model).resolve().parent)
+    data = load_for_model(model, data=args.data, target=args.target, val=0.0, seed=args.seed)
     split = data.test if data.test is not None else data.train
     evaluator = Evaluator(model, args.backend or "llvm", params)
     result = evaluator.evaluate(split, detailed=evaluator.task.kind != "regression")
@@ -181,8 +189,8 @@ def cmd_grad(args) -> int:
     from .gradcheck import TOLERANCE, finite_difference_check
 
     model = _load_model(args)
-    inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
+    inputs = gather_random(args, model, gather_inputs(args, model))
     wrt = args.wrt.split(",") if args.wrt else None
     result = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed,
                         float_dtype=FLOAT_DTYPES[args.dtype], intermediates=True, backend=args.backend)
@@ -220,8 +228,8 @@ def cmd_explain(args) -> int:
     from .explain import explain_text
 
     model = _load_model(args)
-    inputs = gather_random(args, model, gather_inputs(args, model))
     params = gather_params(args, model)
+    inputs = gather_random(args, model, gather_inputs(args, model))
     print(explain_text(model, inputs, params, of=args.of, seed=args.seed, backend=args.backend,
                        float_dtype=FLOAT_DTYPES[args.dtype]))
     return 0
@@ -283,12 +291,20 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="model_name", metavar="NAME", help="which model of the file (default: the first)")
 
 
+def _params_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", metavar="RUN_DIR", help="the parameters: a run folder (what nnc run printed), its "
+                   "checkpoint.npz, or a .npz of arrays keyed by parameter name")
+    p.add_argument("--random-params", action="store_true", help="draw the randomly initialized parameters not "
+                   "given by --params (seeded by --seed) instead of refusing to compute with them")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random-params and --random-inputs "
+                   "(default 0)")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
                    help="input values, e.g. --at x=-2 y=5 z=-4 (numbers or JSON lists)")
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
-    p.add_argument("--params", metavar="P.npz", help="parameter arrays keyed by parameter name")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for parameters not given (default 0)")
+    _params_args(p)
     p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
     p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
                    help="feed random values (batch BATCH, default 4) to inputs not given")
@@ -319,9 +335,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the class of one input (a .png image, .npy or .npz)")
     _model_args(p)
-    p.add_argument("--params", metavar="CKPT", help="a run's checkpoint.npz or a parameter .npz")
+    _params_args(p)
     p.add_argument("--input", required=True, metavar="FILE", help="a .png image, .npy array or .npz of inputs")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for parameters not given")
     p.add_argument("--backend", choices=["llvm", "reference"], default="llvm")
     p.set_defaults(func=cmd_predict)
 
@@ -354,12 +369,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=nonnegative_int, help="makes the run reproducible")
     p.add_argument("--threads", type=positive_int, help="threads for the native code (default: the train "
                    "block's, else every core this process may use, at most 8)")
-    p.add_argument("--backend", choices=["llvm", "reference"], default="llvm",
+    p.add_argument("--backend", choices=["llvm", "reference"],
                    help="native code (default) or the NumPy reference interpreter")
-    p.add_argument("--out", metavar="DIR", help="the run folder (default runs/<model>-<timestamp>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    p.add_argument("--out", metavar="DIR", help="the run folder, new or empty (default runs/<model>-<timestamp>)")
+    p.add_argument("--overwrite", action="store_true", help="with --out: clear the earlier run in DIR first")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR with the settings it recorded "
+                   "(a larger --epochs extends it)")
     p.add_argument("--metrics-json", metavar="FILE", help="also write the final metrics here")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     p.add_argument("--check-numerics", action="store_true", help="stop at the first NaN or infinity in any output "
                    "(the loss is always checked) and name the node that produced it")
     p.add_argument("--grad-stats", action="store_true", help="record each layer's gradient norm every epoch in "

@@ -30,6 +30,11 @@ class Step:
     line: str
 
 
+def _one(v) -> float:
+    """The value of a one-element array of any rank (a [1, 1] tensor included)."""
+    return float(np.asarray(v).reshape(-1)[0])
+
+
 def _fmt(v) -> str:
     arr = np.asarray(v)
     if arr.size == 1:
@@ -125,8 +130,8 @@ class Explainer:
             for u, total, direct in self.uses(n):
                 up = self.values[adj[u]]
                 pv = None
-                if np.asarray(up).size == 1 and np.asarray(total).size == 1 and float(up) != 0:
-                    pv = float(total) / float(up)
+                if np.asarray(up).size == 1 and np.asarray(total).size == 1 and _one(up) != 0:
+                    pv = _one(total) / _one(up)
                 terms.append((self.names[u], self.partial_text(u, n, direct), up, pv, self._rule(direct)))
             out.append(Step(n, self.names[n], terms, value, self._line(n, terms, value)))
         return out
@@ -175,9 +180,9 @@ class Explainer:
                     break
                 u, total, _ = uses[0]
                 up = self.values[adj[u]]
-                if np.asarray(up).size != 1 or float(up) == 0:
+                if np.asarray(up).size != 1 or _one(up) == 0:
                     break
-                factors.append((self.names[u], self.names[node], float(total) / float(up)))
+                factors.append((self.names[u], self.names[node], _one(total) / _one(up)))
                 node = u
             if node != self.of or len(factors) < 2:
                 continue

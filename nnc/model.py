@@ -9,12 +9,33 @@ from pathlib import Path
 import numpy as np
 
 from .builder import build
+from .checkpoint import model_params
 from .errors import NncError
 from .execute import run_graph
 from .init import init_params
 from .settings import read_train_block
 from .summary import summary_text
 from .syntax import parse, read_source
+
+CONSTANT_INITS = ("zeros", "ones", "constant")  # initializers that draw nothing at random
+SHOWN_MISSING = 6
+
+
+class MissingParams(NncError):
+    """Computing with parameters that would be random: nothing gave them and random values were not asked for."""
+
+    API_HINT = ('pass params="RUN_DIR" (a run folder, a checkpoint or parameter .npz, or a dict of arrays), '
+                "or random_params=True to compute with seeded random values")
+    CLI_HINT = ("give trained values with --params RUN_DIR (a run folder, a checkpoint or a parameter .npz), "
+                "or add --random-params to compute with seeded random values")
+
+    def __init__(self, model, missing: list[str], hint: str = API_HINT):
+        shown = ", ".join(f"{n} {model.param_types[n]}" for n in missing[:SHOWN_MISSING])
+        if len(missing) > SHOWN_MISSING:
+            shown += f" and {len(missing) - SHOWN_MISSING} more"
+        super().__init__(f"no values for the randomly initialized parameters of model '{model.name}': {shown}",
+                         hint=hint)
+        self.missing = missing
 
 
 @dataclass
@@ -80,23 +101,33 @@ class Model:
     def init_params(self, seed: int = 0, float_dtype=np.float32) -> dict:
         return init_params(self.graph, seed, float_dtype)
 
-    def complete_params(self, params: dict | None, seed: int = 0, float_dtype=np.float32) -> dict:
-        """Given parameters plus seeded initial values for the ones not given; unknown names are an error."""
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(self.graph.graph["params"]))
-        if unknown:
-            raise NncError(f"unknown parameter '{unknown[0]}' for model '{self.name}'",
-                           hint=f"the model's parameters are: {', '.join(self.graph.graph['params']) or 'none'}")
+    def random_param_names(self) -> list[str]:
+        """The parameters whose initial values are random draws (not zeros, ones or constant(v))."""
+        g = self.graph
+        return [name for name, node in g.graph["params"].items()
+                if g.nodes[node]["attrs"]["init"].kind not in CONSTANT_INITS]
+
+    def complete_params(self, params=None, seed: int = 0, float_dtype=np.float32, *,
+                        random_params: bool = True) -> dict:
+        """The parameters `params` gives (a run folder, a checkpoint or parameter .npz, a dict of arrays, or
+        None) plus initial values for the rest: constant initializers always; random ones (seeded) only
+        with `random_params`, else leaving one out is an error that names it."""
+        given = model_params(params, self)
+        missing = [name for name in self.random_param_names() if name not in given]
+        if missing and not random_params:
+            raise MissingParams(self, missing)
         full = self.init_params(seed, float_dtype)
-        full.update(params)
+        full.update(given)
         return full
 
-    def eval(self, inputs: dict | None = None, params: dict | None = None, *, seed: int = 0,
+    def eval(self, inputs: dict | None = None, params=None, *, seed: int = 0, random_params: bool = False,
              float_dtype=np.float32, backend: str | None = None) -> dict:
-        """Run the forward pass; returns outputs (and `loss` when its inputs are given). Native code by
-        default; `backend="reference"` (or float64) runs the NumPy reference interpreter."""
+        """Run the forward pass; returns outputs (and `loss` when its inputs are given). `params`: a run
+        folder, a checkpoint or parameter .npz, or a dict of arrays; `random_params=True` draws the
+        randomly initialized ones not given (seeded). Native code by default; `backend="reference"`
+        (or float64) runs the NumPy reference interpreter."""
         inputs = dict(inputs or {})
-        params = self.complete_params(params, seed, float_dtype)
+        params = self.complete_params(params, seed, float_dtype, random_params=random_params)
         g = self.graph
         targets = list(g.graph["outputs"].values())
         loss = g.graph["loss"]
@@ -131,12 +162,13 @@ class Model:
         names = [n for n, node in g.graph["params"].items() if g.nodes[node]["attrs"]["trainable"]]
         return names + [n for n, node in g.graph["inputs"].items() if g.type_of(node).is_float]
 
-    def grad(self, inputs: dict | None = None, params: dict | None = None, *, of: str | None = None,
-             wrt=None, seed: int = 0, float_dtype=np.float32, intermediates: bool = False,
+    def grad(self, inputs: dict | None = None, params=None, *, of: str | None = None, wrt=None, seed: int = 0,
+             random_params: bool = False, float_dtype=np.float32, intermediates: bool = False,
              backend: str | None = None) -> Gradients:
         """Differentiate `of` (default: the loss) with respect to `wrt` (default: trainable parameters and
-        float inputs) on the training form of the model. The forward + backward graph runs as native
-        code by default; `backend="reference"` (or float64) runs the NumPy reference interpreter."""
+        float inputs) on the training form of the model, at `params` (as for `eval`; `random_params=True`
+        for gradients at a seeded initialization). The forward + backward graph runs as native code by
+        default; `backend="reference"` (or float64) runs the NumPy reference interpreter."""
         g = self.training_graph
         of_name, of_node = self.resolve(of, g)
         if g.type_of(of_node).shape != ():
@@ -153,7 +185,7 @@ class Model:
                 raise NncError(f"--wrt: '{w}' is an int tensor {g.type_of(node)}, it has no gradient")
         keep = tuple(k for k in g.graph["values"] if k not in wrt) if intermediates else ()
         gg = self._gradient_graph(of_node, tuple(wrt), keep)
-        full = self.complete_params(params, seed, float_dtype)
+        full = self.complete_params(params, seed, float_dtype, random_params=random_params)
         targets = [gg.graph["grad_of"], *gg.graph["grads"].values()]
         values = run_graph(gg, dict(inputs or {}), full, targets, float_dtype=float_dtype, seed=seed, backend=backend)
         grads = {k: values[n] for k, n in gg.graph["grads"].items()}

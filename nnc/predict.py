@@ -88,13 +88,13 @@ def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
 
 
 def cmd_predict(args) -> int:
-    from .checkpoint import model_params
+    from .cli import gather_params
     from .model import load
     from .train import ENGINES, Task
 
     model = load(Path(args.model), model=args.model_name)
-    params = model.complete_params(model_params(args.params, model) if args.params else None, args.seed)
     inputs = read_input(Path(args.input), model)
+    params = gather_params(args, model)
     g = model.graph
     task = Task.of(model) if g.graph["loss"] is not None else None
     out_name = task.output if task else next(iter(g.graph["outputs"]))

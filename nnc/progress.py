@@ -1,4 +1,5 @@
-"""Progress display: a live bar per epoch on a terminal, plain lines elsewhere, nothing when quiet."""
+"""Progress display: a live bar per epoch on a terminal, plain lines elsewhere, nothing when quiet
+(warnings go to stderr even then)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,10 @@ class Progress:
         if self.live:
             self.stream.write("\r\033[K")
         print(summary, file=self.stream, flush=True)
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr, on a line of its own even in the middle of a live bar."""
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        print(text, file=sys.stderr, flush=True)

@@ -1,36 +1,42 @@
 """`nnc run`: configure, train, evaluate and record a run in its folder.
 
-Settings come from the model's `train { }` block, overridden by flags. The
-run folder holds the checkpoint (after every epoch, atomically), history.csv,
-metrics.json, curves.png and, for classifiers, confusion.png. Ctrl-C finishes
-the current step, saves a checkpoint and says how to resume.
+Settings come from the model's `train { }` block, overridden by flags; the
+run folder (nnc/runfolder.py) records them with a copy of the model. It holds
+the checkpoint (after an epoch, atomically), history.csv, metrics.json,
+curves.png and, for classifiers, confusion.png. Ctrl-C finishes the current
+step, saves a checkpoint and prints the command that resumes the run;
+`--resume DIR` restores every setting from the folder and continues exactly
+where the run stopped (a flag that contradicts them is refused, except a
+larger --epochs, which extends the run). A start that fails leaves no folder
+behind. A loss that grows by orders of magnitude is reported once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import io
-import json
 import os
+import shlex
+import shutil
 import signal
 import sys
 import threading
 import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import __version__, checkpoint, runfolder
+from .checkpoint import CHECKPOINT
 from .errors import NncError
 from .fileio import atomic_write
 from .progress import Progress
 from .settings import OPTIMIZERS, SCHEDULES, Spec
-from .train import Interrupted, NonFiniteLoss, RunConfig, Trainer
+from .train import DIVERGENCE_FACTOR, DivergenceWatch, EpochProgress, Interrupted, NonFiniteLoss, RunConfig, Trainer
 
-CHECKPOINT = "checkpoint.npz"
 SAVE_EVERY_SECONDS = 5.0   # checkpoints after an epoch at most this often (and always at the end)
 MAX_EPOCH_LINES = 25       # longer runs print every k-th epoch; history.csv has them all
 
@@ -57,7 +63,8 @@ def config_from(model, args) -> RunConfig:
         weight_decay=args.weight_decay if args.weight_decay is not None else s["weight_decay"],
         clip=args.clip if args.clip is not None else s["clip"],
         seed=args.seed if args.seed is not None else s["seed"],
-        backend=args.backend, threads=next(t for t in (args.threads, s["threads"], default_threads()) if t is not None))
+        backend=args.backend or "llvm",
+        threads=next(t for t in (args.threads, s["threads"], default_threads()) if t is not None))
 
 
 MAX_DEFAULT_THREADS = 8  # the kernels of a small model split into more shares than this only add overhead
@@ -72,13 +79,105 @@ def default_threads() -> int:
     return max(1, min(cores, MAX_DEFAULT_THREADS))
 
 
-def run_folder(model, args) -> Path:
-    if args.resume:
-        return Path(args.resume)
-    if args.out:
-        return Path(args.out)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{model.name}-{stamp}"
+def new_settings(model, args) -> dict:
+    """Every setting of a new run: the flags over the train block, as settings.json records them."""
+    from .data.load import TABLE_SUFFIXES
+
+    config = config_from(model, args)
+    s = model.settings
+    spec = args.data or s["data"]
+    if not spec:
+        raise NncError(f"no data for model '{model.name}'", hint="give --data mnist (or a .csv / .npz file), "
+                       "or `data = ...` in the train block")
+    # --data is relative to the working directory, the train block's `data` to the model file
+    base = None if args.data else Path(args.model).parent
+    target = args.target if args.target is not None else (
+        s["target"] if Path(str(spec)).suffix.lower() in TABLE_SUFFIXES else None)
+    return {"model_file": str(args.model), "model": model.name,
+            "model_sha256": runfolder.source_sha256(model.source.text),
+            "data": runfolder.data_location(str(spec), base), "target": target,
+            "val": args.val if args.val is not None else s["val"], **runfolder.config_settings(config),
+            "check_numerics": bool(args.check_numerics), "grad_stats": bool(args.grad_stats)}
+
+
+# Flags a resumed run restores from its folder: (attribute, flag, the recorded value it must agree with).
+RESTORED_FLAGS = (
+    ("model_name", "--model", lambda s: s["model"]),
+    ("batch", "--batch", lambda s: s["batch"]),
+    ("lr", "--lr", lambda s: s["optimizer"]["args"].get("lr")),
+    ("optimizer", "--optimizer", lambda s: s["optimizer"]["name"]),
+    ("schedule", "--schedule", lambda s: s["schedule"]["name"]),
+    ("weight_decay", "--weight-decay", lambda s: s["weight_decay"]),
+    ("clip", "--clip", lambda s: s["clip"]),
+    ("seed", "--seed", lambda s: s["seed"]),
+    ("threads", "--threads", lambda s: s["threads"]),
+    ("backend", "--backend", lambda s: s["backend"]),
+    ("data", "--data", lambda s: s["data"]),
+    ("target", "--target", lambda s: s["target"]),
+    ("val", "--val", lambda s: s["val"]),
+    ("check_numerics", "--check-numerics", lambda s: s["check_numerics"]),
+    ("grad_stats", "--grad-stats", lambda s: s["grad_stats"]),
+)
+
+
+def resumed_settings(saved: dict, args, folder: Path) -> dict:
+    """The recorded settings of the run in `folder`; a flag that contradicts them is refused, but a larger
+    --epochs extends the run."""
+    if args.out is not None and Path(args.out).resolve() != folder.resolve():
+        raise NncError(f"--out {args.out} and --resume {folder} name two folders",
+                       hint="a resumed run stays in its folder: drop --out")
+    if args.overwrite:
+        raise NncError("--overwrite clears a run folder, --resume continues it: choose one")
+    for attr, flag, recorded in RESTORED_FLAGS:
+        given = getattr(args, attr, None)
+        if given is None or given is False:
+            continue
+        if attr == "data":
+            given = runfolder.data_location(given, None)
+        was = recorded(saved)
+        same = float(given) == float(was) if _is_number(given) and _is_number(was) else given == was
+        if not same:
+            shown = "true" if given is True else args.data if attr == "data" else given
+            raise NncError(f"{flag} {shown} contradicts the run being resumed ({flag.lstrip('-')} "
+                           f"{'false' if was is False else was})",
+                           hint=f"a resumed run keeps the settings it started with ({folder / runfolder.SETTINGS}): "
+                                f"drop {flag}, or start a new run")
+    settings = dict(saved)
+    if args.epochs is not None:
+        if args.epochs < saved["epochs"]:
+            raise NncError(f"--epochs {args.epochs} is fewer than the {saved['epochs']} epochs of the run being "
+                           "resumed", hint="--epochs can only extend a resumed run; drop it to finish the run")
+        settings["epochs"] = args.epochs
+    return settings
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_source(folder: Path, model, args) -> None:
+    """Refuse to resume with a model file that changed since the run started (see docs: a run is one model)."""
+    saved = runfolder.saved_source(folder)
+    if saved is None or saved == model.source.text:
+        return
+    copy = folder / runfolder.SOURCE_COPY
+    raise NncError(f"{args.model} has changed since the run in {folder} started",
+                   hint=f"the run trains the model as it was, kept in {copy}: continue it with "
+                        f"`nnc run {shlex.quote(str(copy))} --resume {shlex.quote(str(folder))}`, or start a new run")
+
+
+def check_unfinished(saved, settings: dict, args, folder: Path) -> None:
+    """Refuse to resume a run that has trained all its epochs, unless --epochs extends it."""
+    if saved is None:
+        return
+    meta = saved[1]
+    epoch = int(meta.get("epoch", 0))
+    partial = EpochProgress(**meta["epoch_progress"]).step if meta.get("epoch_progress") else 0
+    if epoch >= settings["epochs"] and not partial:
+        raise NncError(f"the run in {folder} is finished: it trained all {epoch} of its epochs",
+                       hint=f"to train it further, give the epochs it should reach: `nnc run "
+                            f"{shlex.quote(str(args.model))} --resume {shlex.quote(str(folder))} --epochs N` "
+                            f"with N above {epoch}")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -208,27 +307,55 @@ def _epoch_line(h, epochs: int) -> str:
 
 
 def cmd_run(args) -> int:
-    from .data import load_dataset
+    from .data import load_for_model
     from .model import load
 
     started = time.perf_counter()
-    model = load(Path(args.model), model=args.model_name)
-    config = config_from(model, args)
-    data_spec = args.data or model.settings["data"]
-    if not data_spec:
-        raise NncError(f"no data for model '{model.name}'", hint="give --data mnist (or a .csv / .npz file), "
-                       "or `data = ...` in the train block")
-    val = args.val if args.val is not None else model.settings["val"]
-    data = load_dataset(str(data_spec), model, target=args.target or model.settings["target"], val=val,
-                        seed=config.seed, base_dir=Path(args.model).resolve().parent)
-    progress = Progress(config.epochs, quiet=args.quiet)
-    folder = run_folder(model, args)
-    folder.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, config)
-    trainer.check_numerics = args.check_numerics
-    resumed_step = 0
+    saved = None
     if args.resume:
-        resumed_step = restore(trainer, folder / CHECKPOINT)
+        folder = Path(args.resume)
+        recorded = runfolder.read_settings(folder)
+        model = load(Path(args.model), model=args.model_name or recorded["model"])
+        check_source(folder, model, args)
+        settings = resumed_settings(recorded, args, folder)
+        if (folder / CHECKPOINT).exists():  # none when the run was killed before its first save: start over
+            saved = checkpoint.load(folder / CHECKPOINT)
+        check_unfinished(saved, settings, args, folder)
+        data_spec = settings["data"]
+    else:
+        if args.out is not None:
+            runfolder.check_out(Path(args.out), args.overwrite, str(args.model))  # before any work
+        model = load(Path(args.model), model=args.model_name)
+        settings = new_settings(model, args)
+        data_spec = args.data  # as given, for its messages; settings.json keeps where it was found
+    config = runfolder.config_of(settings)
+    data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed)
+    trainer = Trainer(model, config)
+    trainer.check_numerics = settings["check_numerics"]
+    watch, resume_at = DivergenceWatch(), None
+    if saved is not None:
+        resume_at, watch = restore(trainer, folder / CHECKPOINT, *saved)
+    if args.resume:
+        runfolder.write_settings(folder, settings)  # --epochs may have extended the run
+    else:
+        made_root = args.out is None and not runfolder.DEFAULT_ROOT.exists()
+        folder = runfolder.create(args.out, model.name, args.overwrite, str(args.model))
+        runfolder.write_settings(folder, settings, model.source.text)
+    try:
+        return _train(args, model, trainer, data, folder, settings, watch, resume_at, started)
+    except BaseException:
+        if not args.resume and not (folder / CHECKPOINT).exists():  # a start that failed leaves nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+            if made_root:
+                with contextlib.suppress(OSError):
+                    folder.parent.rmdir()
+        raise
+
+
+def _train(args, model, trainer, data, folder: Path, settings: dict, watch: DivergenceWatch,
+           resume_at: EpochProgress | None, started: float) -> int:
+    config = trainer.config
+    progress = Progress(config.epochs, quiet=args.quiet)
     progress.print(f"nnc run: {model.name} on {data.describe()}")
     progress.print(f"  {config.optimizer}, schedule {config.schedule.name}, batch {config.batch}, "
                    f"{config.epochs} epochs, seed {config.seed}, backend {config.backend}"
@@ -236,7 +363,7 @@ def cmd_run(args) -> int:
                    f"(compiled in {trainer.compile_seconds:.2f}s)")
     if args.resume:
         progress.print(f"  resuming {folder} after epoch {trainer.epoch}" +
-                       (f", step {resumed_step}" if resumed_step else ""))
+                       (f", step {resume_at.step}" if resume_at and resume_at.step else ""))
     progress.print(f"  run folder: {folder}")
     _import_matplotlib_meanwhile()
     n_train = len(next(iter(data.train.values())))
@@ -244,31 +371,37 @@ def cmd_run(args) -> int:
     train_seconds = 0.0
     every = max(1, -(-config.epochs // MAX_EPOCH_LINES))
     last_save = time.perf_counter()
+
+    def on_step(done: int, total: int, loss: float, accuracy: float | None) -> None:
+        progress.step(done, total, loss, accuracy)
+        if watch.diverged(loss):
+            progress.warn(divergence_warning(watch, loss, trainer.epoch + 1, done, config))
+
     try:
         with _StopFlag() as stop:
             while trainer.epoch < config.epochs:
                 progress.start_epoch(trainer.epoch + 1, config.batch)
                 try:
-                    h = trainer.train_epoch(data.train, progress.step, lambda: stop.set, skip=resumed_step)
+                    h = trainer.train_epoch(data.train, on_step, lambda: stop.set, resume=resume_at)
                 except Interrupted as it:
-                    save_checkpoint(trainer, folder, step=it.step)
-                    write_history(folder / "history.csv", trainer.history)
+                    save_checkpoint(trainer, folder, watch, it.progress)
+                    write_history(folder / runfolder.HISTORY, trainer.history)
                     progress.end_epoch(f"interrupted: checkpoint saved in {folder / CHECKPOINT}")
-                    print(f"resume with: nnc run {args.model} --resume {folder}")
+                    print(f"resume with: nnc run {shlex.quote(str(args.model))} --resume {shlex.quote(str(folder))}")
                     return 130
-                resumed_step = 0
+                resume_at = None
                 samples += n_train - n_train % config.batch
                 train_seconds += h.seconds
                 if data.val is not None and data.n_val:
                     ev = trainer.evaluate(data.val)
                     h.val_loss, h.val_accuracy = ev["loss"], ev.get("accuracy")
-                if getattr(args, "grad_stats", False):
+                if settings["grad_stats"]:
                     record_grad_stats(trainer, h, data.train, folder)
                 trainer.history.append(h)
                 final = trainer.epoch == config.epochs
                 if final or time.perf_counter() - last_save >= SAVE_EVERY_SECONDS:
-                    save_checkpoint(trainer, folder)
-                    write_history(folder / "history.csv", trainer.history)
+                    save_checkpoint(trainer, folder, watch)
+                    write_history(folder / runfolder.HISTORY, trainer.history)
                     last_save = time.perf_counter()
                 if final or h.epoch % every == 0 or h.epoch == 1 or progress.live:
                     progress.end_epoch(_epoch_line(h, config.epochs))
@@ -278,14 +411,22 @@ def cmd_run(args) -> int:
         located = trainer.locate_nonfinite(data.train, bad)
         if located is not None:
             print(located.format(), file=sys.stderr)
-        trainer.load_state(trainer.epoch_start[0])  # the state before the failing epoch: all finite
-        trainer.global_step = trainer.epoch_start[1]
-        save_checkpoint(trainer, folder)
-        write_history(folder / "history.csv", trainer.history)
-        print(f"nnc: kept the last good checkpoint (after epoch {trainer.epoch}) in {folder / CHECKPOINT}",
-              file=sys.stderr)
+        state, global_step, begun = trainer.epoch_start  # the state before the failing epoch: all finite
+        trainer.load_state(state)
+        trainer.global_step = global_step
+        save_checkpoint(trainer, folder, watch, begun)
+        write_history(folder / runfolder.HISTORY, trainer.history)
+        print(f"nnc: kept the last good checkpoint (after epoch {trainer.epoch}"
+              f"{f', step {begun.step}' if begun.step else ''}) in {folder / CHECKPOINT}", file=sys.stderr)
         return 1
-    return finish(args, model, trainer, data, folder, progress, started, samples, train_seconds)
+    return finish(args, model, trainer, data, folder, settings, progress, started, samples, train_seconds)
+
+
+def divergence_warning(watch: DivergenceWatch, loss: float, epoch: int, step: int, config: RunConfig) -> str:
+    clip = f"a smaller --clip than {config.clip:g}" if config.clip else "--clip 1"
+    return (f"warning: the training loss grew from {watch.first:.4g} at the first step to {loss:.4g} in epoch "
+            f"{epoch} (step {step}), more than {DIVERGENCE_FACTOR:g} times: the run is diverging\n"
+            f"hint: lower the learning rate (--lr, now {config.lr:g}) or clip the gradients ({clip})")
 
 
 def record_grad_stats(trainer, h, train: dict, folder: Path) -> None:
@@ -296,29 +437,31 @@ def record_grad_stats(trainer, h, train: dict, folder: Path) -> None:
     write_grad_stats(folder, trainer.model, [*trainer.history, h])
 
 
-def save_checkpoint(trainer, folder: Path, step: int = 0) -> None:
-    meta = {"model": trainer.model.name, "epoch": trainer.epoch, "step": step, "global_step": trainer.global_step,
-            "seed": trainer.config.seed, "optimizer": str(trainer.config.optimizer),
+def save_checkpoint(trainer, folder: Path, watch: DivergenceWatch, progress: EpochProgress | None = None) -> None:
+    """The parameters and optimizer state, with what a resumption needs: where in which epoch the run
+    stopped, its running sums there, the history and the divergence watch."""
+    progress = progress or EpochProgress()
+    meta = {"model": trainer.model.name, "epoch": trainer.epoch, "step": progress.step,
+            "global_step": trainer.global_step, "seed": trainer.config.seed, "optimizer": str(trainer.config.optimizer),
+            "epoch_progress": asdict(progress), "divergence": asdict(watch),
             "history": [asdict(h) for h in trainer.history]}
     checkpoint.save(folder / CHECKPOINT, trainer.state(), meta)
 
 
-def restore(trainer, path: Path) -> int:
+def restore(trainer, path: Path, arrays: dict, meta: dict) -> tuple[EpochProgress, DivergenceWatch]:
+    """Load a run's checkpoint into `trainer`: -> (how far the interrupted epoch got, the divergence watch)."""
     from .train import EpochStats
 
-    if not path.exists():
-        raise NncError(f"nothing to resume: {path} does not exist", hint="resume a run folder that has a checkpoint")
-    arrays, meta = checkpoint.load(path)
     expected = {k: v.shape for k, v in trainer.state().items()}
     checkpoint.check_against(path, arrays, expected)
     trainer.load_state(arrays)
     trainer.epoch = int(meta.get("epoch", 0))
     trainer.global_step = int(meta.get("global_step", 0))
     trainer.history = [EpochStats(**h) for h in meta.get("history", [])]
-    return int(meta.get("step", 0))
+    return EpochProgress(**meta.get("epoch_progress", {})), DivergenceWatch(**meta.get("divergence", {}))
 
 
-def finish(args, model, trainer, data, folder, progress, started, samples, train_seconds) -> int:
+def finish(args, model, trainer, data, folder, settings, progress, started, samples, train_seconds) -> int:
     task = trainer.task
     has_test = data.test is not None and data.n_test
     test = data.test if has_test else data.train
@@ -328,7 +471,9 @@ def finish(args, model, trainer, data, folder, progress, started, samples, train
     last = trainer.history[-1] if trainer.history else None
     metrics = {"model": model.name, "data": data.describe(), "epochs": trainer.epoch,
                "test_loss": result["loss"], "train_loss": last.train_loss if last else None,
-               "seconds": seconds, "samples_per_second": samples / train_seconds if train_seconds else 0.0}
+               "seconds": seconds, "samples_per_second": samples / train_seconds if train_seconds else 0.0,
+               "seed": trainer.config.seed, "nnc_version": __version__, "model_sha256": settings["model_sha256"],
+               "settings": settings}
     progress.print()
     if task.kind == "regression":
         metrics.update({f"test_{k}": result[k] for k in ("mse", "mae", "rmse") if k in result})
@@ -338,13 +483,16 @@ def finish(args, model, trainer, data, folder, progress, started, samples, train
         for name, value in trainer.model_params().items():
             progress.print(f"  {name} = {np.array2string(np.asarray(value), precision=4, suppress_small=True)}")
     else:
-        metrics["test_accuracy"] = result["accuracy"]
+        metrics.update({"test_accuracy": result["accuracy"], "confusion_matrix": result["confusion"].tolist(),
+                        "precision": result["precision"].tolist(), "recall": result["recall"].tolist()})
+        if data.class_names:
+            metrics["class_names"] = list(data.class_names)
         progress.print(f"{which} loss {result['loss']:.4f}  {which} accuracy {100 * result['accuracy']:.2f}%")
         progress.print(confusion_text(result))
         plot_confusion(folder / "confusion.png", result["confusion"])
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    runfolder.write_json(folder / runfolder.METRICS, metrics)
     if args.metrics_json:
-        write_text(Path(args.metrics_json), json.dumps(metrics, indent=2) + "\n")
+        runfolder.write_json(Path(args.metrics_json), metrics)
     if trainer.history:
         plot_curves(folder / "curves.png", trainer.history, task.kind != "regression")
     progress.print(f"done in {seconds:.1f}s; wrote {folder}/")

@@ -4,14 +4,17 @@ A `Trainer` owns one compiled training step (forward + backward + optimizer
 update, one native call per batch) and compiled evaluation functions. Each
 epoch shuffles the training set with a generator seeded by (seed, epoch), so
 a run and its resumption see the same batches; dropout is seeded by the
-global step. The reference interpreter can stand in for the native code
-(`backend="reference"`): same graph, same results within float32 rounding.
+global step. An interrupted epoch continues from its step with its running
+sums (`EpochProgress`), so a resumed run ends exactly where an uninterrupted
+one does; `DivergenceWatch` notices a loss grown by orders of magnitude. The
+reference interpreter can stand in for the native code (`backend="reference"`):
+same graph, same results within float32 rounding.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -174,6 +177,39 @@ def _batch_dim(arrays: dict) -> int:
 
 
 @dataclass
+class EpochProgress:
+    """How far an epoch got: the steps done and the running sums its statistics are made of."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+
+DIVERGENCE_FACTOR = 1000.0
+
+
+@dataclass
+class DivergenceWatch:
+    """Notices, once per run, a training loss grown by orders of magnitude: an epoch's running loss above
+    DIVERGENCE_FACTOR times the loss of the run's first step (the untrained model's level; a loss that
+    merely stops falling, or wobbles near zero late in training, stays far below it)."""
+
+    first: float | None = None
+    warned: bool = False
+
+    def diverged(self, running: float) -> bool:
+        """Feed each step's running loss; True once, the first time it passes the bound."""
+        if self.first is None or self.first <= 0:
+            self.first = running
+            return False
+        if self.warned or running <= DIVERGENCE_FACTOR * self.first:
+            return False
+        self.warned = True
+        return True
+
+
+@dataclass
 class EpochStats:
     epoch: int
     train_loss: float
@@ -230,62 +266,66 @@ class Trainer:
     def lr_at(self, epoch: float) -> float:
         return learning_rate(self.config.schedule, self.config.lr, epoch, self.config.epochs)
 
-    def train_epoch(self, train: dict, on_step=None, should_stop=None, skip: int = 0) -> EpochStats:
+    def train_epoch(self, train: dict, on_step=None, should_stop=None,
+                    resume: EpochProgress | None = None) -> EpochStats:
         """One pass over the training set in shuffled batches; the last partial batch is left out
-        (it is in a different place next epoch)."""
+        (it is in a different place next epoch). `resume` continues an epoch that was interrupted:
+        its remaining steps, with its running sums, give what the whole epoch would have."""
         cfg = self.config
         n = _batch_dim(train)
         steps = self.batches_per_epoch(n)
         if steps == 0:
             raise NncError(f"the training set has {n} examples, fewer than one batch of {cfg.batch}",
                            hint=f"use --batch {n} or less")
+        done = replace(resume) if resume is not None else EpochProgress()
         order = self.epoch_order(n, self.epoch)
-        self.epoch_start = (self.state(), self.global_step)  # to replay up to a failing step
+        self.epoch_start = (self.state(), self.global_step, replace(done))  # to replay up to a failing step
         loss_node = self.step_graph.graph["loss"]
         out_node = self.step_graph.graph["outputs"][self.task.output]
-        total_loss, correct, seen = 0.0, 0, 0
-        start = time.perf_counter()
-        lr = self.lr_at(self.epoch)
+        classifies = self.task.kind != "regression"
+        start, seen_here = time.perf_counter(), 0
         lr_array = np.zeros((), dtype=np.float32)
-        for i in range(skip, steps):
+        for i in range(done.step, steps):
             idx = order[i * cfg.batch:(i + 1) * cfg.batch]
-            lr = self.lr_at(self.epoch + i / steps)
-            lr_array[...] = lr
+            lr_array[...] = self.lr_at(self.epoch + i / steps)
             values, batch = self.step.run_batch(train, idx, {LR: lr_array}, cfg.seed * 1_000_003 + self.global_step)
             self.global_step += 1
             loss = float(values[loss_node])
             if not np.isfinite(loss) or (self.check_numerics and not _finite(values)):
                 raise NonFiniteLoss(self.epoch, i, loss)
-            total_loss += loss * len(idx)
-            seen += len(idx)
-            if self.task.kind != "regression":
-                correct += int((predicted_classes(values[out_node]) == _labels(batch[self.task.target])).sum())
+            done.step = i + 1
+            done.loss_sum += loss * len(idx)
+            done.seen += len(idx)
+            seen_here += len(idx)
+            if classifies:
+                done.correct += int((predicted_classes(values[out_node]) == _labels(batch[self.task.target])).sum())
             if on_step:
-                on_step(i + 1, steps, total_loss / seen, correct / seen if self.task.kind != "regression" else None)
+                on_step(i + 1, steps, done.loss_sum / done.seen, done.correct / done.seen if classifies else None)
             if should_stop and should_stop():
-                raise Interrupted(self.epoch, i + 1)
+                raise Interrupted(self.epoch, replace(done))
         seconds = time.perf_counter() - start
         self.epoch += 1
-        return EpochStats(self.epoch, total_loss / max(seen, 1),
-                          correct / seen if self.task.kind != "regression" and seen else None,
-                          lr=lr, seconds=seconds, samples_per_second=seen / max(seconds, 1e-9))
+        return EpochStats(self.epoch, done.loss_sum / max(done.seen, 1),
+                          done.correct / done.seen if classifies and done.seen else None,
+                          lr=self.lr_at(self.epoch - 1 + (steps - 1) / steps), seconds=seconds,
+                          samples_per_second=seen_here / max(seconds, 1e-9))
 
     def locate_nonfinite(self, train: dict, failure: NonFiniteLoss) -> NncError | None:
         """Replay the epoch natively up to the failing step, then run that step on the interpreter
         and name the first node whose value is not finite."""
         from .numerics import describe, first_nonfinite
 
-        state, step0 = self.epoch_start
+        state, step0, begun = self.epoch_start
         self.load_state(state)
         order = self.epoch_order(_batch_dim(train), failure.epoch)
         cfg = self.config
         steps = self.batches_per_epoch(_batch_dim(train))
         batch = None
-        for i in range(failure.step + 1):
+        for i in range(begun.step, failure.step + 1):
             idx = order[i * cfg.batch:(i + 1) * cfg.batch]
             batch = {k: v[idx] for k, v in train.items()}
             batch[LR] = np.asarray(self.lr_at(failure.epoch + i / steps), dtype=np.float32)
-            seed = cfg.seed * 1_000_003 + step0 + i
+            seed = cfg.seed * 1_000_003 + step0 + i - begun.step
             if i < failure.step:
                 self.step.run(batch, seed=seed)
         found = first_nonfinite(self.step_graph, batch, self.state(), seed=seed)
@@ -376,11 +416,11 @@ def _labels(labels: np.ndarray) -> np.ndarray:
 
 
 class Interrupted(Exception):
-    """Ctrl-C was pressed; the step finished and training stopped at (epoch, step)."""
+    """Ctrl-C was pressed; the step finished and training stopped in `epoch` (0-based) with `progress` done."""
 
-    def __init__(self, epoch: int, step: int):
-        super().__init__(f"interrupted in epoch {epoch + 1} after step {step}")
-        self.epoch, self.step = epoch, step
+    def __init__(self, epoch: int, progress: EpochProgress):
+        super().__init__(f"interrupted in epoch {epoch + 1} after step {progress.step}")
+        self.epoch, self.progress = epoch, progress
 
 
 class NonFiniteLoss(Exception):

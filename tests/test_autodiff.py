@@ -160,7 +160,7 @@ def test_grad_out_file_is_keyed_by_name(tmp_path, capsys):
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_grad_check_passes_for_every_example(path, capsys):
     m = nnc.load(path)
-    args = ["grad", str(path), "--check", "--check-entries", "6"]
+    args = ["grad", str(path), "--check", "--check-entries", "6", "--random-params"]
     if m.inputs and path.stem not in ("circuit", "gates"):
         args += ["--random-inputs", "2"]
     elif path.stem == "circuit":
@@ -181,18 +181,19 @@ def test_grad_check_fails_on_a_wrong_rule(monkeypatch, capsys):
     relu = get("relu")
     wrong = (VJP("relu: wrong", lambda c, dy: c.mul(dy, c.const(0.5))),)
     monkeypatch.setattr(relu, "vjp", wrong)
-    assert main(["grad", "examples/mnist_mlp.nn", "--random-inputs", "3", "--check", "--wrt", "h1.bias"]) == 1
+    assert main(["grad", "examples/mnist_mlp.nn", "--random-params", "--random-inputs", "3", "--check", "--wrt",
+                 "h1.bias"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
 def test_grad_of_a_non_scalar_is_a_clear_error(capsys):
-    assert main(["grad", "examples/mnist_mlp.nn", "--random-inputs", "--of", "h1"]) == 1
+    assert main(["grad", "examples/mnist_mlp.nn", "--random-params", "--random-inputs", "--of", "h1"]) == 1
     err = capsys.readouterr().err
     assert "can only differentiate a scalar" in err and "mnist_mlp.nn:" in err
 
 
 def test_grad_wrt_an_int_input_is_a_clear_error(capsys):
-    assert main(["grad", "examples/mnist_mlp.nn", "--random-inputs", "--wrt", "label"]) == 1
+    assert main(["grad", "examples/mnist_mlp.nn", "--random-params", "--random-inputs", "--wrt", "label"]) == 1
     assert "int tensor" in capsys.readouterr().err
 
 

@@ -115,9 +115,10 @@ def test_out_save_params_and_params_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(inputs, x=rng.normal(size=(5, 2)), target=rng.random((5, 1)))
     out, params = tmp_path / "out.npz", tmp_path / "params.npz"
-    first = run_main("eval", "examples/xor.nn", "--inputs", inputs, "--seed", "3", "--out", out,
-                    "--save-params", params)
+    first = run_main("eval", "examples/xor.nn", "--inputs", inputs, "--random-params", "--seed", "3", "--out", out,
+                     "--save-params", params)
     assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("random parameters (seed 3): h.weight, z.weight\n")
     assert f"wrote {out}" in first.stdout and f"wrote {params}" in first.stdout
     with np.load(out) as saved:
         assert sorted(saved.files) == ["loss", "y"]
@@ -136,7 +137,7 @@ def test_out_save_params_and_params_round_trip(tmp_path):
     assert again.returncode == 0, again.stderr
     with np.load(again_out) as saved:
         np.testing.assert_array_equal(saved["y"], y)
-    other = run_main("eval", "examples/xor.nn", "--inputs", inputs, "--seed", "9")
+    other = run_main("eval", "examples/xor.nn", "--inputs", inputs, "--random-params", "--seed", "9")
     assert other.returncode == 0 and other.stdout != first.stdout.split("wrote")[0]
 
 
@@ -211,7 +212,8 @@ def parallel(*calls) -> list:
 
 
 def test_debug_shows_the_traceback():
-    results = parallel((["--debug", "eval", CIRCUIT, "--at", "x=1"], {}), (["eval", "--debug", CIRCUIT, "--at", "x=1"], {}),
+    results = parallel((["--debug", "eval", CIRCUIT, "--at", "x=1"], {}),
+                       (["eval", "--debug", CIRCUIT, "--at", "x=1"], {}),
                        (["check", "--debug", "tests/errors/37_dense_needs_flatten.nn"], {}))
     for result in results:
         assert result.returncode == 1, result.stderr

@@ -30,11 +30,12 @@ def test_eval_and_grad_run_native_code(monkeypatch):
     calls = []
     real = execute._executable
     monkeypatch.setattr(execute, "_executable", lambda *a: calls.append(a) or real(*a))
-    native = m.eval(inputs)
-    grads = m.grad(inputs)
+    params = m.init_params(seed=1)
+    native = m.eval(inputs, params)
+    grads = m.grad(inputs, params)
     assert len(calls) == 2  # one compiled forward, one compiled forward + backward
-    reference = m.eval(inputs, backend="reference")
-    ref_grads = m.grad(inputs, backend="reference")
+    reference = m.eval(inputs, params, backend="reference")
+    ref_grads = m.grad(inputs, params, backend="reference")
     assert len(calls) == 2
     np.testing.assert_allclose(native["logits"], reference["logits"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(native["loss"], reference["loss"], rtol=1e-5)

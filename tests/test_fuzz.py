@@ -465,7 +465,7 @@ def test_a_computed_class_index_out_of_range_is_located_on_native_code_too(tmp_p
     inputs = {"x": np.ones((2, 3), np.float32), "label": np.array([1, 0], np.int32)}
     for backend in ("llvm", "reference"):
         with pytest.raises(NncError) as info:
-            model.eval(inputs, backend=backend)
+            model.eval(inputs, backend=backend, random_params=True)
         assert info.value.format().startswith(f"{path}:6:8: error: labels out of range: got class -1, expected 0 "
                                               f"to 2\n    loss cross_entropy(logits, -label)\n"), backend
 

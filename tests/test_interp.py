@@ -357,15 +357,15 @@ def test_dropout_mask_keeps_the_expected_fraction_and_scales():
 def test_float32_by_default_and_float64_on_request():
     m = nnc.load(EXAMPLES / "mnist_mlp.nn")
     x = np.random.default_rng(0).random((2, 784))
-    assert m.eval({"image": x})["logits"].dtype == np.float32
-    assert m.eval({"image": x}, float_dtype=np.float64)["logits"].dtype == np.float64
+    assert m.eval({"image": x}, random_params=True)["logits"].dtype == np.float32
+    assert m.eval({"image": x}, random_params=True, float_dtype=np.float64)["logits"].dtype == np.float64
 
 
 def test_loss_is_reported_only_when_its_inputs_are_given():
     m = nnc.load(EXAMPLES / "mnist_mlp.nn")
     x = np.random.default_rng(0).random((3, 784))
-    assert set(m.eval({"image": x})) == {"logits"}
-    assert set(m.eval({"image": x, "label": np.array([1, 2, 3])})) == {"logits", "loss"}
+    assert set(m.eval({"image": x}, random_params=True)) == {"logits"}
+    assert set(m.eval({"image": x, "label": np.array([1, 2, 3])}, random_params=True)) == {"logits", "loss"}
 
 
 def test_same_seed_same_parameters():
@@ -411,7 +411,7 @@ def test_every_example_runs_forward_on_random_inputs(path):
         widths = [g.type_of(g.operands(n)[0]).shape[1] for n in g.nodes if g.op(n) == "xent"]
         classes = min(widths, default=10) if "label" in name else 2
         inputs[name] = rng.integers(0, classes, shape) if not t.is_float else rng.normal(size=shape)
-    out = m.eval(inputs, seed=1)
+    out = m.eval(inputs, seed=1, random_params=True)
     for name in m.outputs:
         want = tuple(3 if isinstance(d, str) else d for d in m.graph.type_of(m.graph.graph["outputs"][name]).shape)
         assert out[name].shape == want

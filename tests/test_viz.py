@@ -127,7 +127,7 @@ def test_values_only_when_the_gradient_cannot_be_computed(tmp_path, capsys):
     dot = diagram(two, "ops", annotate(two, {"x": np.array(3.0)}, {}, backend="reference"))
     assert "a = 6" in dot and "b = 4" in dot and "∂" not in dot
     np.savez(tmp_path / "image.npz", **image)
-    assert main(["viz", str(EXAMPLES / "mnist_mlp.nn"), "--inputs", str(tmp_path / "image.npz"),
+    assert main(["viz", str(EXAMPLES / "mnist_mlp.nn"), "--inputs", str(tmp_path / "image.npz"), "--random-params",
                  "--html", str(tmp_path / "x.html")]) == 1
     assert "no value for input 'label' int[B]" in capsys.readouterr().err
 
@@ -288,7 +288,7 @@ def test_vanishing_gradients_sigmoid_first_layer_orders_of_magnitude_smaller():
     norms = {}
     for name in ("vanishing_sigmoid", "vanishing_relu"):
         m = load("vanishing.nn", name)
-        grads = m.grad(m.random_inputs(32, seed=1), None, wrt=["h1.weight", "logits.weight"],
+        grads = m.grad(m.random_inputs(32, seed=1), random_params=True, wrt=["h1.weight", "logits.weight"],
                        backend="reference").grads
         norms[name] = {k: float(np.linalg.norm(v)) for k, v in grads.items()}
     sigmoid, relu = norms["vanishing_sigmoid"], norms["vanishing_relu"]

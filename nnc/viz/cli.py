@@ -59,8 +59,8 @@ def cmd_viz(args) -> int:
                            hint="add --backend reference for float64")
         from .values import annotate
 
-        inputs = gather_random(args, model, gather_inputs(args, model))
         params = gather_params(args, model)
+        inputs = gather_random(args, model, gather_inputs(args, model))
         ann = annotate(model, inputs, params, of=args.of, backend=backend, seed=args.seed,
                        need_gradients=bool(args.steps or args.html))
     if args.output:

@@ -66,8 +66,8 @@ class Annotation:
                 pass
         up, share = np.asarray(self.grads[user]), np.asarray(self.contributions[key])
         value = None
-        if up.size == 1 and share.size == 1 and float(up) != 0:
-            value = float(share) / float(up)
+        if up.size == 1 and share.size == 1 and up.item() != 0:
+            value = float(share.item()) / float(up.item())
         return local, value
 
     def partial_text(self, user: int, index: int) -> str | None:
