@@ -82,12 +82,12 @@ class NncRunner:
 
     def __init__(self, model: str, batch: int, threads: int):
         import nnc
-        from nnc.bench import empty_compile_cache
-        from nnc.init import init_params
-        from nnc.optim import LR as LR_INPUT
-        from nnc.optim import training_step
-        from nnc.settings import OPTIMIZERS, Spec
-        from nnc.train import NativeEngine, Task
+        from nnc.cli.bench import empty_compile_cache
+        from nnc.runtime.init import init_params
+        from nnc.passes.optim import LR as LR_INPUT
+        from nnc.passes.optim import training_step
+        from nnc.front.settings import OPTIMIZERS, Spec
+        from nnc.train.trainer import NativeEngine, Task
 
         m = nnc.load(EXAMPLES[model])
         g = training_step(m, Spec("sgd", {**OPTIMIZERS["sgd"], "lr": LR}))
@@ -266,8 +266,8 @@ class Gemm:
         import numpy as np
 
         from nnc.backend import compile_graph
-        from nnc.graph import Graph
-        from nnc.types import TensorType
+        from nnc.ir.graph import Graph
+        from nnc.ir.types import TensorType
 
         g = Graph()
         nodes = {}

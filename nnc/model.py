@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .builder import build
-from .checkpoint import model_params
+from .front.builder import build
+from .runtime.checkpoint import model_params
 from .errors import NncError
-from .execute import run_graph
-from .init import init_params
-from .settings import read_train_block
+from .runtime.execute import run_graph
+from .runtime.init import init_params
+from .front.settings import read_train_block
 from .summary import summary_text
-from .syntax import parse, read_source
+from .front.syntax import parse, read_source
 
 CONSTANT_INITS = ("zeros", "ones", "constant")  # initializers that draw nothing at random
 SHOWN_MISSING = 6
@@ -194,7 +194,7 @@ class Model:
 
     def _gradient_graph(self, of_node: int, wrt: tuple, keep: tuple):
         """The simplified forward + backward graph, built once per (target, wrt, kept intermediates)."""
-        from .passes import gradient_pipeline, run_passes
+        from .passes.pipeline import gradient_pipeline, run_passes
 
         cache = self.__dict__.setdefault("_gradient_graphs", {})
         key = (of_node, wrt, keep)

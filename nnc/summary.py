@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import TensorType, format_shape
+from .ir.types import TensorType, format_shape
 
 OPERATOR_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
 

@@ -55,7 +55,7 @@ def run_main(*args, cwd: Path | str = REPO) -> Completed:
 
     Exit statuses match a subprocess (`python -m nnc` exits with what `main` returns, argparse exits 2).
     """
-    from nnc.cli import main
+    from nnc.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     here = os.getcwd()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc import interp
-from nnc.autodiff import grad
-from nnc.cli import main
-from nnc.graph import verify
-from nnc.passes import gradient_pipeline, run_passes
-from nnc.simplify import _key, simplify
+from nnc.ir import interp
+from nnc.passes.autodiff import grad
+from nnc.cli.main import main
+from nnc.ir.graph import verify
+from nnc.passes.pipeline import gradient_pipeline, run_passes
+from nnc.passes.simplify import _key, simplify
 
 EXAMPLES = sorted(p for p in __import__("pathlib").Path(__file__).parent.parent.joinpath("examples").glob("*.nn"))
 AT = {"x": -2.0, "y": 5.0, "z": -4.0}
@@ -176,7 +176,7 @@ def test_grad_check_passes_for_every_example(path, capsys):
 
 
 def test_grad_check_fails_on_a_wrong_rule(monkeypatch, capsys):
-    from nnc.ops import VJP, get
+    from nnc.ir.ops import VJP, get
 
     relu = get("relu")
     wrong = (VJP("relu: wrong", lambda c, dy: c.mul(dy, c.const(0.5))),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nnc.cli import main
+from nnc.cli.main import main
 
 XOR = str(Path(__file__).resolve().parents[1] / "examples" / "xor.nn")
 

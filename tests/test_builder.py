@@ -11,9 +11,9 @@ from conftest import EXAMPLE_FILES
 
 import nnc
 from nnc import NncError
-from nnc.graph import verify
-from nnc.settings import Spec, read_train_block
-from nnc.syntax import parse
+from nnc.ir.graph import verify
+from nnc.front.settings import Spec, read_train_block
+from nnc.front.syntax import parse
 
 
 def params(text: str) -> list[str]:
@@ -356,7 +356,7 @@ def test_binary_functions_take_a_and_b_and_unary_minus_is_neg_in_the_summary():
 
 
 def test_warmup_then_takes_a_schedule_call():
-    from nnc.schedules import learning_rate
+    from nnc.train.schedules import learning_rate
 
     s = settings("schedule = warmup(epochs=1, then=step(every=1, gamma=0.5))")["schedule"]
     assert s.args["then"] == Spec("step", {"every": 1, "gamma": 0.5})

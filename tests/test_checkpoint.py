@@ -2,7 +2,7 @@
 does not fit; no pickle.
 
 The kill test runs a process that saves a large checkpoint over and over with
-nnc.checkpoint.save and SIGKILLs it at random moments, then checks that the
+nnc.runtime.checkpoint.save and SIGKILLs it at random moments, then checks that the
 file under the final name is always one whole, loadable checkpoint (its
 arrays agree with its metadata), that the temporary files a killed save
 leaves are hidden names, never the checkpoint's, and that the next save
@@ -26,13 +26,13 @@ import pytest
 from conftest import EXAMPLES, nnc_env
 
 import nnc
-from nnc import checkpoint
+from nnc.runtime import checkpoint
 from nnc.errors import NncError
 
 SAVER = textwrap.dedent("""
     import sys
     import numpy as np
-    from nnc import checkpoint
+    from nnc.runtime import checkpoint
     path = sys.argv[1]
     big = np.random.default_rng(0).standard_normal(6_000_000).astype(np.float32)  # 24 MB
     step = 0

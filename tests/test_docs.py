@@ -10,7 +10,7 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
 - ```nn-error NAME.nn followed by a ```text block: a file nnc must refuse; the text block is
                     exactly what `nnc check NAME.nn` prints on stderr.
 - ```sh             every line (or `&&` part) starting with `nnc ` or `.venv/bin/nnc ` is a command,
-                    parsed by nnc's own argparse parser (`nnc.cli.make_parser`) so a renamed flag
+                    parsed by nnc's own argparse parser (`nnc.cli.main.make_parser`) so a renamed flag
                     fails here; its model file must
                     exist (examples/... or a named nn block of the page). The quick subcommands
                     (check, eval, grad, explain) are run and must exit 0 (on the reference
@@ -41,13 +41,13 @@ import pytest
 from conftest import REPO, run_main
 
 import nnc
-from nnc import interp
-from nnc.builder import INIT_NAMES
-from nnc.cli import make_parser
+from nnc.ir import interp
+from nnc.front.builder import INIT_NAMES
+from nnc.cli.main import make_parser
 from nnc.errors import NncError
-from nnc.layers import FUNCTIONS
-from nnc.settings import OPTIMIZERS, SCHEDULES, SETTINGS
-from nnc.syntax import parse
+from nnc.front.layers import FUNCTIONS
+from nnc.front.settings import OPTIMIZERS, SCHEDULES, SETTINGS
+from nnc.front.syntax import parse
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples" / "README.md"]
 LANGUAGE = REPO / "docs" / "language.md"

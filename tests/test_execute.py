@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc import execute
-from nnc.cli import main
+from nnc.runtime import execute
+from nnc.cli.main import main
 from nnc.errors import NncError
 
 CIRCUIT = "examples/circuit.nn"

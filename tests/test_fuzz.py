@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.fuzz, whatever directory pytest runs from
 
 from nnc import limits  # noqa: E402
-from nnc.builder import MAX_CALL_DEPTH  # noqa: E402
-from nnc.builder import MAX_EXPR_DEPTH as BUILDER_MAX_EXPR_DEPTH  # noqa: E402
+from nnc.front.builder import MAX_CALL_DEPTH  # noqa: E402
+from nnc.front.builder import MAX_EXPR_DEPTH as BUILDER_MAX_EXPR_DEPTH  # noqa: E402
 from nnc.errors import NncError  # noqa: E402
 from nnc.model import load, loads  # noqa: E402
-from nnc.syntax import MAX_EXPR_DEPTH, MAX_SOURCE_CHARS, parse  # noqa: E402
+from nnc.front.syntax import MAX_EXPR_DEPTH, MAX_SOURCE_CHARS, parse  # noqa: E402
 from tests.fuzz import generate, harness, mutate, run  # noqa: E402
 
 BOUNDED_COUNT = 2500
@@ -405,7 +405,7 @@ SPECIAL_VALUES = np.array([[np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 
 def test_every_one_argument_function_treats_nan_and_inf_as_the_reference_does():
     """NaN and ±inf go through native code as through the NumPy reference (the long run, seed 3 input 64769,
     found native elu turning NaN into 0: its min(x, 0) was an ordered compare)."""
-    from nnc.layers import FUNCTIONS
+    from nnc.front.layers import FUNCTIONS
 
     differ, checked = {}, 0
     for name in sorted(FUNCTIONS):
@@ -430,7 +430,7 @@ def test_binary_operators_treat_special_values_as_the_reference_does():
     (-0.0) ** -1, where C99 pow gives 1, 1, inf and -inf)."""
     import itertools
 
-    from nnc.layers import FUNCTIONS
+    from nnc.front.layers import FUNCTIONS
 
     specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5]
     a, b = (np.array([column], np.float32) for column in zip(*itertools.product(specials, specials)))

@@ -15,7 +15,7 @@ from conftest import EXAMPLE_FILES, EXAMPLES
 
 import nnc
 from nnc import NncError
-from nnc.ops import REGISTRY
+from nnc.ir.ops import REGISTRY
 
 
 def ref(op: str, *arrays, **attrs):

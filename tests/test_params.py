@@ -15,7 +15,7 @@ import pytest
 from conftest import EXAMPLES, run_main
 
 import nnc
-from nnc.cli import main
+from nnc.cli.main import main
 from nnc.errors import NncError
 
 XOR = EXAMPLES / "xor.nn"

@@ -10,8 +10,8 @@ import inspect
 
 import pytest
 
-from nnc.ops import BINARY, COMPARE, ELEMENTWISE, LEAF, REGISTRY, UNARY, NoGradient, Op, get, ops_in
-from nnc.ops.registry import GROUPS
+from nnc.ir.ops import BINARY, COMPARE, ELEMENTWISE, LEAF, REGISTRY, UNARY, NoGradient, Op, get, ops_in
+from nnc.ir.ops.registry import GROUPS
 
 OPS = sorted(REGISTRY)
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc.cli import main, make_parser
+from nnc.cli.main import main, make_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_linreg_recovers_the_least_squares_line(tmp_path, capsys):
     assert run("run", ROOT / "examples/linreg.nn", "--out", tmp_path / "lr") == 0
-    from nnc.checkpoint import load
+    from nnc.runtime.checkpoint import load
 
     arrays, _ = load(tmp_path / "lr" / "checkpoint.npz")
     assert float(arrays["a"].reshape(())) == pytest.approx(2.3, abs=0.05)
@@ -125,7 +125,7 @@ train { optimizer = sgd(lr=1.0) batch = 4 epochs = 50 }
     assert "training stopped: the loss became inf" in err
     assert "diverge.nn:7:8: error:" in err and "first non-finite value" in err
     assert "kept the last good checkpoint" in err
-    from nnc.checkpoint import load
+    from nnc.runtime.checkpoint import load
 
     arrays, meta = load(tmp_path / "run" / "checkpoint.npz")
     assert all(np.isfinite(v).all() for v in arrays.values())
@@ -166,7 +166,7 @@ def test_optimizer_flag_keeps_the_train_blocks_lr_setting():
     import argparse
 
     import nnc
-    from nnc.run import config_from
+    from nnc.cli.run import config_from
 
     model = nnc.loads("model m { input x: [B, 1] y = dense(x, 1) output y loss mean(y) } "
                       "train { optimizer = sgd lr = 0.5 }")
@@ -181,7 +181,7 @@ def test_optimizer_flag_keeps_the_train_blocks_lr_setting():
 
 
 def test_run_uses_the_cores_it_may_run_on_unless_told(monkeypatch):
-    from nnc import run as run_module
+    from nnc.cli import run as run_module
 
     monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert run_module.default_threads() == 3

@@ -21,9 +21,9 @@ import pytest
 from conftest import EXAMPLES
 
 import nnc
-from nnc import checkpoint
-from nnc import run as run_module
-from nnc.cli import main
+from nnc.runtime import checkpoint
+from nnc.cli import run as run_module
+from nnc.cli.main import main
 
 SPIRAL = """model spiral_mlp {
   input  x: [B, 2]
@@ -190,7 +190,7 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path, capsys):
 
 
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch, capsys):
-    from nnc import runfolder
+    from nnc.train import runfolder
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runfolder, "timestamp", lambda: "20250101-120000")
@@ -309,7 +309,7 @@ def test_a_diverging_run_is_reported_once_with_a_hint(spiral, tmp_path, capsys):
 
 
 def test_the_divergence_watch_compares_with_the_first_step_and_speaks_once():
-    from nnc.train import DIVERGENCE_FACTOR, DivergenceWatch
+    from nnc.train.trainer import DIVERGENCE_FACTOR, DivergenceWatch
 
     watch = DivergenceWatch()
     assert not watch.diverged(2.0)  # the first step: the reference

@@ -13,8 +13,8 @@ import pytest
 import nnc
 from nnc import NncError
 from nnc.errors import ShapeError
-from nnc.ops import LEAF, RANDOM, REGISTRY
-from nnc.types import TensorType, broadcast_shapes, reshape_target, size_text
+from nnc.ir.ops import LEAF, RANDOM, REGISTRY
+from nnc.ir.types import TensorType, broadcast_shapes, reshape_target, size_text
 
 
 def T(*dims, dtype="float32") -> TensorType:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from nnc import NncError, ast
-from nnc.syntax import parse, read_source
+from nnc import NncError
+from nnc.front import ast
+from nnc.front.syntax import parse, read_source
 
 
 def span_text(loc: ast.Loc) -> str:

@@ -16,9 +16,9 @@ import pytest
 import nnc
 from nnc.backend.compiler import effective_targets
 from nnc.backend.fusion import fuse
-from nnc.cli import main
+from nnc.cli.main import main
 from nnc.viz import diagram
-from nnc.viz.values import annotate
+from nnc.runtime.annotate import annotate
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -136,7 +136,7 @@ def test_backward_view_labels_every_backward_node_with_its_rule_and_links_it():
     m = load("mnist_mlp.nn")
     dot = diagram(m, "backward")
     assert "matmul: dA = dC · Bᵀ" in dot and "matmul: dB = Aᵀ · dC" in dot and "relu: dx = dy · [x &gt; 0]" in dot
-    from nnc.viz.values import gradient_graph
+    from nnc.runtime.annotate import gradient_graph
 
     gg, _ = gradient_graph(m)
     backward = [n for n in gg.nodes if gg.nodes[n].get("grad_of") is not None and gg.op(n) != "const"]
@@ -228,7 +228,7 @@ def test_errors_are_one_clear_message(tmp_path, capsys):
 
 
 def test_step_frames_walk_backward_and_reveal_gradients_in_order():
-    from nnc.explain import Explainer
+    from nnc.runtime.explain import Explainer
     from nnc.viz import VIEWS
     from nnc.viz.steps import build_frames
 
@@ -304,9 +304,9 @@ def test_grad_stats_run_and_heat_map(tmp_path, capsys):
     assert rows[0] == ["epoch", "layer", "grad_norm"]
     assert [(int(e), layer) for e, layer, _ in rows[1:]] == [(e, layer) for e in (1, 2, 3) for layer in ("h", "z")]
     # the norms are the native gradient's: compare epoch 3 with the reference interpreter on the same batch
-    from nnc.checkpoint import load as load_checkpoint
+    from nnc.runtime.checkpoint import load as load_checkpoint
     from nnc.data import load_dataset
-    from nnc.viz.grad_stats import GradNormProbe
+    from nnc.train.grad_stats import GradNormProbe
 
     model = load("xor.nn")
     arrays, _ = load_checkpoint(run / "checkpoint.npz")

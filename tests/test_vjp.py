@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnc.autodiff import grad
-from nnc.graph import Graph, verify
-from nnc.interp import run
-from nnc.ops import REGISTRY, NoGradient
-from nnc.types import TensorType
+from nnc.passes.autodiff import grad
+from nnc.ir.graph import Graph, verify
+from nnc.ir.interp import run
+from nnc.ir.ops import REGISTRY, NoGradient
+from nnc.ir.types import TensorType
 
 RNG = np.random.default_rng(1234)
 H = 1e-6

@@ -48,7 +48,7 @@ def installed(tmp_path_factory) -> dict:
 
 def test_wheel_contains_the_package_and_the_grammar(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
-    assert "nnc/__init__.py" in names and "nnc/cli.py" in names and "nnc/ops/registry.py" in names
+    assert "nnc/__init__.py" in names and "nnc/cli/main.py" in names and "nnc/ir/ops/registry.py" in names
     assert "nnc/grammars/nn.lark" in names
     assert not any(n.startswith(("tests/", "examples/", "grammars/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -64,9 +64,9 @@ def test_installed_nnc_checks_a_model_from_another_directory(installed):
 
 
 def test_nnc_and_its_grammar_come_from_the_fresh_venv(installed):
-    probe = ("import nnc, nnc.syntax, pathlib; from importlib import resources; "
+    probe = ("import nnc, nnc.front.syntax, pathlib; from importlib import resources; "
              "print(nnc.__file__); print(resources.files('nnc').joinpath('grammars', 'nn.lark')); "
-             "print(nnc.syntax.grammar_text() == open(str(resources.files('nnc') / 'grammars' / 'nn.lark')).read())")
+             "print(nnc.front.syntax.grammar_text() == open(str(resources.files('nnc') / 'grammars' / 'nn.lark')).read())")
     lines = run(installed["bin"] / "python", "-c", probe, cwd=installed["elsewhere"],
                 env=installed["env"]).stdout.splitlines()
     venv = installed["venv"].resolve()

@@ -39,7 +39,7 @@ def compiler_fingerprint() -> str:
     """A hash of the source of everything that decides what code a graph becomes."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(__version__.encode())
-    for path in sorted([*root.glob("backend/**/*.py"), *root.glob("ops/*.py")]):
+    for path in sorted([*root.glob("backend/**/*.py"), *root.glob("ir/ops/*.py")]):
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -27,8 +27,8 @@ import math
 from llvmlite import ir
 
 from ..errors import NncError
-from ..ops import get
-from ..types import concrete
+from ..ir.ops import get
+from ..ir.types import concrete
 from . import llvmutil as u
 from . import threads as mt
 from .fusion import POINTWISE

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..errors import NncError
-from ..types import concrete
+from ..ir.types import concrete
 from . import cache, jit
 from .codegen import ENTRY, build_module
 from .executable import Executable

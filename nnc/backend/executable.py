@@ -24,7 +24,7 @@ import weakref
 import numpy as np
 
 from ..errors import NncError
-from ..types import concrete, format_shape
+from ..ir.types import concrete, format_shape
 from .codegen import STATUS_BAD_LABEL
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ShapeError
-from ..ops import ELEMENTWISE, LEAF, MOVEMENT, REDUCE, get
-from ..types import broadcast_shapes
+from ..ir.ops import ELEMENTWISE, LEAF, MOVEMENT, REDUCE, get
+from ..ir.types import broadcast_shapes
 
 POINTWISE = "pointwise"
 

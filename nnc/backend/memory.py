@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..types import concrete
+from ..ir.types import concrete
 
 ALIGN = 64  # one cache line; also keeps every vector load aligned to its element
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NncError
-from ..types import format_shape, numpy_dtype
+from ..ir.types import format_shape, numpy_dtype
 from .dataset import Dataset
 from .memory import committed_empty
 from .roles import BINARY, CLASSIFICATION, InputRoles

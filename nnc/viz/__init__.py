@@ -20,7 +20,7 @@ VIEWS = {"layers": layers_view, "ops": ops_view, "backward": backward_view, "fus
 
 def diagram(model, view: str = "layers", ann=None, partials: bool = False) -> str:
     """DOT text of `model` in one view; `ann` (values.annotate) writes values and gradients on the edges."""
-    from .values import gradient_graph
+    from ..runtime.annotate import gradient_graph
 
     if ann is not None:
         graph = ann.graph

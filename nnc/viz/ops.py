@@ -11,7 +11,7 @@ from __future__ import annotations
 from .dot import BACKWARD_EDGE, BACKWARD_FILL, FORWARD_FILL, html_lines
 from .layers import result_sinks
 from .style import Options, edge_label, highlight, new_dot
-from .values import summary, type_text
+from ..runtime.annotate import summary, type_text
 
 LEAF_STYLE = {"input": {"shape": "ellipse", "style": "filled", "fillcolor": "#e8f5e9"},
               "param": {"shape": "box", "style": "filled", "fillcolor": "#fff8e1"},

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NncError
-from ..explain import Explainer, explain_text
+from ..runtime.explain import Explainer, explain_text
 from ..fileio import atomic_write
 from .render import svg_text
 from .style import Options

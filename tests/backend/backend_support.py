@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnc import interp
+from nnc.ir import interp
 from nnc.backend import compile_graph
-from nnc.graph import Graph
-from nnc.types import TensorType, concrete
+from nnc.ir.graph import Graph
+from nnc.ir.types import TensorType, concrete
 
 RTOL = 1e-4
 ATOL = 1e-6

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from backend_support import assert_matches, const, leaf, random_values
 
-from nnc.graph import Graph
-from nnc.ops import BINARY, UNARY, ops_in
+from nnc.ir.graph import Graph
+from nnc.ir.ops import BINARY, UNARY, ops_in
 
 UNARY_OPS = sorted(op.name for op in ops_in(UNARY))
 NEEDS_POSITIVE = {"log", "sqrt"}

@@ -11,7 +11,7 @@ from backend_support import assert_matches, const, leaf, random_values
 from nnc.backend import compile_graph
 from nnc.backend.rng import dropout_mask_numpy
 from nnc.errors import NncError
-from nnc.graph import Graph
+from nnc.ir.graph import Graph
 
 
 def run_case(g, batch=None, seed=0, positive=(), **tol):

@@ -11,9 +11,9 @@ import pytest
 from backend_support import assert_matches, random_values, reference
 
 import nnc
-from nnc.autodiff import grad
+from nnc.passes.autodiff import grad
 from nnc.backend import compile_graph
-from nnc.types import TensorType
+from nnc.ir.types import TensorType
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.nn"))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc import interp
+from nnc.ir import interp
 from nnc.backend import compile_graph, jit
 from nnc.backend.compiler import compile_report
 

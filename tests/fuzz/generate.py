@@ -15,8 +15,8 @@ from __future__ import annotations
 import inspect
 import random
 
-from nnc.layers import FUNCTIONS
-from nnc.settings import OPTIMIZERS, SCHEDULES, SETTINGS
+from nnc.front.layers import FUNCTIONS
+from nnc.front.settings import OPTIMIZERS, SCHEDULES, SETTINGS
 
 AWKWARD_NUMBERS = ["0", "1", "-1", "0.5", "2", "3", "-3", "7", "1e308", "1e309", "1e-320", "99999999999999999999",
                    "9223372036854775807", "9223372036854775808", "1000000000", "65536", "2147483648", ".5", "5.",

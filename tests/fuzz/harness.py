@@ -2,7 +2,7 @@
 
 Owns `check(data, path)`: write the bytes to `path`, then do what `nnc check`
 and `nnc eval` do — read and parse the file, build every model's evaluation
-and training graphs, print the summary, `nnc.graph.verify` both graphs and,
+and training graphs, print the summary, `nnc.ir.graph.verify` both graphs and,
 for a small accepted model, evaluate it with random inputs of batch 2: as
 native code (`Model.eval`, compiled by the backend) and on the reference
 interpreter (both graphs), checking that every value has the shape and dtype
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc import interp
+from nnc.ir import interp
 from nnc.errors import NncError
-from nnc.graph import verify
+from nnc.ir.graph import verify
 from nnc.model import load, load_all
-from nnc.types import concrete
+from nnc.ir.types import concrete
 
 # Models are run on the interpreter only when every value of the graph together
 # has at most this many elements at batch 2.

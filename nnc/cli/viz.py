@@ -1,0 +1,104 @@
+"""The `nnc viz` command: its arguments (added to nnc's parser by `add_parser`) and what it runs."""
+
+from __future__ import annotations
+
+from ..errors import NncError
+
+VIEW_NAMES = ("layers", "ops", "backward", "fused")
+
+
+def add_parser(sub) -> None:
+    from .main import _model_args, _run_args
+
+    p = sub.add_parser("viz", help="draw the model: layers, ops, backward pass or fused kernels, with values "
+                       "and gradients on the edges")
+    _model_args(p)
+    model_arg = next(a for a in p._actions if a.dest == "model")
+    model_arg.nargs, model_arg.default = "?", None  # optional with --heat: the run folder names its model
+    _run_args(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="the diagram: .svg, .png, .pdf or .dot")
+    p.add_argument("--view", choices=VIEW_NAMES, default="layers",
+                   help="layers (default): one box per statement; ops: primitive ops; backward: forward and "
+                   "backward nodes with their rules; fused: the native kernels")
+    p.add_argument("--of", metavar="NAME", help="the scalar whose gradients are drawn (default: the loss, or the "
+                   "single output)")
+    p.add_argument("--partials", action="store_true", help="also write the local derivative on each edge")
+    p.add_argument("--steps", metavar="DIR", help="write one SVG per backward step into DIR")
+    p.add_argument("--html", metavar="FILE", help="write the backward steps as one self-contained web page")
+    if not any(a.dest == "backend" for a in p._actions):  # _run_args may already offer it
+        p.add_argument("--backend", choices=["llvm", "reference"],
+                       help="compute values natively (default) or on the reference interpreter")
+    p.add_argument("--heat", metavar="RUN_DIR", help="colour the layers by the gradient norms a run recorded "
+                   "with nnc run --grad-stats; also writes FILE_norms.png")
+    p.set_defaults(func=cmd_viz)
+
+
+def cmd_viz(args) -> int:
+    if args.heat:
+        return cmd_heat(args)
+    if not args.model:
+        raise NncError("nnc viz needs a model file", hint="nnc viz MODEL.nn -o FILE.svg")
+    if not (args.output or args.steps or args.html):
+        raise NncError("nothing to write: give -o FILE (.svg, .png, .pdf or .dot), --steps DIR or --html FILE")
+    from .main import _load_model, gather_inputs, gather_params, gather_random
+    from ..viz import VIEWS, Options, diagram
+    from ..viz.render import output_format, write_diagram
+
+    if args.output:
+        output_format(args.output)  # refuse a bad suffix before any work
+    model = _load_model(args)
+    given = args.at or args.inputs or args.random_inputs is not None
+    ann = None
+    if given or args.steps or args.html or args.partials:
+        if args.view == "fused":
+            raise NncError("--view fused draws the compiled kernels without values",
+                           hint="values and gradients go on --view layers, ops or backward")
+        backend = args.backend or ("reference" if args.dtype == "float64" else "llvm")
+        if args.dtype != "float32" and backend == "llvm":
+            raise NncError(f"the native backend computes in float32, got --dtype {args.dtype}",
+                           hint="add --backend reference for float64")
+        from ..runtime.annotate import annotate
+
+        params = gather_params(args, model)
+        inputs = gather_random(args, model, gather_inputs(args, model))
+        ann = annotate(model, inputs, params, of=args.of, backend=backend, seed=args.seed,
+                       need_gradients=bool(args.steps or args.html))
+    if args.output:
+        write_diagram(diagram(model, args.view, ann, args.partials), args.output)
+        print(f"wrote {args.output}")
+    if args.steps or args.html:
+        from ..viz.steps import build_frames, write_frames
+
+        def draw(graph, opts: Options):
+            if args.view == "backward":
+                opts.rankdir = "TB"
+            return VIEWS[args.view](graph, opts)
+
+        frames, explain = build_frames(model, ann, inputs, params, draw, of=args.of, seed=args.seed,
+                                       partials=args.partials)
+        if args.steps:
+            write_frames(frames, args.steps)
+            print(f"wrote {len(frames)} frames to {args.steps}")
+        if args.html:
+            from ..viz.html import write_page
+
+            write_page(args.html, f"{model.name}: backprop step by step ({explain.splitlines()[0]})", frames, explain)
+            print(f"wrote {args.html} ({len(frames)} steps)")
+    return 0
+
+
+def cmd_heat(args) -> int:
+    from ..train.grad_stats import read_grad_stats
+    from ..viz.heat import heat_diagram, model_for, plot_norms, plot_path
+    from ..viz.render import output_format, write_diagram
+
+    if not args.output:
+        raise NncError("--heat needs -o FILE (.svg, .png, .pdf or .dot) for the coloured diagram")
+    output_format(args.output)
+    meta, table = read_grad_stats(args.heat)
+    model = model_for(args.heat, meta, args.model, args.model_name)
+    write_diagram(heat_diagram(model, table), args.output)
+    plot = plot_path(args.output)
+    plot_norms(plot, table, f"{model.name}: gradient norm per layer")
+    print(f"wrote {args.output} and {plot}")
+    return 0

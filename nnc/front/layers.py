@@ -1,0 +1,371 @@
+"""The functions a model can call, and how each lowers to primitive ops.
+
+Each function's signature is its contract: the builder reads the parameter
+names, defaults and kind annotations (Tensor, TensorLike, int, float, bool,
+Init, Dims, Ints, Axis, Size, Tensors, str) to bind and check a call's
+arguments. Layers create their parameters through `b.params_for`, which names
+them `<statement>.<param>`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .builder import Axis, Builder, Dims, Init, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401
+from ..ir.ops.elementwise import UNARY_FLOAT
+from ..ir.types import TensorType, format_shape
+
+FUNCTIONS: dict = {}
+
+
+def function(fn):
+    FUNCTIONS[fn.__name__.rstrip("_")] = fn
+    return fn
+
+
+def _float_input(b: Builder, x: Tensor, arg: int = 0, what: str = "input") -> TensorType:
+    t = b.type(x)
+    if not t.is_float:
+        raise b.error(f"{what} is an int tensor {t}, expected a float tensor", arg,
+                      hint="int tensors hold class labels; use them in a loss")
+    return t
+
+
+# ---- elementwise ---------------------------------------------------------------------
+
+
+def _unary(name):
+    def fn(b: Builder, x: TensorLike):
+        return b.prim(name, b.as_tensor(x))
+    fn.__name__ = name
+    fn.__doc__ = UNARY_FLOAT[name][1]
+    return fn
+
+
+for _name in UNARY_FLOAT:
+    FUNCTIONS[_name] = _unary(_name)
+
+
+@function
+def leaky_relu(b: Builder, x: Tensor, alpha: float = 0.01):
+    return b.prim("leaky_relu", x, alpha=alpha)
+
+
+@function
+def elu(b: Builder, x: Tensor, alpha: float = 1.0):
+    return b.prim("elu", x, alpha=alpha)
+
+
+def _binary(name):
+    def fn(builder: Builder, a: TensorLike, b: TensorLike):  # the user's names: maximum(a, b)
+        return builder.prim(name, builder.as_tensor(a, like=b), builder.as_tensor(b, like=a))
+    fn.__name__ = name
+    return fn
+
+
+FUNCTIONS["maximum"] = _binary("maximum")
+FUNCTIONS["minimum"] = _binary("minimum")
+
+# ---- reductions and shapes --------------------------------------------------------------
+
+
+def _reduction(name):
+    def fn(b: Builder, x: Tensor, axis: Axis = None, keepdims: bool = False):
+        return b.prim(name, x, axis=axis, keepdims=keepdims)
+    fn.__name__ = name
+    return fn
+
+
+for _name in ("sum", "mean", "max"):
+    FUNCTIONS[_name] = _reduction(_name)
+
+
+@function
+def softmax(b: Builder, x: Tensor, axis: int = -1):
+    return b.prim("softmax", x, axis=axis)
+
+
+@function
+def log_softmax(b: Builder, x: Tensor, axis: int = -1):
+    return b.prim("log_softmax", x, axis=axis)
+
+
+@function
+def reshape(b: Builder, x: Tensor, shape: Dims):
+    return b.prim("reshape", x, shape=tuple(str(d) if isinstance(d, str) else d for d in shape))
+
+
+@function
+def flatten(b: Builder, x: Tensor):
+    """Keep the first (batch) dim, merge the rest."""
+    t = b.type(x)
+    if t.rank < 2:
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected at least 2 dims [batch, ...]", 0)
+    rest = t.shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise b.error(f"cannot flatten the symbolic dims of {format_shape(t.shape)}", 0)
+    size = 1
+    for d in rest:
+        size *= d
+    return b.op("reshape", x, shape=(t.shape[0], size))
+
+
+@function
+def transpose(b: Builder, x: Tensor, perm: Ints = None):
+    rank = b.type(x).rank
+    return b.prim("transpose", x, perm=tuple(perm) if perm is not None else tuple(reversed(range(rank))))
+
+
+@function
+def concat(b: Builder, tensors: Tensors, axis: int = 1):
+    if not tensors:
+        raise b.error("needs at least one tensor", 0)
+    return b.apply("concat", tensors, b.current_loc, b.arg_locs[:1] * len(tensors), layer="concat", axis=axis)
+
+
+# ---- layers -----------------------------------------------------------------------------
+
+
+@function
+def dense(b: Builder, x: Tensor, units: int, bias: bool = True, init: Init = None, name: str = None):
+    """x @ weight + bias with weight [in, out]."""
+    t = _float_input(b, x)
+    if t.rank != 2:
+        hint = ("insert flatten(...)" if t.rank > 2
+                else f"reshape it, e.g. reshape(x, [{t.shape[0] if t.shape else 'B'}, 1])")
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 2-D [B, features] tensor", 0, hint)
+    features = t.shape[1]
+    if not isinstance(features, int):
+        raise b.error(f"input features are the symbol {features}, expected a number", 0)
+    if units < 1:
+        raise b.error(f"units must be at least 1, got {units}", 1)
+    specs = [("weight", TensorType((features, units), t.dtype), init or Init("xavier"), True)]
+    if bias:
+        specs.append(("bias", TensorType((units,), t.dtype), Init("zeros"), True))
+    p = b.params_for(name, specs)
+    y = b.op("matmul", x, p["weight"])
+    return b.op("add", y, p["bias"]) if bias else y
+
+
+@function
+def conv2d(b: Builder, x: Tensor, filters: int, kernel: Size, stride: int = 1, pad: int = 0,
+           bias: bool = True, init: Init = None, name: str = None):
+    """Cross-correlation of NCHW input with [filters, channels, kh, kw] weights."""
+    t = _float_input(b, x)
+    if t.rank != 4:
+        hint = None
+        if t.rank == 2 and isinstance(t.shape[1], int):
+            side = math.isqrt(t.shape[1])
+            hint = (f"reshape it first, e.g. reshape(x, [{t.shape[0]}, 1, {side}, {side}])"
+                    if side * side == t.shape[1] else "reshape it to [B, channels, height, width] first")
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 4-D [B, channels, height, width] tensor",
+                      0, hint)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    if filters < 1:
+        raise b.error(f"filters must be at least 1, got {filters}", 1)
+    if kh < 1 or kw < 1:
+        raise b.error(f"kernel must be at least 1x1, got {kh}x{kw}", 2)
+    specs = [("weight", TensorType((filters, t.shape[1], kh, kw), t.dtype), init or Init("xavier"), True)]
+    if bias:
+        specs.append(("bias", TensorType((filters,), t.dtype), Init("zeros"), True))
+    if stride < 1:
+        raise b.error(f"stride must be at least 1, got {stride}")
+    if pad < 0:
+        raise b.error(f"pad must be 0 or more, got {pad}")
+    p = b.params_for(name, specs)
+    y = b.op("conv2d", x, p["weight"], stride=stride, pad=pad)
+    if bias:
+        y = b.op("add", y, b.op("reshape", p["bias"], shape=(filters, 1, 1)))
+    return y
+
+
+def _pool(kind):
+    def fn(b: Builder, x: Tensor, size: int, stride: int = None):
+        if size < 1:
+            raise b.error(f"size must be at least 1, got {size}", 1)
+        return b.prim(kind, x, size=size, stride=stride if stride is not None else size)
+    fn.__name__ = kind
+    return fn
+
+
+FUNCTIONS["maxpool"] = _pool("maxpool")
+FUNCTIONS["avgpool"] = _pool("avgpool")
+
+
+@function
+def global_avgpool(b: Builder, x: Tensor):
+    """[B, C, H, W] -> [B, C]: the mean of each channel."""
+    t = _float_input(b, x)
+    if t.rank != 4:
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 4-D [B, C, H, W] tensor", 0)
+    return b.op("mean", x, axis=(2, 3), keepdims=False)
+
+
+def _channel_axes(b: Builder, t: TensorType):
+    """Statistics axes and parameter view for batchnorm on [B, F] or [B, C, H, W]."""
+    if t.rank == 2:
+        return (0,), t.shape[1], None
+    if t.rank == 4:
+        return (0, 2, 3), t.shape[1], (t.shape[1], 1, 1)
+    raise b.error(f"input has shape {format_shape(t.shape)}, expected [B, features] or [B, C, H, W]", 0)
+
+
+@function
+def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, name: str = None):
+    """Normalize with batch statistics in training, running statistics in evaluation."""
+    t = _float_input(b, x)
+    axes, channels, view = _channel_axes(b, t)
+    if not 0 <= momentum <= 1:
+        raise b.error(f"momentum must be between 0 and 1, got {momentum}")
+    vec = TensorType((channels,), t.dtype)
+    p = b.params_for(name, [("gamma", vec, Init("ones"), True), ("beta", vec, Init("zeros"), True),
+                            ("running_mean", vec, Init("zeros"), False), ("running_var", vec, Init("ones"), False)])
+
+    def shaped(v):
+        return b.op("reshape", v, shape=view) if view else v
+
+    if b.training:
+        mu = b.op("mean", x, axis=axes, keepdims=True)
+        centered = b.op("sub", x, mu)
+        var = b.op("mean", b.op("square", centered), axis=axes, keepdims=True)
+        # running_var takes the unbiased variance var·n/(n − 1) of the n values per channel, as PyTorch.
+        # A batch with one value per channel has none (PyTorch refuses it): running_var then stays as it was.
+        # The scalar factors go into the rates so that the update stays one pointwise loop.
+        one = b.const(1, like=x)
+        n = b.op("count", dims=tuple(t.shape[a] for a in axes), type=TensorType((), t.dtype))
+        var_rate = b.op("mul", b.const(momentum, like=x), b.op("greater", n, one))
+        unbiased_rate = b.op("mul", var_rate, b.op("div", n, b.op("maximum", b.op("sub", n, one), one)))
+        for stat, batch, rate, keep in (
+                ("running_mean", mu, b.const(momentum, like=x), b.const(1 - momentum, like=x)),
+                ("running_var", var, unbiased_rate, b.op("sub", one, var_rate))):
+            new = b.op("add", b.op("mul", keep, p[stat]), b.op("mul", rate, b.op("reshape", batch, shape=(channels,))))
+            b.g.graph["updates"][b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
+    else:
+        centered = b.op("sub", x, shaped(p["running_mean"]))
+        var = shaped(p["running_var"])
+    xhat = b.op("div", centered, b.op("sqrt", b.op("add", var, b.const(eps, like=x))))
+    return b.op("add", b.op("mul", xhat, shaped(p["gamma"])), shaped(p["beta"]))
+
+
+@function
+def layernorm(b: Builder, x: Tensor, eps: float = 1e-5, name: str = None):
+    """Normalize each example over its last axis, then scale and shift."""
+    t = _float_input(b, x)
+    if t.rank < 1 or not isinstance(t.shape[-1], int):
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a numeric last dim", 0)
+    vec = TensorType((t.shape[-1],), t.dtype)
+    p = b.params_for(name, [("gamma", vec, Init("ones"), True), ("beta", vec, Init("zeros"), True)])
+    mu = b.op("mean", x, axis=-1, keepdims=True)
+    centered = b.op("sub", x, mu)
+    var = b.op("mean", b.op("square", centered), axis=-1, keepdims=True)
+    xhat = b.op("div", centered, b.op("sqrt", b.op("add", var, b.const(eps, like=x))))
+    return b.op("add", b.op("mul", xhat, p["gamma"]), p["beta"])
+
+
+@function
+def dropout(b: Builder, x: Tensor, p: float = 0.5):
+    """Inverted dropout: zero with probability p while training, identity in evaluation."""
+    _float_input(b, x)
+    if not 0 <= p < 1:
+        raise b.error(f"rate p must be in [0, 1), got {p}", 1)
+    if not b.training or p == 0:
+        return x
+    return b.op("mul", x, b.op("dropout_mask", x, p=p, salt=b.g.graph["next_id"]))
+
+
+# ---- losses and regularizers ----------------------------------------------------------
+
+
+def _pair(b: Builder, pred: Tensor, target, what: str = "target"):
+    target = b.as_tensor(target, like=pred)
+    tp, tt = _float_input(b, pred, 0, "prediction"), b.type(target)
+    if not tt.is_float:
+        raise b.error(f"{what} is an int tensor {tt}, expected a float tensor like the prediction {tp}", 1)
+    if tt.shape != tp.shape and tt.shape != ():
+        raise b.error(f"{what} has shape {format_shape(tt.shape)}, expected {format_shape(tp.shape)} "
+                      f"like the prediction", 1, hint="reshape one of them so the shapes agree")
+    return target
+
+
+@function
+def mse(b: Builder, pred: Tensor, target: TensorLike):
+    """Mean squared error."""
+    target = _pair(b, pred, target)
+    return b.op("mean", b.op("square", b.op("sub", pred, target)))
+
+
+@function
+def mae(b: Builder, pred: Tensor, target: TensorLike):
+    """Mean absolute error."""
+    target = _pair(b, pred, target)
+    return b.op("mean", b.op("abs", b.op("sub", pred, target)))
+
+
+@function
+def cross_entropy(b: Builder, logits: Tensor, labels: Tensor):
+    """Softmax cross-entropy from logits, averaged over the batch; int labels or one-hot targets."""
+    return b.op("mean", b.prim("xent", logits, labels))
+
+
+@function
+def binary_cross_entropy(b: Builder, logits: Tensor, target: TensorLike):
+    """Sigmoid cross-entropy from logits: mean of max(x, 0) − x·t + log(1 + e^−|x|)."""
+    target = _pair(b, logits, target)
+    return b.op("mean", b.op("bce_logits", logits, target))
+
+
+@function
+def hinge(b: Builder, scores: Tensor, labels: Tensor, margin: float = 1.0):
+    """Multiclass SVM loss: Σ_{j≠y} max(0, s_j − s_y + margin), averaged over the batch."""
+    t = _float_input(b, scores, 0, "scores")
+    lt = b.type(labels)
+    if t.rank != 2 or not isinstance(t.shape[1], int):
+        raise b.error(f"scores have shape {format_shape(t.shape)}, expected [batch, classes] with a number of "
+                      f"classes", 0)
+    if lt.is_float or lt.shape != t.shape[:1]:
+        raise b.error(f"labels are {lt}, expected int{format_shape(t.shape[:1])}", 1)
+    onehot = b.op("one_hot", labels, depth=t.shape[1], dtype=t.dtype)
+    correct = b.op("sum", b.op("mul", scores, onehot), axis=1, keepdims=True)
+    margins = b.op("relu", b.op("add", b.op("sub", scores, correct), b.const(margin, like=scores)))
+    wrong = b.op("mul", margins, b.op("sub", b.const(1.0, like=scores), onehot))
+    return b.op("mean", b.op("sum", wrong, axis=1))
+
+
+def _penalty(kind):
+    def fn(b: Builder, *params: Tensor):
+        if not params:
+            raise b.error("needs at least one parameter, e.g. " + kind + "(h1.weight)")
+        total = None
+        for i, p in enumerate(params):
+            _float_input(b, p, i)
+            term = b.op("sum", b.op("abs" if kind == "l1" else "square", p))
+            total = term if total is None else b.op("add", total, term)
+        return total
+    fn.__name__ = kind
+    fn.__doc__ = "Σ|w|" if kind == "l1" else "Σ w²"
+    return fn
+
+
+FUNCTIONS["l1"] = _penalty("l1")
+FUNCTIONS["l2"] = _penalty("l2")
+
+# ---- initializers ------------------------------------------------------------------------
+
+
+@function
+def normal(b: Builder, mean: float = 0.0, std: float = 1.0):
+    if std < 0:
+        raise b.error(f"std must be 0 or more, got {std}", 1)
+    return Init("normal", (mean, std))
+
+
+@function
+def uniform(b: Builder, lo: float = -1.0, hi: float = 1.0):
+    if hi < lo:
+        raise b.error(f"hi must be at least lo, got lo={lo}, hi={hi}", 1)
+    return Init("uniform", (lo, hi))
+
+
+@function
+def constant(b: Builder, value: float):
+    return Init("constant", (value,))

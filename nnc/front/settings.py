@@ -1,0 +1,169 @@
+"""The `train { }` block: training defaults, checked against what nnc understands.
+
+Values are plain data (numbers, strings, names, calls with keyword arguments);
+an optimizer or schedule is a `Spec` of a name and its arguments.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from . import ast
+from ..errors import NncError
+
+OPTIMIZERS = {
+    "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False},
+    "momentum": {"lr": 0.01, "momentum": 0.9, "nesterov": False},
+    "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "adamw": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
+}
+SCHEDULES = {
+    "constant": {},
+    "step": {"every": 1, "gamma": 0.1},
+    "exponential": {"gamma": 0.95},
+    "cosine": {"min_lr": 0.0},
+    "warmup": {"epochs": 1, "then": "constant"},
+    "cyclic": {"low": 0.0001, "high": 0.01, "period": 2},
+}
+SETTINGS = {
+    # name: (kind, default)
+    "data": ("str", None),
+    "target": ("str", None),
+    "optimizer": ("optimizer", "sgd"),
+    "lr": ("float", None),
+    "batch": ("int", 32),
+    "epochs": ("int", 1),
+    "schedule": ("schedule", "constant"),
+    "weight_decay": ("float", 0.0),
+    "clip": ("float", None),
+    "seed": ("int", 0),
+    "val": ("float", 0.0),
+    "threads": ("int", None),
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    args: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.args.items())
+        return f"{self.name}({inner})"
+
+
+def _plain(expr):
+    """A setting's value as Python data."""
+    if isinstance(expr, ast.Number):
+        return expr.value
+    if isinstance(expr, (ast.String, ast.Var)):
+        text = expr.value if isinstance(expr, ast.String) else expr.name
+        return {"true": True, "false": False}.get(text, text)
+    if isinstance(expr, ast.Neg):
+        inner = _plain(expr.operand)
+        if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+            return -inner
+    if isinstance(expr, ast.ListExpr):
+        return [_plain(i) for i in expr.items]
+    if isinstance(expr, ast.BinOp) and expr.op == "-":  # data = fashion-mnist: a hyphenated name
+        left, right = _plain(expr.left), _plain(expr.right)
+        if isinstance(left, str) and isinstance(right, str):
+            return f"{left}-{right}"
+    if isinstance(expr, ast.Call):
+        return expr  # only optimizer and schedule take calls; other kinds reject it
+    raise NncError("a setting's value must be a number, a name, a string or a call like adam(lr=0.001)", expr.loc)
+
+
+def _argument(table: dict, name: str, param: str, expr):
+    """An optimizer or schedule argument, of the kind of its default; warmup's `then` is itself a
+    schedule: then=step(every=2)."""
+    if table is SCHEDULES and param == "then":
+        then = _spec(expr, SCHEDULES, "schedule")
+        if then.name == "warmup":
+            raise NncError("warmup(then=warmup) would never end", expr.loc,
+                           hint="use then=constant, step, exponential, cosine or cyclic")
+        return then
+    value, default = _plain(expr), table[name][param]
+    shown = "a call" if isinstance(value, ast.Call) else str(value).lower() if isinstance(value, bool) else value
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise NncError(f"{name}: {param} must be true or false, got {shown}", expr.loc)
+    if not isinstance(default, bool) and isinstance(default, (int, float)) and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+        raise NncError(f"{name}: {param} must be a number of 0 or more, got {shown}", expr.loc)
+    return value
+
+
+def _spec(expr, table: dict, what: str) -> Spec:
+    if isinstance(expr, ast.Var):
+        name, given = expr.name, {}
+        loc = expr.loc
+    elif isinstance(expr, ast.Call):
+        name, loc = expr.func, expr.func_loc
+        if name not in table:
+            given = {}
+        else:
+            params = list(table[name])
+            if len(expr.args) > len(params):
+                raise NncError(f"{name}: too many arguments: got {len(expr.args)}, expected at most {len(params)} "
+                               f"({', '.join(params)})", expr.args[len(params)].loc)
+            given = {p: _argument(table, name, p, a) for p, a in zip(params, expr.args)}
+            for kw in expr.kwargs:
+                if kw.name not in table[name]:
+                    close = difflib.get_close_matches(kw.name, list(table[name]), n=1)
+                    raise NncError(f"{name}: unknown argument '{kw.name}'", kw.loc,
+                                   hint=f"did you mean '{close[0]}'?" if close
+                                   else f"{name} takes ({', '.join(table[name])})")
+                given[kw.name] = _argument(table, name, kw.name, kw.value)
+    else:
+        raise NncError(f"{what} must be a name such as {next(iter(table))} or a call such as "
+                       f"{next(iter(table))}(lr=0.1)", expr.loc)
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        raise NncError(f"unknown {what} '{name}'", loc,
+                       hint=f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(table)}")
+    args = dict(table[name])
+    args.update(given)
+    return Spec(name, args)
+
+
+def read_train_block(trains: tuple) -> dict:
+    """The settings of a file's train block(s) as {name: value}, with defaults filled in."""
+    if len(trains) > 1:
+        raise NncError("a file has at most one train block; this is the second", trains[1].loc)
+    values = {name: (Spec(default, dict(OPTIMIZERS.get(default, SCHEDULES.get(default, {}))))
+                     if kind in ("optimizer", "schedule") else default)
+              for name, (kind, default) in SETTINGS.items()}
+    seen = {}
+    for s in (trains[0].settings if trains else ()):
+        if s.name not in SETTINGS:
+            close = difflib.get_close_matches(s.name, list(SETTINGS), n=1)
+            raise NncError(f"unknown train setting '{s.name}'", s.name_loc,
+                           hint=f"did you mean '{close[0]}'?" if close else f"settings: {', '.join(SETTINGS)}")
+        if s.name in seen:
+            raise NncError(f"train setting '{s.name}' given twice", s.name_loc)
+        seen[s.name] = s
+        kind = SETTINGS[s.name][0]
+        if kind == "optimizer":
+            values[s.name] = _spec(s.value, OPTIMIZERS, "optimizer")
+            continue
+        if kind == "schedule":
+            values[s.name] = _spec(s.value, SCHEDULES, "schedule")
+            continue
+        v = _plain(s.value)
+        least = 0 if s.name == "seed" else 1  # seed 0 is as good a seed as any
+        if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
+            wanted = "an integer of 0 or more" if least == 0 else "a positive integer"
+            raise NncError(f"{s.name} must be {wanted}, got {v if not isinstance(v, ast.Call) else 'a call'}",
+                           s.value.loc)
+        if kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
+            raise NncError(f"{s.name} must be a number of 0 or more, got "
+                           f"{v if not isinstance(v, ast.Call) else 'a call'}", s.value.loc)
+        if kind == "str" and not isinstance(v, str):
+            raise NncError(f"{s.name} must be a name or a string, got {v if not isinstance(v, ast.Call) else 'a call'}",
+                           s.value.loc)
+        values[s.name] = v
+    if values["lr"] is not None:
+        values["optimizer"] = Spec(values["optimizer"].name, {**values["optimizer"].args, "lr": values["lr"]})
+    return values

@@ -1,0 +1,148 @@
+"""Neural-network primitives: softmax, log-softmax, softmax cross-entropy, one-hot, dropout masks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import NncError, ShapeError
+from ..types import TensorType, format_shape, normalize_axis, require_float
+from ...backend.lowering import kernel
+from .registry import NORMALIZE, RANDOM, VJP, defop, defvjp, nograd
+
+
+def _axis_rule(name):
+    def rule(ts, *, axis=-1):
+        require_float(name, ts[0])
+        if ts[0].rank == 0:
+            raise ShapeError(f"{name}: input is a scalar, expected a tensor with an axis to normalize over")
+        normalize_axis(axis, ts[0].rank, name)
+        return ts[0]
+    return rule
+
+
+def log_softmax_ref(x, *, axis=-1):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax_ref(x, *, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+softmax = defop("softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("softmax"), ref=softmax_ref,
+      doc="e^x / Σ e^x along an axis (max-shifted)", attrs=("axis",))
+softmax.lower = kernel("nn", "emit_softmax")
+log_softmax = defop("log_softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("log_softmax"), ref=log_softmax_ref,
+      doc="x − log Σ e^x along an axis (log-sum-exp)", attrs=("axis",))
+log_softmax.lower = kernel("nn", "emit_log_softmax")
+
+
+def _xent(ts):
+    logits, labels = ts
+    require_float("cross_entropy", logits, 0, "logits")
+    if logits.rank != 2:
+        raise ShapeError(f"cross_entropy: logits have shape {format_shape(logits.shape)}, "
+                         f"expected a 2-D [batch, classes] tensor", operand=0)
+    if labels.is_float:
+        if labels.shape != logits.shape:
+            raise ShapeError(f"cross_entropy: one-hot targets have shape {format_shape(labels.shape)}, "
+                             f"expected {format_shape(logits.shape)} like the logits", operand=1)
+    elif labels.shape != logits.shape[:1]:
+        raise ShapeError(f"cross_entropy: labels have shape int{format_shape(labels.shape)}, "
+                         f"expected int{format_shape(logits.shape[:1])}: one class index per row of the logits",
+                         operand=1)
+    elif not isinstance(logits.shape[1], int):  # class indices need a known number of classes
+        raise ShapeError(f"cross_entropy: logits have shape {format_shape(logits.shape)}: got the symbolic dim "
+                         f"{logits.shape[1]} as the classes, expected a number", operand=0)
+    return TensorType(logits.shape[:1], logits.dtype)
+
+
+def check_labels(labels, classes: int, what: str = "labels") -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise NncError(f"{what} out of range: got class {int(bad)}, expected 0 to {classes - 1}")
+
+
+def _xent_ref(logits, labels):
+    ls = log_softmax_ref(logits, axis=1)
+    if labels.dtype.kind == "f":
+        return -(labels * ls).sum(axis=1)
+    check_labels(labels, logits.shape[1])
+    return -ls[np.arange(len(labels)), labels]
+
+
+xent = defop("xent", arity=2, groups={NORMALIZE}, shape=_xent, ref=_xent_ref,
+      doc="per-example softmax cross-entropy from logits and int labels or one-hot targets")
+xent.lower = kernel("nn", "emit_xent")
+
+
+def _one_hot(ts, *, depth, dtype="float32"):
+    if ts[0].is_float:
+        raise ShapeError(f"one_hot: labels are a float tensor {ts[0]}, expected int class indices")
+    if not isinstance(depth, int) or depth < 1:
+        raise ShapeError(f"one_hot: got {depth} classes, expected a number of at least 1")
+    return TensorType(ts[0].shape + (depth,), dtype)
+
+
+def _one_hot_ref(labels, *, depth, dtype="float32"):
+    check_labels(labels, depth)
+    return np.eye(depth, dtype=dtype)[labels]
+
+
+one_hot = defop("one_hot", arity=1, groups=set(), shape=_one_hot, ref=_one_hot_ref,
+      doc="int class indices -> rows of the identity", attrs=("depth", "dtype"))
+one_hot.lower = kernel("nn", "emit_one_hot")
+
+
+def _mask_rule(ts, *, p, salt=0):
+    require_float("dropout", ts[0])
+    if not 0 <= p < 1:
+        raise ShapeError(f"dropout: rate p={p}, expected 0 <= p < 1")
+    return ts[0]
+
+
+def _mask_ref(x, *, p, salt=0, rng=None):
+    rng = rng if rng is not None else np.random.default_rng(salt)
+    keep = rng.random(x.shape) >= p
+    return (keep / (1 - p)).astype(x.dtype)
+
+
+dropout_mask = defop("dropout_mask", arity=1, groups={RANDOM}, shape=_mask_rule, ref=_mask_ref,
+      doc="inverted-dropout mask shaped like x: 0 with probability p, else 1/(1−p)", attrs=("p", "salt"))
+dropout_mask.lower = kernel("nn", "emit_dropout_mask")
+
+
+
+def _axis(c):
+    return c.attrs.get("axis", -1)
+
+
+defvjp(softmax, VJP("softmax: dx = y · (dy − Σ dy·y)", lambda c, dy: c.mul(c.y, c.sub(
+    dy, c.sum(c.mul(dy, c.y), axis=_axis(c), keepdims=True)))))
+defvjp(log_softmax, VJP("log_softmax: dx = dy − softmax(x) · Σ dy", lambda c, dy: c.sub(
+    dy, c.mul(c.exp(c.y), c.sum(dy, axis=_axis(c), keepdims=True)))))
+
+
+def _xent_dlogits(c, dy):
+    """(softmax(logits) − onehot(labels)) scaled by each example's dy: the stable form."""
+    logits, labels = c.x(0), c.x(1)
+    t = c.type(logits)
+    per_row = c.reshape(dy, shape=(t.shape[0], 1))
+    if not c.type(labels).is_float:
+        onehot = c.one_hot(labels, depth=t.shape[1], dtype=t.dtype)
+        return c.mul(per_row, c.sub(c.softmax(logits, axis=1), onehot))
+    # soft targets need not sum to 1: d/dx of −Σ t·log_softmax(x) is softmax(x)·Σt − t
+    mass = c.sum(labels, axis=1, keepdims=True)
+    return c.mul(per_row, c.sub(c.mul(c.softmax(logits, axis=1), mass), labels))
+
+
+def _xent_dtarget(c, dy):
+    t = c.type(c.x(0))
+    return c.neg(c.mul(c.reshape(dy, shape=(t.shape[0], 1)), c.log_softmax(c.x(0), axis=1)))
+
+
+defvjp(xent, VJP("cross_entropy: dlogits = dy · (softmax(logits) − onehot(labels))", _xent_dlogits),
+       VJP("cross_entropy: dtarget = −dy · log_softmax(logits)", _xent_dtarget))
+nograd(one_hot, "class indices are integers")
+nograd(dropout_mask, "the mask is random, not a function of x's values")

@@ -1,0 +1,199 @@
+"""Symbolic reverse-mode differentiation: the backward pass as ordinary graph nodes.
+
+`grad(g, of, wrt)` walks the nodes between the `wrt` leaves and the scalar
+`of` in reverse topological order, applies each op's VJP rules (registered
+next to the op in nnc/ops), sums the contributions of values used several
+times with `add`, and undoes broadcasting with a `sum`. Every node it adds
+records `grad_of` (the forward node) and `rule` (the text of the rule that
+made it), so diagrams and `nnc explain` can show where it came from.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..errors import GraphError, NncError
+from ..ir.ops import NoGradient, get
+from ..ir.types import TensorType, format_shape
+
+
+class VJPContext:
+    """What a VJP rule sees while it adds the gradient of one operand of one forward node."""
+
+    def __init__(self, g, node: int, index: int, text: str):
+        self.g = g
+        self.node = node
+        self.index = index
+        self.text = text
+
+    # the forward computation
+    def x(self, i: int) -> int:
+        return self.g.operands(self.node)[i]
+
+    @property
+    def y(self) -> int:
+        return self.node
+
+    @property
+    def attrs(self) -> dict:
+        return self.g.nodes[self.node]["attrs"]
+
+    def type(self, n: int) -> TensorType:
+        return self.g.type_of(n)
+
+    def shape(self, n: int) -> tuple:
+        return self.g.type_of(n).shape
+
+    # building backward nodes
+    def op(self, name: str, *operands: int, **attrs) -> int:
+        return self.g.add_op(name, operands, attrs, grad_of=self.node, rule=self.text,
+                             stmt=self.g.nodes[self.node].get("stmt"), loc=self.g.nodes[self.node].get("loc"),
+                             layer=self.g.nodes[self.node].get("layer"))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        get(name)  # KeyError for a misspelt op: fail loudly while writing rules
+        return lambda *operands, **attrs: self.op(name, *operands, **attrs)
+
+    def const(self, value: float) -> int:
+        """A scalar constant in the float dtype of the forward result."""
+        dtype = self.g.type_of(self.node).dtype
+        t = TensorType((), dtype if dtype != "int32" else "float32")
+        return self.op("const", value=float(value), type=t)
+
+    def count(self, dims) -> int:
+        """The number of elements spanned by `dims` (symbolic dims resolved at run time)."""
+        t = TensorType((), self.g.type_of(self.node).dtype)
+        return self.op("count", dims=tuple(dims), type=t)
+
+    def expand(self, dy: int, in_shape: tuple, axes: tuple) -> int:
+        """Undo a reduction over `axes`: reshape to keep the reduced axes as 1, then broadcast."""
+        kept = tuple(1 if i in axes else d for i, d in enumerate(in_shape))
+        if self.shape(dy) != kept:
+            dy = self.reshape(dy, shape=kept)
+        return self.broadcast_to(dy, shape=tuple(in_shape)) if kept != tuple(in_shape) else dy
+
+    def unbroadcast(self, dy: int, shape: tuple) -> int:
+        """Sum `dy` over the axes along which an operand of `shape` was broadcast."""
+        out = self.shape(dy)
+        if out == tuple(shape):
+            return dy
+        lead = len(out) - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and out[lead + i] != 1)
+        saved, self.text = self.text, f"broadcast: sum over axes {list(axes)} back to {format_shape(shape)}"
+        try:
+            summed = self.sum(dy, axis=axes, keepdims=False) if axes else dy
+            if self.shape(summed) != tuple(shape):
+                summed = self.reshape(summed, shape=tuple(shape))
+        finally:
+            self.text = saved
+        return summed
+
+
+def differentiable(g, n: int) -> bool:
+    return g.type_of(n).is_float
+
+
+def _relevant(g, of: int, wrt) -> set[int]:
+    """Nodes on some path from a wrt node to `of` (both ends included)."""
+    upstream = nx.ancestors(g, of) | {of}
+    down = set()
+    for w in wrt:
+        if w in upstream:
+            down |= (nx.descendants(g, w) | {w})
+    return upstream & down
+
+
+def grad(g, of: int | None = None, wrt=None, keep=()):
+    """Add d(of)/d(w) for every w in `wrt` (node ids or input / param names) to a copy of `g`.
+
+    Defaults: `of` = the loss; `wrt` = all trainable parameters. Returns the new
+    graph, whose `graph["grads"]` maps each wrt name (or node id) to its
+    gradient node and `graph["adjoints"]` maps every differentiated forward
+    node to its gradient node. Forward nodes listed in `keep` (by node or by
+    statement name) have their gradients kept as outputs too, under their name.
+    """
+    g = g.clone()
+    if of is None:
+        of = g.graph["loss"]
+        if of is None:
+            raise NncError("the model has no loss to differentiate", hint="pass of=<node> or declare `loss ...`")
+    if g.type_of(of).shape != ():
+        raise NncError(f"can only differentiate a scalar: '{g.nodes[of].get('stmt')}' has shape "
+                       f"{format_shape(g.type_of(of).shape)}, expected []", g.nodes[of].get("loc"),
+                       hint="reduce it first, e.g. mean(...)")
+    named = {**g.graph["inputs"], **g.graph["params"]}
+    if wrt is None:
+        wrt = [n for name, n in g.graph["params"].items() if g.nodes[n]["attrs"].get("trainable", True)]
+    keys, nodes = [], []
+    for w in wrt:
+        n = named[w] if isinstance(w, str) else w
+        if n not in g:
+            raise GraphError(f"wrt node {w!r} is not in the graph")
+        keys.append(w if isinstance(w, str) else _name_of(g, n))
+        nodes.append(n)
+    nodes_float = [n for n in nodes if differentiable(g, n)]
+    relevant = _relevant(g, of, nodes_float)
+
+    adjoint: dict[int, int] = {}
+    contributions: dict[tuple, int] = {}  # (user, operand index) -> that use's share of the gradient
+    seed = g.add_op("const", (), {"value": 1.0, "type": TensorType((), g.type_of(of).dtype)},
+                    grad_of=of, rule="seed: d out / d out = 1", stmt=g.nodes[of].get("stmt"),
+                    loc=g.nodes[of].get("loc"), layer="seed")
+    adjoint[of] = seed
+    order = [n for n in reversed(list(nx.topological_sort(g))) if n in relevant]
+    for n in order:
+        if n not in adjoint:
+            continue
+        dy = adjoint[n]
+        op = get(g.op(n))
+        operands = g.operands(n)
+        targets = [i for i, o in enumerate(operands) if o in relevant and differentiable(g, o)]
+        if not targets:
+            continue
+        if isinstance(op.vjp, NoGradient) or op.vjp is None:
+            if op.vjp is None:
+                raise GraphError(f"op {op.name} has no VJP rule")
+            continue  # no gradient flows through this op
+        for i in targets:
+            rule = op.vjp[0] if op.arity is None else op.vjp[i]
+            if rule is None:
+                continue
+            ctx = VJPContext(g, n, i, rule.text)
+            contribution = rule.fn(ctx, dy)
+            contribution = ctx.unbroadcast(contribution, g.type_of(operands[i]).shape)
+            contributions[(n, i)] = contribution
+            src = operands[i]
+            if src in adjoint:
+                adjoint[src] = g.add_op("add", (adjoint[src], contribution), grad_of=src,
+                                        rule="fan-out: gradients of a value used twice add up",
+                                        stmt=g.nodes[src].get("stmt"), loc=g.nodes[src].get("loc"),
+                                        layer=g.nodes[src].get("layer"))
+            else:
+                adjoint[src] = contribution
+    grads = {}
+    for key, n in zip(keys, nodes):
+        if n in adjoint:
+            grads[key] = adjoint[n]
+        else:  # not on any path to `of`: its gradient is zero
+            t = g.type_of(n)
+            zero = g.add_op("const", (), {"value": 0.0, "type": TensorType((), t.dtype if t.is_float else "float32")},
+                            grad_of=n, rule="no path to the target: gradient 0", layer="zero")
+            grads[key] = (g.add_op("broadcast_to", (zero,), {"shape": t.shape}, grad_of=n,
+                                   rule="no path to the target: gradient 0", layer="zero") if t.shape else zero)
+    values = g.graph.get("values", {})
+    for k in keep:
+        n = values.get(k, k) if isinstance(k, str) else k
+        if n in adjoint and k not in grads:
+            grads[k] = adjoint[n]
+    g.graph["grads"] = grads
+    g.graph["adjoints"] = dict(adjoint)
+    g.graph["contributions"] = contributions
+    g.graph["grad_of"] = of
+    return g
+
+
+def _name_of(g, n: int):
+    attrs = g.nodes[n]["attrs"]
+    return attrs.get("name", n) if g.op(n) in ("input", "param") else n

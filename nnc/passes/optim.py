@@ -1,0 +1,151 @@
+"""Optimizers as graph nodes: one training step is forward + backward + update, compiled together.
+
+`training_step(model, spec)` differentiates the loss and appends, for every
+trainable parameter, the nodes of the optimizer's update; `graph["updates"]`
+maps each parameter and each optimizer state (`optimizer/<param>/m`, ...) to
+its new value. The learning rate is an input (`optimizer/lr`) so schedules
+never recompile; the step count `optimizer/step` is state. The formulas follow
+PyTorch's (SGD with momentum / Nesterov, RMSProp, Adam and AdamW with bias
+correction), so results can be compared one to one.
+"""
+
+from __future__ import annotations
+
+from .autodiff import grad
+from ..front.builder import Init
+from ..errors import NncError
+from ..front.settings import OPTIMIZERS, Spec
+from .simplify import simplify
+from ..ir.types import TensorType
+
+LR = "optimizer/lr"
+STEP = "optimizer/step"
+
+
+class _Emitter:
+    """Adds update nodes, each marked as the optimizer's work."""
+
+    def __init__(self, g, name: str):
+        self.g = g
+        self.name = name
+
+    def op(self, op: str, *operands, **attrs) -> int:
+        return self.g.add_op(op, operands, attrs, stmt="optimizer", layer=self.name, rule=f"optimizer: {self.name}")
+
+    def __getattr__(self, op: str):
+        if op.startswith("_"):
+            raise AttributeError(op)
+        return lambda *operands, **attrs: self.op(op, *operands, **attrs)
+
+    def const(self, value: float, dtype: str = "float32") -> int:
+        return self.op("const", value=float(value), type=TensorType((), dtype))
+
+    def state(self, name: str, like: TensorType, init: str = "zeros") -> int:
+        typ = TensorType(like.shape, like.dtype)
+        node = self.g.add_op("param", (), {"name": name, "type": typ, "init": Init(init), "trainable": False},
+                             type=typ, stmt="optimizer", layer=self.name)
+        self.g.graph["params"][name] = node
+        return node
+
+    def input(self, name: str) -> int:
+        typ = TensorType((), "float32")
+        node = self.g.add_op("input", (), {"name": name, "type": typ}, type=typ, stmt="optimizer", layer="input")
+        self.g.graph["inputs"][name] = node
+        return node
+
+
+def decays(g, param_node) -> bool:
+    """Weight decay applies to weight matrices and kernels, not to biases or normalization scales."""
+    return g.type_of(param_node).rank >= 2
+
+
+def training_step(model, spec: Spec | None = None, *, weight_decay: float = 0.0, clip: float | None = None):
+    """The graph of one training step of `model` with the optimizer `spec` (default: the train block's)."""
+    settings = model.settings
+    spec = spec or settings["optimizer"]
+    if spec.name not in OPTIMIZERS:
+        raise NncError(f"unknown optimizer '{spec.name}'", hint=f"choose one of {', '.join(OPTIMIZERS)}")
+    args = {**OPTIMIZERS[spec.name], **spec.args}
+    base = model.training_graph
+    if base.graph["loss"] is None:
+        raise NncError(f"model '{model.name}' has no loss to train", hint="declare one: loss mse(pred, target)")
+    trainable = [n for n, node in base.graph["params"].items() if base.nodes[node]["attrs"]["trainable"]]
+    if not trainable:
+        raise NncError(f"model '{model.name}' has no trainable parameters")
+    g = grad(base, wrt=trainable)
+    e = _Emitter(g, spec.name)
+    lr = e.input(LR)
+    grads = {name: g.graph["grads"][name] for name in trainable}
+    if clip:
+        grads = _clip_by_global_norm(e, grads, clip)
+    if spec.name == "adamw" and weight_decay:
+        args["weight_decay"] = weight_decay
+    step_rule = {"sgd": _sgd, "momentum": _sgd, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}[spec.name]
+    shared = _step_counter(e) if spec.name in ("adam", "adamw") else None
+    for name in trainable:
+        p = g.graph["params"][name]
+        dw = grads[name]
+        if weight_decay and spec.name != "adamw" and decays(g, p):
+            dw = e.add(dw, e.mul(e.const(weight_decay), p))  # L2 coupled into the gradient
+        g.graph["updates"][name] = step_rule(e, name, p, dw, lr, args, shared)
+    g.graph["grads"] = {}
+    g.graph["optimizer"] = {"name": spec.name, "args": args, "weight_decay": weight_decay, "clip": clip}
+    return simplify(g)
+
+
+def _clip_by_global_norm(e, grads: dict, clip: float) -> dict:
+    """g · min(1, clip / ‖g‖) with ‖g‖ the norm of all gradients together."""
+    total = None
+    for dw in grads.values():
+        sq = e.sum(e.square(dw), axis=None)
+        total = sq if total is None else e.add(total, sq)
+    norm = e.sqrt(total)
+    scale = e.div(e.const(clip), e.maximum(norm, e.const(clip)))
+    return {name: e.mul(dw, scale) for name, dw in grads.items()}
+
+
+def _step_counter(e):
+    t = e.state(STEP, TensorType((), "float32"))
+    t1 = e.add(t, e.const(1.0))
+    e.g.graph["updates"][STEP] = t1
+    return t1
+
+
+def _sgd(e, name, p, dw, lr, args, _t):
+    """v = μ·v + g;  p −= lr·(g + μ·v) with Nesterov, lr·v without; plain SGD when μ = 0."""
+    mu = args["momentum"]
+    if not mu:
+        return e.sub(p, e.mul(lr, dw))
+    v = e.state(f"optimizer/{name}/velocity", e.g.type_of(p))
+    v1 = e.add(e.mul(e.const(mu), v), dw)
+    e.g.graph["updates"][f"optimizer/{name}/velocity"] = v1
+    direction = e.add(dw, e.mul(e.const(mu), v1)) if args["nesterov"] else v1
+    return e.sub(p, e.mul(lr, direction))
+
+
+def _rmsprop(e, name, p, dw, lr, args, _t):
+    """s = ρ·s + (1 − ρ)·g²;  p −= lr·g / (√s + ε)."""
+    s = e.state(f"optimizer/{name}/square_avg", e.g.type_of(p))
+    rho = args["rho"]
+    s1 = e.add(e.mul(e.const(rho), s), e.mul(e.const(1 - rho), e.square(dw)))
+    e.g.graph["updates"][f"optimizer/{name}/square_avg"] = s1
+    return e.sub(p, e.div(e.mul(lr, dw), e.add(e.sqrt(s1), e.const(args["eps"]))))
+
+
+def _adam(e, name, p, dw, lr, args, t):
+    """m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²;
+    p −= lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε);  AdamW first shrinks p by lr·λ·p."""
+    b1, b2 = args["beta1"], args["beta2"]
+    m = e.state(f"optimizer/{name}/m", e.g.type_of(p))
+    v = e.state(f"optimizer/{name}/v", e.g.type_of(p))
+    m1 = e.add(e.mul(e.const(b1), m), e.mul(e.const(1 - b1), dw))
+    v1 = e.add(e.mul(e.const(b2), v), e.mul(e.const(1 - b2), e.square(dw)))
+    e.g.graph["updates"][f"optimizer/{name}/m"] = m1
+    e.g.graph["updates"][f"optimizer/{name}/v"] = v1
+    bc1 = e.sub(e.const(1.0), e.pow(e.const(b1), t))
+    bc2 = e.sub(e.const(1.0), e.pow(e.const(b2), t))
+    denom = e.add(e.div(e.sqrt(v1), e.sqrt(bc2)), e.const(args["eps"]))
+    step = e.div(e.mul(e.div(lr, bc1), m1), denom)
+    if e.name == "adamw" and args.get("weight_decay") and decays(e.g, p):
+        p = e.sub(p, e.mul(e.mul(lr, e.const(args["weight_decay"])), p))
+    return e.sub(p, step)

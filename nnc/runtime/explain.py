@@ -1,0 +1,204 @@
+"""`nnc explain`: the chain rule walked node by node, from the target back to the leaves.
+
+One line per forward node in reverse topological order:
+
+    df/dq = df/df · ∂f/∂q = 1 · z = 1 · -4 = -4
+
+then, for each scalar leaf reached along a single path, the whole product term
+by term (the course's ∂L/∂w11 = ∂L/∂a2 · ∂a2/∂z2 · ... · ∂z11/∂w11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..passes.autodiff import grad
+from .execute import run_graph
+from ..ir.ops import get
+
+
+@dataclass
+class Step:
+    """One backward step: d target / d node as a sum over the node's uses."""
+
+    node: int
+    name: str
+    terms: list  # of (user name, partial text, upstream value, partial value or None, rule text)
+    value: np.ndarray
+    line: str
+
+
+def _one(v) -> float:
+    """The value of a one-element array of any rank (a [1, 1] tensor included)."""
+    return float(np.asarray(v).reshape(-1)[0])
+
+
+def _fmt(v) -> str:
+    arr = np.asarray(v)
+    if arr.size == 1:
+        x = float(arr.reshape(-1)[0])
+        if x.is_integer() and abs(x) < 1e12:
+            return str(int(x))
+        return f"{x:.6g}"
+    return f"[{', '.join(map(str, arr.shape))}] ‖·‖={np.linalg.norm(arr):.4g}"
+
+
+class Explainer:
+    def __init__(self, model, inputs: dict, params: dict, of: str | None = None, seed: int = 0,
+                 backend: str | None = None, float_dtype=np.float32):
+        self.model = model
+        g = model.training_graph
+        self.of_name, of_node = model.resolve(of, g)
+        wrt = model.default_wrt()
+        self.g = grad(g, of=of_node, wrt=wrt)
+        self.of = of_node
+        targets = [of_node, *self.g.graph["adjoints"].values(), *self.g.graph["contributions"].values()]
+        self.values = run_graph(self.g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)
+        self.names = self._names()
+
+    def _names(self) -> dict:
+        g = self.g
+        names = {}
+        for label, n in g.graph["values"].items():
+            names.setdefault(n, label)
+        for n in g.nodes:
+            if n in names or g.nodes[n].get("grad_of") is not None:
+                continue
+            data = g.nodes[n]
+            if data["op"] == "const":
+                names[n] = _fmt(data["attrs"]["value"])
+            else:
+                names[n] = f"{data.get('stmt') or 'node'}:{data['op']}#{n}"
+        return names
+
+    def d(self, n) -> str:
+        return f"d{self.of_name}/d{self.names[n]}"
+
+    def named(self) -> set:
+        """The nodes a person wrote a name for: statement values, inputs, parameters, the target."""
+        g = self.g
+        leaves = set(g.graph["inputs"].values()) | set(g.graph["params"].values())
+        return set(g.graph["values"].values()) | leaves | {self.of}
+
+    def statement_value(self, user: int) -> int:
+        """The named node whose statement `user` belongs to (`user` itself when it is named)."""
+        if user in self._named:
+            return user
+        stmt = self.g.nodes[user].get("stmt")
+        return self.g.graph["values"].get(stmt, user)
+
+    def uses(self, n: int) -> list:
+        """n's uses grouped by consuming statement: (U, Σ contributions, the single direct (user, i) or None)."""
+        groups: dict[int, list] = {}
+        for (user, i), node in self.g.graph["contributions"].items():
+            if self.g.operands(user)[i] == n:
+                groups.setdefault(self.statement_value(user), []).append((user, i, node))
+        out = []
+        for u, edges in sorted(groups.items()):
+            total = sum(self.values[node] for _, _, node in edges)
+            direct = (edges[0][0], edges[0][1]) if len(edges) == 1 and edges[0][0] == u else None
+            out.append((u, total, direct))
+        return out
+
+    def partial_text(self, u: int, n: int, direct) -> str:
+        """∂u/∂n written with names when the rule has a template, else as ∂u/∂n."""
+        if direct is not None:
+            user, index = direct
+            op = get(self.g.op(user))
+            rule = op.vjp[0] if op.arity is None else op.vjp[index]
+            operands = self.g.operands(user)
+            if rule.partial is not None and all(o in self.names for o in operands):
+                try:
+                    return rule.partial.format(*[self.names[o] for o in operands], y=self.names[user])
+                except (IndexError, KeyError):
+                    pass
+        return f"∂{self.names[u]}/∂{self.names[n]}"
+
+    def steps(self) -> list[Step]:
+        adj = self.g.graph["adjoints"]
+        self._named = self.named()
+        order = [n for n in reversed(self.g.topo()) if n in adj and n in self._named]
+        out = []
+        for n in order:
+            value = self.values[adj[n]]
+            if n == self.of:
+                out.append(Step(n, self.names[n], [], value, f"{self.d(n)} = 1"))
+                continue
+            terms = []
+            for u, total, direct in self.uses(n):
+                up = self.values[adj[u]]
+                pv = None
+                if np.asarray(up).size == 1 and np.asarray(total).size == 1 and _one(up) != 0:
+                    pv = _one(total) / _one(up)
+                terms.append((self.names[u], self.partial_text(u, n, direct), up, pv, self._rule(direct)))
+            out.append(Step(n, self.names[n], terms, value, self._line(n, terms, value)))
+        return out
+
+    def _rule(self, direct) -> str:
+        if direct is None:
+            return "through its statement"
+        user, index = direct
+        op = get(self.g.op(user))
+        return (op.vjp[0] if op.arity is None else op.vjp[index]).text
+
+    def _line(self, n, terms, value) -> str:
+        name = self.names[n]
+        symbolic = " + ".join(f"{self.d_name(u)} · ∂{u}/∂{name}" for u, *_ in terms)
+        scalar = np.asarray(value).size == 1 and all(np.asarray(up).size == 1 for _, _, up, _, _ in terms)
+        if scalar:
+            with_names = " + ".join(f"{_fmt(up)} · {partial}" for _, partial, up, _, _ in terms)
+            numbers = " + ".join(f"{_fmt(up)} · {_fmt(pv) if pv is not None else '(' + partial + ')'}"
+                                 for _, partial, up, pv, _ in terms)
+            parts = [f"{self.d(n)} = {symbolic}"]
+            if any(not partial.startswith("∂") for _, partial, *_ in terms):
+                parts.append(with_names)
+            if numbers != with_names:
+                parts.append(numbers)
+            parts.append(_fmt(value))
+            return " = ".join(parts)
+        rules = "; ".join(sorted({rule for *_, rule in terms}))
+        return f"{self.d(n)} = {symbolic}   [{rules}]  → {_fmt(value)}"
+
+    def d_name(self, user_name: str) -> str:
+        return f"d{self.of_name}/d{user_name}"
+
+    def chains(self) -> list[str]:
+        """For scalar leaves with one path to the target: the chain-rule product, factor by factor."""
+        g = self.g
+        adj = g.graph["adjoints"]
+        self._named = self.named()
+        lines = []
+        for n in g.topo():
+            if g.op(n) not in ("input", "param") or n not in adj or np.asarray(self.values[adj[n]]).size != 1:
+                continue
+            factors, node = [], n
+            while node != self.of:
+                uses = self.uses(node)
+                if len(uses) != 1:
+                    break
+                u, total, _ = uses[0]
+                up = self.values[adj[u]]
+                if np.asarray(up).size != 1 or _one(up) == 0:
+                    break
+                factors.append((self.names[u], self.names[node], _one(total) / _one(up)))
+                node = u
+            if node != self.of or len(factors) < 2:
+                continue
+            factors.reverse()
+            symbolic = " · ".join(f"∂{u}/∂{x}" for u, x, _ in factors)
+            numbers = " · ".join(f"({_fmt(v)})" for _, _, v in factors)
+            lines.append(f"{self.d(n)} = {symbolic} = {numbers} = {_fmt(self.values[adj[n]])}")
+        return lines
+
+
+def explain_text(model, inputs, params, of=None, seed=0, backend=None, float_dtype=np.float32) -> str:
+    e = Explainer(model, inputs, params, of, seed, backend, float_dtype)
+    out = [f"{e.of_name} = {_fmt(e.values[e.of])}", "", "backward, in reverse topological order:"]
+    out += ["  " + s.line for s in e.steps()]
+    chains = e.chains()
+    if chains:
+        out += ["", "chain rule along each path:"]
+        out += ["  " + c for c in chains]
+    return "\n".join(out)

@@ -1,0 +1,75 @@
+"""Gradient checking: symbolic gradients against central finite differences in float64."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import interp
+
+STEP = 1e-6
+TOLERANCE = 1e-4
+# Relative errors are taken against max(|symbolic|, |numeric|, floor): the floor keeps entries that are
+# exactly zero in truth (a bias feeding batchnorm) from dividing round-off noise by ~0.
+ABSOLUTE_FLOOR = 1e-4
+RELATIVE_FLOOR = 1e-3  # of the tensor's largest gradient entry
+MAX_ENTRIES = 32  # entries checked per tensor; larger tensors are sampled
+
+
+@dataclass
+class CheckResult:
+    name: str
+    checked: int
+    size: int
+    max_rel_error: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= TOLERANCE
+
+
+def finite_difference_check(graph, of_node: int, inputs: dict, params: dict, grads: dict,
+                            seed: int = 0, max_entries: int = MAX_ENTRIES) -> list[CheckResult]:
+    """Compare `grads` ({name: array}) with (f(w + h) − f(w − h)) / 2h on up to `max_entries` entries each."""
+    inputs = {k: np.asarray(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+              for k, v in inputs.items()}
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    rng = np.random.default_rng(seed)
+    results = []
+
+    def f():
+        return float(interp.run(graph, inputs, params, targets=[of_node], float_dtype=np.float64, seed=seed)[of_node])
+
+    for name, symbolic in grads.items():
+        store = params if name in params else inputs if name in inputs else None
+        if store is None:
+            continue
+        value = store[name]
+        flat = value.reshape(-1)
+        picks = np.arange(flat.size) if flat.size <= max_entries else rng.choice(flat.size, max_entries, replace=False)
+        sym = np.asarray(symbolic, dtype=np.float64).reshape(-1)[picks]
+        floor = max(ABSOLUTE_FLOOR, RELATIVE_FLOOR * np.abs(np.asarray(symbolic)).max(initial=0))
+
+        def rel_error(s, n):
+            return abs(s - n) / max(abs(s), abs(n), floor)
+
+        worst = 0.0
+        for j, k in enumerate(picks):
+            err = rel_error(sym[j], _central_difference(f, flat, k, STEP))
+            if err > TOLERANCE:
+                # A ReLU or max-pool kink inside [w − h, w + h] spoils the quotient; a smaller step avoids it.
+                err = min(err, rel_error(sym[j], _central_difference(f, flat, k, STEP / 10)))
+            worst = max(worst, err)
+        results.append(CheckResult(name, len(picks), flat.size, worst))
+    return results
+
+
+def _central_difference(f, flat, k, h) -> float:
+    saved = flat[k]
+    flat[k] = saved + h
+    up = f()
+    flat[k] = saved - h
+    down = f()
+    flat[k] = saved
+    return (up - down) / (2 * h)
