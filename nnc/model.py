@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .front.builder import build
-from .runtime.checkpoint import model_params
 from .errors import NncError
+from .front.builder import build
+from .front.settings import read_train_block
+from .front.syntax import parse, read_source
+from .runtime.checkpoint import model_params
 from .runtime.execute import run_graph
 from .runtime.init import init_params
-from .front.settings import read_train_block
 from .summary import summary_text
-from .front.syntax import parse, read_source
 
 CONSTANT_INITS = ("zeros", "ones", "constant")  # initializers that draw nothing at random
 SHOWN_MISSING = 6
@@ -86,12 +86,17 @@ class Model:
     def __repr__(self) -> str:
         return f"<nnc.Model {self.name}: {len(self.graph)} ops, {sum(self.param_counts().values()):,} parameters>"
 
+    def view(self, view: str = "layers"):
+        """The model drawn as `nnc viz --view VIEW` draws it (layers, ops, backward or fused kernels): a
+        Diagram that Jupyter shows and `.save("x.svg")` writes."""
+        from .viz import diagram
+        from .viz.render import Diagram
+
+        return Diagram(diagram(self, view))
+
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a model as its layers diagram (None without Graphviz: the text repr is used)."""
-        from .viz import diagram
-        from .viz.render import dot_program, svg_text
-
-        return svg_text(diagram(self, "layers")) if dot_program() else None
+        return self.view("layers")._repr_svg_()
 
     def param_counts(self) -> dict:
         return {name: int(np.prod(t.shape, dtype=np.int64)) for name, t in self.param_types.items()}

@@ -11,9 +11,10 @@ from conftest import EXAMPLE_FILES
 
 import nnc
 from nnc import NncError
-from nnc.ir.graph import verify
 from nnc.front.settings import Spec, read_train_block
 from nnc.front.syntax import parse
+from nnc.ir import ops
+from nnc.ir.graph import verify
 
 
 def params(text: str) -> list[str]:
@@ -190,7 +191,7 @@ def test_calling_a_value_or_using_a_function_as_a_value():
 
 def test_numbers_fold_and_meet_tensors_as_constants():
     m = model("input x\ny = x * (2 ** 3 - 1) / 2\noutput y")
-    consts = [m.graph.nodes[n]["attrs"]["value"] for n in m.graph if m.graph.op(n) == "const"]
+    consts = [m.graph.nodes[n]["attrs"]["value"] for n in m.graph if m.graph.op(n) is ops.const]
     assert sorted(consts) == [2.0, 7.0]  # 2 ** 3 - 1 folded to one constant
     assert m.eval({"x": 4.0})["y"] == pytest.approx(14.0)
 
@@ -206,7 +207,7 @@ def test_int_tensors_take_only_whole_numbers():
 
 def ops_of(m: nnc.Model) -> list[str]:
     g = m.graph
-    return [g.op(n) for n in g.topo() if g.op(n) not in ("input", "param", "const")]
+    return [g.op(n).name for n in g.topo() if g.op(n) not in (ops.input, ops.param, ops.const)]
 
 
 def test_layers_lower_to_primitive_ops():
@@ -222,8 +223,8 @@ def test_layers_lower_to_primitive_ops():
 
 def test_dropout_and_batchnorm_differ_between_training_and_evaluation():
     m = nnc.load("examples/mnist_mlp_dropout_bn.nn")
-    eval_ops = {m.graph.op(n) for n in m.graph}
-    train_ops = {m.training_graph.op(n) for n in m.training_graph}
+    eval_ops = {m.graph.op(n).name for n in m.graph}
+    train_ops = {m.training_graph.op(n).name for n in m.training_graph}
     assert "dropout_mask" not in eval_ops and "dropout_mask" in train_ops
     assert m.graph.graph["updates"] == {}
     assert set(m.training_graph.graph["updates"]) == {
@@ -243,11 +244,11 @@ def test_operands_keep_order_and_multiplicity():
 def test_nodes_remember_their_statement_and_source():
     m = model("input x: [B, 3]\nh = relu(dense(x, 2))\noutput h")
     g = m.graph
-    relu = next(n for n in g if g.op(n) == "relu")
+    relu = next(n for n in g if g.op(n) is ops.relu)
     assert g.nodes[relu]["stmt"] == "h"
     assert g.nodes[relu]["layer"] == "relu"
     assert (g.nodes[relu]["loc"].span.line, g.nodes[relu]["loc"].span.column) == (4, 5)
-    matmul = next(n for n in g if g.op(n) == "matmul")
+    matmul = next(n for n in g if g.op(n) is ops.matmul)
     assert g.nodes[matmul]["layer"] == "dense" and g.nodes[matmul]["stmt"] == "h"
 
 

@@ -26,8 +26,8 @@ import pytest
 from conftest import EXAMPLES, nnc_env
 
 import nnc
-from nnc.runtime import checkpoint
 from nnc.errors import NncError
+from nnc.runtime import checkpoint
 
 SAVER = textwrap.dedent("""
     import sys

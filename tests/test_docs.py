@@ -41,13 +41,13 @@ import pytest
 from conftest import REPO, run_main
 
 import nnc
-from nnc.ir import interp
-from nnc.front.builder import INIT_NAMES
 from nnc.cli.main import make_parser
 from nnc.errors import NncError
+from nnc.front.builder import INIT_NAMES
 from nnc.front.layers import FUNCTIONS
 from nnc.front.settings import OPTIMIZERS, SCHEDULES, SETTINGS
 from nnc.front.syntax import parse
+from nnc.ir import interp
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples" / "README.md"]
 LANGUAGE = REPO / "docs" / "language.md"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc.runtime import execute
 from nnc.cli.main import main
 from nnc.errors import NncError
+from nnc.runtime import execute
 
 CIRCUIT = "examples/circuit.nn"
 

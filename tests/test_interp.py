@@ -15,6 +15,7 @@ from conftest import EXAMPLE_FILES, EXAMPLES
 
 import nnc
 from nnc import NncError
+from nnc.ir import ops
 from nnc.ir.ops import REGISTRY
 
 
@@ -408,7 +409,7 @@ def test_every_example_runs_forward_on_random_inputs(path):
     for name, t in m.inputs.items():
         shape = tuple(3 if isinstance(d, str) else d for d in t.shape)
         g = m.graph
-        widths = [g.type_of(g.operands(n)[0]).shape[1] for n in g.nodes if g.op(n) == "xent"]
+        widths = [g.type_of(g.operands(n)[0]).shape[1] for n in g.nodes if g.op(n) is ops.xent]
         classes = min(widths, default=10) if "label" in name else 2
         inputs[name] = rng.integers(0, classes, shape) if not t.is_float else rng.normal(size=shape)
     out = m.eval(inputs, seed=1, random_params=True)

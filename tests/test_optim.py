@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc.ir import interp
-from nnc.runtime.init import init_params
-from nnc.passes.optim import LR, STEP, training_step
 from nnc.front.settings import OPTIMIZERS, Spec
+from nnc.ir import interp
+from nnc.passes.optim import LR, STEP, training_step
+from nnc.runtime.init import init_params
 
 MODEL = """
 model smooth {

@@ -1,7 +1,8 @@
-"""The op registry (nnc/ops/registry.py): every primitive carries all of its rules.
+"""The op registry (nnc/ir/ops/registry.py): every primitive carries all of its rules.
 
 Every op has a shape rule, a NumPy reference, a doc line, valid groups, a
-VJP rule (or an explicit NoGradient) and, unless it is a leaf, an LLVM lowering.
+VJP rule (or an explicit NoGradient) and, unless it is a leaf, one LLVM lowering
+in the backend's tables.
 """
 
 from __future__ import annotations
@@ -84,6 +85,32 @@ def test_every_op_has_a_vjp():
     assert not wrong, f"not one rule (or None) per operand: {wrong}"
 
 
-def test_every_op_has_a_lowering():
-    missing = [name for name in OPS if not REGISTRY[name].is_a(LEAF) and not callable(REGISTRY[name].lower)]
-    assert not missing, f"no LLVM lowering: {missing}"
+def test_every_op_has_exactly_one_lowering():
+    """Each op that computes something is in exactly one of the backend's two lowering tables."""
+    from nnc.backend.lower_kernels import KERNELS
+    from nnc.backend.lower_pointwise import POINTWISE
+
+    for name in OPS:
+        op = REGISTRY[name]
+        tables = [t for t, table in (("pointwise", POINTWISE), ("kernels", KERNELS)) if op in table]
+        assert len(tables) == (0 if op.is_a(LEAF) else 1), f"{name}: in {tables or 'no lowering table'}"
+        if op.is_a(ELEMENTWISE):
+            assert tables == ["pointwise"], f"{name} is elementwise, so it fuses: it needs a pointwise rule"
+    assert set(POINTWISE) | set(KERNELS) <= set(REGISTRY.values())
+
+
+def test_every_op_is_a_constant_of_the_ops_package():
+    """`ops.<name>` names every op (a misspelt op is an AttributeError where it is written)."""
+    from nnc.ir import ops
+
+    assert set(ops.__all__) >= set(OPS)
+    for name in OPS:
+        assert getattr(ops, name) is REGISTRY[name]
+
+
+def test_an_op_compared_with_a_string_is_an_error():
+    from nnc.ir import ops
+
+    with pytest.raises(TypeError, match="is ops.matmul"):
+        _ = ops.matmul == "matmul"
+    assert ops.matmul is get("matmul") and ops.matmul != ops.add

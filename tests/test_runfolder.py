@@ -21,9 +21,9 @@ import pytest
 from conftest import EXAMPLES
 
 import nnc
-from nnc.runtime import checkpoint
 from nnc.cli import run as run_module
 from nnc.cli.main import main
+from nnc.runtime import checkpoint
 
 SPIRAL = """model spiral_mlp {
   input  x: [B, 2]

@@ -17,8 +17,9 @@ import nnc
 from nnc.backend.compiler import effective_targets
 from nnc.backend.fusion import fuse
 from nnc.cli.main import main
-from nnc.viz import diagram
+from nnc.ir import ops
 from nnc.runtime.annotate import annotate
+from nnc.viz import diagram
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -139,7 +140,7 @@ def test_backward_view_labels_every_backward_node_with_its_rule_and_links_it():
     from nnc.runtime.annotate import gradient_graph
 
     gg, _ = gradient_graph(m)
-    backward = [n for n in gg.nodes if gg.nodes[n].get("grad_of") is not None and gg.op(n) != "const"]
+    backward = [n for n in gg.nodes if gg.nodes[n].get("grad_of") is not None and gg.op(n) is not ops.const]
     for n in backward:
         line = next(x for x in dot.splitlines() if x.strip().startswith(f'"n{n}" ['))
         assert "#fde8e4" in line  # the backward colour
@@ -182,12 +183,12 @@ def test_model_repr_svg_for_jupyter():
 
 
 @needs_dot
-def test_executable_repr_svg_shows_its_kernels():
+def test_the_kernels_view_in_jupyter_shows_the_compiled_kernels():
     from nnc.backend import compile_graph
 
-    g = load("mnist_mlp.nn").graph
-    exe = compile_graph(g, {"B": 2})
-    svg = exe._repr_svg_()
+    model = load("mnist_mlp.nn")
+    exe = compile_graph(model.graph, {"B": 2})
+    svg = model.view("fused")._repr_svg_()
     assert svg.startswith("<svg") and f"{len(exe.plan.kernels)} kernels" in svg
 
 
@@ -304,8 +305,8 @@ def test_grad_stats_run_and_heat_map(tmp_path, capsys):
     assert rows[0] == ["epoch", "layer", "grad_norm"]
     assert [(int(e), layer) for e, layer, _ in rows[1:]] == [(e, layer) for e in (1, 2, 3) for layer in ("h", "z")]
     # the norms are the native gradient's: compare epoch 3 with the reference interpreter on the same batch
-    from nnc.runtime.checkpoint import load as load_checkpoint
     from nnc.data import load_dataset
+    from nnc.runtime.checkpoint import load as load_checkpoint
     from nnc.train.grad_stats import GradNormProbe
 
     model = load("xor.nn")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnc.passes.autodiff import grad
+from nnc.ir import ops
 from nnc.ir.graph import Graph, verify
 from nnc.ir.interp import run
 from nnc.ir.ops import REGISTRY, NoGradient
 from nnc.ir.types import TensorType
+from nnc.passes.autodiff import grad
 
 RNG = np.random.default_rng(1234)
 H = 1e-6
@@ -30,16 +31,16 @@ def build(op, shapes, attrs=None, *, repeat=None, positive=()):
     for i, shape in enumerate(shapes if repeat is None else shapes[:1]):
         name = f"x{i}"
         t = TensorType(tuple(shape), "float64")
-        nodes.append(g.add_op("input", (), {"name": name, "type": t}, type=t))
+        nodes.append(g.add_op(ops.input, (), {"name": name, "type": t}, type=t))
         g.graph["inputs"][name] = nodes[-1]
         names.append(name)
     operands = nodes if repeat is None else nodes * repeat
-    y = g.add_op(op, operands, attrs or {})
+    y = g.add_op(ops.get(op), operands, attrs or {})
     yt = g.type_of(y)
     ct = TensorType(yt.shape, "float64")
-    cot = g.add_op("input", (), {"name": "cot", "type": ct}, type=ct)
+    cot = g.add_op(ops.input, (), {"name": "cot", "type": ct}, type=ct)
     g.graph["inputs"]["cot"] = cot
-    loss = g.add_op("sum", (g.add_op("mul", (y, cot)),), {"axis": None, "keepdims": False})
+    loss = g.add_op(ops.sum, (g.add_op(ops.mul, (y, cot)),), {"axis": None, "keepdims": False})
     g.graph["loss"] = loss
     values = {}
     for i, name in enumerate(names):
@@ -144,11 +145,11 @@ def test_repeated_input_accumulates(op):
 def test_xent_int_labels():
     g = Graph()
     t = TensorType((4, 5), "float64")
-    x = g.add_op("input", (), {"name": "x", "type": t}, type=t)
+    x = g.add_op(ops.input, (), {"name": "x", "type": t}, type=t)
     lt = TensorType((4,), "int32")
-    lab = g.add_op("input", (), {"name": "labels", "type": lt}, type=lt)
+    lab = g.add_op(ops.input, (), {"name": "labels", "type": lt}, type=lt)
     g.graph["inputs"].update(x=x, labels=lab)
-    g.graph["loss"] = g.add_op("mean", (g.add_op("xent", (x, lab)),), {"axis": None, "keepdims": False})
+    g.graph["loss"] = g.add_op(ops.mean, (g.add_op(ops.xent, (x, lab)),), {"axis": None, "keepdims": False})
     values = {"x": RNG.normal(size=(4, 5)) * 30, "labels": np.array([0, 4, 2, 2])}
     check(g, ["x"], values)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import NncError
 from ..ir.types import concrete, format_shape
-from .codegen import STATUS_BAD_LABEL
+from .kernel_context import STATUS_BAD_LABEL
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
                               ctypes.c_void_p)
@@ -186,10 +186,3 @@ class Executable:
                     bad = arr[(arr < 0) | (arr >= depth)][0]
                     return f"{name} out of range: got class {int(bad)}, expected 0 to {depth - 1}"
         return "labels out of range: every class index must be at least 0 and less than the number of classes"
-
-    def _repr_svg_(self) -> str | None:
-        """Jupyter shows a compiled graph as its kernels (`nnc viz --view fused`); None without Graphviz."""
-        from ..viz.fused import fused_view
-        from ..viz.render import dot_program, svg_text
-
-        return svg_text(fused_view(self.graph, plan=self.plan).source()) if dot_program() else None

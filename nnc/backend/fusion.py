@@ -19,29 +19,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ShapeError
-from ..ir.ops import ELEMENTWISE, LEAF, MOVEMENT, REDUCE, get
+from ..ir.ops import ELEMENTWISE, EXPAND, LEAF, REDUCE, VIEW
 from ..ir.types import broadcast_shapes
 
 POINTWISE = "pointwise"
 
 
 def is_leaf(g, n) -> bool:
-    return get(g.op(n)).is_a(LEAF)
+    return g.op(n).is_a(LEAF)
 
 
 def is_view(g, n) -> bool:
-    """Reshape: same elements in the same order, so it can share its operand's storage."""
-    op = get(g.op(n))
-    return op.is_a(MOVEMENT) and op.name == "reshape"
+    """Same elements in the same order (reshape), so it can share its operand's storage."""
+    return g.op(n).is_a(VIEW)
 
 
 def is_pointwise(g, n) -> bool:
-    """Computable one element at a time at a broadcast index: elementwise ops, and movement ops whose
-    result is their operand broadcast (broadcast_to), which the fused loop reads with broadcasting."""
-    op = get(g.op(n))
+    """Computable one element at a time at a broadcast index: elementwise ops, and ops whose result is
+    their operand broadcast (broadcast_to), which the fused loop reads with broadcasting."""
+    op = g.op(n)
     if op.is_a(ELEMENTWISE):
         return True
-    if op.name != "broadcast_to":  # other movement ops (a rank-0 transpose too) have kernels of their own
+    if not op.is_a(EXPAND):  # other movement ops (a rank-0 transpose too) have kernels of their own
         return False
     src, dst = g.type_of(g.operands(n)[0]).shape, g.type_of(n).shape
     try:
@@ -143,7 +142,7 @@ def fuse(g, targets) -> KernelPlan:
         k.prologue.sort(key=position.get)
         k.epilogue.sort(key=position.get)
         if k.anchor is not None:
-            k.kind = g.op(k.anchor)
+            k.kind = g.op(k.anchor).name
         covered = set(k.nodes)
         inputs = []
         for n in k.nodes:
@@ -165,7 +164,7 @@ def _absorbing_kernel(g, n, users, owner, views, targets) -> Kernel | None:
     if is_pointwise(g, n):
         if roles == {"epilogue"}:
             return kernel
-        if roles <= {"anchor", "prologue"} and get(g.op(kernel.anchor)).is_a(REDUCE):
+        if roles <= {"anchor", "prologue"} and g.op(kernel.anchor).is_a(REDUCE):
             return kernel
         return None
     # A non-pointwise node becomes the anchor of a pointwise kernel whose result has its shape.

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..ir import ops
+from ..ir.ops import CONSTANT
 from ..ir.types import concrete
 
 ALIGN = 64  # one cache line; also keeps every vector load aligned to its element
@@ -56,7 +58,7 @@ def _aligned(n: int) -> int:
 def constant_value(g, n, bindings: dict) -> np.ndarray:
     """The value of a const or count node, in its declared dtype and concrete shape."""
     attrs = g.nodes[n]["attrs"]
-    value = attrs["value"] if g.op(n) == "const" else math.prod(concrete(attrs["dims"], bindings))
+    value = attrs["value"] if g.op(n) is ops.const else math.prod(concrete(attrs["dims"], bindings))
     shape = concrete(g.type_of(n).shape, bindings)
     return np.ascontiguousarray(np.broadcast_to(np.asarray(value), shape), dtype=np.dtype(g.type_of(n).dtype))
 
@@ -79,7 +81,7 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) 
     mp.param_bytes = state
     needed = plan.needed
     for n in sorted(needed):
-        if g.op(n) in ("const", "count"):
+        if g.op(n).is_a(CONSTANT):
             arr = constant_value(g, n, bindings)
             slot = Slot("state", state, arr.nbytes)
             mp.constants[n] = (arr, slot)

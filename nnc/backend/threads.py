@@ -38,8 +38,7 @@ import numpy as np
 from llvmlite import ir
 from llvmlite.ir import instructions
 
-from . import jit
-from . import llvmutil as u
+from . import jit, llvmutil as u
 from .irmath import I32, I64
 
 PTR = u.PTR

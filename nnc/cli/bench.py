@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from ..errors import NncError
-from ..passes.optim import LR, training_step
 from ..front.settings import OPTIMIZERS, Spec
+from ..passes.optim import LR, training_step
 
 ROUNDS = 7            # timed rounds; the median is reported
 ROUND_SECONDS = 0.25  # each round runs whole steps for about this long

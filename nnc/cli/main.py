@@ -132,8 +132,8 @@ def gather_params(args, model) -> dict:
     """--params (a run folder, a checkpoint or a parameter .npz) and initial values for the parameters it does
     not give: constant initializers always, random ones only with --random-params (said on stdout, as random
     inputs are); without it a randomly initialized parameter left out is an error that names it."""
-    from ..runtime.checkpoint import model_params
     from ..model import MissingParams
+    from ..runtime.checkpoint import model_params
 
     given = model_params(getattr(args, "params", None), model)
     missing = [name for name in model.random_param_names() if name not in given]
@@ -166,8 +166,8 @@ def cmd_eval(args) -> int:
 def eval_on_data(args, model) -> int:
     """nnc eval --data: the test set through the model, with the metrics nnc run prints."""
     from ..data import load_for_model
-    from .run import confusion_text
     from ..train.trainer import Evaluator
+    from .run import confusion_text
 
     params = gather_params(args, model)
     data = load_for_model(model, data=args.data, target=args.target, val=0.0, seed=args.seed)

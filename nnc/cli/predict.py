@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import NncError
 from ..fileio import load_npz, reading
+from ..ir import ops
 from ..ir.types import format_shape
 
 IMAGE_SUFFIXES = {".png"}
@@ -79,7 +80,7 @@ def fit_to(arr: np.ndarray, declared: tuple, name: str, path: Path) -> np.ndarra
 
 
 def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
-    if graph.op(out_node) in ("softmax", "sigmoid"):
+    if graph.op(out_node) in (ops.softmax, ops.sigmoid):
         return output
     if output.shape[-1] == 1:
         return 1 / (1 + np.exp(-output))
@@ -88,9 +89,9 @@ def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
 
 
 def cmd_predict(args) -> int:
-    from .main import gather_params
     from ..model import load
     from ..train.trainer import ENGINES, Task
+    from .main import gather_params
 
     model = load(Path(args.model), model=args.model_name)
     inputs = read_input(Path(args.input), model)

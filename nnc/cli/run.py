@@ -30,15 +30,22 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..runtime import checkpoint
-from ..train import runfolder
-from ..runtime.checkpoint import CHECKPOINT
 from ..errors import NncError
 from ..fileio import atomic_write
-from .progress import Progress
 from ..front.settings import OPTIMIZERS, SCHEDULES, Spec
+from ..runtime import checkpoint
+from ..runtime.checkpoint import CHECKPOINT
+from ..train import runfolder
 from ..train.trainer import (
-    DIVERGENCE_FACTOR, DivergenceWatch, EpochProgress, Interrupted, NonFiniteLoss, RunConfig, Trainer)
+    DIVERGENCE_FACTOR,
+    DivergenceWatch,
+    EpochProgress,
+    Interrupted,
+    NonFiniteLoss,
+    RunConfig,
+    Trainer,
+)
+from .progress import Progress
 
 SAVE_EVERY_SECONDS = 5.0   # checkpoints after an epoch at most this often (and always at the end)
 MAX_EPOCH_LINES = 25       # longer runs print every k-th epoch; history.csv has them all

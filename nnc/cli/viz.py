@@ -40,9 +40,9 @@ def cmd_viz(args) -> int:
         raise NncError("nnc viz needs a model file", hint="nnc viz MODEL.nn -o FILE.svg")
     if not (args.output or args.steps or args.html):
         raise NncError("nothing to write: give -o FILE (.svg, .png, .pdf or .dot), --steps DIR or --html FILE")
-    from .main import _load_model, gather_inputs, gather_params, gather_random
     from ..viz import VIEWS, Options, diagram
     from ..viz.render import output_format, write_diagram
+    from .main import _load_model, gather_inputs, gather_params, gather_random
 
     if args.output:
         output_format(args.output)  # refuse a bad suffix before any work

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ir import ops
+
 CLASSIFICATION, BINARY, REGRESSION = "classification", "binary", "regression"
-COMPARING_LAYERS = {"mse": "sub", "mae": "sub", "binary_cross_entropy": "bce_logits"}
+COMPARING_LAYERS = {"mse": ops.sub, "mae": ops.sub, "binary_cross_entropy": ops.bce_logits}
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,11 @@ def input_roles(model) -> InputRoles:
     by_node = {node: name for name, node in inputs.items()}
     for n in sorted(g.needed_for([g.graph["loss"]])):
         op, layer = g.op(n), g.nodes[n].get("layer")
-        if op == "xent" and g.operands(n)[1] in by_node:
+        if op is ops.xent and g.operands(n)[1] in by_node:
             logits = g.type_of(g.operands(n)[0])
             return InputRoles(by_node[g.operands(n)[1]], CLASSIFICATION, _int_or_none(logits.shape[-1]),
                               f"logits {logits}")
-        if COMPARING_LAYERS.get(layer) == op:
+        if COMPARING_LAYERS.get(layer) is op:
             compared = [o for o in g.operands(n) if o in by_node and g.type_of(o).is_float]
             if compared:
                 if layer == "binary_cross_entropy":
@@ -55,10 +57,10 @@ def input_roles(model) -> InputRoles:
 
 def _classes_of_labels(g, node) -> tuple[int | None, str]:
     for user in g.successors(node):
-        if g.op(user) == "xent":
+        if g.op(user) is ops.xent:
             logits = g.type_of(g.operands(user)[0])
             return _int_or_none(logits.shape[-1]), f"logits {logits}"
-        if g.op(user) == "one_hot":
+        if g.op(user) is ops.one_hot:
             depth = g.nodes[user]["attrs"]["depth"]
             return depth, f"one_hot depth {depth}"
     return None, ""

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ast
 from .. import limits
 from ..errors import Loc, NncError, ShapeError
+from ..ir import ops
 from ..ir.graph import Graph
+from ..ir.initializer import Init
 from ..ir.types import DTYPE_NAMES, TensorType, format_shape
+from . import ast
 
 # Bounds on the builder's recursion (nnc/syntax.py bounds one expression to 100 levels): an expression
 # level costs up to 4 Python frames and a block call 6 more, so these stay within Python's default
@@ -51,17 +53,6 @@ Dims = tuple                 # numbers and symbols: reshape(x, [B, 784])
 Ints = tuple
 Axis = int | tuple | None
 Size = int | tuple           # 3 or [3, 5]
-
-
-@dataclass(frozen=True)
-class Init:
-    """A parameter initializer: zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he."""
-
-    kind: str
-    args: tuple = ()
-
-    def __str__(self) -> str:
-        return self.kind + (f"({', '.join(str(a) for a in self.args)})" if self.args else "")
 
 
 INIT_NAMES = {"zeros", "ones", "xavier", "he", "glorot", "kaiming"}
@@ -197,7 +188,7 @@ class Builder:
         info = self._info(scope, s.name, "input", s.loc)
         self.stmt = _Stmt(base=s.name, label=s.name, info=info)
         self._check_size(f"input '{s.name}'", typ, s.type.loc if s.type else s.name_loc)
-        node = self.g.add_op("input", (), {"name": s.name, "type": typ}, type=typ, loc=s.name_loc,
+        node = self.g.add_op(ops.input, (), {"name": s.name, "type": typ}, type=typ, loc=s.name_loc,
                              stmt=s.name, layer="input")
         self.g.graph["inputs"][s.name] = node
         scope.env[s.name] = Tensor(node)
@@ -271,7 +262,7 @@ class Builder:
         if self.param_bytes > limits.memory_limit():
             raise NncError(f"the parameters would take {limits.format_bytes(self.param_bytes)} with '{name}', "
                            f"expected at most {limits.limit_text()} in all", loc, hint="make the model smaller")
-        node = self.g.add_op("param", (), {"name": name, "type": typ, "init": init, "trainable": trainable},
+        node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": init, "trainable": trainable},
                              type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, layer="param")
         self.g.graph["params"][name] = node
         if self.stmt and self.stmt.info is not None:
@@ -356,7 +347,7 @@ class Builder:
         if isinstance(e, ast.Neg):
             v = self.expr(e.operand, scope)
             if isinstance(v, Tensor):
-                return self.apply("neg", (v,), e.loc, (e.operand.loc,), layer="neg")
+                return self.apply(ops.neg, (v,), e.loc, (e.operand.loc,), layer="neg")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
             raise NncError(f"cannot negate {value_kind(v)}", e.operand.loc)
@@ -390,7 +381,7 @@ class Builder:
             hint = f"'{name}' is a function; call it as {name}(...)"
         raise NncError(f"undefined name '{name}'", var.loc, hint=hint)
 
-    BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+    BINOPS = {"+": ops.add, "-": ops.sub, "*": ops.mul, "/": ops.div, "**": ops.pow, "@": ops.matmul}
 
     def binop(self, e: ast.BinOp, scope: _Scope):
         a = self.expr(e.left, scope)
@@ -426,7 +417,7 @@ class Builder:
                            hint="declare the tensors f64 to compute with numbers this large" if dtype == "float32"
                            else None)
         typ = TensorType((), dtype)
-        node = self.g.add_op("const", (), {"value": value, "type": typ}, type=typ, loc=loc,
+        node = self.g.add_op(ops.const, (), {"value": value, "type": typ}, type=typ, loc=loc,
                              stmt=self.stmt.label if self.stmt else None, layer="const")
         return Tensor(node)
 
@@ -441,20 +432,20 @@ class Builder:
                            f"expected at most {limits.limit_text()}", loc, hint=hint)
         return size
 
-    def apply(self, op: str, operands, loc: Loc, operand_locs=(), layer: str | None = None, **attrs) -> Tensor:
+    def apply(self, op: ops.Op, operands, loc: Loc, operand_locs=(), layer: str | None = None, **attrs) -> Tensor:
         """Add a primitive node; a shape error points at the operand at fault."""
         try:
             node = self.g.add_op(op, [t.node for t in operands], attrs, loc=loc,
-                                 stmt=self.stmt.label if self.stmt else None, layer=layer or op)
+                                 stmt=self.stmt.label if self.stmt else None, layer=layer or op.name)
         except ShapeError as err:
             where = loc
             if err.operand is not None and err.operand < len(operand_locs) and operand_locs[err.operand]:
                 where = operand_locs[err.operand]
             raise NncError(err.message, where, err.hint) from None
-        name = layer or op
+        name = layer or op.name
         self._check_size(f"{name if name.isidentifier() else repr(name)}: the result", self.g.type_of(node), loc)
         if self.stmt and self.stmt.info is not None and layer and (not self.stmt.info.ops or self.stmt.info.ops[-1] != layer):
-            if op not in ("const",):
+            if op is not ops.const:
                 self.stmt.info.ops.append(layer)
         return Tensor(node)
 
@@ -572,11 +563,11 @@ class Builder:
     def type(self, t: Tensor) -> TensorType:
         return self.g.type_of(t.node)
 
-    def op(self, op: str, *operands, layer: str | None = None, **attrs) -> Tensor:
+    def op(self, op: ops.Op, *operands, layer: str | None = None, **attrs) -> Tensor:
         """A primitive inside the current call; shape errors point at the call."""
         return self.apply(op, operands, self.current_loc, (), layer=layer or self._call_name, **attrs)
 
-    def prim(self, op: str, *operands, **attrs) -> Tensor:
+    def prim(self, op: ops.Op, *operands, **attrs) -> Tensor:
         """A primitive called directly by the user: operand i is argument i."""
         return self.apply(op, operands, self.current_loc, self.arg_locs, layer=self._call_name, **attrs)
 

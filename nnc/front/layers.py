@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 
-from .builder import Axis, Builder, Dims, Init, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401
+from ..ir import ops
+from ..ir.initializer import Init
 from ..ir.ops.elementwise import UNARY_FLOAT
 from ..ir.types import TensorType, format_shape
+from .builder import Axis, Builder, Dims, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401
 
 FUNCTIONS: dict = {}
 
@@ -34,65 +36,65 @@ def _float_input(b: Builder, x: Tensor, arg: int = 0, what: str = "input") -> Te
 # ---- elementwise ---------------------------------------------------------------------
 
 
-def _unary(name):
+def _unary(op: ops.Op):
     def fn(b: Builder, x: TensorLike):
-        return b.prim(name, b.as_tensor(x))
-    fn.__name__ = name
-    fn.__doc__ = UNARY_FLOAT[name][1]
+        return b.prim(op, b.as_tensor(x))
+    fn.__name__ = op.name
+    fn.__doc__ = op.doc
     return fn
 
 
-for _name in UNARY_FLOAT:
-    FUNCTIONS[_name] = _unary(_name)
+for _op in UNARY_FLOAT:
+    FUNCTIONS[_op.name] = _unary(_op)
 
 
 @function
 def leaky_relu(b: Builder, x: Tensor, alpha: float = 0.01):
-    return b.prim("leaky_relu", x, alpha=alpha)
+    return b.prim(ops.leaky_relu, x, alpha=alpha)
 
 
 @function
 def elu(b: Builder, x: Tensor, alpha: float = 1.0):
-    return b.prim("elu", x, alpha=alpha)
+    return b.prim(ops.elu, x, alpha=alpha)
 
 
-def _binary(name):
+def _binary(op: ops.Op):
     def fn(builder: Builder, a: TensorLike, b: TensorLike):  # the user's names: maximum(a, b)
-        return builder.prim(name, builder.as_tensor(a, like=b), builder.as_tensor(b, like=a))
-    fn.__name__ = name
+        return builder.prim(op, builder.as_tensor(a, like=b), builder.as_tensor(b, like=a))
+    fn.__name__ = op.name
     return fn
 
 
-FUNCTIONS["maximum"] = _binary("maximum")
-FUNCTIONS["minimum"] = _binary("minimum")
+FUNCTIONS["maximum"] = _binary(ops.maximum)
+FUNCTIONS["minimum"] = _binary(ops.minimum)
 
 # ---- reductions and shapes --------------------------------------------------------------
 
 
-def _reduction(name):
+def _reduction(op: ops.Op):
     def fn(b: Builder, x: Tensor, axis: Axis = None, keepdims: bool = False):
-        return b.prim(name, x, axis=axis, keepdims=keepdims)
-    fn.__name__ = name
+        return b.prim(op, x, axis=axis, keepdims=keepdims)
+    fn.__name__ = op.name
     return fn
 
 
-for _name in ("sum", "mean", "max"):
-    FUNCTIONS[_name] = _reduction(_name)
+for _op in (ops.sum, ops.mean, ops.max):
+    FUNCTIONS[_op.name] = _reduction(_op)
 
 
 @function
 def softmax(b: Builder, x: Tensor, axis: int = -1):
-    return b.prim("softmax", x, axis=axis)
+    return b.prim(ops.softmax, x, axis=axis)
 
 
 @function
 def log_softmax(b: Builder, x: Tensor, axis: int = -1):
-    return b.prim("log_softmax", x, axis=axis)
+    return b.prim(ops.log_softmax, x, axis=axis)
 
 
 @function
 def reshape(b: Builder, x: Tensor, shape: Dims):
-    return b.prim("reshape", x, shape=tuple(str(d) if isinstance(d, str) else d for d in shape))
+    return b.prim(ops.reshape, x, shape=tuple(str(d) if isinstance(d, str) else d for d in shape))
 
 
 @function
@@ -107,20 +109,20 @@ def flatten(b: Builder, x: Tensor):
     size = 1
     for d in rest:
         size *= d
-    return b.op("reshape", x, shape=(t.shape[0], size))
+    return b.op(ops.reshape, x, shape=(t.shape[0], size))
 
 
 @function
 def transpose(b: Builder, x: Tensor, perm: Ints = None):
     rank = b.type(x).rank
-    return b.prim("transpose", x, perm=tuple(perm) if perm is not None else tuple(reversed(range(rank))))
+    return b.prim(ops.transpose, x, perm=tuple(perm) if perm is not None else tuple(reversed(range(rank))))
 
 
 @function
 def concat(b: Builder, tensors: Tensors, axis: int = 1):
     if not tensors:
         raise b.error("needs at least one tensor", 0)
-    return b.apply("concat", tensors, b.current_loc, b.arg_locs[:1] * len(tensors), layer="concat", axis=axis)
+    return b.apply(ops.concat, tensors, b.current_loc, b.arg_locs[:1] * len(tensors), layer="concat", axis=axis)
 
 
 # ---- layers -----------------------------------------------------------------------------
@@ -143,8 +145,8 @@ def dense(b: Builder, x: Tensor, units: int, bias: bool = True, init: Init = Non
     if bias:
         specs.append(("bias", TensorType((units,), t.dtype), Init("zeros"), True))
     p = b.params_for(name, specs)
-    y = b.op("matmul", x, p["weight"])
-    return b.op("add", y, p["bias"]) if bias else y
+    y = b.op(ops.matmul, x, p["weight"])
+    return b.op(ops.add, y, p["bias"]) if bias else y
 
 
 @function
@@ -173,23 +175,23 @@ def conv2d(b: Builder, x: Tensor, filters: int, kernel: Size, stride: int = 1, p
     if pad < 0:
         raise b.error(f"pad must be 0 or more, got {pad}")
     p = b.params_for(name, specs)
-    y = b.op("conv2d", x, p["weight"], stride=stride, pad=pad)
+    y = b.op(ops.conv2d, x, p["weight"], stride=stride, pad=pad)
     if bias:
-        y = b.op("add", y, b.op("reshape", p["bias"], shape=(filters, 1, 1)))
+        y = b.op(ops.add, y, b.op(ops.reshape, p["bias"], shape=(filters, 1, 1)))
     return y
 
 
-def _pool(kind):
+def _pool(op: ops.Op):
     def fn(b: Builder, x: Tensor, size: int, stride: int = None):
         if size < 1:
             raise b.error(f"size must be at least 1, got {size}", 1)
-        return b.prim(kind, x, size=size, stride=stride if stride is not None else size)
-    fn.__name__ = kind
+        return b.prim(op, x, size=size, stride=stride if stride is not None else size)
+    fn.__name__ = op.name
     return fn
 
 
-FUNCTIONS["maxpool"] = _pool("maxpool")
-FUNCTIONS["avgpool"] = _pool("avgpool")
+FUNCTIONS["maxpool"] = _pool(ops.maxpool)
+FUNCTIONS["avgpool"] = _pool(ops.avgpool)
 
 
 @function
@@ -198,7 +200,7 @@ def global_avgpool(b: Builder, x: Tensor):
     t = _float_input(b, x)
     if t.rank != 4:
         raise b.error(f"input has shape {format_shape(t.shape)}, expected a 4-D [B, C, H, W] tensor", 0)
-    return b.op("mean", x, axis=(2, 3), keepdims=False)
+    return b.op(ops.mean, x, axis=(2, 3), keepdims=False)
 
 
 def _channel_axes(b: Builder, t: TensorType):
@@ -222,29 +224,29 @@ def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, n
                             ("running_mean", vec, Init("zeros"), False), ("running_var", vec, Init("ones"), False)])
 
     def shaped(v):
-        return b.op("reshape", v, shape=view) if view else v
+        return b.op(ops.reshape, v, shape=view) if view else v
 
     if b.training:
-        mu = b.op("mean", x, axis=axes, keepdims=True)
-        centered = b.op("sub", x, mu)
-        var = b.op("mean", b.op("square", centered), axis=axes, keepdims=True)
+        mu = b.op(ops.mean, x, axis=axes, keepdims=True)
+        centered = b.op(ops.sub, x, mu)
+        var = b.op(ops.mean, b.op(ops.square, centered), axis=axes, keepdims=True)
         # running_var takes the unbiased variance var·n/(n − 1) of the n values per channel, as PyTorch.
         # A batch with one value per channel has none (PyTorch refuses it): running_var then stays as it was.
         # The scalar factors go into the rates so that the update stays one pointwise loop.
         one = b.const(1, like=x)
-        n = b.op("count", dims=tuple(t.shape[a] for a in axes), type=TensorType((), t.dtype))
-        var_rate = b.op("mul", b.const(momentum, like=x), b.op("greater", n, one))
-        unbiased_rate = b.op("mul", var_rate, b.op("div", n, b.op("maximum", b.op("sub", n, one), one)))
+        n = b.op(ops.count, dims=tuple(t.shape[a] for a in axes), type=TensorType((), t.dtype))
+        var_rate = b.op(ops.mul, b.const(momentum, like=x), b.op(ops.greater, n, one))
+        unbiased_rate = b.op(ops.mul, var_rate, b.op(ops.div, n, b.op(ops.maximum, b.op(ops.sub, n, one), one)))
         for stat, batch, rate, keep in (
                 ("running_mean", mu, b.const(momentum, like=x), b.const(1 - momentum, like=x)),
-                ("running_var", var, unbiased_rate, b.op("sub", one, var_rate))):
-            new = b.op("add", b.op("mul", keep, p[stat]), b.op("mul", rate, b.op("reshape", batch, shape=(channels,))))
+                ("running_var", var, unbiased_rate, b.op(ops.sub, one, var_rate))):
+            new = b.op(ops.add, b.op(ops.mul, keep, p[stat]), b.op(ops.mul, rate, b.op(ops.reshape, batch, shape=(channels,))))
             b.g.graph["updates"][b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
     else:
-        centered = b.op("sub", x, shaped(p["running_mean"]))
+        centered = b.op(ops.sub, x, shaped(p["running_mean"]))
         var = shaped(p["running_var"])
-    xhat = b.op("div", centered, b.op("sqrt", b.op("add", var, b.const(eps, like=x))))
-    return b.op("add", b.op("mul", xhat, shaped(p["gamma"])), shaped(p["beta"]))
+    xhat = b.op(ops.div, centered, b.op(ops.sqrt, b.op(ops.add, var, b.const(eps, like=x))))
+    return b.op(ops.add, b.op(ops.mul, xhat, shaped(p["gamma"])), shaped(p["beta"]))
 
 
 @function
@@ -255,11 +257,11 @@ def layernorm(b: Builder, x: Tensor, eps: float = 1e-5, name: str = None):
         raise b.error(f"input has shape {format_shape(t.shape)}, expected a numeric last dim", 0)
     vec = TensorType((t.shape[-1],), t.dtype)
     p = b.params_for(name, [("gamma", vec, Init("ones"), True), ("beta", vec, Init("zeros"), True)])
-    mu = b.op("mean", x, axis=-1, keepdims=True)
-    centered = b.op("sub", x, mu)
-    var = b.op("mean", b.op("square", centered), axis=-1, keepdims=True)
-    xhat = b.op("div", centered, b.op("sqrt", b.op("add", var, b.const(eps, like=x))))
-    return b.op("add", b.op("mul", xhat, p["gamma"]), p["beta"])
+    mu = b.op(ops.mean, x, axis=-1, keepdims=True)
+    centered = b.op(ops.sub, x, mu)
+    var = b.op(ops.mean, b.op(ops.square, centered), axis=-1, keepdims=True)
+    xhat = b.op(ops.div, centered, b.op(ops.sqrt, b.op(ops.add, var, b.const(eps, like=x))))
+    return b.op(ops.add, b.op(ops.mul, xhat, p["gamma"]), p["beta"])
 
 
 @function
@@ -270,7 +272,7 @@ def dropout(b: Builder, x: Tensor, p: float = 0.5):
         raise b.error(f"rate p must be in [0, 1), got {p}", 1)
     if not b.training or p == 0:
         return x
-    return b.op("mul", x, b.op("dropout_mask", x, p=p, salt=b.g.graph["next_id"]))
+    return b.op(ops.mul, x, b.op(ops.dropout_mask, x, p=p, salt=b.g.graph["next_id"]))
 
 
 # ---- losses and regularizers ----------------------------------------------------------
@@ -291,27 +293,27 @@ def _pair(b: Builder, pred: Tensor, target, what: str = "target"):
 def mse(b: Builder, pred: Tensor, target: TensorLike):
     """Mean squared error."""
     target = _pair(b, pred, target)
-    return b.op("mean", b.op("square", b.op("sub", pred, target)))
+    return b.op(ops.mean, b.op(ops.square, b.op(ops.sub, pred, target)))
 
 
 @function
 def mae(b: Builder, pred: Tensor, target: TensorLike):
     """Mean absolute error."""
     target = _pair(b, pred, target)
-    return b.op("mean", b.op("abs", b.op("sub", pred, target)))
+    return b.op(ops.mean, b.op(ops.abs, b.op(ops.sub, pred, target)))
 
 
 @function
 def cross_entropy(b: Builder, logits: Tensor, labels: Tensor):
     """Softmax cross-entropy from logits, averaged over the batch; int labels or one-hot targets."""
-    return b.op("mean", b.prim("xent", logits, labels))
+    return b.op(ops.mean, b.prim(ops.xent, logits, labels))
 
 
 @function
 def binary_cross_entropy(b: Builder, logits: Tensor, target: TensorLike):
     """Sigmoid cross-entropy from logits: mean of max(x, 0) − x·t + log(1 + e^−|x|)."""
     target = _pair(b, logits, target)
-    return b.op("mean", b.op("bce_logits", logits, target))
+    return b.op(ops.mean, b.op(ops.bce_logits, logits, target))
 
 
 @function
@@ -324,11 +326,11 @@ def hinge(b: Builder, scores: Tensor, labels: Tensor, margin: float = 1.0):
                       f"classes", 0)
     if lt.is_float or lt.shape != t.shape[:1]:
         raise b.error(f"labels are {lt}, expected int{format_shape(t.shape[:1])}", 1)
-    onehot = b.op("one_hot", labels, depth=t.shape[1], dtype=t.dtype)
-    correct = b.op("sum", b.op("mul", scores, onehot), axis=1, keepdims=True)
-    margins = b.op("relu", b.op("add", b.op("sub", scores, correct), b.const(margin, like=scores)))
-    wrong = b.op("mul", margins, b.op("sub", b.const(1.0, like=scores), onehot))
-    return b.op("mean", b.op("sum", wrong, axis=1))
+    onehot = b.op(ops.one_hot, labels, depth=t.shape[1], dtype=t.dtype)
+    correct = b.op(ops.sum, b.op(ops.mul, scores, onehot), axis=1, keepdims=True)
+    margins = b.op(ops.relu, b.op(ops.add, b.op(ops.sub, scores, correct), b.const(margin, like=scores)))
+    wrong = b.op(ops.mul, margins, b.op(ops.sub, b.const(1.0, like=scores), onehot))
+    return b.op(ops.mean, b.op(ops.sum, wrong, axis=1))
 
 
 def _penalty(kind):
@@ -338,8 +340,8 @@ def _penalty(kind):
         total = None
         for i, p in enumerate(params):
             _float_input(b, p, i)
-            term = b.op("sum", b.op("abs" if kind == "l1" else "square", p))
-            total = term if total is None else b.op("add", total, term)
+            term = b.op(ops.sum, b.op(ops.abs if kind == "l1" else ops.square, p))
+            total = term if total is None else b.op(ops.add, total, term)
         return total
     fn.__name__ = kind
     fn.__doc__ = "Σ|w|" if kind == "l1" else "Σ w²"

@@ -7,26 +7,11 @@ an optimizer or schedule is a `Spec` of a name and its arguments.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 
-from . import ast
 from ..errors import NncError
+from ..specs import OPTIMIZERS, SCHEDULES, Spec, check_name
+from . import ast
 
-OPTIMIZERS = {
-    "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False},
-    "momentum": {"lr": 0.01, "momentum": 0.9, "nesterov": False},
-    "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
-    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-    "adamw": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
-}
-SCHEDULES = {
-    "constant": {},
-    "step": {"every": 1, "gamma": 0.1},
-    "exponential": {"gamma": 0.95},
-    "cosine": {"min_lr": 0.0},
-    "warmup": {"epochs": 1, "then": "constant"},
-    "cyclic": {"low": 0.0001, "high": 0.01, "period": 2},
-}
 SETTINGS = {
     # name: (kind, default)
     "data": ("str", None),
@@ -42,16 +27,6 @@ SETTINGS = {
     "val": ("float", 0.0),
     "threads": ("int", None),
 }
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    args: dict = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        inner = ", ".join(f"{k}={v}" for k, v in self.args.items())
-        return f"{self.name}({inner})"
 
 
 def _plain(expr):
@@ -119,10 +94,7 @@ def _spec(expr, table: dict, what: str) -> Spec:
     else:
         raise NncError(f"{what} must be a name such as {next(iter(table))} or a call such as "
                        f"{next(iter(table))}(lr=0.1)", expr.loc)
-    if name not in table:
-        close = difflib.get_close_matches(name, list(table), n=1)
-        raise NncError(f"unknown {what} '{name}'", loc,
-                       hint=f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(table)}")
+    check_name(table, name, what, loc)
     args = dict(table[name])
     args.update(given)
     return Spec(name, args)

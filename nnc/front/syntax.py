@@ -16,9 +16,9 @@ from pathlib import Path
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
 from lark.visitors import Transformer_NonRecursive
 
-from . import ast
 from ..errors import Loc, NncError, Source, Span
 from ..fileio import reading
+from . import ast
 
 DTYPES = {"float": "float32", "f32": "float32", "f64": "float64", "int": "int32"}
 MAX_NESTING = 200

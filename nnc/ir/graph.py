@@ -1,7 +1,7 @@
 """The graph IR: a networkx MultiDiGraph of primitive ops, and its invariants.
 
 A node is an int id with these attributes:
-  op        name of a primitive in the op registry
+  op        the primitive (an `Op` of nnc.ir.ops: compare with `is ops.matmul`)
   operands  tuple of node ids, in operand order (never derived from edges)
   attrs     dict of the op's attributes
   type      TensorType of the result
@@ -23,9 +23,12 @@ import copy
 import networkx as nx
 
 from ..errors import GraphError, ShapeError
-from .ops import REGISTRY, get
+from . import ops
+from .ops import REGISTRY, Op
+from .types import TensorType
 
 META_DICTS = ("inputs", "params", "outputs", "updates", "grads")
+PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule")  # the node attributes that say where it came from
 
 
 class Graph(nx.MultiDiGraph):
@@ -41,24 +44,25 @@ class Graph(nx.MultiDiGraph):
 
     # ---- construction -------------------------------------------------------
 
-    def add_op(self, op: str, operands=(), attrs=None, *, type=None, **info) -> int:
+    def add_op(self, op: Op, operands=(), attrs=None, *, type=None, **info) -> int:
         """Add a node computing `op(operands; attrs)`; infer its type unless given.
 
         Raises ShapeError (from the op's shape rule) before touching the graph.
         """
+        if not isinstance(op, Op):
+            raise TypeError(f"add_op takes an Op of nnc.ir.ops, got {op!r}")
         operands = tuple(operands)
         attrs = dict(attrs or {})
         in_types = [self.nodes[o]["type"] for o in operands]
-        op_def = get(op)
-        if op_def.canon is not None:
-            attrs = op_def.canonical(in_types, attrs)
+        if op.canon is not None:
+            attrs = op.canonical(in_types, attrs)
         if type is None:
-            type = op_def.infer(in_types, attrs)
+            type = op.infer(in_types, attrs)
         nid = self.graph["next_id"]
         self.graph["next_id"] = nid + 1
         info.setdefault("loc", None)
         info.setdefault("stmt", None)
-        info.setdefault("layer", op)
+        info.setdefault("layer", op.name)
         self.add_node(nid, op=op, operands=operands, attrs=attrs, type=type, **info)
         for index, src in enumerate(operands):
             self.add_edge(src, nid, key=index)
@@ -92,7 +96,7 @@ class Graph(nx.MultiDiGraph):
 
     # ---- queries -----------------------------------------------------------
 
-    def op(self, n: int) -> str:
+    def op(self, n: int) -> Op:
         return self.nodes[n]["op"]
 
     def operands(self, n: int) -> tuple:
@@ -123,18 +127,26 @@ class Graph(nx.MultiDiGraph):
         for one_hot (the smallest when several read them); None when nothing indexes by them."""
         counts = []
         for user in self.successors(n):
-            if self.op(user) == "xent" and self.operands(user)[1] == n:
-                counts.append(self.type_of(self.operands(user)[0]).shape[-1])
-            elif self.op(user) == "one_hot":
-                counts.append(self.nodes[user]["attrs"]["depth"])
+            op, operands = self.op(user), self.operands(user)
+            in_types = [self.type_of(o) for o in operands]
+            for i, o in enumerate(operands):
+                if o == n and op.label_operand(i, in_types):
+                    counts.append(op.labels.classes(in_types, self.nodes[user]["attrs"]))
         counts = [c for c in counts if isinstance(c, int)]
         return min(counts) if counts else None
+
+    def provenance(self, n: int) -> dict:
+        """Where node `n` came from (its PROVENANCE attributes that are set): what a node computed in
+        its place inherits."""
+        data = self.nodes[n]
+        return {k: data[k] for k in PROVENANCE if data.get(k) is not None}
 
     def describe(self, n: int) -> str:
         data = self.nodes[n]
         where = f" at {data['loc']}" if data.get("loc") is not None else ""
         label = f" of '{data['stmt']}'" if data.get("stmt") else ""
-        return f"node {n} ({data.get('op')}{label}{where})"
+        op = data.get("op")
+        return f"node {n} ({op.name if isinstance(op, Op) else op}{label}{where})"
 
     def dump(self) -> str:
         """One line per node in topological order: `%7 = relu(%6)  : [B, 256]  # h1`."""
@@ -145,13 +157,13 @@ class Graph(nx.MultiDiGraph):
             d = self.nodes[n]
             args = ", ".join(f"%{o}" for o in d["operands"])
             attrs = {k: v for k, v in d["attrs"].items() if k not in ("type", "init")}
-            if d["op"] == "const":
+            if d["op"] is ops.const:
                 args = _short_value(attrs.pop("value"))
             elif "name" in attrs:
                 args = attrs.pop("name")
             attr_text = "".join(f", {k}={v}" for k, v in attrs.items())
             note = d.get("rule") or d.get("stmt") or names.get(n, "")
-            lines.append(f"%{n} = {d['op']}({args}{attr_text}) : {d['type']}" + (f"  # {note}" if note else ""))
+            lines.append(f"%{n} = {d['op'].name}({args}{attr_text}) : {d['type']}" + (f"  # {note}" if note else ""))
         for name, n in self.graph["outputs"].items():
             lines.append(f"output {name} = %{n}")
         if self.graph["loss"] is not None:
@@ -161,6 +173,29 @@ class Graph(nx.MultiDiGraph):
         for name, n in self.graph["grads"].items():
             lines.append(f"grad {name} = %{n}")
         return "\n".join(lines)
+
+
+class Emitter:
+    """Adds nodes to a graph that all carry one provenance (`stmt`, `loc`, `layer`, and for backward
+    nodes `grad_of` and `rule`): `e.op(ops.mul, a, b)`, or `e.mul(a, b)` with the op looked up by name
+    (a misspelt name is a KeyError, never a silent miss), and `e.const(2.0)`."""
+
+    def __init__(self, g: Graph, **provenance):
+        self.g = g
+        self.provenance = {k: v for k, v in provenance.items() if v is not None}
+
+    def op(self, op: Op, *operands: int, **attrs) -> int:
+        return self.g.add_op(op, operands, attrs, **self.provenance)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        op = ops.get(name)
+        return lambda *operands, **attrs: self.op(op, *operands, **attrs)
+
+    def const(self, value, dtype: str = "float32") -> int:
+        """A scalar constant of `dtype`."""
+        return self.op(ops.const, value=value, type=TensorType((), dtype))
 
 
 def _short_value(value) -> str:
@@ -179,15 +214,14 @@ def verify(g: Graph, *, check_types: bool = True) -> None:
         cycle = nx.find_cycle(g)
         raise GraphError(f"graph has a cycle through {g.describe(cycle[0][0])}")
     for n, data in g.nodes(data=True):
-        op_name = data.get("op")
-        if op_name not in REGISTRY:
-            raise GraphError(f"node {n}: unknown op {op_name!r}")
-        op = REGISTRY[op_name]
+        op = data.get("op")
+        if not isinstance(op, Op) or REGISTRY.get(op.name) is not op:
+            raise GraphError(f"node {n}: {op!r} is not an op of the registry")
         operands = data.get("operands")
         if not isinstance(operands, tuple):
             raise GraphError(f"{g.describe(n)}: operands must be a tuple, got {type(operands).__name__}")
         if op.arity is not None and len(operands) != op.arity:
-            raise GraphError(f"{g.describe(n)}: {op_name} takes {op.arity} operands, has {len(operands)}")
+            raise GraphError(f"{g.describe(n)}: {op.name} takes {op.arity} operands, has {len(operands)}")
         for o in operands:
             if o not in g:
                 raise GraphError(f"{g.describe(n)}: operand {o} is not in the graph")
@@ -205,10 +239,10 @@ def verify(g: Graph, *, check_types: bool = True) -> None:
                 raise GraphError(f"{g.describe(n)}: shape rule fails: {err.message}") from None
             if again != t:
                 raise GraphError(f"{g.describe(n)}: stored type {t} but the shape rule gives {again}")
-    for kind, op_name in (("inputs", "input"), ("params", "param")):
+    for kind, leaf in (("inputs", ops.input), ("params", ops.param)):
         for name, n in g.graph[kind].items():
-            if n not in g or g.op(n) != op_name or g.nodes[n]["attrs"].get("name") != name:
-                raise GraphError(f"{kind} entry {name!r} does not point at its {op_name} node")
+            if n not in g or g.op(n) is not leaf or g.nodes[n]["attrs"].get("name") != name:
+                raise GraphError(f"{kind} entry {name!r} does not point at its {leaf.name} node")
     for name, n in list(g.graph["outputs"].items()) + list(g.graph["updates"].items()):
         if n not in g:
             raise GraphError(f"output or update {name!r} points at missing node {n}")

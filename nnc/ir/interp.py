@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NncError
-from .ops import RANDOM, get
+from . import ops
+from .ops import RANDOM
 from .types import concrete, describe, format_shape, numpy_dtype
 
 
@@ -95,9 +96,9 @@ def run(g, inputs: dict, params: dict, *, targets=None, float_dtype=np.float32, 
             if n not in needed or n in values:
                 continue
             data = g.nodes[n]
-            op = get(data["op"])
+            op = data["op"]
             attrs = _concrete_attrs(data["attrs"], bindings)
-            if data["op"] == "const":
+            if op is ops.const:
                 values[n] = np.asarray(data["attrs"]["value"], dtype=numpy_dtype(data["type"].dtype, float_dtype))
                 continue
             if op.is_a(RANDOM):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import networkx as nx
 
 from ..errors import GraphError, NncError
-from ..ir.ops import NoGradient, get
+from ..ir import ops
+from ..ir.ops import NoGradient, Op, get
 from ..ir.types import TensorType, format_shape
 
 
@@ -45,27 +46,27 @@ class VJPContext:
         return self.g.type_of(n).shape
 
     # building backward nodes
-    def op(self, name: str, *operands: int, **attrs) -> int:
-        return self.g.add_op(name, operands, attrs, grad_of=self.node, rule=self.text,
+    def op(self, op: Op, *operands: int, **attrs) -> int:
+        return self.g.add_op(op, operands, attrs, grad_of=self.node, rule=self.text,
                              stmt=self.g.nodes[self.node].get("stmt"), loc=self.g.nodes[self.node].get("loc"),
                              layer=self.g.nodes[self.node].get("layer"))
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        get(name)  # KeyError for a misspelt op: fail loudly while writing rules
-        return lambda *operands, **attrs: self.op(name, *operands, **attrs)
+        op = get(name)  # KeyError for a misspelt op: fail loudly while writing rules
+        return lambda *operands, **attrs: self.op(op, *operands, **attrs)
 
     def const(self, value: float) -> int:
         """A scalar constant in the float dtype of the forward result."""
         dtype = self.g.type_of(self.node).dtype
         t = TensorType((), dtype if dtype != "int32" else "float32")
-        return self.op("const", value=float(value), type=t)
+        return self.op(ops.const, value=float(value), type=t)
 
     def count(self, dims) -> int:
         """The number of elements spanned by `dims` (symbolic dims resolved at run time)."""
         t = TensorType((), self.g.type_of(self.node).dtype)
-        return self.op("count", dims=tuple(dims), type=t)
+        return self.op(ops.count, dims=tuple(dims), type=t)
 
     def expand(self, dy: int, in_shape: tuple, axes: tuple) -> int:
         """Undo a reduction over `axes`: reshape to keep the reduced axes as 1, then broadcast."""
@@ -138,7 +139,7 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
 
     adjoint: dict[int, int] = {}
     contributions: dict[tuple, int] = {}  # (user, operand index) -> that use's share of the gradient
-    seed = g.add_op("const", (), {"value": 1.0, "type": TensorType((), g.type_of(of).dtype)},
+    seed = g.add_op(ops.const, (), {"value": 1.0, "type": TensorType((), g.type_of(of).dtype)},
                     grad_of=of, rule="seed: d out / d out = 1", stmt=g.nodes[of].get("stmt"),
                     loc=g.nodes[of].get("loc"), layer="seed")
     adjoint[of] = seed
@@ -147,7 +148,7 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
         if n not in adjoint:
             continue
         dy = adjoint[n]
-        op = get(g.op(n))
+        op = g.op(n)
         operands = g.operands(n)
         targets = [i for i, o in enumerate(operands) if o in relevant and differentiable(g, o)]
         if not targets:
@@ -157,7 +158,7 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
                 raise GraphError(f"op {op.name} has no VJP rule")
             continue  # no gradient flows through this op
         for i in targets:
-            rule = op.vjp[0] if op.arity is None else op.vjp[i]
+            rule = op.vjp_rule(i)
             if rule is None:
                 continue
             ctx = VJPContext(g, n, i, rule.text)
@@ -166,7 +167,7 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
             contributions[(n, i)] = contribution
             src = operands[i]
             if src in adjoint:
-                adjoint[src] = g.add_op("add", (adjoint[src], contribution), grad_of=src,
+                adjoint[src] = g.add_op(ops.add, (adjoint[src], contribution), grad_of=src,
                                         rule="fan-out: gradients of a value used twice add up",
                                         stmt=g.nodes[src].get("stmt"), loc=g.nodes[src].get("loc"),
                                         layer=g.nodes[src].get("layer"))
@@ -178,9 +179,9 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
             grads[key] = adjoint[n]
         else:  # not on any path to `of`: its gradient is zero
             t = g.type_of(n)
-            zero = g.add_op("const", (), {"value": 0.0, "type": TensorType((), t.dtype if t.is_float else "float32")},
+            zero = g.add_op(ops.const, (), {"value": 0.0, "type": TensorType((), t.dtype if t.is_float else "float32")},
                             grad_of=n, rule="no path to the target: gradient 0", layer="zero")
-            grads[key] = (g.add_op("broadcast_to", (zero,), {"shape": t.shape}, grad_of=n,
+            grads[key] = (g.add_op(ops.broadcast_to, (zero,), {"shape": t.shape}, grad_of=n,
                                    rule="no path to the target: gradient 0", layer="zero") if t.shape else zero)
     values = g.graph.get("values", {})
     for k in keep:
@@ -196,4 +197,4 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
 
 def _name_of(g, n: int):
     attrs = g.nodes[n]["attrs"]
-    return attrs.get("name", n) if g.op(n) in ("input", "param") else n
+    return attrs.get("name", n) if g.op(n) in (ops.input, ops.param) else n

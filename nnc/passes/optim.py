@@ -11,45 +11,39 @@ correction), so results can be compared one to one.
 
 from __future__ import annotations
 
-from .autodiff import grad
-from ..front.builder import Init
 from ..errors import NncError
-from ..front.settings import OPTIMIZERS, Spec
-from .simplify import simplify
+from ..ir import ops
+from ..ir.graph import Emitter
+from ..ir.initializer import Init
 from ..ir.types import TensorType
+from ..specs import OPTIMIZERS, Spec, check_name
+from .autodiff import grad
+from .simplify import simplify
 
 LR = "optimizer/lr"
 STEP = "optimizer/step"
 
 
-class _Emitter:
-    """Adds update nodes, each marked as the optimizer's work."""
+class _Emitter(Emitter):
+    """Adds update nodes, each marked as the optimizer's work, and its state and inputs."""
 
     def __init__(self, g, name: str):
-        self.g = g
+        super().__init__(g, stmt="optimizer", layer=name, rule=f"optimizer: {name}")
         self.name = name
 
-    def op(self, op: str, *operands, **attrs) -> int:
-        return self.g.add_op(op, operands, attrs, stmt="optimizer", layer=self.name, rule=f"optimizer: {self.name}")
-
-    def __getattr__(self, op: str):
-        if op.startswith("_"):
-            raise AttributeError(op)
-        return lambda *operands, **attrs: self.op(op, *operands, **attrs)
-
     def const(self, value: float, dtype: str = "float32") -> int:
-        return self.op("const", value=float(value), type=TensorType((), dtype))
+        return super().const(float(value), dtype)
 
     def state(self, name: str, like: TensorType, init: str = "zeros") -> int:
         typ = TensorType(like.shape, like.dtype)
-        node = self.g.add_op("param", (), {"name": name, "type": typ, "init": Init(init), "trainable": False},
+        node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": Init(init), "trainable": False},
                              type=typ, stmt="optimizer", layer=self.name)
         self.g.graph["params"][name] = node
         return node
 
     def input(self, name: str) -> int:
         typ = TensorType((), "float32")
-        node = self.g.add_op("input", (), {"name": name, "type": typ}, type=typ, stmt="optimizer", layer="input")
+        node = self.g.add_op(ops.input, (), {"name": name, "type": typ}, type=typ, stmt="optimizer", layer="input")
         self.g.graph["inputs"][name] = node
         return node
 
@@ -63,9 +57,7 @@ def training_step(model, spec: Spec | None = None, *, weight_decay: float = 0.0,
     """The graph of one training step of `model` with the optimizer `spec` (default: the train block's)."""
     settings = model.settings
     spec = spec or settings["optimizer"]
-    if spec.name not in OPTIMIZERS:
-        raise NncError(f"unknown optimizer '{spec.name}'", hint=f"choose one of {', '.join(OPTIMIZERS)}")
-    args = {**OPTIMIZERS[spec.name], **spec.args}
+    args = {**OPTIMIZERS[check_name(OPTIMIZERS, spec.name, "optimizer")], **spec.args}
     base = model.training_graph
     if base.graph["loss"] is None:
         raise NncError(f"model '{model.name}' has no loss to train", hint="declare one: loss mse(pred, target)")

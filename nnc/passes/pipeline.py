@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from .autodiff import grad
 from ..ir.graph import verify
-from ..ir.ops import get
+from .autodiff import grad
 from .simplify import simplify
 
 VERIFY_EACH_PASS = False
@@ -21,7 +20,7 @@ def infer_shapes(g):
     g = g.clone()
     for n in g.topo():
         data = g.nodes[n]
-        op = get(data["op"])
+        op = data["op"]
         if op.arity == 0:
             continue
         data["type"] = op.infer([g.nodes[o]["type"] for o in data["operands"]], data["attrs"])

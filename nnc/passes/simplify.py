@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.ops import LEAF, RANDOM, get
+from ..ir import ops
+from ..ir.graph import Emitter
+from ..ir.ops import EXPAND, LEAF, RANDOM, VIEW, Op
 from ..ir.types import broadcast_shapes
 
 MAX_FOLDED_ELEMENTS = 64
-COMMUTATIVE = {"add", "mul", "maximum", "minimum", "equal"}
 
 
 # ---- patterns -----------------------------------------------------------------------
@@ -41,7 +42,7 @@ class Pat:
     `name` binds the matched node; `commute` also tries the operands swapped.
     """
 
-    op: str | None = None
+    op: Op | None = None
     operands: tuple = ()
     name: str | None = None
     value: float | None = None
@@ -61,9 +62,9 @@ MINUS_ONE = Pat(value=-1.0)
 
 def scalar_value(g, n):
     """The value of a constant, seen through broadcast_to / reshape; None if not constant."""
-    while g.op(n) in ("broadcast_to", "reshape"):
+    while g.op(n).is_a(VIEW) or g.op(n).is_a(EXPAND):
         n = g.operands(n)[0]
-    if g.op(n) != "const":
+    if g.op(n) is not ops.const:
         return None
     v = np.asarray(g.nodes[n]["attrs"]["value"])
     if v.size == 0:
@@ -75,7 +76,7 @@ def scalar_value(g, n):
 def match(g, pat: Pat, n, bound: dict) -> bool:
     if pat.value is not None:
         return scalar_value(g, n) == pat.value and _bind(pat, n, bound)
-    if pat.op is not None and g.op(n) != pat.op:
+    if pat.op is not None and g.op(n) is not pat.op:
         return False
     if pat.operands:
         operands = g.operands(n)
@@ -112,10 +113,9 @@ class Rewrite:
         except KeyError:
             raise AttributeError(name) from None
 
-    def build(self, op, *operands, **attrs) -> int:
-        data = self.g.nodes[self.node]
-        keep = {k: data.get(k) for k in ("loc", "stmt", "layer", "grad_of", "rule") if data.get(k) is not None}
-        return self.g.add_op(op, operands, attrs, **keep)
+    def build(self, op: Op, *operands, **attrs) -> int:
+        """A node beside the matched one, with its provenance."""
+        return Emitter(self.g, **self.g.provenance(self.node)).op(op, *operands, **attrs)
 
     def only_use(self, n) -> bool:
         """True when the matched node is n's only user, so rewriting n away does not duplicate work."""
@@ -138,62 +138,62 @@ def _if_same(m, n):
 
 
 RULES = [
-    Rule("x · 1 → x", P("mul", X, ONE, commute=True), lambda m: _if_same(m, m.x),
+    Rule("x · 1 → x", P(ops.mul, X, ONE, commute=True), lambda m: _if_same(m, m.x),
          "exact: 1 is the identity of ·"),
-    Rule("x · −1 → −x", P("mul", X, MINUS_ONE, commute=True),
-         lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None,
+    Rule("x · −1 → −x", P(ops.mul, X, MINUS_ONE, commute=True),
+         lambda m: m.build(ops.neg, m.x) if m.same_shape(m.x) else None,
          "exact: a product with −1 is x with its sign flipped, for NaN, inf and 0 too"),
-    Rule("x + 0 → x", P("add", X, ZERO, commute=True), lambda m: _if_same(m, m.x),
+    Rule("x + 0 → x", P(ops.add, X, ZERO, commute=True), lambda m: _if_same(m, m.x),
          "exact for −0 (the identity of +); with +0, −0 + 0 is +0: the sign of zero"),
-    Rule("x − 0 → x", P("sub", X, ZERO), lambda m: _if_same(m, m.x),
+    Rule("x − 0 → x", P(ops.sub, X, ZERO), lambda m: _if_same(m, m.x),
          "exact for +0; x − (−0) is x + 0: the sign of zero"),
-    Rule("0 − x → −x", P("sub", ZERO, X), lambda m: m.build("neg", m.x) if m.same_shape(m.x) else None,
+    Rule("0 − x → −x", P(ops.sub, ZERO, X), lambda m: m.build(ops.neg, m.x) if m.same_shape(m.x) else None,
          "exact for −0; with +0, 0 − 0 is +0 where −0 is −0: the sign of zero"),
-    Rule("x + (−y) → x − y", P("add", X, P("neg", Y), commute=True),
-         lambda m: m.build("sub", m.x, m.y) if _negated_once(m) else None,
+    Rule("x + (−y) → x − y", P(ops.add, X, P(ops.neg, Y), commute=True),
+         lambda m: m.build(ops.sub, m.x, m.y) if _negated_once(m) else None,
          "exact: IEEE 754 defines x − y as x + (−y)"),
-    Rule("x − (−y) → x + y", P("sub", X, P("neg", Y)),
-         lambda m: m.build("add", m.x, m.y) if _negated_once(m) else None,
+    Rule("x − (−y) → x + y", P(ops.sub, X, P(ops.neg, Y)),
+         lambda m: m.build(ops.add, m.x, m.y) if _negated_once(m) else None,
          "exact: x − (−y) is x + (−(−y)), and negation only flips the sign"),
-    Rule("x / 1 → x", P("div", X, ONE), lambda m: _if_same(m, m.x),
+    Rule("x / 1 → x", P(ops.div, X, ONE), lambda m: _if_same(m, m.x),
          "exact: 1 is the identity of /"),
-    Rule("−(−x) → x", P("neg", P("neg", X)), lambda m: m.x,
+    Rule("−(−x) → x", P(ops.neg, P(ops.neg, X)), lambda m: m.x,
          "exact: negation flips the sign bit, NaN's too"),
-    Rule("(−x) · y → −(x · y)", P("mul", P("neg", X), Y, commute=True),
-         lambda m: m.build("neg", m.build("mul", m.x, m.y)) if _negated_once(m) else None,
+    Rule("(−x) · y → −(x · y)", P(ops.mul, P(ops.neg, X), Y, commute=True),
+         lambda m: m.build(ops.neg, m.build(ops.mul, m.x, m.y)) if _negated_once(m) else None,
          "exact: a product's magnitude ignores signs and rounding to nearest is symmetric"),
-    Rule("reshape(x) to x's own shape → x", P("reshape", X), lambda m: _if_same(m, m.x),
+    Rule("reshape(x) to x's own shape → x", P(ops.reshape, X), lambda m: _if_same(m, m.x),
          "moves no value"),
-    Rule("reshape(reshape(x)) → reshape(x)", P("reshape", P("reshape", X)),
-         lambda m: m.build("reshape", m.x, shape=m.g.type_of(m.node).shape),
+    Rule("reshape(reshape(x)) → reshape(x)", P(ops.reshape, P(ops.reshape, X)),
+         lambda m: m.build(ops.reshape, m.x, shape=m.g.type_of(m.node).shape),
          "moves no value"),
-    Rule("broadcast_to(x) to x's own shape → x", P("broadcast_to", X), lambda m: _if_same(m, m.x),
+    Rule("broadcast_to(x) to x's own shape → x", P(ops.broadcast_to, X), lambda m: _if_same(m, m.x),
          "copies each value once"),
-    Rule("transpose(x) with the identity permutation → x", P("transpose", X),
+    Rule("transpose(x) with the identity permutation → x", P(ops.transpose, X),
          lambda m: m.x if tuple(m.g.nodes[m.node]["attrs"]["perm"]) == tuple(range(m.g.type_of(m.x).rank))
          else None,
          "moves no value"),
-    Rule("sum over no axes → x", P("sum", X),
+    Rule("sum over no axes → x", P(ops.sum, X),
          lambda m: m.x if not m.g.nodes[m.node]["attrs"].get("axis") and m.same_shape(m.x) else None,
          "a sum of one term is that term (a kernel adding it to 0 turns −0 into +0: the sign of zero)"),
-    Rule("reshape(broadcast_to(s)) → broadcast_to(s) for a one-element s", P("reshape", P("broadcast_to", X)),
-         lambda m: m.build("broadcast_to", m.x, shape=m.g.type_of(m.node).shape) if _one_element(m, m.x) else None,
+    Rule("reshape(broadcast_to(s)) → broadcast_to(s) for a one-element s", P(ops.reshape, P(ops.broadcast_to, X)),
+         lambda m: m.build(ops.broadcast_to, m.x, shape=m.g.type_of(m.node).shape) if _one_element(m, m.x) else None,
          "every element is s either way"),
     Rule("broadcast_to(s) / t → broadcast_to(s / t) for one-element s and scalar t",
-         P("div", P("broadcast_to", X), Y),
-         lambda m: m.build("broadcast_to", m.build("div", m.x, m.y), shape=m.g.type_of(m.node).shape)
+         P(ops.div, P(ops.broadcast_to, X), Y),
+         lambda m: m.build(ops.broadcast_to, m.build(ops.div, m.x, m.y), shape=m.g.type_of(m.node).shape)
          if _one_element(m, m.x) and m.g.type_of(m.y).shape == () else None,
          "every element is the same s / t, computed once"),
     Rule("a broadcast scalar times y → the scalar times y (broadcasting does the rest)",
-         P("mul", P("broadcast_to", X), Y, commute=True),
-         lambda m: m.build("mul", m.x, m.y) if _broadcasts_to(m, m.x, m.y) else None,
+         P(ops.mul, P(ops.broadcast_to, X), Y, commute=True),
+         lambda m: m.build(ops.mul, m.x, m.y) if _broadcasts_to(m, m.x, m.y) else None,
          "the same pairs of values are multiplied"),
 ]
 
 
 def _negated_once(m) -> bool:
     """The matched neg operand feeds only this node (else the rewrite would keep it and add nodes)."""
-    negs = [o for o in m.g.operands(m.node) if m.g.op(o) == "neg"]
+    negs = [o for o in m.g.operands(m.node) if m.g.op(o) is ops.neg]
     return any(m.only_use(o) for o in negs)
 
 
@@ -214,7 +214,7 @@ def _broadcasts_to(m, a, b) -> bool:
 def rewrite(g) -> bool:
     changed = False
     for n in g.topo():
-        if n not in g or get(g.op(n)).is_a(LEAF):
+        if n not in g or g.op(n).is_a(LEAF):
             continue
         for rule in RULES:
             bound = {}
@@ -239,16 +239,16 @@ def fold_constants(g) -> bool:
     """
     changed = False
     for n in g.topo():
-        op = get(g.op(n))
-        if op.is_a(LEAF) and g.op(n) != "count" or op.is_a(RANDOM):
+        op = g.op(n)
+        if op.is_a(LEAF) and op is not ops.count or op.is_a(RANDOM):
             continue
         t = g.type_of(n)
         if any(isinstance(d, str) for d in t.shape) or int(np.prod(t.shape, dtype=np.int64)) > MAX_FOLDED_ELEMENTS:
             continue
-        if g.op(n) == "count" and any(isinstance(d, str) for d in g.nodes[n]["attrs"]["dims"]):
+        if op is ops.count and any(isinstance(d, str) for d in g.nodes[n]["attrs"]["dims"]):
             continue
         operands = g.operands(n)
-        if any(g.op(o) != "const" for o in operands):
+        if any(g.op(o) is not ops.const for o in operands):
             continue
         args = [np.asarray(g.nodes[o]["attrs"]["value"], dtype=_fold_dtype(g.type_of(o))) for o in operands]
         attrs = {k: v for k, v in g.nodes[n]["attrs"].items() if k != "type"}
@@ -256,8 +256,8 @@ def fold_constants(g) -> bool:
             value = np.asarray(op.ref(*args, **attrs), dtype=_fold_dtype(t))
             if t.is_float and np.any(np.isfinite(value) & ~np.isfinite(value.astype(t.dtype))):
                 continue
-        folded = g.add_op("const", (), {"value": value.item() if value.ndim == 0 else value, "type": t}, type=t,
-                          **{k: g.nodes[n].get(k) for k in ("loc", "stmt", "layer", "grad_of", "rule")})
+        folded = g.add_op(ops.const, (), {"value": value.item() if value.ndim == 0 else value, "type": t}, type=t,
+                          **g.provenance(n))
         g.replace_uses(n, folded)
         g.remove_node(n)
         changed = True
@@ -270,7 +270,7 @@ def _fold_dtype(t):
 
 def _key(g, n):
     data = g.nodes[n]
-    if data["op"] in ("input", "param") or get(data["op"]).is_a(RANDOM):
+    if data["op"] in (ops.input, ops.param) or data["op"].is_a(RANDOM):
         return None
     attrs = []
     for k, v in sorted(data["attrs"].items()):
@@ -278,7 +278,7 @@ def _key(g, n):
             v = (v.dtype.str, v.shape, v.tobytes())
         attrs.append((k, v))
     operands = data["operands"]
-    if data["op"] in COMMUTATIVE:
+    if data["op"].commutative:
         operands = tuple(sorted(operands))
     return data["op"], operands, tuple(attrs), data["type"]
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir import interp
-from ..passes.autodiff import grad
 from ..errors import NncError
-from ..ir.ops import get
+from ..ir import interp
 from ..ir.types import concrete
+from ..passes.autodiff import grad
 
 BACKENDS = ("llvm", "reference")
 
@@ -54,9 +53,8 @@ class Annotation:
             return None
         g = self.graph
         src = g.operands(user)[index]
-        op = get(g.op(user))
-        rule = op.vjp[0] if op.arity is None else op.vjp[index]
-        local = f"∂{self.names.get(user, g.op(user))}/∂{self.names.get(src, '·')}"
+        rule = g.op(user).vjp_rule(index)
+        local = f"∂{self.names.get(user, g.op(user).name)}/∂{self.names.get(src, '·')}"
         template = getattr(rule, "partial", None)
         names = [self.names.get(o) for o in g.operands(user)]
         if template is not None and all(names):

@@ -12,8 +12,8 @@ import weakref
 
 import numpy as np
 
-from ..ir import interp
 from ..errors import NncError
+from ..ir import interp
 
 BACKENDS = ("llvm", "reference")
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ir import ops
 from ..passes.autodiff import grad
 from .execute import run_graph
-from ..ir.ops import get
 
 
 @dataclass
@@ -67,10 +67,10 @@ class Explainer:
             if n in names or g.nodes[n].get("grad_of") is not None:
                 continue
             data = g.nodes[n]
-            if data["op"] == "const":
+            if data["op"] is ops.const:
                 names[n] = _fmt(data["attrs"]["value"])
             else:
-                names[n] = f"{data.get('stmt') or 'node'}:{data['op']}#{n}"
+                names[n] = f"{data.get('stmt') or 'node'}:{data['op'].name}#{n}"
         return names
 
     def d(self, n) -> str:
@@ -106,8 +106,7 @@ class Explainer:
         """∂u/∂n written with names when the rule has a template, else as ∂u/∂n."""
         if direct is not None:
             user, index = direct
-            op = get(self.g.op(user))
-            rule = op.vjp[0] if op.arity is None else op.vjp[index]
+            rule = self.g.op(user).vjp_rule(index)
             operands = self.g.operands(user)
             if rule.partial is not None and all(o in self.names for o in operands):
                 try:
@@ -140,8 +139,7 @@ class Explainer:
         if direct is None:
             return "through its statement"
         user, index = direct
-        op = get(self.g.op(user))
-        return (op.vjp[0] if op.arity is None else op.vjp[index]).text
+        return self.g.op(user).vjp_rule(index).text
 
     def _line(self, n, terms, value) -> str:
         name = self.names[n]
@@ -171,7 +169,7 @@ class Explainer:
         self._named = self.named()
         lines = []
         for n in g.topo():
-            if g.op(n) not in ("input", "param") or n not in adj or np.asarray(self.values[adj[n]]).size != 1:
+            if g.op(n) not in (ops.input, ops.param) or n not in adj or np.asarray(self.values[adj[n]]).size != 1:
                 continue
             factors, node = [], n
             while node != self.of:

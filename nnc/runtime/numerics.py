@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import interp
 from ..errors import NncError
+from ..ir import interp, ops
 
 
 def first_nonfinite(graph, inputs: dict, params: dict, seed: int = 0, targets=None):
@@ -31,10 +31,10 @@ def describe(graph, found, when: str) -> NncError:
     count = int((~np.isfinite(value)).sum())
     operands = [values.get(o) for o in data["operands"]]
     finite_in = all(o is None or np.all(np.isfinite(o)) for o in operands)
-    what = f"{data['op']}" + (f" in '{data['stmt']}'" if data.get("stmt") else "")
+    what = f"{data['op'].name}" + (f" in '{data['stmt']}'" if data.get("stmt") else "")
     if data.get("grad_of") is not None:
         what += f" (backward: {data.get('rule')})"
-    if data["op"] == "param":
+    if data["op"] is ops.param:
         what = f"parameter '{data['attrs']['name']}'"
     message = (f"{when}: the first non-finite value is {bad} from {what}: {count} of {value.size} entries"
                + (", from finite operands" if finite_in and operands else ""))

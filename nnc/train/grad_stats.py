@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..passes.autodiff import grad
 from ..errors import NncError
 from ..fileio import atomic_write
+from ..ir.graph import Emitter
+from ..passes.autodiff import grad
 from ..passes.simplify import simplify
 
 CSV_NAME = "grad_stats.csv"
@@ -52,9 +53,10 @@ def norm_graph(model):
         total = None
         for p in names:
             dw = g.graph["grads"][p]
-            sq = g.add_op("sum", (g.add_op("square", (dw,), stmt=label),), {"axis": None}, stmt=label)
-            total = sq if total is None else g.add_op("add", (total, sq), stmt=label)
-        outputs[PREFIX + label] = g.add_op("sqrt", (total,), stmt=label)
+            e = Emitter(g, stmt=label)
+            sq = e.sum(e.square(dw), axis=None)
+            total = sq if total is None else e.add(total, sq)
+        outputs[PREFIX + label] = Emitter(g, stmt=label).sqrt(total)
     g.graph["outputs"] = outputs
     g.graph["grads"] = {}
     return simplify(g), list(layers)

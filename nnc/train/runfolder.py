@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..runtime.checkpoint import CHECKPOINT
 from ..data.load import ALIASES, BUILTIN_NAMES
 from ..errors import NncError
 from ..fileio import atomic_write
 from ..front.settings import Spec
+from ..runtime.checkpoint import CHECKPOINT
 from .trainer import RunConfig
 
 SETTINGS = "settings.json"

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..ir import interp
 from ..errors import NncError
+from ..front.settings import Spec
+from ..ir import interp
+from ..passes.optim import LR, training_step
 from ..runtime.init import init_params
 from .metrics import confusion_matrix, precision_recall, predicted_classes, regression
-from ..passes.optim import LR, training_step
 from .schedules import learning_rate
-from ..front.settings import Spec
 
 EVAL_BATCH = 1000
 

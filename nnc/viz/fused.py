@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from ..backend.compiler import effective_targets
 from ..backend.fusion import fuse
+from ..runtime.annotate import type_text
 from .layers import result_sinks
 from .ops import node_id, node_label, node_style
 from .style import Options, highlight, new_dot
-from ..runtime.annotate import type_text
 
 KERNEL_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..runtime.annotate import number, summary, type_text
 from ..summary import OPERATOR_NAMES
 from .dot import GRAD_COLOR, html_lines
 from .style import Options, edge_label, highlight, new_dot
-from ..runtime.annotate import number, summary, type_text
 
 SHAPES = {"input": "ellipse", "param": "box", "assign": "box", "loss": "box"}
 FILLS = {"input": "#e8f5e9", "param": "#fff8e1", "assign": "#eef3fb", "loss": "#fde8e4"}

@@ -8,14 +8,15 @@ the diagram as `∂loss/∂name` arrows.
 
 from __future__ import annotations
 
+from ..ir import ops
+from ..runtime.annotate import summary, type_text
 from .dot import BACKWARD_EDGE, BACKWARD_FILL, FORWARD_FILL, html_lines
 from .layers import result_sinks
 from .style import Options, edge_label, highlight, new_dot
-from ..runtime.annotate import summary, type_text
 
-LEAF_STYLE = {"input": {"shape": "ellipse", "style": "filled", "fillcolor": "#e8f5e9"},
-              "param": {"shape": "box", "style": "filled", "fillcolor": "#fff8e1"},
-              "const": {"shape": "plaintext"}}
+LEAF_STYLE = {ops.input: {"shape": "ellipse", "style": "filled", "fillcolor": "#e8f5e9"},
+              ops.param: {"shape": "box", "style": "filled", "fillcolor": "#fff8e1"},
+              ops.const: {"shape": "plaintext"}}
 
 
 def node_id(n: int) -> str:
@@ -28,12 +29,12 @@ def is_backward(g, n: int) -> bool:
 
 def node_label(g, n: int, *, rule: bool = False, role: str | None = None):
     data = g.nodes[n]
-    op = data["op"]
+    op = data["op"].name
     attrs = data["attrs"]
     t = type_text(data["type"])
-    if op in ("input", "param"):
+    if data["op"] in (ops.input, ops.param):
         return html_lines([(attrs["name"], None, True), (f"{op} {t}", None, False)])
-    if op == "const":
+    if data["op"] is ops.const:
         return summary(attrs["value"])
     named = [label for label, v in g.graph["values"].items() if v == n and g.nodes[n].get("grad_of") is None]
     head = f"{named[0]} = {op}" if named else op  # a statement's value carries the statement's name
@@ -58,7 +59,7 @@ def statement_clusters(dot, g, nodes) -> None:
     by_stmt: dict = {}
     for n in nodes:
         stmt = g.nodes[n].get("stmt")
-        if stmt and g.op(n) not in ("input",):
+        if stmt and g.op(n) is not ops.input:
             by_stmt.setdefault(stmt, []).append(n)
     for i, (stmt, members) in enumerate(by_stmt.items()):
         if len(members) < 2:
@@ -117,7 +118,7 @@ def first_backward_nodes(g, nodes) -> dict:
     """forward node -> the first backward node made for it (one dashed link per forward node)."""
     first: dict = {}
     for n in nodes:
-        if is_backward(g, n) and g.op(n) != "const":
+        if is_backward(g, n) and g.op(n) is not ops.const:
             first.setdefault(g.nodes[n]["grad_of"], n)
     return first
 

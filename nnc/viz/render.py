@@ -49,6 +49,23 @@ def write_diagram(dot_text: str, path: str | Path) -> None:
     atomic_write(Path(path), lambda f: f.write(data))
 
 
+class Diagram:
+    """A finished diagram: its DOT source, shown as SVG in Jupyter, written to a file by `save`."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def _repr_svg_(self) -> str | None:
+        """Inline SVG for Jupyter; None without Graphviz (Jupyter then shows the text repr)."""
+        return svg_text(self.source) if dot_program() else None
+
+    def save(self, path: str | Path) -> None:
+        write_diagram(self.source, path)
+
+    def __repr__(self) -> str:
+        return f"<nnc diagram: {len(self.source.splitlines())} lines of DOT>"
+
+
 def svg_text(dot_text: str) -> str:
     """Inline SVG (no XML prologue), for HTML pages and Jupyter."""
     svg = render(dot_text, "svg").decode("utf-8")

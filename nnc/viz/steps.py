@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NncError
-from ..runtime.explain import Explainer, explain_text
 from ..fileio import atomic_write
+from ..runtime.explain import Explainer, explain_text
 from .render import svg_text
 from .style import Options
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnc.ir import interp
 from nnc.backend import compile_graph
+from nnc.ir import interp, ops
 from nnc.ir.graph import Graph
 from nnc.ir.types import TensorType, concrete
 
@@ -19,14 +19,14 @@ def leaf(g: Graph, kind: str, name: str, shape, dtype: str = "float32") -> int:
     attrs = {"name": name, "type": t}
     if kind == "param":
         attrs.update(init="zeros", trainable=True)
-    n = g.add_op(kind, (), attrs, type=t)
+    n = g.add_op(ops.get(kind), (), attrs, type=t)
     g.graph["inputs" if kind == "input" else "params"][name] = n
     return n
 
 
 def const(g: Graph, value) -> int:
     arr = np.asarray(value, dtype=np.float32)
-    return g.add_op("const", (), {"value": arr if arr.shape else float(arr), "type": TensorType(arr.shape)},
+    return g.add_op(ops.const, (), {"value": arr if arr.shape else float(arr), "type": TensorType(arr.shape)},
                     type=TensorType(arr.shape))
 
 

@@ -11,16 +11,17 @@ import pytest
 from backend_support import assert_matches, random_values, reference
 
 import nnc
-from nnc.passes.autodiff import grad
 from nnc.backend import compile_graph
+from nnc.ir import ops
 from nnc.ir.types import TensorType
+from nnc.passes.autodiff import grad
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.nn"))
 
 
 def model_values(model, batch, seed=0):
     g = model.graph
-    classes = min((g.type_of(g.operands(n)[0]).shape[1] for n in g.nodes if g.op(n) == "xent"), default=10)
+    classes = min((g.type_of(g.operands(n)[0]).shape[1] for n in g.nodes if g.op(n) is ops.xent), default=10)
     inputs, _ = random_values(g, {"B": batch}, np.random.default_rng(seed), classes=classes)
     return inputs, model.init_params(seed)
 
@@ -41,10 +42,10 @@ def with_masks_as_inputs(g):
     """A copy whose dropout masks are inputs, so the reference can be fed the native masks."""
     g = g.clone()
     names = {}
-    for n in [n for n in g.nodes if g.op(n) == "dropout_mask"]:
+    for n in [n for n in g.nodes if g.op(n) is ops.dropout_mask]:
         t = g.type_of(n)
         name = f"mask{n}"
-        m = g.add_op("input", (), {"name": name, "type": TensorType(t.shape, t.dtype)}, type=t)
+        m = g.add_op(ops.input, (), {"name": name, "type": TensorType(t.shape, t.dtype)}, type=t)
         g.graph["inputs"][name] = m
         g.replace_uses(n, m)
         names[n] = name
@@ -54,7 +55,7 @@ def with_masks_as_inputs(g):
 def test_training_graph_with_batchnorm_and_dropout():
     model = nnc.load(EXAMPLES[0].parent / "mnist_mlp_dropout_bn.nn")
     g = model.training_graph
-    masks = [n for n in g.nodes if g.op(n) == "dropout_mask"]
+    masks = [n for n in g.nodes if g.op(n) is ops.dropout_mask]
     batch = 19
     inputs, params = model_values(model, batch, seed=3)
     targets = g.roots() + masks

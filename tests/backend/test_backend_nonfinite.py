@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc.ir import interp
 from nnc.backend import compile_graph, jit
 from nnc.backend.compiler import compile_report
+from nnc.ir import interp
 
 INF, NAN, BIG = np.inf, np.nan, 3e38
 

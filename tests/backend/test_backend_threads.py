@@ -20,8 +20,8 @@ from conftest import nnc_env
 import nnc
 from nnc.backend import compile_graph
 from nnc.errors import NncError
-from nnc.passes.optim import LR, training_step
 from nnc.front.settings import OPTIMIZERS, Spec
+from nnc.passes.optim import LR, training_step
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

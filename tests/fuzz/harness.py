@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc.ir import interp
 from nnc.errors import NncError
+from nnc.ir import interp
 from nnc.ir.graph import verify
-from nnc.model import load, load_all
 from nnc.ir.types import concrete
+from nnc.model import load, load_all
 
 # Models are run on the interpreter only when every value of the graph together
 # has at most this many elements at batch 2.

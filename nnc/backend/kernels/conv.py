@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from .. import llvmutil as u
-from ..codegen import broadcast_strides
 from ..irmath import F32
+from ..kernel_context import broadcast_strides
 from .matmul import emit_gemm
-from .pointwise import external_reads
+from .pointwise import external_reads, finish_epilogue
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def emit_conv2d(kc) -> None:
 
         emit_gemm(kc, geo.f, geo.p, geo.ck, kc.ptr(wnode), 0, False, col, 0, False, store)
     if not direct:
-        kc.finish_epilogue()
+        finish_epilogue(kc)
 
 
 def emit_conv2d_grad_input(kc) -> None:
@@ -160,7 +160,7 @@ def emit_conv2d_grad_input(kc) -> None:
             u.store(b, b.fadd(u.load(b, kc.out, at), u.load(b, col, dst)), kc.out, at)
 
         _patches(kc, geo, scatter)
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_conv2d_grad_weight(kc) -> None:
@@ -199,4 +199,4 @@ def emit_conv2d_grad_weight(kc) -> None:
                 partial = u.element(b, kc.thread_scratch(t), rows_floats)
                 with u.for_range(b, dw_floats, name="sum", vectorize=False) as i:
                     u.store(b, b.fadd(u.load(b, kc.out, i), u.load(b, partial, i)), kc.out, i)
-    kc.finish_epilogue()
+    finish_epilogue(kc)

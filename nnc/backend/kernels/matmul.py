@@ -20,8 +20,7 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
-from .. import irmath as m
-from .. import llvmutil as u
+from .. import irmath as m, llvmutil as u
 
 MR = 6         # rows of C per micro-kernel: 6 x 2 vectors + 2 B vectors + 1 broadcast fit 16 registers
 NR_VECTORS = 2

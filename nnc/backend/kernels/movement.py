@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 from .. import llvmutil as u
-from ..codegen import contiguous_strides
 from ..irmath import F32, I32
+from ..kernel_context import contiguous_strides
+from .pointwise import finish_epilogue
 
 
 def _copy(kc, space, src, src_strides, src_base: int, dst_strides, dst_base: int, etype) -> None:
@@ -40,7 +41,7 @@ def emit_transpose(kc) -> None:
     out_shape = kc.shape(kc.anchor)
     _copy(kc, out_shape, kc.ptr(x), [in_strides[p] for p in perm], 0, contiguous_strides(out_shape), 0,
           _etype(kc, x))
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_slice(kc) -> None:
@@ -51,7 +52,7 @@ def emit_slice(kc) -> None:
     out_shape = kc.shape(kc.anchor)
     _copy(kc, out_shape, kc.ptr(x), in_strides, kc.attrs["start"] * in_strides[axis],
           contiguous_strides(out_shape), 0, _etype(kc, x))
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_concat(kc) -> None:
@@ -64,11 +65,11 @@ def emit_concat(kc) -> None:
         _copy(kc, shape, kc.ptr(x), contiguous_strides(shape), 0, out_strides, start * out_strides[axis],
               _etype(kc, x))
         start += shape[axis]
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_reshape(kc) -> None:
     """Reshape is normally a view (fusion gives it its operand's storage); as a kernel it is a flat copy."""
     x = kc.operand(0)
     _copy(kc, [math.prod(kc.shape(x))], kc.ptr(x), [1], 0, [1], 0, _etype(kc, x))
-    kc.finish_epilogue()
+    finish_epilogue(kc)

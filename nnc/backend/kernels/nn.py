@@ -13,11 +13,11 @@ import math
 import numpy as np
 from llvmlite import ir
 
-from .. import irmath as m
-from .. import llvmutil as u
-from ..codegen import STATUS_BAD_LABEL
+from .. import irmath as m, llvmutil as u
 from ..irmath import F32, I32, I64
+from ..kernel_context import STATUS_BAD_LABEL
 from ..rng import GOLDEN, MASK32
+from .pointwise import finish_epilogue
 from .reduce import combine, reduce_line
 
 
@@ -100,7 +100,7 @@ def _emit_softmax(kc, log: bool) -> None:
         if inner > vectors:
             with u.for_range(b, inner, start=vectors, name="t") as t:
                 lines(u.offset(b, [(o, length * inner), (t, 1)]), 1)
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_softmax(kc) -> None:
@@ -140,7 +140,7 @@ def emit_xent(kc) -> None:
                 return b.fmul(_lanes(b, lab, at, lanes, active), b.fsub(m.splat(b, log_total, lanes), shifted))
             loss = reduce_line(b, "sum", classes, kc.width, term)
         u.store(b, loss, kc.out, r)
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_one_hot(kc) -> None:
@@ -154,7 +154,7 @@ def emit_one_hot(kc) -> None:
         with u.for_range(b, depth, name="c") as c:
             hit = b.icmp_signed("==", b.trunc(c, I32), label)
             u.store(b, b.uitofp(hit, F32), kc.out, u.offset(b, [(r, depth), (c, 1)]))
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def _mix32(b, x):
@@ -183,4 +183,4 @@ def emit_dropout_mask(kc) -> None:
         uniform = b.fmul(b.uitofp(b.lshr(h, ir.Constant(I32, 8)), F32), ir.Constant(F32, 2.0 ** -24))
         keep = b.fcmp_ordered(">=", uniform, threshold)
         u.store(b, b.select(keep, keep_value, ir.Constant(F32, 0.0)), kc.out, i)
-    kc.finish_epilogue()
+    finish_epilogue(kc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import llvmutil as u
-from ..codegen import broadcast_strides, collapse, contiguous_strides
+from ..kernel_context import broadcast_strides, collapse, contiguous_strides
 
 
 def external_reads(kc, root) -> list[int]:
@@ -29,6 +29,15 @@ def external_reads(kc, root) -> list[int]:
 
 
 PARALLEL_ELEMENTS = 16384   # smaller loops run on one thread
+
+
+def finish_epilogue(kc) -> None:
+    """For anchors that wrote their raw result to the output: apply the epilogue in place
+    (in a parallel kernel, after every thread is done, each on its share)."""
+    if kc.kernel.epilogue:
+        if kc.parallel:
+            kc.barrier()
+        emit_pointwise(kc, reads_output=True, split=kc.parallel)
 
 
 def emit_pointwise(kc, reads_output: bool = False, split: bool | None = None) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from .. import irmath as m
-from .. import llvmutil as u
+from .. import irmath as m, llvmutil as u
 from ..irmath import F32
+from .pointwise import finish_epilogue
 
 PARALLEL_PLANES = 64   # fewer planes (images x channels) run on one thread
 
@@ -69,7 +69,7 @@ def _emit_pool(kc, is_max: bool) -> None:
         u.store(b, acc if is_max else b.fmul(acc, scale), kc.out, at)
 
     _windows(kc, x_shape, kc.shape(kc.anchor), body)
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_maxpool(kc) -> None:
@@ -97,7 +97,7 @@ def emit_maxpool_grad(kc) -> None:
         u.store(b, b.fadd(u.load(b, kc.out, where), u.load(b, dy, at)), kc.out, where)
 
     _windows(kc, x_shape, kc.shape(dynode), body)
-    kc.finish_epilogue()
+    finish_epilogue(kc)
 
 
 def emit_avgpool_grad(kc) -> None:
@@ -115,4 +115,4 @@ def emit_avgpool_grad(kc) -> None:
             u.store(b, b.fadd(u.load(b, kc.out, pos), share), kc.out, pos)
 
     _windows(kc, out_shape, kc.shape(dynode), body)
-    kc.finish_epilogue()
+    finish_epilogue(kc)

@@ -20,11 +20,11 @@ import math
 
 from llvmlite import ir
 
-from .. import irmath as m
-from .. import llvmutil as u
-from ..codegen import broadcast_strides, collapse
+from ...ir import ops
+from .. import irmath as m, llvmutil as u
 from ..irmath import F32, I32
-from .pointwise import external_reads
+from ..kernel_context import broadcast_strides, collapse
+from .pointwise import external_reads, finish_epilogue
 
 ACCUMULATORS = 4   # host vectors per step of a line: about an add's latency over its issue interval
 
@@ -98,7 +98,8 @@ def _axes(attr, rank: int) -> tuple:
 
 def emit_reduce(kc) -> None:
     b = kc.b
-    kind = kc.kernel.kind
+    op = kc.g.op(kc.anchor)
+    kind = "max" if op is ops.max else "sum"   # how values combine; a mean is a sum scaled at the end
     x = kc.operand(0)
     space = kc.shape(x)
     axes = _axes(kc.attrs.get("axis"), len(space))
@@ -147,8 +148,8 @@ def emit_reduce(kc) -> None:
             nest(index + [i])
 
     nest([])
-    if kind == "mean":
+    if op is ops.mean:
         scale = ir.Constant(F32, 1.0 / max(1, math.prod(space[a] for a in axes)))
         with u.for_range(b, out_count, name="scale") as i:
             u.store(b, b.fmul(u.load(b, out, i), scale), out, i)
-    kc.finish_epilogue()
+    finish_epilogue(kc)

@@ -1,9 +1,81 @@
-"""All primitive ops; importing this package fills the registry."""
+"""The primitive ops: importing this package fills the registry.
 
-from . import conv, elementwise, leaf, linalg, movement, nn, reduce  # noqa: F401
+Every op is a constant of this package, named as in the graph (`ops.matmul`, `ops.sum`):
+
+    from nnc.ir import ops
+    if g.op(n) is ops.xent: ...
+
+Names that shadow a builtin (sum, max, abs, pow, slice, input) do so only as attributes of this package.
+"""
+
+from .conv import avgpool, avgpool_grad, conv2d, conv2d_grad_input, conv2d_grad_weight, maxpool, maxpool_grad
+from .elementwise import (
+                          abs_ as abs,
+                          add,
+                          bce_logits,
+                          div,
+                          elu,
+                          equal,
+                          exp,
+                          greater,
+                          greater_equal,
+                          leaky_relu,
+                          log,
+                          maximum,
+                          minimum,
+                          mul,
+                          neg,
+                          pow_ as pow,
+                          relu,
+                          sigmoid,
+                          sign,
+                          sqrt,
+                          square,
+                          step,
+                          sub,
+                          tanh,
+)
+from .leaf import const, count, input_ as input, param
+from .linalg import matmul
+from .movement import broadcast_to, concat, reshape, slice_ as slice, transpose
+from .nn import dropout_mask, log_softmax, one_hot, softmax, xent
+from .reduce import max_ as max, mean, sum_ as sum
 from .registry import (
-    CONTRACTION, COMPARE, ELEMENTWISE, LEAF, MOVEMENT, NORMALIZE, POOL, RANDOM, REDUCE, REGISTRY, UNARY, BINARY, VJP,
-    NoGradient, Op, defvjp, get, nograd, ops_in)
+                          BINARY,
+                          COMPARE,
+                          CONSTANT,
+                          CONTRACTION,
+                          ELEMENTWISE,
+                          EXPAND,
+                          GROUPS,
+                          LEAF,
+                          MOVEMENT,
+                          NORMALIZE,
+                          POOL,
+                          RANDOM,
+                          REDUCE,
+                          REGISTRY,
+                          UNARY,
+                          VIEW,
+                          VJP,
+                          Group,
+                          LabelUse,
+                          NoGradient,
+                          Op,
+                          defvjp,
+                          get,
+                          nograd,
+                          ops_in,
+)
 
-__all__ = ["REGISTRY", "Op", "NoGradient", "VJP", "defvjp", "nograd", "get", "ops_in", "LEAF", "ELEMENTWISE", "UNARY", "BINARY", "COMPARE",
-           "REDUCE", "MOVEMENT", "CONTRACTION", "POOL", "NORMALIZE", "RANDOM"]
+# every op of the registry, by the name graphs and messages use (tests check the two agree)
+__all__ = [
+    "abs", "add", "avgpool", "avgpool_grad", "bce_logits", "broadcast_to", "concat", "const", "conv2d",
+    "conv2d_grad_input", "conv2d_grad_weight", "count", "div", "dropout_mask", "elu", "equal", "exp", "greater",
+    "greater_equal", "input", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",
+    "maxpool_grad", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow", "relu", "reshape", "sigmoid", "sign",
+    "slice", "softmax", "sqrt", "square", "step", "sub", "sum", "tanh", "transpose", "xent", "BINARY", "COMPARE",
+    "CONSTANT", "CONTRACTION", "ELEMENTWISE", "EXPAND", "GROUPS", "LEAF", "MOVEMENT", "NORMALIZE", "POOL", "RANDOM",
+    "REDUCE", "REGISTRY", "UNARY", "VIEW", "VJP", "Group", "LabelUse", "NoGradient", "Op", "defvjp", "get", "nograd",
+    "ops_in",
+]

@@ -12,7 +12,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import ShapeError
 from ..types import TensorType, format_shape, require_float, result_dtype
-from ...backend.lowering import kernel
 from .registry import CONTRACTION, POOL, VJP, defop, defvjp, nograd
 
 
@@ -100,13 +99,10 @@ def _conv2d_grad_weight_ref(x, dy, *, stride, pad, kshape):
 
 conv2d = defop("conv2d", arity=2, groups={CONTRACTION}, shape=_conv2d, ref=_conv2d_ref,
       doc="2-D cross-correlation, NCHW input, [F, C, kh, kw] weight", attrs=("stride", "pad"))
-conv2d.lower = kernel("conv", "emit_conv2d")
 conv2d_grad_input = defop("conv2d_grad_input", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_input, ref=_conv2d_grad_input_ref,
       doc="dx of conv2d from dy and the weight", attrs=("stride", "pad", "in_shape"))
-conv2d_grad_input.lower = kernel("conv", "emit_conv2d_grad_input")
 conv2d_grad_weight = defop("conv2d_grad_weight", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_weight, ref=_conv2d_grad_weight_ref,
       doc="dW of conv2d from the input and dy", attrs=("stride", "pad", "kshape"))
-conv2d_grad_weight.lower = kernel("conv", "emit_conv2d_grad_weight")
 
 # ---- pooling -------------------------------------------------------------------------
 
@@ -163,16 +159,12 @@ def _avgpool_grad(ts, *, size, stride, in_shape):
 
 maxpool = defop("maxpool", arity=1, groups={POOL}, shape=_pool("maxpool"), ref=_maxpool_ref,
       doc="max over size x size windows", attrs=("size", "stride"))
-maxpool.lower = kernel("pool", "emit_maxpool")
 avgpool = defop("avgpool", arity=1, groups={POOL}, shape=_pool("avgpool"), ref=_avgpool_ref,
       doc="mean over size x size windows", attrs=("size", "stride"))
-avgpool.lower = kernel("pool", "emit_avgpool")
 maxpool_grad = defop("maxpool_grad", arity=2, groups={POOL}, shape=_same_as_first, ref=_maxpool_grad_ref,
       doc="dx of maxpool: dy routed to each window's argmax", attrs=("size", "stride"))
-maxpool_grad.lower = kernel("pool", "emit_maxpool_grad")
 avgpool_grad = defop("avgpool_grad", arity=1, groups={POOL}, shape=_avgpool_grad, ref=_avgpool_grad_ref,
       doc="dx of avgpool: dy spread evenly over each window", attrs=("size", "stride", "in_shape"))
-avgpool_grad.lower = kernel("pool", "emit_avgpool_grad")
 
 
 

@@ -1,14 +1,13 @@
 """Elementwise primitives: unary math, arithmetic with broadcasting, binary cross-entropy from logits, comparisons.
 
 Each op is a module-level name (`relu = unary(...)`) so that its gradient rule
-and its LLVM lowering are attached right below its definition.
+is attached right below its definition (its LLVM lowering is in nnc/backend/lower_pointwise.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...backend import irmath
 from ..types import TensorType, broadcast_all, require_float, result_dtype
 from .registry import BINARY, COMPARE, ELEMENTWISE, UNARY, VJP, defop, defvjp, nograd
 
@@ -41,10 +40,10 @@ def unary(name, ref, doc, attrs=()):
     return defop(name, arity=1, groups={ELEMENTWISE, UNARY}, shape=_float_unary(name), ref=ref, doc=doc, attrs=attrs)
 
 
-def binary(name, ref, doc, *, ints_ok=False, groups=()):
+def binary(name, ref, doc, *, ints_ok=False, groups=(), commutative=False):
     """An elementwise op of two operands with NumPy broadcasting."""
     return defop(name, arity=2, groups={ELEMENTWISE, BINARY, *groups},
-                 shape=_broadcast_rule(name, ints_ok=ints_ok), ref=ref, doc=doc)
+                 shape=_broadcast_rule(name, ints_ok=ints_ok), ref=ref, doc=doc, commutative=commutative)
 
 
 def _same_dtype(f):
@@ -71,13 +70,11 @@ def _mask(compare):
 relu = unary("relu", _same_dtype(lambda x: np.maximum(x, 0)), "max(x, 0)")
 defvjp(relu, VJP("relu: dx = dy · [x > 0]", lambda c, dy: c.mul(dy, c.greater(c.x(0), c.const(0))),
                  partial="[{0} > 0]"))
-relu.lower = lambda b, xs, attrs: irmath.relu(b, xs[0])
 leaky_relu = unary("leaky_relu", _same_dtype(lambda x, alpha=0.01: np.where(x > 0, x, alpha * x)),
                    "x if x > 0 else alpha·x", attrs=("alpha",))
 defvjp(leaky_relu, VJP("leaky_relu: dx = dy · (x > 0 ? 1 : α)", lambda c, dy: c.mul(dy, c.add(
     c.mul(c.greater(c.x(0), c.const(0)), c.const(1 - c.attrs.get("alpha", 0.01))),
     c.const(c.attrs.get("alpha", 0.01)))), partial="({0} > 0 ? 1 : α)"))
-leaky_relu.lower = lambda b, xs, attrs: irmath.leaky_relu(b, xs[0], attrs.get("alpha", 0.01))
 elu = unary("elu", _same_dtype(lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))),
             "x if x > 0 else alpha·(e^x − 1)", attrs=("alpha",))
 # α·eˣ, not y + α: that cancels, losing digits below x ≈ −7 and all of them below −17 in float32.
@@ -86,62 +83,47 @@ defvjp(elu, VJP("elu: dx = dy · (x > 0 ? 1 : α·eˣ)", lambda c, dy: c.mul(dy,
     c, c.greater(c.x(0), c.const(0)), c.const(1),
     c.mul(c.const(c.attrs.get("alpha", 1.0)), c.exp(c.minimum(c.x(0), c.const(0)))))),
     partial="({0} > 0 ? 1 : α·e^{0})"))
-elu.lower = lambda b, xs, attrs: irmath.elu(b, xs[0], attrs.get("alpha", 1.0))
 sigmoid = unary("sigmoid", _same_dtype(_sigmoid), "1 / (1 + e^−x), stable for large |x|")
 defvjp(sigmoid, VJP("sigmoid: dx = dy · σ(x)(1 − σ(x))",
                        lambda c, dy: c.mul(dy, c.mul(c.y, c.sub(c.const(1), c.y))), partial="{y}·(1 − {y})"))
-sigmoid.lower = lambda b, xs, attrs: irmath.sigmoid(b, xs[0])
 tanh = unary("tanh", np.tanh, "hyperbolic tangent")
 defvjp(tanh, VJP("tanh: dx = dy · (1 − tanh²(x))", lambda c, dy: c.mul(dy, c.sub(c.const(1), c.square(c.y))),
                  partial="1 − {y}²"))
-tanh.lower = lambda b, xs, attrs: irmath.tanh(b, xs[0])
 exp = unary("exp", np.exp, "e^x")
 defvjp(exp, VJP("exp: dx = dy · eˣ", lambda c, dy: c.mul(dy, c.y), partial="{y}"))
-exp.lower = lambda b, xs, attrs: irmath.exp(b, xs[0])
 log = unary("log", np.log, "natural logarithm")
 defvjp(log, VJP("log: dx = dy / x", lambda c, dy: c.div(dy, c.x(0)), partial="1/{0}"))  # inf at 0, as PyTorch
-log.lower = lambda b, xs, attrs: irmath.log(b, xs[0])
 sqrt = unary("sqrt", np.sqrt, "square root")
 defvjp(sqrt, VJP("sqrt: dx = dy / (2·√x)", lambda c, dy: c.div(dy, c.mul(c.const(2), c.y)),
                  partial="1/(2·{y})"))  # inf at 0, as PyTorch
-sqrt.lower = lambda b, xs, attrs: irmath.intrinsic(b, "sqrt", xs)
 abs_ = unary("abs", np.abs, "|x|")
 defvjp(abs_, VJP("abs: dx = dy · sign(x)", lambda c, dy: c.mul(dy, c.sign(c.x(0))), partial="sign({0})"))
-abs_.lower = lambda b, xs, attrs: irmath.intrinsic(b, "fabs", xs)
 square = unary("square", np.square, "x²")
 defvjp(square, VJP("square: dx = dy · 2x", lambda c, dy: c.mul(dy, c.mul(c.const(2), c.x(0))), partial="2·{0}"))
-square.lower = lambda b, xs, attrs: b.fmul(xs[0], xs[0])
 sign = unary("sign", np.sign, "−1, 0 or 1")
 nograd(sign, "sign is piecewise constant: its derivative is 0 wherever it exists")
-sign.lower = lambda b, xs, attrs: irmath.sign(b, xs[0])
 step = unary("step", _same_dtype(lambda x: x >= 0), "the perceptron's threshold: 1 if x >= 0 else 0")
 nograd(step, "step is piecewise constant: its derivative is 0 wherever it exists")
-step.lower = lambda b, xs, attrs: irmath.step(b, xs[0])
 neg = defop("neg", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary, ref=np.negative, doc="−x")
 defvjp(neg, VJP("neg: dx = −dy", lambda c, dy: c.neg(dy), partial="−1"))
-neg.lower = lambda b, xs, attrs: irmath.negate(b, xs[0])
 
 # The float functions users call by name, e.g. relu(x); leaky_relu and elu take alpha too.
-UNARY_FLOAT = {op.name: (op.ref, op.doc) for op in (relu, sigmoid, tanh, exp, log, sqrt, abs_, square, sign, step)}
+UNARY_FLOAT = (relu, sigmoid, tanh, exp, log, sqrt, abs_, square, sign, step)
 
 # ---- binary -----------------------------------------------------------------------------
 
-add = binary("add", np.add, "a + b", ints_ok=True)
+add = binary("add", np.add, "a + b", ints_ok=True, commutative=True)
 defvjp(add, VJP("add: da = dy (add distributes)", lambda c, dy: dy, partial="1"),
        VJP("add: db = dy (add distributes)", lambda c, dy: dy, partial="1"))
-add.lower = lambda b, xs, attrs: irmath.arith(b, "fadd", "add", *xs)
 sub = binary("sub", np.subtract, "a − b", ints_ok=True)
 defvjp(sub, VJP("sub: da = dy", lambda c, dy: dy, partial="1"),
        VJP("sub: db = −dy", lambda c, dy: c.neg(dy), partial="−1"))
-sub.lower = lambda b, xs, attrs: irmath.arith(b, "fsub", "sub", *xs)
-mul = binary("mul", np.multiply, "a · b", ints_ok=True)
+mul = binary("mul", np.multiply, "a · b", ints_ok=True, commutative=True)
 defvjp(mul, VJP("mul: da = dy · b (mul switches)", lambda c, dy: c.mul(dy, c.x(1)), partial="{1}"),
        VJP("mul: db = dy · a (mul switches)", lambda c, dy: c.mul(dy, c.x(0)), partial="{0}"))
-mul.lower = lambda b, xs, attrs: irmath.arith(b, "fmul", "mul", *xs)
 div = binary("div", np.divide, "a / b")
 defvjp(div, VJP("div: da = dy / b", lambda c, dy: c.div(dy, c.x(1)), partial="1/{1}"),
        VJP("div: db = −dy · a / b²", lambda c, dy: c.neg(c.div(c.mul(dy, c.y), c.x(1))), partial="−{0}/{1}²"))
-div.lower = lambda b, xs, attrs: b.fdiv(*xs)
 pow_ = binary("pow", np.power, "a ** b")
 
 
@@ -162,18 +144,15 @@ def _pow_db(c, dy):
 
 defvjp(pow_, VJP("pow: da = dy · b · a^(b−1) (0 where b = 0)", _pow_da, partial="{1}·{0}^({1}−1)"),
        VJP("pow: db = dy · aᵇ · ln a (0 where a = 0, b ≥ 0)", _pow_db, partial="{y}·ln {0}"))
-pow_.lower = lambda b, xs, attrs: irmath.power(b, *xs)
-maximum = binary("maximum", np.maximum, "elementwise max(a, b)")
+maximum = binary("maximum", np.maximum, "elementwise max(a, b)", commutative=True)
 defvjp(maximum, VJP("maximum: da = dy · [a ≥ b] (max routes)",
                           lambda c, dy: c.mul(dy, c.greater_equal(c.x(0), c.x(1))), partial="[{0} ≥ {1}]"),
        VJP("maximum: db = dy · [a < b] (max routes)", lambda c, dy: c.mul(dy, c.greater(c.x(1), c.x(0))),
            partial="[{0} < {1}]"))
-maximum.lower = lambda b, xs, attrs: irmath.maximum(b, *xs)
-minimum = binary("minimum", np.minimum, "elementwise min(a, b)")
+minimum = binary("minimum", np.minimum, "elementwise min(a, b)", commutative=True)
 defvjp(minimum, VJP("minimum: da = dy · [a ≤ b]", lambda c, dy: c.mul(dy, c.greater_equal(c.x(1), c.x(0))),
                     partial="[{0} ≤ {1}]"),
        VJP("minimum: db = dy · [a > b]", lambda c, dy: c.mul(dy, c.greater(c.x(0), c.x(1))), partial="[{0} > {1}]"))
-minimum.lower = lambda b, xs, attrs: irmath.minimum(b, *xs)
 
 
 def _bce_logits(z, t):
@@ -186,16 +165,12 @@ bce_logits = binary("bce_logits", _bce_logits,
 defvjp(bce_logits, VJP("binary_cross_entropy: dz = dy · (σ(z) − t)",
                        lambda c, dy: c.mul(dy, c.sub(c.sigmoid(c.x(0)), c.x(1))), partial="σ({0}) − {1}"),
        VJP("binary_cross_entropy: dt = −dy · z", lambda c, dy: c.neg(c.mul(dy, c.x(0))), partial="−{0}"))
-bce_logits.lower = lambda b, xs, attrs: irmath.bce_logits(b, *xs)
 
 # ---- comparisons (0.0 / 1.0 masks used by gradient rules) ---------------------------------
 
 greater = binary("greater", _mask(np.greater), "[a > b] as 0.0 / 1.0", groups={COMPARE})
 nograd(greater, "a comparison is piecewise constant")
-greater.lower = lambda b, xs, attrs: irmath.compare(b, ">", *xs)
 greater_equal = binary("greater_equal", _mask(np.greater_equal), "[a >= b] as 0.0 / 1.0", groups={COMPARE})
 nograd(greater_equal, "a comparison is piecewise constant")
-greater_equal.lower = lambda b, xs, attrs: irmath.compare(b, ">=", *xs)
-equal = binary("equal", _mask(np.equal), "[a == b] as 0.0 / 1.0", groups={COMPARE})
+equal = binary("equal", _mask(np.equal), "[a == b] as 0.0 / 1.0", groups={COMPARE}, commutative=True)
 nograd(equal, "a comparison is piecewise constant")
-equal.lower = lambda b, xs, attrs: irmath.compare(b, "==", *xs)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .registry import LEAF, defop, defvjp
+from .registry import CONSTANT, LEAF, defop, defvjp
 
 
 def _declared(ts, *, type, **attrs):
@@ -30,9 +30,9 @@ input_ = defop("input", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
 param = defop("param", arity=0, groups={LEAF}, shape=_declared, ref=_fed,
       doc="a parameter (trainable) or running statistic (trainable=False)",
       attrs=("name", "type", "init", "trainable"))
-const = defop("const", arity=0, groups={LEAF}, shape=_declared, ref=_const,
+const = defop("const", arity=0, groups={LEAF, CONSTANT}, shape=_declared, ref=_const,
       doc="a constant folded into the graph", attrs=("value", "type"))
-count = defop("count", arity=0, groups={LEAF}, shape=_declared,
+count = defop("count", arity=0, groups={LEAF, CONSTANT}, shape=_declared,
               ref=lambda *, dims: np.asarray(math.prod(dims)),
               doc="the number of elements spanned by dims (symbolic dims resolved at run time)", attrs=("dims", "type"))
 

@@ -6,8 +6,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..types import TensorType, broadcast_shapes, format_shape, normalize_axis, reshape_target, result_dtype
-from ...backend.lowering import kernel
-from .registry import MOVEMENT, VJP, defop, defvjp
+from .registry import EXPAND, MOVEMENT, VIEW, VJP, defop, defvjp
 
 
 def _reshape(ts, *, shape):
@@ -61,25 +60,20 @@ def _slice_ref(x, *, axis, start, stop):
     return x[tuple(index)]
 
 
-reshape = defop("reshape", arity=1, groups={MOVEMENT}, shape=_reshape,
+reshape = defop("reshape", arity=1, groups={MOVEMENT, VIEW}, shape=_reshape,
       ref=lambda x, *, shape: np.reshape(x, shape), doc="same elements, new shape", attrs=("shape",))
-reshape.lower = kernel("movement", "emit_reshape")
 transpose = defop("transpose", arity=1, groups={MOVEMENT}, shape=_transpose,
       ref=lambda x, *, perm: np.array(np.transpose(x, perm), order="C"), doc="permute axes", attrs=("perm",))
-transpose.lower = kernel("movement", "emit_transpose")
 # np.array(..., order="C") rather than np.ascontiguousarray, which turns a scalar into shape [1]
-broadcast_to = defop("broadcast_to", arity=1, groups={MOVEMENT}, shape=_broadcast_to,
+broadcast_to = defop("broadcast_to", arity=1, groups={MOVEMENT, EXPAND}, shape=_broadcast_to,
       ref=lambda x, *, shape: np.array(np.broadcast_to(x, shape), order="C"),
       doc="repeat along broadcast axes", attrs=("shape",))
 # Pointwise: the fused loop already reads x at the broadcast index, so the value passes through.
-broadcast_to.lower = lambda b, xs, attrs: xs[0]
 concat = defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
       ref=lambda *xs, axis: np.concatenate(xs, axis=axis),
       doc="join tensors along an axis", attrs=("axis",))
-concat.lower = kernel("movement", "emit_concat")
 slice_ = defop("slice", arity=1, groups={MOVEMENT}, shape=_slice, ref=_slice_ref,
       doc="x[start:stop] along one axis", attrs=("axis", "start", "stop"))
-slice_.lower = kernel("movement", "emit_slice")
 
 
 def _inverse(perm):

@@ -6,8 +6,7 @@ import numpy as np
 
 from ...errors import NncError, ShapeError
 from ..types import TensorType, format_shape, normalize_axis, require_float
-from ...backend.lowering import kernel
-from .registry import NORMALIZE, RANDOM, VJP, defop, defvjp, nograd
+from .registry import NORMALIZE, RANDOM, VJP, LabelUse, defop, defvjp, nograd
 
 
 def _axis_rule(name):
@@ -32,10 +31,8 @@ def softmax_ref(x, *, axis=-1):
 
 softmax = defop("softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("softmax"), ref=softmax_ref,
       doc="e^x / Σ e^x along an axis (max-shifted)", attrs=("axis",))
-softmax.lower = kernel("nn", "emit_softmax")
 log_softmax = defop("log_softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule("log_softmax"), ref=log_softmax_ref,
       doc="x − log Σ e^x along an axis (log-sum-exp)", attrs=("axis",))
-log_softmax.lower = kernel("nn", "emit_log_softmax")
 
 
 def _xent(ts):
@@ -73,8 +70,8 @@ def _xent_ref(logits, labels):
 
 
 xent = defop("xent", arity=2, groups={NORMALIZE}, shape=_xent, ref=_xent_ref,
-      doc="per-example softmax cross-entropy from logits and int labels or one-hot targets")
-xent.lower = kernel("nn", "emit_xent")
+      doc="per-example softmax cross-entropy from logits and int labels or one-hot targets",
+      labels=LabelUse(1, lambda ts, attrs: ts[0].shape[-1]))
 
 
 def _one_hot(ts, *, depth, dtype="float32"):
@@ -91,8 +88,8 @@ def _one_hot_ref(labels, *, depth, dtype="float32"):
 
 
 one_hot = defop("one_hot", arity=1, groups=set(), shape=_one_hot, ref=_one_hot_ref,
-      doc="int class indices -> rows of the identity", attrs=("depth", "dtype"))
-one_hot.lower = kernel("nn", "emit_one_hot")
+      doc="int class indices -> rows of the identity", attrs=("depth", "dtype"),
+      labels=LabelUse(0, lambda ts, attrs: attrs["depth"]))
 
 
 def _mask_rule(ts, *, p, salt=0):
@@ -110,7 +107,6 @@ def _mask_ref(x, *, p, salt=0, rng=None):
 
 dropout_mask = defop("dropout_mask", arity=1, groups={RANDOM}, shape=_mask_rule, ref=_mask_ref,
       doc="inverted-dropout mask shaped like x: 0 with probability p, else 1/(1−p)", attrs=("p", "salt"))
-dropout_mask.lower = kernel("nn", "emit_dropout_mask")
 
 
 

@@ -6,7 +6,6 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..types import TensorType, normalize_axes, require_float
-from ...backend.lowering import kernel
 from .registry import REDUCE, VJP, defop, defvjp
 
 
@@ -47,15 +46,12 @@ def _canon(ts, attrs):
 sum_ = defop("sum", arity=1, groups={REDUCE}, shape=_rule("sum", needs_float=False), ref=_reducer(np.sum),
       doc="sum over axes", attrs=("axis", "keepdims"),
       canon=_canon)
-sum_.lower = kernel("reduce", "emit_reduce")
 mean = defop("mean", arity=1, groups={REDUCE}, shape=_rule("mean", needs_float=True), ref=_reducer(np.mean),
       doc="mean over axes", attrs=("axis", "keepdims"),
       canon=_canon)
-mean.lower = kernel("reduce", "emit_reduce")
 max_ = defop("max", arity=1, groups={REDUCE}, shape=_rule("max", needs_float=True), ref=_reducer(np.max),
       doc="maximum over axes", attrs=("axis", "keepdims"),
       canon=_canon)
-max_.lower = kernel("reduce", "emit_reduce")
 
 
 def _axes(c):

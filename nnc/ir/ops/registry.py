@@ -1,34 +1,59 @@
-"""The op registry: one `Op` record per primitive, holding every rule about it.
+"""The op registry: one `Op` record per primitive, holding its rules.
 
 Each primitive is defined once, in the module of its family (elementwise,
-reduce, movement, linalg, conv, nn, leaf), with its shape rule and NumPy
-reference side by side; later stages attach their rule to the same record
-(`vjp` for autodiff, `lower` for the LLVM backend) right under the definition.
-Passes ask questions through the category groups (`op.is_a(ELEMENTWISE)`),
-never through lists of op names of their own.
+reduce, movement, linalg, conv, nn, leaf), with its shape rule, NumPy
+reference and gradient rule (`defvjp`) side by side, like JAX's lax.py. An op
+is a constant: graph nodes hold the `Op` object itself, code names it through
+`nnc.ir.ops` (`ops.matmul`), so a misspelt op fails where it is written rather
+than comparing unequal. Passes ask groups and properties (`op.is_a(ELEMENTWISE)`,
+`op.commutative`, `op.labels`), never lists of op names of their own. The LLVM
+lowerings live in the backend's tables (nnc/backend/lower_*.py).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ...errors import ShapeError
 from ..types import TensorType
 
-# Category groups (like tinygrad's GroupOp): what passes may ask about an op.
-LEAF = "leaf"                # no operands: input, param, const
-ELEMENTWISE = "elementwise"  # out[i] depends on in[i] of every (broadcast) operand
-UNARY = "unary"
-BINARY = "binary"
-COMPARE = "compare"          # elementwise, result is 0.0 / 1.0, no gradient
-REDUCE = "reduce"
-MOVEMENT = "movement"        # reshape, transpose, broadcast, concat, slice
-CONTRACTION = "contraction"  # matmul, conv2d and their backward forms
-POOL = "pool"
-NORMALIZE = "normalize"      # softmax-like ops over an axis
-RANDOM = "random"            # reads the step's random stream
-GROUPS = {LEAF, ELEMENTWISE, UNARY, BINARY, COMPARE, REDUCE, MOVEMENT, CONTRACTION, POOL, NORMALIZE, RANDOM}
+
+class Group(enum.Enum):
+    """What passes may ask about an op (like tinygrad's GroupOp)."""
+
+    LEAF = "leaf"                # no operands: input, param, const, count
+    CONSTANT = "constant"        # a leaf whose value is known before the graph runs: const, count
+    ELEMENTWISE = "elementwise"  # out[i] depends on in[i] of every (broadcast) operand
+    UNARY = "unary"
+    BINARY = "binary"
+    COMPARE = "compare"          # elementwise, result is 0.0 / 1.0, no gradient
+    REDUCE = "reduce"
+    MOVEMENT = "movement"        # reshape, transpose, broadcast, concat, slice
+    VIEW = "view"                # the same elements in the same order: shares its operand's storage
+    EXPAND = "expand"            # the operand repeated along broadcast axes: read at a broadcast index
+    CONTRACTION = "contraction"  # matmul, conv2d and their backward forms
+    POOL = "pool"
+    NORMALIZE = "normalize"      # softmax-like ops over an axis
+    RANDOM = "random"            # reads the step's random stream
+
+
+LEAF, CONSTANT, ELEMENTWISE, UNARY, BINARY, COMPARE = (Group.LEAF, Group.CONSTANT, Group.ELEMENTWISE, Group.UNARY,
+                                                       Group.BINARY, Group.COMPARE)
+REDUCE, MOVEMENT, VIEW, EXPAND, CONTRACTION, POOL, NORMALIZE, RANDOM = (
+    Group.REDUCE, Group.MOVEMENT, Group.VIEW, Group.EXPAND, Group.CONTRACTION, Group.POOL, Group.NORMALIZE,
+    Group.RANDOM)
+GROUPS = frozenset(Group)
+
+
+@dataclass(frozen=True)
+class LabelUse:
+    """An op that reads int class indices: which operand holds them and how many classes they index
+    (`classes(in_types, attrs) -> int | str`, given the node's operand types and attributes)."""
+
+    operand: int
+    classes: Callable
 
 
 class NoGradient:
@@ -68,7 +93,7 @@ def nograd(op: Op, why: str) -> None:
     op.vjp = NoGradient(why)
 
 
-@dataclass
+@dataclass(eq=False)  # identity is the op: nodes hold Op objects, passes compare with `is`
 class Op:
     name: str
     arity: int | None                 # None: any number of operands (concat)
@@ -77,12 +102,37 @@ class Op:
     ref: Callable                     # ref(*arrays, **attrs) -> ndarray
     doc: str = ""
     vjp: tuple | NoGradient | None = None     # one VJP (or None) per operand; see defvjp
-    lower: Callable | None = None              # set by the LLVM backend
     attrs: tuple = field(default=())           # the attribute names the op takes
     canon: Callable | None = None              # canon(in_types, attrs) -> attrs in canonical form
+    commutative: bool = False                  # op(a, b) == op(b, a) for every a, b
+    labels: LabelUse | None = None             # reads int class indices (cross-entropy, one-hot)
 
-    def is_a(self, group: str) -> bool:
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):  # a leftover name comparison would be silently False
+            raise TypeError(f"compare ops by identity (`is ops.{self.name}`), not with the string {other!r}")
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def is_a(self, group: Group) -> bool:
         return group in self.groups
+
+    def vjp_rule(self, index: int) -> VJP | None:
+        """The gradient rule of operand `index` (ops of any arity share one rule); None when no gradient
+        flows into it or the op has none (`NoGradient`)."""
+        if not isinstance(self.vjp, tuple):
+            return None
+        return self.vjp[0] if self.arity is None else self.vjp[index]
+
+    def label_operand(self, index: int, in_types) -> bool:
+        """Does operand `index` hold int class indices (for operand types `in_types`)?"""
+        return self.labels is not None and self.labels.operand == index and not in_types[index].is_float
 
     def canonical(self, in_types, attrs) -> dict:
         """Attributes in one spelling (e.g. axes as a sorted tuple) so equal nodes compare equal."""
@@ -97,20 +147,26 @@ class Op:
 REGISTRY: dict[str, Op] = {}
 
 
-def defop(name: str, *, arity: int | None, groups, shape, ref, doc: str = "", attrs=(), canon=None) -> Op:
+def defop(name: str, *, arity: int | None, groups, shape, ref, doc: str = "", attrs=(), canon=None,
+          commutative: bool = False, labels: LabelUse | None = None) -> Op:
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
     unknown = set(groups) - GROUPS
     if unknown:
         raise ValueError(f"op {name!r}: unknown groups {unknown}")
-    op = Op(name, arity, frozenset(groups), shape, ref, doc, attrs=tuple(attrs), canon=canon)
+    op = Op(name, arity, frozenset(groups), shape, ref, doc, attrs=tuple(attrs), canon=canon,
+            commutative=commutative, labels=labels)
     REGISTRY[name] = op
     return op
 
 
 def get(name: str) -> Op:
-    return REGISTRY[name]
+    """The op called `name`; a KeyError names it when there is none."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no op named {name!r}") from None
 
 
-def ops_in(group: str) -> list[Op]:
+def ops_in(group: Group) -> list[Op]:
     return [op for op in REGISTRY.values() if op.is_a(group)]

@@ -1,0 +1,40 @@
+"""How each elementwise op computes one value in LLVM IR: the pointwise lowering table.
+
+Every rule has one signature, `rule(b, xs, attrs) -> value`: an IR builder, the operand values (all
+float32 or all int32, scalars or vectors of one width) and the node's concrete attributes. Fused
+kernels evaluate prologues and epilogues with these rules, so one rule serves the scalar loop of an
+elementwise kernel and the vector epilogue of a matmul. The math vocabulary is nnc/backend/irmath.py.
+"""
+
+from __future__ import annotations
+
+from ..ir import ops
+from . import irmath
+
+POINTWISE = {
+    ops.relu: lambda b, xs, attrs: irmath.relu(b, xs[0]),
+    ops.leaky_relu: lambda b, xs, attrs: irmath.leaky_relu(b, xs[0], attrs.get("alpha", 0.01)),
+    ops.elu: lambda b, xs, attrs: irmath.elu(b, xs[0], attrs.get("alpha", 1.0)),
+    ops.sigmoid: lambda b, xs, attrs: irmath.sigmoid(b, xs[0]),
+    ops.tanh: lambda b, xs, attrs: irmath.tanh(b, xs[0]),
+    ops.exp: lambda b, xs, attrs: irmath.exp(b, xs[0]),
+    ops.log: lambda b, xs, attrs: irmath.log(b, xs[0]),
+    ops.sqrt: lambda b, xs, attrs: irmath.intrinsic(b, "sqrt", xs),
+    ops.abs: lambda b, xs, attrs: irmath.intrinsic(b, "fabs", xs),
+    ops.square: lambda b, xs, attrs: b.fmul(xs[0], xs[0]),
+    ops.sign: lambda b, xs, attrs: irmath.sign(b, xs[0]),
+    ops.step: lambda b, xs, attrs: irmath.step(b, xs[0]),
+    ops.neg: lambda b, xs, attrs: irmath.negate(b, xs[0]),
+    ops.add: lambda b, xs, attrs: irmath.arith(b, "fadd", "add", *xs),
+    ops.sub: lambda b, xs, attrs: irmath.arith(b, "fsub", "sub", *xs),
+    ops.mul: lambda b, xs, attrs: irmath.arith(b, "fmul", "mul", *xs),
+    ops.div: lambda b, xs, attrs: b.fdiv(*xs),
+    ops.pow: lambda b, xs, attrs: irmath.power(b, *xs),
+    ops.maximum: lambda b, xs, attrs: irmath.maximum(b, *xs),
+    ops.minimum: lambda b, xs, attrs: irmath.minimum(b, *xs),
+    ops.bce_logits: lambda b, xs, attrs: irmath.bce_logits(b, *xs),
+    ops.greater: lambda b, xs, attrs: irmath.compare(b, ">", *xs),
+    ops.greater_equal: lambda b, xs, attrs: irmath.compare(b, ">=", *xs),
+    ops.equal: lambda b, xs, attrs: irmath.compare(b, "==", *xs),
+    ops.broadcast_to: lambda b, xs, attrs: xs[0],
+}
