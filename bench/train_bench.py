@@ -90,7 +90,7 @@ class NncRunner:
 
         m = nnc.load(EXAMPLES[model])
         g = training_step(m, Spec("sgd", {**OPTIMIZERS["sgd"], "lr": LR}))
-        targets = [g.graph["loss"], g.graph["outputs"][Task.of(m).output]]
+        targets = [g.loss, g.outputs[Task.of(m).output]]
         with empty_compile_cache():
             start = time.perf_counter()
             NativeEngine(g, batch, targets, threads=threads)
@@ -103,7 +103,7 @@ class NncRunner:
         self.data = {"image": x, "label": y}
         import numpy as np
         self.extra = {LR_INPUT: np.asarray(LR, dtype=np.float32)}
-        self.loss_node = g.graph["loss"]
+        self.loss_node = g.loss
         self.orders = Orders(len(y), batch)
         self.seed = 0
 
@@ -273,9 +273,9 @@ class Gemm:
         for name, shape in (("a", (self.M, self.K)), ("b", (self.K, self.N))):
             t = TensorType(shape)
             nodes[name] = g.add_op("input", (), {"name": name, "type": t}, type=t)
-            g.graph["inputs"][name] = nodes[name]
+            g.inputs[name] = nodes[name]
         c = g.add_op("matmul", (nodes["a"], nodes["b"]))
-        g.graph["outputs"]["c"] = c
+        g.outputs["c"] = c
         exe = compile_graph(g, {}, [c], threads=threads)
         exe.bind({"a": self.a, "b": self.b})
         exe.step()

@@ -70,15 +70,15 @@ class Model:
 
     @property
     def inputs(self) -> dict:
-        return {name: self.graph.type_of(n) for name, n in self.graph.graph["inputs"].items()}
+        return {name: self.graph.type_of(n) for name, n in self.graph.inputs.items()}
 
     @property
     def param_types(self) -> dict:
-        return {name: self.graph.type_of(n) for name, n in self.graph.graph["params"].items()}
+        return {name: self.graph.type_of(n) for name, n in self.graph.params.items()}
 
     @property
     def outputs(self) -> list[str]:
-        return list(self.graph.graph["outputs"])
+        return list(self.graph.outputs)
 
     def summary(self) -> str:
         return summary_text(self)
@@ -109,7 +109,7 @@ class Model:
     def random_param_names(self) -> list[str]:
         """The parameters whose initial values are random draws (not zeros, ones or constant(v))."""
         g = self.graph
-        return [name for name, node in g.graph["params"].items()
+        return [name for name, node in g.params.items()
                 if g.nodes[node]["attrs"]["init"].kind not in CONSTANT_INITS]
 
     def complete_params(self, params=None, seed: int = 0, float_dtype=np.float32, *,
@@ -134,12 +134,12 @@ class Model:
         inputs = dict(inputs or {})
         params = self.complete_params(params, seed, float_dtype, random_params=random_params)
         g = self.graph
-        targets = list(g.graph["outputs"].values())
-        loss = g.graph["loss"]
+        targets = list(g.outputs.values())
+        loss = g.loss
         if loss is not None and all(n in inputs for n in self._inputs_of(loss)):
             targets.append(loss)
         values = run_graph(g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)
-        result = {name: values[n] for name, n in g.graph["outputs"].items()}
+        result = {name: values[n] for name, n in g.outputs.items()}
         if loss in values:
             result["loss"] = values[loss]
         return result
@@ -148,13 +148,13 @@ class Model:
         """A statement, input, parameter or output name -> (name, node); None -> the loss or single output."""
         g = graph or self.graph
         if name is None:
-            if g.graph["loss"] is not None:
-                return "loss", g.graph["loss"]
-            if len(g.graph["outputs"]) == 1:
-                return next(iter(g.graph["outputs"].items()))
-            raise NncError(f"model '{self.name}' has no loss and {len(g.graph['outputs'])} outputs",
+            if g.loss is not None:
+                return "loss", g.loss
+            if len(g.outputs) == 1:
+                return next(iter(g.outputs.items()))
+            raise NncError(f"model '{self.name}' has no loss and {len(g.outputs)} outputs",
                            hint="say which value to differentiate with --of NAME")
-        table = {**g.graph["values"], **g.graph["outputs"]}
+        table = {**g.values, **g.outputs}
         if name not in table:
             import difflib
             close = difflib.get_close_matches(name, list(table), n=1)
@@ -164,8 +164,8 @@ class Model:
 
     def default_wrt(self) -> list[str]:
         g = self.graph
-        names = [n for n, node in g.graph["params"].items() if g.nodes[node]["attrs"]["trainable"]]
-        return names + [n for n, node in g.graph["inputs"].items() if g.type_of(node).is_float]
+        names = [n for n, node in g.params.items() if g.nodes[node]["attrs"]["trainable"]]
+        return names + [n for n, node in g.inputs.items() if g.type_of(node).is_float]
 
     def grad(self, inputs: dict | None = None, params=None, *, of: str | None = None, wrt=None, seed: int = 0,
              random_params: bool = False, float_dtype=np.float32, intermediates: bool = False,
@@ -180,22 +180,22 @@ class Model:
             raise NncError(f"can only differentiate a scalar: '{of_name}' has shape {g.type_of(of_node)}, "
                            f"expected []", g.nodes[of_node].get("loc"), hint="pick a scalar with --of, or mean(...) it")
         wrt = list(wrt) if wrt is not None else self.default_wrt()
-        known = set(g.graph["params"]) | set(g.graph["inputs"])
+        known = set(g.params) | set(g.inputs)
         for w in wrt:
             if w not in known:
                 raise NncError(f"--wrt: '{w}' is not an input or parameter of model '{self.name}'",
                                hint=f"choose from: {', '.join(sorted(known))}")
-            node = {**g.graph["params"], **g.graph["inputs"]}[w]
+            node = {**g.params, **g.inputs}[w]
             if not g.type_of(node).is_float:
                 raise NncError(f"--wrt: '{w}' is an int tensor {g.type_of(node)}, it has no gradient")
-        keep = tuple(k for k in g.graph["values"] if k not in wrt) if intermediates else ()
+        keep = tuple(k for k in g.values if k not in wrt) if intermediates else ()
         gg = self._gradient_graph(of_node, tuple(wrt), keep)
         full = self.complete_params(params, seed, float_dtype, random_params=random_params)
-        targets = [gg.graph["grad_of"], *gg.graph["grads"].values()]
+        targets = [gg.grad_of, *gg.grads.values()]
         values = run_graph(gg, dict(inputs or {}), full, targets, float_dtype=float_dtype, seed=seed, backend=backend)
-        grads = {k: values[n] for k, n in gg.graph["grads"].items()}
-        return Gradients(of_name, values[gg.graph["grad_of"]], {k: grads[k] for k in wrt},
-                         {k: v for k, v in grads.items() if k not in wrt}, gg, gg.graph["grad_of"])
+        grads = {k: values[n] for k, n in gg.grads.items()}
+        return Gradients(of_name, values[gg.grad_of], {k: grads[k] for k in wrt},
+                         {k: v for k, v in grads.items() if k not in wrt}, gg, gg.grad_of)
 
     def _gradient_graph(self, of_node: int, wrt: tuple, keep: tuple):
         """The simplified forward + backward graph, built once per (target, wrt, kept intermediates)."""
@@ -212,7 +212,7 @@ class Model:
         g = self.graph
         rng = np.random.default_rng(seed)
         out = {}
-        for name, node in g.graph["inputs"].items():
+        for name, node in g.inputs.items():
             if names is not None and name not in names:
                 continue
             t = g.type_of(node)
@@ -225,7 +225,7 @@ class Model:
 
     def _inputs_of(self, node) -> list[str]:
         need = self.graph.needed_for([node])
-        return [name for name, n in self.graph.graph["inputs"].items() if n in need]
+        return [name for name, n in self.graph.inputs.items() if n in need]
 
 
 def loads(text: str, filename: str = "<string>", model: str | None = None) -> Model:

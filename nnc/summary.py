@@ -19,7 +19,7 @@ def summary_text(model) -> str:
     g = model.graph
     counts = model.param_counts()
     rows = []
-    for info in g.graph["statements"]:
+    for info in g.statements:
         if info.kind == "output":
             continue
         ops = " → ".join(OPERATOR_NAMES.get(o, o) for o in info.ops) or "(value)"
@@ -33,23 +33,23 @@ def summary_text(model) -> str:
     def line(r):
         return f" {r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   {r[3]:>{widths[3]}}"
 
-    trainable = sum(c for name, c in counts.items() if g.nodes[g.graph["params"][name]]["attrs"]["trainable"])
+    trainable = sum(c for name, c in counts.items() if g.nodes[g.params[name]]["attrs"]["trainable"])
     frozen = sum(counts.values()) - trainable
     nbytes = sum(c * np.dtype(model.param_types[name].dtype).itemsize for name, c in counts.items())
     out = [f"model {model.name}  ({model.source.filename})", rule, line(header), rule]
     out += [line(r) for r in rows]
     out.append(rule)
     out.append(f" parameters: {trainable:,} trainable, {frozen:,} non-trainable ({_bytes(nbytes)})")
-    outs = ", ".join(f"{k} {g.type_of(n)}" for k, n in g.graph["outputs"].items()) or "none"
+    outs = ", ".join(f"{k} {g.type_of(n)}" for k, n in g.outputs.items()) or "none"
     out.append(f" outputs: {outs}")
-    if g.graph["loss"] is not None:
+    if g.loss is not None:
         out.append(" loss: " + " → ".join(OPERATOR_NAMES.get(o, o) for o in _loss_ops(g)))
     out.append(f" graph: {len(g)} primitive ops")
     return "\n".join(out)
 
 
 def _loss_ops(g):
-    info = next((i for i in g.graph["statements"] if i.kind == "loss"), None)
+    info = next((i for i in g.statements if i.kind == "loss"), None)
     return info.ops if info else []
 
 

@@ -76,7 +76,7 @@ def test_backward_nodes_record_provenance():
 def test_mnist_backward_graph_has_no_dead_or_duplicate_nodes():
     m = nnc.load("examples/mnist_mlp.nn")
     g = run_passes(m.graph, gradient_pipeline(), verify_each=True)
-    needed = g.needed_for(g.roots()) | set(g.graph["inputs"].values()) | set(g.graph["params"].values())
+    needed = g.needed_for(g.roots()) | set(g.inputs.values()) | set(g.params.values())
     assert set(g.nodes) == needed, f"dead nodes: {set(g.nodes) - needed}"
     keys = [_key(g, n) for n in g.nodes if _key(g, n) is not None]
     assert len(keys) == len(set(keys)), "duplicate nodes survived CSE"
@@ -97,10 +97,10 @@ def test_simplify_preserves_values(path):
     verify(simple)
     inputs = m.random_inputs(2, seed=3)
     params = m.init_params(1)
-    a = interp.run(raw, inputs, params, targets=list(raw.graph["grads"].values()), float_dtype=np.float64)
-    b = interp.run(simple, inputs, params, targets=list(simple.graph["grads"].values()), float_dtype=np.float64)
-    for name in raw.graph["grads"]:
-        np.testing.assert_allclose(b[simple.graph["grads"][name]], a[raw.graph["grads"][name]], rtol=1e-10,
+    a = interp.run(raw, inputs, params, targets=list(raw.grads.values()), float_dtype=np.float64)
+    b = interp.run(simple, inputs, params, targets=list(simple.grads.values()), float_dtype=np.float64)
+    for name in raw.grads:
+        np.testing.assert_allclose(b[simple.grads[name]], a[raw.grads[name]], rtol=1e-10,
                                    atol=1e-12, err_msg=name)
     assert len(simple) <= len(raw)
 
@@ -110,7 +110,7 @@ def test_dropout_and_batchnorm_have_train_and_eval_forms():
     ops_eval = {m.graph.op(n).name for n in m.graph}
     ops_train = {m.training_graph.op(n).name for n in m.training_graph}
     assert "dropout_mask" not in ops_eval and "dropout_mask" in ops_train
-    assert set(m.training_graph.graph["updates"]) == {
+    assert set(m.training_graph.updates) == {
         "h1.batchnorm.running_mean", "h1.batchnorm.running_var",
         "h2.batchnorm.running_mean", "h2.batchnorm.running_var"}
     inputs = m.random_inputs(64, seed=0)
@@ -118,13 +118,13 @@ def test_dropout_and_batchnorm_have_train_and_eval_forms():
     g = m.training_graph
     values = interp.run(g, inputs, params, seed=5)
     # running mean moves 10% of the way to the batch mean (momentum 0.1)
-    rm = values[g.graph["updates"]["h1.batchnorm.running_mean"]]
+    rm = values[g.updates["h1.batchnorm.running_mean"]]
     pre = inputs["image"] @ params["h1.weight"] + params["h1.bias"]
     np.testing.assert_allclose(rm, 0.1 * pre.mean(axis=0), rtol=1e-4, atol=1e-6)
     # the same seed gives the same masks; another seed other masks
     again = interp.run(g, inputs, params, seed=5)
     other = interp.run(g, inputs, params, seed=6)
-    loss = g.graph["loss"]
+    loss = g.loss
     assert values[loss] == again[loss] and values[loss] != other[loss]
 
 
@@ -137,7 +137,7 @@ def test_dropout_mask_rate_and_scale():
       loss mean(y)
     }""")
     g = m.training_graph
-    out = interp.run(g, {"x": np.ones((8, 1000))}, {}, seed=1)[g.graph["outputs"]["y"]]
+    out = interp.run(g, {"x": np.ones((8, 1000))}, {}, seed=1)[g.outputs["y"]]
     assert abs((out == 0).mean() - 0.3) < 0.02
     np.testing.assert_allclose(out[out != 0], 1 / 0.7, rtol=1e-6)
     assert np.all(m.eval({"x": np.ones((8, 1000))})["y"] == 1)

@@ -52,7 +52,7 @@ def test_conv_and_norm_parameter_names_and_layouts():
         "c.batchnorm.running_mean": "[5]", "c.batchnorm.running_var": "[5]",
         "n.gamma": "[320]", "n.beta": "[320]",
     }
-    trainable = {name for name, node in m.graph.graph["params"].items()
+    trainable = {name for name, node in m.graph.params.items()
                  if m.graph.nodes[node]["attrs"]["trainable"]}
     assert "c.batchnorm.running_mean" not in trainable and "c.batchnorm.gamma" in trainable
 
@@ -65,9 +65,9 @@ def test_name_argument_overrides_the_target():
 def test_rebinding_a_name_gives_numbered_bindings():
     m = model("input x: [B, 4]\nh = dense(x, 4)\nh = dense(h, 4)\nh = dense(h, 2)\noutput h")
     assert list(m.param_types) == ["h.weight", "h.bias", "h_2.weight", "h_2.bias", "h_3.weight", "h_3.bias"]
-    rows = [info.label for info in m.graph.graph["statements"]]
+    rows = [info.label for info in m.graph.statements]
     assert rows[:4] == ["x", "h", "h_2", "h_3"]
-    assert str(m.graph.type_of(m.graph.graph["outputs"]["h"])) == "[B, 2]"  # the last binding is the output
+    assert str(m.graph.type_of(m.graph.outputs["h"])) == "[B, 2]"  # the last binding is the output
 
 
 def test_second_parametric_call_in_a_statement_gets_the_op_name():
@@ -88,7 +88,7 @@ def test_blocks_called_twice_get_distinct_prefixes():
     m = model("input x: [B, 4]\nr1 = res(x, 4)\nr2 = res(r1, 4)\noutput r2", blocks)
     assert list(m.param_types) == ["r1.h.weight", "r1.h.bias", "r1.h_2.weight", "r1.h_2.bias",
                                    "r2.h.weight", "r2.h.bias", "r2.h_2.weight", "r2.h_2.bias"]
-    summary_rows = {info.label: info for info in m.graph.graph["statements"]}
+    summary_rows = {info.label: info for info in m.graph.statements}
     assert summary_rows["r1"].ops == ["res"]
     assert summary_rows["r1"].params == ["r1.h.weight", "r1.h.bias", "r1.h_2.weight", "r1.h_2.bias"]
 
@@ -119,9 +119,9 @@ def test_dotted_references_to_parameters():
     m = model("input x: [B, 4]\ninput y: [B, 2]\nh1 = dense(x, 3)\nh1 = dense(h1, 2)\noutput h1\n"
               "loss mse(h1, y) + 0.01 * l2(h1.weight, h1_2.weight) + l1(h1.bias)")
     g = m.graph
-    loss_ancestors = g.needed_for([g.graph["loss"]])
+    loss_ancestors = g.needed_for([g.loss])
     for name in ("h1.weight", "h1_2.weight", "h1.bias"):
-        assert g.graph["params"][name] in loss_ancestors
+        assert g.params[name] in loss_ancestors
 
 
 def test_dotted_references_inside_blocks_are_prefixed():
@@ -133,7 +133,7 @@ def test_dotted_references_inside_blocks_are_prefixed():
 def test_declared_params_are_used_directly():
     m = nnc.load("examples/linreg.nn")
     assert list(m.param_types) == ["a", "b"]
-    init = m.graph.nodes[m.graph.graph["params"]["a"]]["attrs"]["init"]
+    init = m.graph.nodes[m.graph.params["a"]]["attrs"]["init"]
     assert init.kind == "zeros"
 
 
@@ -145,13 +145,13 @@ def test_declared_params_are_used_directly():
 ])
 def test_initializers(text, kind, args):
     m = model(f"input x: [B, 2]\nparam w: [2, 2] = {text}\ny = x @ w\noutput y")
-    init = m.graph.nodes[m.graph.graph["params"]["w"]]["attrs"]["init"]
+    init = m.graph.nodes[m.graph.params["w"]]["attrs"]["init"]
     assert (init.kind, tuple(init.args)) == (kind, args)
 
 
 def test_default_initializers_depend_on_rank():
     m = model("input x: [B, 2]\nparam w: [2, 2]\nparam b: [2]\ny = x @ w + b\noutput y")
-    kinds = {n: m.graph.nodes[node]["attrs"]["init"].kind for n, node in m.graph.graph["params"].items()}
+    kinds = {n: m.graph.nodes[node]["attrs"]["init"].kind for n, node in m.graph.params.items()}
     assert kinds == {"w": "xavier", "b": "zeros"}
 
 
@@ -178,7 +178,7 @@ def test_blocks_see_only_their_arguments():
 
 def test_block_keyword_arguments():
     m = model("input x: [B, 2]\ny = f(c=3, x=x)\noutput y", "def f(x, c) { return dense(x, c) }")
-    assert str(m.graph.type_of(m.graph.graph["outputs"]["y"])) == "[B, 3]"
+    assert str(m.graph.type_of(m.graph.outputs["y"])) == "[B, 3]"
     err = build_error("input x: [B, 2]\ny = f(x, d=3)\noutput y", "def f(x, c) { return dense(x, c) }")
     assert err.message == "f: unknown keyword argument 'd'"
 
@@ -226,8 +226,8 @@ def test_dropout_and_batchnorm_differ_between_training_and_evaluation():
     eval_ops = {m.graph.op(n).name for n in m.graph}
     train_ops = {m.training_graph.op(n).name for n in m.training_graph}
     assert "dropout_mask" not in eval_ops and "dropout_mask" in train_ops
-    assert m.graph.graph["updates"] == {}
-    assert set(m.training_graph.graph["updates"]) == {
+    assert m.graph.updates == {}
+    assert set(m.training_graph.updates) == {
         "h1.batchnorm.running_mean", "h1.batchnorm.running_var", "h2.batchnorm.running_mean",
         "h2.batchnorm.running_var"}
 
@@ -235,8 +235,8 @@ def test_dropout_and_batchnorm_differ_between_training_and_evaluation():
 def test_operands_keep_order_and_multiplicity():
     m = model("input x\ninput y\nz = x * x\nw = y - x\noutput z, w")
     g = m.graph
-    x, y = g.graph["inputs"]["x"], g.graph["inputs"]["y"]
-    z, w = g.graph["outputs"]["z"], g.graph["outputs"]["w"]
+    x, y = g.inputs["x"], g.inputs["y"]
+    z, w = g.outputs["z"], g.outputs["w"]
     assert g.operands(z) == (x, x) and g.number_of_edges(x, z) == 2
     assert g.operands(w) == (y, x)
 
@@ -350,7 +350,7 @@ def test_seed_zero_is_a_valid_seed():
 
 def test_binary_functions_take_a_and_b_and_unary_minus_is_neg_in_the_summary():
     m = model("input x: [B]\ninput y: [B]\nz = maximum(b=y, a=x) - minimum(x, b=y)\nn = -x\noutput z, n")
-    rows = {info.label: info.ops for info in m.graph.graph["statements"] if info.kind == "assign"}
+    rows = {info.label: info.ops for info in m.graph.statements if info.kind == "assign"}
     assert rows["z"] == ["maximum", "minimum", "-"] and rows["n"] == ["neg"]
     out = m.eval({"x": [1.0, 5.0], "y": [3.0, 2.0]})
     assert out["z"].tolist() == [2.0, 3.0] and out["n"].tolist() == [-1.0, -5.0]

@@ -128,7 +128,7 @@ def test_nn_block_builds_and_runs(block):
             inputs = model.random_inputs(batch=2, seed=0)
             params = model.init_params(seed=0)
             values = interp.run(g, inputs, params, targets=g.roots(), seed=0)
-            for name, node in g.graph["outputs"].items():
+            for name, node in g.outputs.items():
                 assert np.all(np.isfinite(values[node])), f"{block.where}: output {name} is not finite"
     except NncError as err:
         pytest.fail(f"{block.where}: the documented model does not build:\n{err.format()}")

@@ -115,7 +115,7 @@ def test_an_ill_conditioned_output_is_not_compared(tmp_path):
             b"  h12 = dense(layernorm(h7, eps=0), 11, bias=true, init=he)\n  output h12\n}\n")
     assert harness.check(text, tmp_path / "input.nn", seed=19210).status == "accepted"
     g = load(tmp_path / "input.nn").graph
-    out = g.graph["outputs"]["h12"]
+    out = g.outputs["h12"]
     noise = {out: np.array([[1.0, np.nan]])}
     harness._compare_outputs(g, {"h12": np.array([[np.nan, 1.0]])}, noise, {out: np.array([[np.nan, 1.0]])})
     with pytest.raises(harness.Mismatch, match="non-finite at other places"):
@@ -387,7 +387,7 @@ def test_classes_must_be_a_number(loss):
 
 def test_a_whole_float_is_a_kernel_size():
     model = loads("model m {\n  input x: [B, 1, 4, 4]\n  y = conv2d(x, 2, 3.0)\n  output y\n}")
-    assert str(model.graph.type_of(model.graph.graph["outputs"]["y"])) == "[B, 2, 2, 2]"
+    assert str(model.graph.type_of(model.graph.outputs["y"])) == "[B, 2, 2, 2]"
     err = error_of("model m {\n  input x: [B, 1, 4, 4]\n  y = conv2d(x, 2, 1e-400)\n  output y\n}")
     assert err.message == "conv2d: kernel must be at least 1x1, got 0x0"
 

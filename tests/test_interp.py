@@ -414,8 +414,8 @@ def test_every_example_runs_forward_on_random_inputs(path):
         inputs[name] = rng.integers(0, classes, shape) if not t.is_float else rng.normal(size=shape)
     out = m.eval(inputs, seed=1, random_params=True)
     for name in m.outputs:
-        want = tuple(3 if isinstance(d, str) else d for d in m.graph.type_of(m.graph.graph["outputs"][name]).shape)
+        want = tuple(3 if isinstance(d, str) else d for d in m.graph.type_of(m.graph.outputs[name]).shape)
         assert out[name].shape == want
         assert np.isfinite(out[name]).all()
-    if m.graph.graph["loss"] is not None:
+    if m.graph.loss is not None:
         assert "loss" in out and np.isfinite(out["loss"]) and out["loss"].shape == ()

@@ -69,7 +69,7 @@ def run_steps(g, params, batches, lr, float_dtype):
     params = {k: v.copy() for k, v in params.items()}
     for batch in batches:
         values = interp.run(g, {**batch, LR: np.asarray(lr)}, params, float_dtype=float_dtype)
-        for name, n in g.graph["updates"].items():
+        for name, n in g.updates.items():
             params[name] = values[n]
     return params
 
@@ -131,15 +131,15 @@ def test_native_train_step_matches_reference(model, spec):
     exe.set_params(start)
     for batch in data:
         exe.run({**batch, LR: np.asarray(spec.args["lr"], dtype=np.float32)})
-    for name in g.graph["updates"]:
+    for name in g.updates:
         np.testing.assert_allclose(exe.params[name], expected[name], rtol=2e-5, atol=1e-6, err_msg=name)
 
 
 def test_state_is_named_for_checkpoints(model):
     g = training_step(model, Spec("adam", {}))
-    names = set(g.graph["params"])
+    names = set(g.params)
     assert {"optimizer/step", "optimizer/h.weight/m", "optimizer/h.weight/v"} <= names
-    assert all(not g.nodes[g.graph["params"][n]]["attrs"]["trainable"] for n in names if n.startswith("optimizer/"))
+    assert all(not g.nodes[g.params[n]]["attrs"]["trainable"] for n in names if n.startswith("optimizer/"))
 
 
 def test_a_model_without_loss_cannot_train():

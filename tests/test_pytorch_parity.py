@@ -114,7 +114,7 @@ def _batchnorm_steps(backend, shape, momentum, batches):
     model = nnc.load(f"model bn {{ input x: [{dims}] h = batchnorm(x, momentum={momentum}) output h }}")
     g = model.training_graph
     params = model.init_params(0, dtype)
-    out, updates = g.graph["outputs"]["h"], g.graph["updates"]
+    out, updates = g.outputs["h"], g.updates
     for x in batches:
         values = run_graph(g, {"x": x}, params, [out, *updates.values()], backend=BACKENDS[backend][0],
                            float_dtype=dtype)

@@ -258,7 +258,7 @@ def test_reshape_target_resolves_minus_one_with_symbols():
 
 def out_type(body: str, name: str = "y") -> str:
     m = nnc.loads(f"model m {{\n{body}\noutput {name}\n}}")
-    return str(m.graph.type_of(m.graph.graph["outputs"][name]))
+    return str(m.graph.type_of(m.graph.outputs[name]))
 
 
 def error_of(body: str) -> NncError:
@@ -310,7 +310,7 @@ def test_layer_and_expression_shapes(body, want):
 
 def test_symbolic_batch_flows_through_a_whole_model():
     m = nnc.load("examples/lenet5.nn")
-    rows = {info.label: str(info.type) for info in m.graph.graph["statements"] if info.kind == "assign"}
+    rows = {info.label: str(info.type) for info in m.graph.statements if info.kind == "assign"}
     assert rows == {"c1": "[B, 6, 14, 14]", "c2": "[B, 16, 5, 5]", "h1": "[B, 120]", "h2": "[B, 84]",
                     "logits": "[B, 10]"}
 

@@ -88,7 +88,7 @@ def test_circuit_values_above_and_gradients_below_the_right_edges(backend):
     m, ann = circuit_annotation(backend)
     for view in ("layers", "ops"):
         dot = diagram(m, view, ann)
-        ids = {"layers": lambda s: f"s:{s}", "ops": lambda s: f"n{m.graph.graph['values'][s]}"}[view]
+        ids = {"layers": lambda s: f"s:{s}", "ops": lambda s: f"n{m.graph.values[s]}"}[view]
         expected = [("x", "q", "x = -2", "∂f/∂x = -4"), ("y", "q", "y = 5", "∂f/∂y = -4"),
                     ("z", "f", "z = -4", "∂f/∂z = 3"), ("q", "f", "q = 3", "∂f/∂q = -4")]
         for tail, head, value, gradient in expected:
@@ -115,7 +115,7 @@ def test_tensors_show_shape_norm_and_mean():
     line = edge_line(diagram(m, "layers", ann), "s:h1", "s:h2")
     assert re.search(r"h1 = \[4, 256\] ‖·‖=[0-9.e+-]+ mean=[0-9.e+-]+", line), line
     assert "∂loss/∂h1 = [4, 256]" in line
-    h1 = np.asarray(ann.values[m.training_graph.graph["values"]["h1"]])
+    h1 = np.asarray(ann.values[m.training_graph.values["h1"]])
     assert f"‖·‖={np.linalg.norm(h1.astype(np.float64)):.3g}" in line
 
 
@@ -311,7 +311,7 @@ def test_grad_stats_run_and_heat_map(tmp_path, capsys):
 
     model = load("xor.nn")
     arrays, _ = load_checkpoint(run / "checkpoint.npz")
-    params = {k: v for k, v in arrays.items() if k in model.graph.graph["params"]}
+    params = {k: v for k, v in arrays.items() if k in model.graph.params}
     train = load_dataset("xor", model, val=0.0).train
     reference = GradNormProbe(model, "reference", batch=4).norms(params, train)
     for _, layer, norm in rows[-2:]:

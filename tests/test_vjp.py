@@ -32,16 +32,16 @@ def build(op, shapes, attrs=None, *, repeat=None, positive=()):
         name = f"x{i}"
         t = TensorType(tuple(shape), "float64")
         nodes.append(g.add_op(ops.input, (), {"name": name, "type": t}, type=t))
-        g.graph["inputs"][name] = nodes[-1]
+        g.inputs[name] = nodes[-1]
         names.append(name)
     operands = nodes if repeat is None else nodes * repeat
     y = g.add_op(ops.get(op), operands, attrs or {})
     yt = g.type_of(y)
     ct = TensorType(yt.shape, "float64")
     cot = g.add_op(ops.input, (), {"name": "cot", "type": ct}, type=ct)
-    g.graph["inputs"]["cot"] = cot
+    g.inputs["cot"] = cot
     loss = g.add_op(ops.sum, (g.add_op(ops.mul, (y, cot)),), {"axis": None, "keepdims": False})
-    g.graph["loss"] = loss
+    g.loss = loss
     values = {}
     for i, name in enumerate(names):
         v = RNG.normal(size=g.type_of(nodes[i]).shape)
@@ -59,9 +59,9 @@ def numeric_grad(g, values, name):
     for k in range(flat.size):
         saved = flat[k]
         flat[k] = saved + H
-        up = run(g, values, {}, float_dtype=np.float64)[g.graph["loss"]]
+        up = run(g, values, {}, float_dtype=np.float64)[g.loss]
         flat[k] = saved - H
-        down = run(g, values, {}, float_dtype=np.float64)[g.graph["loss"]]
+        down = run(g, values, {}, float_dtype=np.float64)[g.loss]
         flat[k] = saved
         out.reshape(-1)[k] = (up - down) / (2 * H)
     return out
@@ -72,7 +72,7 @@ def check(g, names, values, tol=TOL):
     verify(gg)
     got = run(gg, values, {}, float_dtype=np.float64)
     for name in names:
-        symbolic = got[gg.graph["grads"][name]]
+        symbolic = got[gg.grads[name]]
         numeric = numeric_grad(g, values, name)
         assert symbolic.shape == numeric.shape, name
         scale = np.maximum(np.abs(numeric), np.abs(symbolic)).max() + 1e-8
@@ -148,8 +148,8 @@ def test_xent_int_labels():
     x = g.add_op(ops.input, (), {"name": "x", "type": t}, type=t)
     lt = TensorType((4,), "int32")
     lab = g.add_op(ops.input, (), {"name": "labels", "type": lt}, type=lt)
-    g.graph["inputs"].update(x=x, labels=lab)
-    g.graph["loss"] = g.add_op(ops.mean, (g.add_op(ops.xent, (x, lab)),), {"axis": None, "keepdims": False})
+    g.inputs.update(x=x, labels=lab)
+    g.loss = g.add_op(ops.mean, (g.add_op(ops.xent, (x, lab)),), {"axis": None, "keepdims": False})
     values = {"x": RNG.normal(size=(4, 5)) * 30, "labels": np.array([0, 4, 2, 2])}
     check(g, ["x"], values)
 

@@ -64,7 +64,7 @@ def cache_key(g, targets, bindings: dict, host, threads: int = 1) -> str:
         d = g.nodes[n]
         attrs = {k: v for k, v in d["attrs"].items() if k != "init"}
         nodes.append([n, d["op"].name, list(d["operands"]), _canonical(attrs), str(d["type"])])
-    meta = {k: _canonical(g.graph[k]) for k in ("inputs", "params", "outputs", "updates", "loss")}
+    meta = {k: _canonical(getattr(g, k)) for k in ("inputs", "params", "outputs", "updates", "loss")}
     text = json.dumps([FORMAT, compiler_fingerprint(), host.triple, host.cpu, host.features,
                        sorted(bindings.items()), list(targets), threads, meta, nodes], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -155,7 +155,7 @@ class ModuleBuilder:
 
     def _write_back_updates(self, b, mem, regions) -> None:
         g = self.plan.graph
-        for name, n in g.graph["updates"].items():
+        for name, n in g.updates.items():
             _, param_slot = mem.params[name]
             src = mem.slots[self.plan.storage_of(n)]
             if src == param_slot:

@@ -24,7 +24,7 @@ SUPPORTED_DTYPES = ("float32", "int32")
 def effective_targets(g, targets=None) -> tuple:
     """The requested targets (default: outputs, loss, updates) plus every state update."""
     chosen = list(targets) if targets is not None else g.roots()
-    return tuple(dict.fromkeys(chosen + list(g.graph["updates"].values())))
+    return tuple(dict.fromkeys(chosen + list(g.updates.values())))
 
 
 def check_supported(g, targets, bindings: dict) -> None:

@@ -73,7 +73,7 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) 
         return concrete(g.type_of(n).shape, bindings)
 
     state = 0
-    for name, n in g.graph["params"].items():
+    for name, n in g.params.items():
         size = nbytes(shape(n), g.type_of(n).dtype)
         mp.params[name] = (n, Slot("state", state, size))
         mp.slots[n] = mp.params[name][1]
@@ -88,7 +88,7 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) 
             mp.slots[n] = slot
             state += _aligned(arr.nbytes)
     mp.state_bytes = state
-    for position, (name, n) in enumerate(g.graph["inputs"].items()):
+    for position, (name, n) in enumerate(g.inputs.items()):
         slot = Slot("input", position, nbytes(shape(n), g.type_of(n).dtype))
         mp.inputs[name] = (n, slot)
         mp.slots[n] = slot
@@ -102,7 +102,7 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) 
             root = plan.storage_of(n)
             if root in life:
                 life[root][1] = max(life[root][1], k.index)
-    for n in list(plan.targets) + list(g.graph["updates"].values()):
+    for n in list(plan.targets) + list(g.updates.values()):
         root = plan.storage_of(n)
         if root in life:
             life[root][1] = end

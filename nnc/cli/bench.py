@@ -48,7 +48,7 @@ def synthetic_data(graph, rows: int, classes: int | None, seed: int = 0) -> dict
     """Random arrays for every data input of `graph` (not the learning rate), `rows` examples each."""
     rng = np.random.default_rng(seed)
     data = {}
-    for name, n in graph.graph["inputs"].items():
+    for name, n in graph.inputs.items():
         if name == LR:
             continue
         t = graph.type_of(n)
@@ -76,7 +76,7 @@ def measure(model, batch: int, threads: int = 1, optimizer: str | None = None,
     task = Task.of(model)
     spec = optimizer_spec(model, optimizer)
     step_graph = training_step(model, spec)
-    targets = [step_graph.graph["loss"], step_graph.graph["outputs"][task.output]]
+    targets = [step_graph.loss, step_graph.outputs[task.output]]
     with empty_compile_cache():
         start = time.perf_counter()
         NativeEngine(step_graph, batch, targets, threads=threads)

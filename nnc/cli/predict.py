@@ -97,9 +97,9 @@ def cmd_predict(args) -> int:
     inputs = read_input(Path(args.input), model)
     params = gather_params(args, model)
     g = model.graph
-    task = Task.of(model) if g.graph["loss"] is not None else None
-    out_name = task.output if task else next(iter(g.graph["outputs"]))
-    out_node = g.graph["outputs"][out_name]
+    task = Task.of(model) if g.loss is not None else None
+    out_name = task.output if task else next(iter(g.outputs))
+    out_node = g.outputs[out_name]
     batch = len(next(iter(inputs.values())))
     engine = ENGINES[args.backend](g, batch, [out_node])
     engine.set_params(params)

@@ -29,15 +29,15 @@ class InputRoles:
 
 def input_roles(model) -> InputRoles:
     g = model.graph
-    inputs = g.graph["inputs"]
+    inputs = g.inputs
     ints = [name for name, node in inputs.items() if not g.type_of(node).is_float]
     if len(ints) == 1:
         classes, source = _classes_of_labels(g, inputs[ints[0]])
         return InputRoles(ints[0], CLASSIFICATION, classes, source)
-    if ints or g.graph["loss"] is None:
+    if ints or g.loss is None:
         return InputRoles(None, REGRESSION, None)
     by_node = {node: name for name, node in inputs.items()}
-    for n in sorted(g.needed_for([g.graph["loss"]])):
+    for n in sorted(g.needed_for([g.loss])):
         op, layer = g.op(n), g.nodes[n].get("layer")
         if op is ops.xent and g.operands(n)[1] in by_node:
             logits = g.type_of(g.operands(n)[0])
@@ -49,9 +49,9 @@ def input_roles(model) -> InputRoles:
                 if layer == "binary_cross_entropy":
                     return InputRoles(by_node[compared[-1]], BINARY, 2, "binary_cross_entropy")
                 return InputRoles(by_node[compared[-1]], REGRESSION, None)
-    needed_by_outputs = g.needed_for(list(g.graph["outputs"].values()))
+    needed_by_outputs = g.needed_for(list(g.outputs.values()))
     only_loss = [name for name, node in inputs.items()
-                 if node in g.needed_for([g.graph["loss"]]) and node not in needed_by_outputs]
+                 if node in g.needed_for([g.loss]) and node not in needed_by_outputs]
     return InputRoles(only_loss[0] if len(only_loss) == 1 else None, REGRESSION, None)
 
 

@@ -138,7 +138,7 @@ class Builder:
         scope = _Scope(prefix="")
         for s in self.model.body:
             self.statement(s, scope)
-        if not self.g.graph["outputs"] and self.g.graph["loss"] is None:
+        if not self.g.outputs and self.g.loss is None:
             raise NncError(f"model '{self.model.name}' has no output and no loss", self.model.name_loc,
                            hint="add `output NAME` for what the model computes")
         return self.g
@@ -173,7 +173,7 @@ class Builder:
         if scope.block is not None:
             return None
         info = StatementInfo(label, kind, loc=loc)
-        self.g.graph["statements"].append(info)
+        self.g.statements.append(info)
         return info
 
     def input_decl(self, s: ast.InputDecl, scope: _Scope):
@@ -190,10 +190,10 @@ class Builder:
         self._check_size(f"input '{s.name}'", typ, s.type.loc if s.type else s.name_loc)
         node = self.g.add_op(ops.input, (), {"name": s.name, "type": typ}, type=typ, loc=s.name_loc,
                              stmt=s.name, layer="input")
-        self.g.graph["inputs"][s.name] = node
+        self.g.inputs[s.name] = node
         scope.env[s.name] = Tensor(node)
         scope.declared[s.name] = ("input", s.name_loc)
-        self.g.graph["values"][s.name] = node
+        self.g.values[s.name] = node
         info.type = typ
         info.ops = ["input"]
 
@@ -220,7 +220,7 @@ class Builder:
         init = self.initializer(s.init, default=Init("xavier" if typ.rank >= 2 else "zeros"))
         node = self.new_param(full, typ, init, s.name_loc)
         scope.env[s.name] = Tensor(node)
-        self.g.graph["values"][full] = node
+        self.g.values[full] = node
         scope.declared[s.name] = ("param", s.name_loc)
         if info:
             info.type = typ
@@ -244,8 +244,8 @@ class Builder:
         return value
 
     def new_param(self, name: str, typ: TensorType, init: Init, loc: Loc, trainable: bool = True) -> int:
-        if name in self.g.graph["params"]:
-            first = self.g.nodes[self.g.graph["params"][name]]["loc"]
+        if name in self.g.params:
+            first = self.g.nodes[self.g.params[name]]["loc"]
             raise NncError(f"duplicate parameter name '{name}'" + (f" (first made at {first.span})" if first else ""),
                            loc, hint="give the layer another name= or assign it to another variable")
         what = f"{self._call_name}: the {name.rsplit('.', 1)[-1]}" if self._call_name else f"param '{name}'"
@@ -264,7 +264,7 @@ class Builder:
                            f"expected at most {limits.limit_text()} in all", loc, hint="make the model smaller")
         node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": init, "trainable": trainable},
                              type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, layer="param")
-        self.g.graph["params"][name] = node
+        self.g.params[name] = node
         if self.stmt and self.stmt.info is not None:
             self.stmt.info.params.append(name)
         return node
@@ -283,7 +283,7 @@ class Builder:
             self.stmt = outer
         scope.env[s.target] = value
         if isinstance(value, Tensor):
-            self.g.graph["values"][label] = value.node
+            self.g.values[label] = value.node
         if info is not None:
             info.type = self.g.type_of(value.node) if isinstance(value, Tensor) else None
 
@@ -294,9 +294,9 @@ class Builder:
             value = self.lookup(var, scope)
             if not isinstance(value, Tensor):
                 raise NncError(f"output '{var.name}' is {value_kind(value)}, expected a tensor", var.loc)
-            if var.name in self.g.graph["outputs"]:
+            if var.name in self.g.outputs:
                 raise NncError(f"duplicate output '{var.name}'", var.loc)
-            self.g.graph["outputs"][var.name] = value.node
+            self.g.outputs[var.name] = value.node
             info = self._info(scope, var.name, "output", var.loc)
             info.type = self.g.type_of(value.node)
             info.ops = ["output"]
@@ -304,7 +304,7 @@ class Builder:
     def loss(self, s: ast.LossStmt, scope: _Scope):
         if scope.block is not None:
             raise NncError("loss inside a block", s.loc, hint="declare the loss in the model")
-        if self.g.graph["loss"] is not None:
+        if self.g.loss is not None:
             raise NncError("a model has one loss; this is the second", s.loc,
                            hint="add the terms into one expression: loss a + 0.01 * b")
         info = self._info(scope, "loss", "loss", s.loc)
@@ -318,8 +318,8 @@ class Builder:
                            s.value.loc, hint="reduce it, e.g. mean(...)")
         if not typ.is_float:
             raise NncError(f"loss must be a float scalar: got {typ}", s.value.loc)
-        self.g.graph["loss"] = value.node
-        self.g.graph["values"].setdefault("loss", value.node)
+        self.g.loss = value.node
+        self.g.values.setdefault("loss", value.node)
         info.type = typ
 
     # ---- expressions ------------------------------------------------------------
@@ -367,9 +367,9 @@ class Builder:
             return False
         if "." in name:
             full = scope.prefix + name
-            if full in self.g.graph["params"]:
-                return Tensor(self.g.graph["params"][full])
-            known = sorted(self.g.graph["params"])
+            if full in self.g.params:
+                return Tensor(self.g.params[full])
+            known = sorted(self.g.params)
             raise NncError(f"undefined parameter '{name}'", var.loc, hint=_did_you_mean(name, known, "parameters"))
         if name in self.symbols:
             return Symbol(name)
@@ -504,7 +504,7 @@ class Builder:
             raise NncError(f"{e.func}: missing argument '{missing[0]}'", e.loc,
                            hint=f"{e.func} takes ({', '.join(names)})")
         inner.prefix = self.claim_prefix(e.func, None) + "."
-        before = len(self.g.graph["params"])
+        before = len(self.g.params)
         self.call_stack.append(e.func)
         outer = self.stmt
         try:
@@ -526,12 +526,12 @@ class Builder:
         finally:
             self.call_stack.pop()
             self.stmt = outer
-        if len(self.g.graph["params"]) == before and outer is not None:
+        if len(self.g.params) == before and outer is not None:
             outer.param_calls -= 1  # a block without parameters claims no name
         if outer is not None and outer.info is not None:
             if not outer.info.ops or outer.info.ops[-1] != e.func:
                 outer.info.ops.append(e.func)
-            outer.info.params.extend(list(self.g.graph["params"])[before:])
+            outer.info.params.extend(list(self.g.params)[before:])
         return result
 
     def claim_prefix(self, op: str, explicit: str | None) -> str:
@@ -558,7 +558,7 @@ class Builder:
 
     @property
     def training(self) -> bool:
-        return self.g.graph["training"]
+        return self.g.training
 
     def type(self, t: Tensor) -> TensorType:
         return self.g.type_of(t.node)

@@ -241,7 +241,7 @@ def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, n
                 ("running_mean", mu, b.const(momentum, like=x), b.const(1 - momentum, like=x)),
                 ("running_var", var, unbiased_rate, b.op(ops.sub, one, var_rate))):
             new = b.op(ops.add, b.op(ops.mul, keep, p[stat]), b.op(ops.mul, rate, b.op(ops.reshape, batch, shape=(channels,))))
-            b.g.graph["updates"][b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
+            b.g.updates[b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
     else:
         centered = b.op(ops.sub, x, shaped(p["running_mean"]))
         var = shaped(p["running_var"])
@@ -272,7 +272,7 @@ def dropout(b: Builder, x: Tensor, p: float = 0.5):
         raise b.error(f"rate p must be in [0, 1), got {p}", 1)
     if not b.training or p == 0:
         return x
-    return b.op(ops.mul, x, b.op(ops.dropout_mask, x, p=p, salt=b.g.graph["next_id"]))
+    return b.op(ops.mul, x, b.op(ops.dropout_mask, x, p=p, salt=b.g.next_id))
 
 
 # ---- losses and regularizers ----------------------------------------------------------

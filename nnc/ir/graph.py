@@ -11,9 +11,8 @@ A node is an int id with these attributes:
 Backward nodes also carry `grad_of` (the forward node) and `rule` (the VJP text).
 
 Every operand use is one edge keyed by its operand index, so `x * x` has two
-edges from x. Graph-level facts live in `graph.graph`: model, source,
-inputs / params / outputs (name -> node), loss, updates (state name -> node),
-statements (the per-statement summary records) and training.
+edges from x. Graph-level facts are attributes of the Graph (see its docstring);
+`verify` checks the nodes and every one of them.
 """
 
 from __future__ import annotations
@@ -27,20 +26,83 @@ from . import ops
 from .ops import REGISTRY, Op
 from .types import TensorType
 
-META_DICTS = ("inputs", "params", "outputs", "updates", "grads")
 PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule")  # the node attributes that say where it came from
+
+# The graph-level tables of node references, each key -> node id:
+TABLES = {
+    "inputs": "input name -> its input node",
+    "params": "parameter (or optimizer state) name -> its param node",
+    "outputs": "output name -> the node holding it",
+    "updates": "state name -> the node holding its value after a training step",
+    "values": "statement label -> the node holding the statement's value (as the user named it)",
+    "grads": "wrt name (or node) -> its gradient node, after the grad pass",
+    "adjoints": "forward node -> d(of)/d(node), after the grad pass",
+    "contributions": "(user, operand index) -> that use's share of the operand's gradient, after grad",
+}
+ROOTS = ("loss", "grad_of")  # single node references: the loss; what the grad pass differentiated
 
 
 class Graph(nx.MultiDiGraph):
-    def __init__(self, incoming_graph_data=None, **attr):
-        super().__init__(incoming_graph_data, **attr)
-        for key in META_DICTS:
-            self.graph.setdefault(key, {})
-        self.graph.setdefault("loss", None)
-        self.graph.setdefault("statements", [])
-        self.graph.setdefault("next_id", 0)
-        self.graph.setdefault("training", False)
-        self.graph.setdefault("values", {})  # statement name -> the node holding its value
+    """The IR: nodes are primitive ops; the graph-level facts are typed attributes.
+
+    `model`, `source`, `training`, `statements` (one StatementInfo per source statement), `optimizer`
+    (what the optimizer pass built, or None), the node tables of TABLES (`g.inputs`, `g.outputs`, ...)
+    and the roots `g.loss` and `g.grad_of`. Every node reference outside the nodes lives in those
+    tables, so `replace_uses` and dead-code removal keep all of them right without a list of their own.
+    """
+
+    def __init__(self, *, model: str = "model", source=None, training: bool = False):
+        super().__init__()
+        self.model = model
+        self.source = source
+        self.training = training
+        self.statements: list = []
+        self.optimizer: dict | None = None
+        self._tables: dict[str, dict] = {name: {} for name in TABLES}
+        self._roots: dict[str, int | None] = dict.fromkeys(ROOTS)
+        self._next_id = 0
+
+    # the tables: each property is the live dict; assigning replaces its contents
+    def _table(name):  # noqa: N805 - a property factory used in the class body
+        def get(self) -> dict:
+            return self._tables[name]
+
+        def put(self, value: dict) -> None:
+            self._tables[name] = dict(value)
+        return property(get, put, doc=TABLES[name])
+
+    inputs = _table("inputs")
+    params = _table("params")
+    outputs = _table("outputs")
+    updates = _table("updates")
+    values = _table("values")
+    grads = _table("grads")
+    adjoints = _table("adjoints")
+    contributions = _table("contributions")
+    del _table
+
+    @property
+    def next_id(self) -> int:
+        """The id the next node will get (unique within the graph and its clones)."""
+        return self._next_id
+
+    @property
+    def loss(self) -> int | None:
+        """The node of the scalar the model trains on, or None."""
+        return self._roots["loss"]
+
+    @loss.setter
+    def loss(self, node: int | None) -> None:
+        self._roots["loss"] = node
+
+    @property
+    def grad_of(self) -> int | None:
+        """The node the grad pass differentiated, or None before it."""
+        return self._roots["grad_of"]
+
+    @grad_of.setter
+    def grad_of(self, node: int | None) -> None:
+        self._roots["grad_of"] = node
 
     # ---- construction -------------------------------------------------------
 
@@ -58,8 +120,8 @@ class Graph(nx.MultiDiGraph):
             attrs = op.canonical(in_types, attrs)
         if type is None:
             type = op.infer(in_types, attrs)
-        nid = self.graph["next_id"]
-        self.graph["next_id"] = nid + 1
+        nid = self._next_id
+        self._next_id = nid + 1
         info.setdefault("loc", None)
         info.setdefault("stmt", None)
         info.setdefault("layer", op.name)
@@ -69,16 +131,20 @@ class Graph(nx.MultiDiGraph):
         return nid
 
     def clone(self) -> Graph:
-        """A copy whose node attributes and metadata can be changed independently."""
-        g = Graph()
-        g.graph.update({k: copy.copy(v) for k, v in self.graph.items()})
+        """A copy whose node attributes and graph-level facts can be changed independently."""
+        g = Graph(model=self.model, source=self.source, training=self.training)
+        g.statements = list(self.statements)
+        g.optimizer = copy.deepcopy(self.optimizer)
+        g._tables = {name: dict(table) for name, table in self._tables.items()}
+        g._roots = dict(self._roots)
+        g._next_id = self._next_id
         for n, data in self.nodes(data=True):
             g.add_node(n, **{k: (dict(v) if k == "attrs" else v) for k, v in data.items()})
         g.add_edges_from(self.edges(keys=True))
         return g
 
     def replace_uses(self, old: int, new: int) -> None:
-        """Point every use of `old` (operands, outputs, loss, updates) at `new`."""
+        """Point every use of `old` (operands, every table, the roots) at `new`."""
         for user in list(self.successors(old)):
             ops = self.nodes[user]["operands"]
             self.nodes[user]["operands"] = tuple(new if o == old else o for o in ops)
@@ -86,13 +152,21 @@ class Graph(nx.MultiDiGraph):
                 if o == old:
                     self.remove_edge(old, user, key=index)
                     self.add_edge(new, user, key=index)
-        for key in ("outputs", "updates", "grads", "adjoints", "values", "contributions"):
-            for name, n in self.graph.get(key, {}).items():
+        for table in self._tables.values():
+            for key, n in table.items():
                 if n == old:
-                    self.graph[key][name] = new
-        for key in ("loss", "grad_of"):
-            if self.graph.get(key) == old:
-                self.graph[key] = new
+                    table[key] = new
+        for key, n in self._roots.items():
+            if n == old:
+                self._roots[key] = new
+
+    def forget_dead(self) -> None:
+        """Drop table entries about nodes no longer in the graph (after nodes were removed); a
+        contribution is dropped with its user, an adjoint with its forward node."""
+        for name, table in self._tables.items():
+            self._tables[name] = {k: n for k, n in table.items()
+                                  if n in self and (name != "adjoints" or k in self)
+                                  and (name != "contributions" or k[0] in self)}
 
     # ---- queries -----------------------------------------------------------
 
@@ -110,11 +184,8 @@ class Graph(nx.MultiDiGraph):
 
     def roots(self) -> list[int]:
         """The nodes whose values the model exposes: outputs, loss, state updates."""
-        out = [*self.graph["outputs"].values(), *self.graph["updates"].values(), *self.graph["grads"].values()]
-        for key in ("loss", "grad_of"):
-            if self.graph.get(key) is not None:
-                out.append(self.graph[key])
-        return out
+        out = [*self.outputs.values(), *self.updates.values(), *self.grads.values()]
+        return out + [n for n in self._roots.values() if n is not None]
 
     def needed_for(self, targets) -> set[int]:
         need = set(targets)
@@ -151,8 +222,8 @@ class Graph(nx.MultiDiGraph):
     def dump(self) -> str:
         """One line per node in topological order: `%7 = relu(%6)  : [B, 256]  # h1`."""
         lines = []
-        names = {n: k for k, n in self.graph["inputs"].items()}
-        names.update({n: k for k, n in self.graph["params"].items()})
+        names = {n: k for k, n in self.inputs.items()}
+        names.update({n: k for k, n in self.params.items()})
         for n in self.topo():
             d = self.nodes[n]
             args = ", ".join(f"%{o}" for o in d["operands"])
@@ -164,13 +235,13 @@ class Graph(nx.MultiDiGraph):
             attr_text = "".join(f", {k}={v}" for k, v in attrs.items())
             note = d.get("rule") or d.get("stmt") or names.get(n, "")
             lines.append(f"%{n} = {d['op'].name}({args}{attr_text}) : {d['type']}" + (f"  # {note}" if note else ""))
-        for name, n in self.graph["outputs"].items():
+        for name, n in self.outputs.items():
             lines.append(f"output {name} = %{n}")
-        if self.graph["loss"] is not None:
-            lines.append(f"loss = %{self.graph['loss']}")
-        for name, n in self.graph["updates"].items():
+        if self.loss is not None:
+            lines.append(f"loss = %{self.loss}")
+        for name, n in self.updates.items():
             lines.append(f"update {name} = %{n}")
-        for name, n in self.graph["grads"].items():
+        for name, n in self.grads.items():
             lines.append(f"grad {name} = %{n}")
         return "\n".join(lines)
 
@@ -208,7 +279,8 @@ def verify(g: Graph, *, check_types: bool = True) -> None:
 
     Acyclic; every op registered; operands exist, match the op's arity and are
     exactly the node's incoming edges; types present and equal to what the op's
-    shape rule gives; metadata points at nodes of the right kind.
+    shape rule gives; every table and root points at a node of the graph (inputs
+    and params at their leaves, updates at a value of their parameter's type).
     """
     if not nx.is_directed_acyclic_graph(g):
         cycle = nx.find_cycle(g)
@@ -240,12 +312,20 @@ def verify(g: Graph, *, check_types: bool = True) -> None:
             if again != t:
                 raise GraphError(f"{g.describe(n)}: stored type {t} but the shape rule gives {again}")
     for kind, leaf in (("inputs", ops.input), ("params", ops.param)):
-        for name, n in g.graph[kind].items():
+        for name, n in g._tables[kind].items():
             if n not in g or g.op(n) is not leaf or g.nodes[n]["attrs"].get("name") != name:
                 raise GraphError(f"{kind} entry {name!r} does not point at its {leaf.name} node")
-    for name, n in list(g.graph["outputs"].items()) + list(g.graph["updates"].items()):
-        if n not in g:
-            raise GraphError(f"output or update {name!r} points at missing node {n}")
-    loss = g.graph["loss"]
-    if loss is not None and (loss not in g or (check_types and g.type_of(loss).shape != ())):
-        raise GraphError(f"loss {loss} is missing or not a scalar")
+    for kind, table in g._tables.items():
+        for key, n in table.items():
+            if n not in g:
+                raise GraphError(f"{kind} entry {key!r} points at missing node {n}")
+    for name, n in g.updates.items():
+        if name not in g.params:
+            raise GraphError(f"update {name!r} is not a parameter or state")
+        if check_types and g.type_of(n) != g.type_of(g.params[name]):
+            raise GraphError(f"update {name!r} is {g.type_of(n)}, its parameter {g.type_of(g.params[name])}")
+    for kind, n in g._roots.items():
+        if n is not None and n not in g:
+            raise GraphError(f"{kind} {n} is not in the graph")
+    if g.loss is not None and check_types and g.type_of(g.loss).shape != ():
+        raise GraphError(f"loss {g.describe(g.loss)} is not a scalar")

@@ -23,7 +23,7 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
     """Check the fed arrays against the declared inputs; return (arrays by node, symbol sizes)."""
     bindings: dict[str, int] = {}
     values = {}
-    for name, node in g.graph["inputs"].items():
+    for name, node in g.inputs.items():
         if needed is not None and node not in needed:
             continue
         typ = g.type_of(node)
@@ -61,7 +61,7 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
 
 def check_params(g, params: dict, float_dtype=np.float32, needed=None) -> dict:
     values = {}
-    for name, node in g.graph["params"].items():
+    for name, node in g.params.items():
         if needed is not None and node not in needed:
             continue
         typ = g.type_of(node)

@@ -110,23 +110,23 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
     """Add d(of)/d(w) for every w in `wrt` (node ids or input / param names) to a copy of `g`.
 
     Defaults: `of` = the loss; `wrt` = all trainable parameters. Returns the new
-    graph, whose `graph["grads"]` maps each wrt name (or node id) to its
-    gradient node and `graph["adjoints"]` maps every differentiated forward
+    graph, whose `grads` maps each wrt name (or node id) to its
+    gradient node and `adjoints` maps every differentiated forward
     node to its gradient node. Forward nodes listed in `keep` (by node or by
     statement name) have their gradients kept as outputs too, under their name.
     """
     g = g.clone()
     if of is None:
-        of = g.graph["loss"]
+        of = g.loss
         if of is None:
             raise NncError("the model has no loss to differentiate", hint="pass of=<node> or declare `loss ...`")
     if g.type_of(of).shape != ():
         raise NncError(f"can only differentiate a scalar: '{g.nodes[of].get('stmt')}' has shape "
                        f"{format_shape(g.type_of(of).shape)}, expected []", g.nodes[of].get("loc"),
                        hint="reduce it first, e.g. mean(...)")
-    named = {**g.graph["inputs"], **g.graph["params"]}
+    named = {**g.inputs, **g.params}
     if wrt is None:
-        wrt = [n for name, n in g.graph["params"].items() if g.nodes[n]["attrs"].get("trainable", True)]
+        wrt = [n for name, n in g.params.items() if g.nodes[n]["attrs"].get("trainable", True)]
     keys, nodes = [], []
     for w in wrt:
         n = named[w] if isinstance(w, str) else w
@@ -183,15 +183,15 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
                             grad_of=n, rule="no path to the target: gradient 0", layer="zero")
             grads[key] = (g.add_op(ops.broadcast_to, (zero,), {"shape": t.shape}, grad_of=n,
                                    rule="no path to the target: gradient 0", layer="zero") if t.shape else zero)
-    values = g.graph.get("values", {})
+    values = g.values
     for k in keep:
         n = values.get(k, k) if isinstance(k, str) else k
         if n in adjoint and k not in grads:
             grads[k] = adjoint[n]
-    g.graph["grads"] = grads
-    g.graph["adjoints"] = dict(adjoint)
-    g.graph["contributions"] = contributions
-    g.graph["grad_of"] = of
+    g.grads = grads
+    g.adjoints = dict(adjoint)
+    g.contributions = contributions
+    g.grad_of = of
     return g
 
 

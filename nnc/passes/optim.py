@@ -1,7 +1,7 @@
 """Optimizers as graph nodes: one training step is forward + backward + update, compiled together.
 
 `training_step(model, spec)` differentiates the loss and appends, for every
-trainable parameter, the nodes of the optimizer's update; `graph["updates"]`
+trainable parameter, the nodes of the optimizer's update; `graph.updates`
 maps each parameter and each optimizer state (`optimizer/<param>/m`, ...) to
 its new value. The learning rate is an input (`optimizer/lr`) so schedules
 never recompile; the step count `optimizer/step` is state. The formulas follow
@@ -38,13 +38,13 @@ class _Emitter(Emitter):
         typ = TensorType(like.shape, like.dtype)
         node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": Init(init), "trainable": False},
                              type=typ, stmt="optimizer", layer=self.name)
-        self.g.graph["params"][name] = node
+        self.g.params[name] = node
         return node
 
     def input(self, name: str) -> int:
         typ = TensorType((), "float32")
         node = self.g.add_op(ops.input, (), {"name": name, "type": typ}, type=typ, stmt="optimizer", layer="input")
-        self.g.graph["inputs"][name] = node
+        self.g.inputs[name] = node
         return node
 
 
@@ -59,15 +59,15 @@ def training_step(model, spec: Spec | None = None, *, weight_decay: float = 0.0,
     spec = spec or settings["optimizer"]
     args = {**OPTIMIZERS[check_name(OPTIMIZERS, spec.name, "optimizer")], **spec.args}
     base = model.training_graph
-    if base.graph["loss"] is None:
+    if base.loss is None:
         raise NncError(f"model '{model.name}' has no loss to train", hint="declare one: loss mse(pred, target)")
-    trainable = [n for n, node in base.graph["params"].items() if base.nodes[node]["attrs"]["trainable"]]
+    trainable = [n for n, node in base.params.items() if base.nodes[node]["attrs"]["trainable"]]
     if not trainable:
         raise NncError(f"model '{model.name}' has no trainable parameters")
     g = grad(base, wrt=trainable)
     e = _Emitter(g, spec.name)
     lr = e.input(LR)
-    grads = {name: g.graph["grads"][name] for name in trainable}
+    grads = {name: g.grads[name] for name in trainable}
     if clip:
         grads = _clip_by_global_norm(e, grads, clip)
     if spec.name == "adamw" and weight_decay:
@@ -75,13 +75,13 @@ def training_step(model, spec: Spec | None = None, *, weight_decay: float = 0.0,
     step_rule = {"sgd": _sgd, "momentum": _sgd, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}[spec.name]
     shared = _step_counter(e) if spec.name in ("adam", "adamw") else None
     for name in trainable:
-        p = g.graph["params"][name]
+        p = g.params[name]
         dw = grads[name]
         if weight_decay and spec.name != "adamw" and decays(g, p):
             dw = e.add(dw, e.mul(e.const(weight_decay), p))  # L2 coupled into the gradient
-        g.graph["updates"][name] = step_rule(e, name, p, dw, lr, args, shared)
-    g.graph["grads"] = {}
-    g.graph["optimizer"] = {"name": spec.name, "args": args, "weight_decay": weight_decay, "clip": clip}
+        g.updates[name] = step_rule(e, name, p, dw, lr, args, shared)
+    g.grads = {}
+    g.optimizer = {"name": spec.name, "args": args, "weight_decay": weight_decay, "clip": clip}
     return simplify(g)
 
 
@@ -99,7 +99,7 @@ def _clip_by_global_norm(e, grads: dict, clip: float) -> dict:
 def _step_counter(e):
     t = e.state(STEP, TensorType((), "float32"))
     t1 = e.add(t, e.const(1.0))
-    e.g.graph["updates"][STEP] = t1
+    e.g.updates[STEP] = t1
     return t1
 
 
@@ -110,7 +110,7 @@ def _sgd(e, name, p, dw, lr, args, _t):
         return e.sub(p, e.mul(lr, dw))
     v = e.state(f"optimizer/{name}/velocity", e.g.type_of(p))
     v1 = e.add(e.mul(e.const(mu), v), dw)
-    e.g.graph["updates"][f"optimizer/{name}/velocity"] = v1
+    e.g.updates[f"optimizer/{name}/velocity"] = v1
     direction = e.add(dw, e.mul(e.const(mu), v1)) if args["nesterov"] else v1
     return e.sub(p, e.mul(lr, direction))
 
@@ -120,7 +120,7 @@ def _rmsprop(e, name, p, dw, lr, args, _t):
     s = e.state(f"optimizer/{name}/square_avg", e.g.type_of(p))
     rho = args["rho"]
     s1 = e.add(e.mul(e.const(rho), s), e.mul(e.const(1 - rho), e.square(dw)))
-    e.g.graph["updates"][f"optimizer/{name}/square_avg"] = s1
+    e.g.updates[f"optimizer/{name}/square_avg"] = s1
     return e.sub(p, e.div(e.mul(lr, dw), e.add(e.sqrt(s1), e.const(args["eps"]))))
 
 
@@ -132,8 +132,8 @@ def _adam(e, name, p, dw, lr, args, t):
     v = e.state(f"optimizer/{name}/v", e.g.type_of(p))
     m1 = e.add(e.mul(e.const(b1), m), e.mul(e.const(1 - b1), dw))
     v1 = e.add(e.mul(e.const(b2), v), e.mul(e.const(1 - b2), e.square(dw)))
-    e.g.graph["updates"][f"optimizer/{name}/m"] = m1
-    e.g.graph["updates"][f"optimizer/{name}/v"] = v1
+    e.g.updates[f"optimizer/{name}/m"] = m1
+    e.g.updates[f"optimizer/{name}/v"] = v1
     bc1 = e.sub(e.const(1.0), e.pow(e.const(b1), t))
     bc2 = e.sub(e.const(1.0), e.pow(e.const(b2), t))
     denom = e.add(e.div(e.sqrt(v1), e.sqrt(bc2)), e.const(args["eps"]))

@@ -303,13 +303,11 @@ def merge_common(g) -> bool:
 def remove_dead(g) -> bool:
     """Drop nodes no output, loss, update or gradient needs (inputs and params stay: they are the interface)."""
     keep = g.needed_for(g.roots())
-    keep |= set(g.graph["inputs"].values()) | set(g.graph["params"].values())
+    keep |= set(g.inputs.values()) | set(g.params.values())
     dead = [n for n in g.nodes if n not in keep]
     g.remove_nodes_from(dead)
-    if "adjoints" in g.graph:
-        g.graph["adjoints"] = {k: v for k, v in g.graph["adjoints"].items() if v in g and k in g}
-    g.graph["values"] = {k: v for k, v in g.graph["values"].items() if v in g}
-    g.graph.pop("contributions", None)  # per-use shares no longer exist once merged and folded
+    g.forget_dead()
+    g.contributions = {}  # per-use shares no longer exist once merged and folded
     return bool(dead)
 
 

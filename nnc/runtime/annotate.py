@@ -103,10 +103,10 @@ def summary(value) -> str:
 def display_names(g) -> dict:
     """node -> name: statement values, inputs and parameters (a statement's name wins)."""
     names = {}
-    for label, n in g.graph["values"].items():
+    for label, n in g.values.items():
         names.setdefault(n, label)
     for kind in ("inputs", "params"):
-        for label, n in g.graph[kind].items():
+        for label, n in getattr(g, kind).items():
             names.setdefault(n, label)
     return names
 
@@ -139,18 +139,18 @@ def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backen
     if backend not in BACKENDS:
         raise NncError(f"unknown backend '{backend}'", hint="choose llvm or reference")
     gg, of_name = gradient_graph(model, of)
-    if gg is not None and of is None and not need_gradients and _missing(gg, inputs, [gg.graph["grad_of"]]):
+    if gg is not None and of is None and not need_gradients and _missing(gg, inputs, [gg.grad_of]):
         gg, of_name = None, None  # e.g. an image without its label: draw the forward values only
     if gg is None:
         gg = model.training_graph
-    wanted = [*gg.graph["outputs"].values(), *([gg.graph["grad_of"]] if of_name else [])]
+    wanted = [*gg.outputs.values(), *([gg.grad_of] if of_name else [])]
     missing = _missing(gg, inputs, wanted)
     if missing:
-        raise NncError(f"no value for input '{missing[0]}' {gg.type_of(gg.graph['inputs'][missing[0]])}",
+        raise NncError(f"no value for input '{missing[0]}' {gg.type_of(gg.inputs[missing[0]])}",
                        hint="give it with --at NAME=VALUE or --inputs IN.npz (or use --random-inputs)")
     needed = gg.needed_for(wanted)
-    adjoints = gg.graph.get("adjoints", {})
-    contributions = gg.graph.get("contributions", {})
+    adjoints = gg.adjoints
+    contributions = gg.contributions
     forward = [n for n in forward_nodes(gg) if n in needed]
     targets = list(dict.fromkeys([*forward, *adjoints.values(), *contributions.values()]))
     if backend == "llvm":
@@ -165,14 +165,14 @@ def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backen
 
 def _missing(g, inputs: dict, wanted) -> list[str]:
     need = g.needed_for(wanted)
-    return [name for name, n in g.graph["inputs"].items() if n in need and name not in inputs]
+    return [name for name, n in g.inputs.items() if n in need and name not in inputs]
 
 
 def _run_native(g, inputs: dict, params: dict, targets, seed: int) -> dict:
     from ..backend import compile_graph
 
     typed, bindings = {}, {}
-    for name, n in g.graph["inputs"].items():
+    for name, n in g.inputs.items():
         if name not in inputs:
             continue
         t = g.type_of(n)

@@ -46,14 +46,14 @@ def run_graph(g, inputs: dict, params: dict, targets, *, float_dtype=np.float32,
     needed = g.needed_for(targets)
     values, bindings = interp.bind_inputs(g, inputs, float_dtype, needed)
     checked = interp.check_params(g, params, float_dtype, needed)
-    for node in g.graph["inputs"].values():  # inputs the targets do not read: their size is immaterial
+    for node in g.inputs.values():  # inputs the targets do not read: their size is immaterial
         for d in g.type_of(node).shape:
             if isinstance(d, str) and node not in needed:
                 bindings.setdefault(d, 1)
     exe = _executable(g, targets, bindings)
-    names = {node: name for name, node in g.graph["inputs"].items()}
+    names = {node: name for name, node in g.inputs.items()}
     feed = {names[node]: np.array(arr, dtype=g.type_of(node).dtype, order="C") for node, arr in values.items()}
-    pnames = {node: name for name, node in g.graph["params"].items()}
+    pnames = {node: name for name, node in g.params.items()}
     exe.set_params({pnames[node]: arr for node, arr in checked.items() if pnames[node] in exe.params})
     try:
         results = exe.run(feed, seed=seed)

@@ -54,14 +54,14 @@ class Explainer:
         wrt = model.default_wrt()
         self.g = grad(g, of=of_node, wrt=wrt)
         self.of = of_node
-        targets = [of_node, *self.g.graph["adjoints"].values(), *self.g.graph["contributions"].values()]
+        targets = [of_node, *self.g.adjoints.values(), *self.g.contributions.values()]
         self.values = run_graph(self.g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)
         self.names = self._names()
 
     def _names(self) -> dict:
         g = self.g
         names = {}
-        for label, n in g.graph["values"].items():
+        for label, n in g.values.items():
             names.setdefault(n, label)
         for n in g.nodes:
             if n in names or g.nodes[n].get("grad_of") is not None:
@@ -79,20 +79,20 @@ class Explainer:
     def named(self) -> set:
         """The nodes a person wrote a name for: statement values, inputs, parameters, the target."""
         g = self.g
-        leaves = set(g.graph["inputs"].values()) | set(g.graph["params"].values())
-        return set(g.graph["values"].values()) | leaves | {self.of}
+        leaves = set(g.inputs.values()) | set(g.params.values())
+        return set(g.values.values()) | leaves | {self.of}
 
     def statement_value(self, user: int) -> int:
         """The named node whose statement `user` belongs to (`user` itself when it is named)."""
         if user in self._named:
             return user
         stmt = self.g.nodes[user].get("stmt")
-        return self.g.graph["values"].get(stmt, user)
+        return self.g.values.get(stmt, user)
 
     def uses(self, n: int) -> list:
         """n's uses grouped by consuming statement: (U, Σ contributions, the single direct (user, i) or None)."""
         groups: dict[int, list] = {}
-        for (user, i), node in self.g.graph["contributions"].items():
+        for (user, i), node in self.g.contributions.items():
             if self.g.operands(user)[i] == n:
                 groups.setdefault(self.statement_value(user), []).append((user, i, node))
         out = []
@@ -116,7 +116,7 @@ class Explainer:
         return f"∂{self.names[u]}/∂{self.names[n]}"
 
     def steps(self) -> list[Step]:
-        adj = self.g.graph["adjoints"]
+        adj = self.g.adjoints
         self._named = self.named()
         order = [n for n in reversed(self.g.topo()) if n in adj and n in self._named]
         out = []
@@ -165,7 +165,7 @@ class Explainer:
     def chains(self) -> list[str]:
         """For scalar leaves with one path to the target: the chain-rule product, factor by factor."""
         g = self.g
-        adj = g.graph["adjoints"]
+        adj = g.adjoints
         self._named = self.named()
         lines = []
         for n in g.topo():

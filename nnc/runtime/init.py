@@ -51,7 +51,7 @@ def init_value(init, shape, dtype, rng: np.random.Generator) -> np.ndarray:
 
 def init_params(graph, seed: int = 0, float_dtype=np.float32) -> dict[str, np.ndarray]:
     out = {}
-    for name, node in graph.graph["params"].items():
+    for name, node in graph.params.items():
         attrs = graph.nodes[node]["attrs"]
         typ = attrs["type"]
         rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(name.encode())])

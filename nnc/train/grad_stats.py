@@ -33,9 +33,9 @@ def layer_params(model) -> dict:
     """statement label -> its trainable parameter names, in statement order."""
     g = model.training_graph
     layers = {}
-    for info in g.graph["statements"]:
+    for info in g.statements:
         names = [p for p in info.params
-                 if p in g.graph["params"] and g.nodes[g.graph["params"][p]]["attrs"]["trainable"]]
+                 if p in g.params and g.nodes[g.params[p]]["attrs"]["trainable"]]
         if names:
             layers.setdefault(info.label, []).extend(names)
     return layers
@@ -52,13 +52,13 @@ def norm_graph(model):
     for label, names in layers.items():
         total = None
         for p in names:
-            dw = g.graph["grads"][p]
+            dw = g.grads[p]
             e = Emitter(g, stmt=label)
             sq = e.sum(e.square(dw), axis=None)
             total = sq if total is None else e.add(total, sq)
         outputs[PREFIX + label] = Emitter(g, stmt=label).sqrt(total)
-    g.graph["outputs"] = outputs
-    g.graph["grads"] = {}
+    g.outputs = outputs
+    g.grads = {}
     return simplify(g), list(layers)
 
 
@@ -69,7 +69,7 @@ class GradNormProbe:
         from .trainer import ENGINES
 
         self.graph, self.layers = norm_graph(model)
-        self.targets = [self.graph.graph["outputs"][PREFIX + label] for label in self.layers]
+        self.targets = [self.graph.outputs[PREFIX + label] for label in self.layers]
         self.engine = ENGINES[backend](self.graph, batch, self.targets)
         self.batch = batch
         self.seed = seed
@@ -77,7 +77,7 @@ class GradNormProbe:
     def fixed_batch(self, train: dict) -> dict:
         n = len(next(iter(train.values())))
         idx = np.sort(np.random.default_rng([self.seed, 7919]).permutation(n)[:self.batch])
-        return {k: v[idx] for k, v in train.items() if k in self.graph.graph["inputs"]}
+        return {k: v[idx] for k, v in train.items() if k in self.graph.inputs}
 
     def norms(self, params: dict, train: dict) -> dict:
         self.engine.set_params(params)

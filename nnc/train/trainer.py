@@ -58,25 +58,25 @@ class Task:
     @staticmethod
     def of(model) -> Task:
         g = model.graph
-        loss = g.graph["loss"]
+        loss = g.loss
         if loss is None:
             raise NncError(f"model '{model.name}' has no loss, so there is nothing to train",
                            hint="declare one, e.g. loss cross_entropy(logits, label)")
         need = g.needed_for([loss])
-        outputs = {n: name for name, n in g.graph["outputs"].items()}
+        outputs = {n: name for name, n in g.outputs.items()}
         output = next((outputs[n] for n in g.topo() if n in outputs and n in need), None)
-        output = output or next(iter(g.graph["outputs"]), None)
+        output = output or next(iter(g.outputs), None)
         if output is None:
             raise NncError(f"model '{model.name}' has no output to evaluate", hint="add `output NAME`")
-        for name, node in g.graph["inputs"].items():
+        for name, node in g.inputs.items():
             classes = g.label_classes(node) if node in need and not g.type_of(node).is_float else None
             if classes is not None:
                 return Task("multiclass", output, name, classes)
-        inputs = {n: name for name, n in g.graph["inputs"].items()}
+        inputs = {n: name for name, n in g.inputs.items()}
         targets = [inputs[n] for n in _loss_targets(g, need) if n in inputs]
         target = targets[0] if targets else None
         binary = any(g.nodes[n].get("layer") == "binary_cross_entropy" for n in need)
-        out_type = g.type_of(g.graph["outputs"][output])
+        out_type = g.type_of(g.outputs[output])
         if binary and out_type.shape[-1:] == (1,):
             return Task("binary", output, target, 2)
         return Task("regression", output, target)
@@ -84,9 +84,9 @@ class Task:
 
 def _loss_targets(g, need) -> list:
     """Inputs that enter the loss but not the output: the targets of mse / mae / binary_cross_entropy."""
-    outputs = set(g.graph["outputs"].values())
+    outputs = set(g.outputs.values())
     feeding_outputs = g.needed_for(list(outputs)) if outputs else set()
-    return [n for name, n in g.graph["inputs"].items() if n in need and n not in feeding_outputs]
+    return [n for name, n in g.inputs.items() if n in need and n not in feeding_outputs]
 
 
 # ---- engines: the same graphs, natively or on the interpreter ---------------------------------
@@ -142,7 +142,7 @@ class NativeEngine:
 class ReferenceEngine:
     def __init__(self, graph, batch: int, targets, threads: int | None = None):
         self.graph = graph
-        self.targets = list(targets) + list(graph.graph["updates"].values())
+        self.targets = list(targets) + list(graph.updates.values())
         self.params = init_params(graph)
         self.compile_seconds = 0.0
 
@@ -153,7 +153,7 @@ class ReferenceEngine:
 
     def run(self, inputs: dict, seed: int) -> dict:
         values = interp.run(self.graph, inputs, self.params, targets=self.targets, seed=seed)
-        for name, n in self.graph.graph["updates"].items():
+        for name, n in self.graph.updates.items():
             self.params[name] = values[n]
         return values
 
@@ -166,7 +166,7 @@ ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
 
 
 def _symbols(graph) -> set:
-    return {d for n in graph.graph["inputs"].values() for d in graph.type_of(n).shape if isinstance(d, str)}
+    return {d for n in graph.inputs.values() for d in graph.type_of(n).shape if isinstance(d, str)}
 
 
 def _batch_dim(arrays: dict) -> int:
@@ -232,8 +232,8 @@ class Trainer:
         self.step_graph = training_step(model, config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
         self.engine_type = ENGINES[config.backend]
         start = time.perf_counter()
-        loss = self.step_graph.graph["loss"]
-        out = self.step_graph.graph["outputs"][self.task.output]
+        loss = self.step_graph.loss
+        out = self.step_graph.outputs[self.task.output]
         self.step = self.engine_type(self.step_graph, config.batch, [loss, out], threads=config.threads)
         self.compile_seconds = time.perf_counter() - start
         self.step.set_params(init_params(self.step_graph, config.seed))
@@ -253,7 +253,7 @@ class Trainer:
         self.step.set_params(state)
 
     def model_params(self) -> dict:
-        return {k: v for k, v in self.state().items() if k in self.model.graph.graph["params"]}
+        return {k: v for k, v in self.state().items() if k in self.model.graph.params}
 
     # ---- training -------------------------------------------------------------------
 
@@ -280,8 +280,8 @@ class Trainer:
         done = replace(resume) if resume is not None else EpochProgress()
         order = self.epoch_order(n, self.epoch)
         self.epoch_start = (self.state(), self.global_step, replace(done))  # to replay up to a failing step
-        loss_node = self.step_graph.graph["loss"]
-        out_node = self.step_graph.graph["outputs"][self.task.output]
+        loss_node = self.step_graph.loss
+        out_node = self.step_graph.outputs[self.task.output]
         classifies = self.task.kind != "regression"
         start, seen_here = time.perf_counter(), 0
         lr_array = np.zeros((), dtype=np.float32)
@@ -368,7 +368,7 @@ class Evaluator:
     def _engine(self, batch: int):
         if batch not in self._engines:
             g = self.model.graph
-            targets = [g.graph["loss"], g.graph["outputs"][self.task.output]]
+            targets = [g.loss, g.outputs[self.task.output]]
             self._engines[batch] = self.engine_type(g, batch, targets)
         engine = self._engines[batch]
         engine.set_params(self.params)
@@ -380,11 +380,11 @@ class Evaluator:
         if n == 0:
             raise NncError("nothing to evaluate: the split has no examples")
         g = self.model.graph
-        loss_node, out_node = g.graph["loss"], g.graph["outputs"][self.task.output]
+        loss_node, out_node = g.loss, g.outputs[self.task.output]
         size = min(EVAL_BATCH, n)
         total, outputs = 0.0, []
         for start in range(0, n, size):
-            chunk = {k: v[start:start + size] for k, v in data.items() if k in g.graph["inputs"]}
+            chunk = {k: v[start:start + size] for k, v in data.items() if k in g.inputs}
             m = _batch_dim(chunk)
             values = self._engine(m).run(chunk, seed=0)
             total += float(values[loss_node]) * m

@@ -22,7 +22,7 @@ def fused_view(g, opts: Options | None = None, targets=None, plan=None):
     """The kernels of `plan` (default: fusing what `targets` need — the outputs, loss and updates)."""
     opts = opts or Options()
     plan = plan or fuse(g, effective_targets(g, targets))
-    dot = new_dot(g.graph.get("model", "model"), opts)
+    dot = new_dot(g.model, opts)
     needed = plan.needed
     order = [n for n in g.topo() if n in needed]
     for k in plan.kernels:

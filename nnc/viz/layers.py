@@ -20,7 +20,7 @@ FILLS = {"input": "#e8f5e9", "param": "#fff8e1", "assign": "#eef3fb", "loss": "#
 
 def statement_boxes(g) -> dict:
     """statement label -> its StatementInfo (outputs are a mark on their statement, not a box)."""
-    return {info.label: info for info in g.graph["statements"] if info.kind != "output"}
+    return {info.label: info for info in g.statements if info.kind != "output"}
 
 
 def box_id(label: str) -> str:
@@ -43,9 +43,9 @@ def statement_edges(g, boxes) -> dict:
 
 def layers_view(g, opts: Options | None = None):
     opts = opts or Options()
-    dot = new_dot(g.graph.get("model", "model"), opts)
+    dot = new_dot(g.model, opts)
     boxes = statement_boxes(g)
-    values = g.graph["values"]
+    values = g.values
     for label, info in boxes.items():
         dot.node(box_id(label), _box_label(g, info, opts),
                  **highlight({"shape": SHAPES.get(info.kind, "box"), "style": "filled,rounded",
@@ -67,14 +67,14 @@ def layers_view(g, opts: Options | None = None):
 
 def result_sinks(g) -> list:
     """(label, node) for each output and the loss: drawn as an arrow leaving the diagram."""
-    sinks = [(f"output {name}", n) for name, n in g.graph["outputs"].items()]
-    if g.graph["loss"] is not None:
-        sinks.append(("loss", g.graph["loss"]))
+    sinks = [(f"output {name}", n) for name, n in g.outputs.items()]
+    if g.loss is not None:
+        sinks.append(("loss", g.loss))
     return sinks
 
 
 def _params_highlighted(g, info, opts) -> bool:
-    return any(g.graph["params"].get(p) in opts.highlight for p in info.params)
+    return any(g.params.get(p) in opts.highlight for p in info.params)
 
 
 def _box_label(g, info, opts: Options):
@@ -86,8 +86,8 @@ def _box_label(g, info, opts: Options):
     else:
         lines.append((ops, None, False))
         lines.append((t, None, False))
-    counts = [int(np.prod(g.type_of(g.graph["params"][p]).shape, dtype=np.int64))
-              for p in info.params if p in g.graph["params"]]
+    counts = [int(np.prod(g.type_of(g.params[p]).shape, dtype=np.int64))
+              for p in info.params if p in g.params]
     if counts and info.kind != "param":  # a param statement's own edge already says what it is
         lines.append((f"{sum(counts):,} param{'s' if sum(counts) != 1 else ''}", None, False))
     if info.loc is not None:
@@ -97,7 +97,7 @@ def _box_label(g, info, opts: Options):
     ann = opts.ann
     if ann is not None and info.kind != "param":
         for p in info.params:
-            n = g.graph["params"].get(p)
+            n = g.params.get(p)
             if n is not None and n in ann.grads and opts.shows_grad(n):
                 lines.append((f"∂{ann.of_name}/∂{p} = {summary(ann.grads[n])}", GRAD_COLOR, False))
     return html_lines(lines)
@@ -108,7 +108,7 @@ def _partial(opts: Options, g, o: int, dst: str, uses) -> str | None:
     ann = opts.ann
     if ann is None or not opts.partials:
         return None
-    value_node = g.graph["values"].get(dst)
+    value_node = g.values.get(dst)
     direct = [(n, i) for src, n, i in uses if src == o]
     if len(direct) == 1 and direct[0][0] == value_node:
         return ann.partial_text(*direct[0])

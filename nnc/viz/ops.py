@@ -36,7 +36,7 @@ def node_label(g, n: int, *, rule: bool = False, role: str | None = None):
         return html_lines([(attrs["name"], None, True), (f"{op} {t}", None, False)])
     if data["op"] is ops.const:
         return summary(attrs["value"])
-    named = [label for label, v in g.graph["values"].items() if v == n and g.nodes[n].get("grad_of") is None]
+    named = [label for label, v in g.values.items() if v == n and g.nodes[n].get("grad_of") is None]
     head = f"{named[0]} = {op}" if named else op  # a statement's value carries the statement's name
     lines = [(head, None, role == "anchor"), (t, None, False)]
     if role:
@@ -78,7 +78,7 @@ def drawn_nodes(g, backward: bool) -> list[int]:
 
 def ops_view(g, opts: Options | None = None, *, backward: bool = False):
     opts = opts or Options()
-    dot = new_dot(g.graph.get("model", "model"), opts)
+    dot = new_dot(g.model, opts)
     nodes = drawn_nodes(g, backward)
     shown = set(nodes)
     forward = [n for n in nodes if not is_backward(g, n)]
@@ -105,9 +105,9 @@ def ops_view(g, opts: Options | None = None, *, backward: bool = False):
             dot.node(f"out:{name}", name, shape="plaintext")
             dot.edge(node_id(n), f"out:{name}", label=edge_label(opts, n))
     if backward:
-        for name, n in g.graph.get("grads", {}).items():
+        for name, n in g.grads.items():
             if n in shown:
-                of = g.graph.get("grad_of")
+                of = g.grad_of
                 of_name = g.nodes[of].get("stmt") if of is not None else "out"
                 dot.node(f"grad:{name}", f"∂{of_name}/∂{name}", shape="plaintext", fontcolor=BACKWARD_EDGE)
                 dot.edge(node_id(n), f"grad:{name}", color=BACKWARD_EDGE, label=_backward_value(opts, n))

@@ -41,7 +41,7 @@ def known_gradients(g, named_done: set) -> set:
 
 
 def _named(g) -> set:
-    return set(g.graph["values"].values()) | set(g.graph["inputs"].values()) | set(g.graph["params"].values())
+    return set(g.values.values()) | set(g.inputs.values()) | set(g.params.values())
 
 
 def build_frames(model, ann, inputs: dict, params: dict, draw, *, of: str | None = None, seed: int = 0,

@@ -20,7 +20,7 @@ def leaf(g: Graph, kind: str, name: str, shape, dtype: str = "float32") -> int:
     if kind == "param":
         attrs.update(init="zeros", trainable=True)
     n = g.add_op(ops.get(kind), (), attrs, type=t)
-    g.graph["inputs" if kind == "input" else "params"][name] = n
+    (g.inputs if kind == "input" else g.params)[name] = n
     return n
 
 
@@ -41,8 +41,8 @@ def random_values(g: Graph, bindings: dict, rng, positive=(), classes: int = 10)
         if name in positive:
             return rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
         return rng.standard_normal(shape).astype(np.float32)
-    inputs = {k: value(k, n) for k, n in g.graph["inputs"].items()}
-    params = {k: value(k, n) for k, n in g.graph["params"].items()}
+    inputs = {k: value(k, n) for k, n in g.inputs.items()}
+    params = {k: value(k, n) for k, n in g.params.items()}
     return inputs, params
 
 

@@ -22,7 +22,7 @@ def unary_graph(feature_shape):
     p = leaf(g, "input", "p", ("B", *feature_shape))
     for name in UNARY_OPS:
         attrs = {"alpha": 0.2} if name in ("leaky_relu", "elu") else {}
-        g.graph["outputs"][name] = g.add_op(ops.get(name), (p if name in NEEDS_POSITIVE else x,), attrs)
+        g.outputs[name] = g.add_op(ops.get(name), (p if name in NEEDS_POSITIVE else x,), attrs)
     return g
 
 
@@ -56,7 +56,7 @@ def test_binary_ops_broadcast(shapes):
     pos = leaf(g, "input", "pos", shapes[0])
     for name in BINARY_OPS:
         lhs = pos if name == "pow" else a
-        g.graph["outputs"][name] = g.add_op(ops.get(name), (lhs, b))
+        g.outputs[name] = g.add_op(ops.get(name), (lhs, b))
     rng = np.random.default_rng(len(shapes[0]))
     inputs, params = random_values(g, {"B": 11}, rng, positive={"pos"})
     # ties for the comparisons and maximum/minimum
@@ -71,20 +71,20 @@ def test_bce_logits_keeps_tiny_losses_and_special_values():
     g = Graph()
     z = leaf(g, "input", "z", ("B", 16))
     t = leaf(g, "input", "t", ("B", 1))
-    g.graph["outputs"]["y"] = g.add_op(ops.bce_logits, (z, t))
+    g.outputs["y"] = g.add_op(ops.bce_logits, (z, t))
     zs = [-100, -30, -17, -10, -1e-8, -0.0, 0.0, 1e-8, 1, 10, 17, 30, 88, 100, np.inf, np.nan]
     z_val = np.tile(np.array(zs, np.float32), (3, 1))
     t_val = np.array([[0.0], [0.3], [1.0]], np.float32)
     tiny = float(np.finfo(np.float32).tiny)
     _, got = assert_matches(g, {"B": 3}, {"z": z_val, "t": t_val}, {}, rtol=1e-5, atol=tiny)
-    assert got[g.graph["outputs"]["y"]][2, 10] == pytest.approx(4.139938e-08, rel=1e-5)
+    assert got[g.outputs["y"]][2, 10] == pytest.approx(4.139938e-08, rel=1e-5)
 
 
 def test_pow_negative_bases_with_integer_exponents():
     g = Graph()
     a = leaf(g, "input", "a", ("B", 6))
     b = leaf(g, "param", "b", (6,))
-    g.graph["outputs"]["y"] = g.add_op(ops.pow, (a, b))
+    g.outputs["y"] = g.add_op(ops.pow, (a, b))
     a_val = np.array([[-2.0, -2.0, -0.5, 0.0, 0.0, 3.0]], dtype=np.float32)
     b_val = np.array([2.0, 3.0, -1.0, 0.0, 2.0, 0.5], dtype=np.float32)
     assert_matches(g, {"B": 1}, {"a": a_val}, {"b": b_val})
@@ -95,9 +95,9 @@ def test_int_arithmetic_and_constants():
     i = leaf(g, "input", "i", ("B",), "int32")
     j = leaf(g, "input", "j", ("B",), "int32")
     s = g.add_op(ops.mul, (g.add_op(ops.add, (i, j)), g.add_op(ops.sub, (i, j))))
-    g.graph["outputs"]["s"] = g.add_op(ops.neg, (s,))
+    g.outputs["s"] = g.add_op(ops.neg, (s,))
     x = leaf(g, "input", "x", ("B", 3))
-    g.graph["outputs"]["c"] = g.add_op(ops.mul, (g.add_op(ops.add, (x, const(g, 2.5))), const(g, [1.0, -1.0, 0.5])))
+    g.outputs["c"] = g.add_op(ops.mul, (g.add_op(ops.add, (x, const(g, 2.5))), const(g, [1.0, -1.0, 0.5])))
     rng = np.random.default_rng(3)
     inputs, params = random_values(g, {"B": 10}, rng)
     assert_matches(g, {"B": 10}, inputs, params)
@@ -109,7 +109,7 @@ def test_long_chain_is_one_kernel():
     y = x
     for name in ("tanh", "square", "exp", "sqrt", "sigmoid", "neg", "abs"):
         y = g.add_op(ops.get(name), (y,))
-    g.graph["outputs"]["y"] = y
+    g.outputs["y"] = y
     rng = np.random.default_rng(4)
     inputs, params = random_values(g, {"B": 5}, rng)
     exe, _ = assert_matches(g, {"B": 5}, inputs, params)

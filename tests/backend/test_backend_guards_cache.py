@@ -29,7 +29,7 @@ GUARD_SCRIPT = textwrap.dedent("""
     params = model.init_params(0)
     good = {{"image": np.zeros((4, 784), np.float32), "label": np.zeros(4, np.int32)}}
     readonly = np.zeros((4, 10), np.float32); readonly.flags.writeable = False
-    logits = model.graph.graph["outputs"]["logits"]
+    logits = model.graph.outputs["logits"]
     cases = {{
         "shape": dict(good, image=np.zeros((5, 784), np.float32)),
         "rank": dict(good, image=np.zeros(784, np.float32)),

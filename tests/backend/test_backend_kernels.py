@@ -29,12 +29,12 @@ def test_matmul_all_forms_with_epilogue(m, k, n):
             a = leaf(g, "input", f"a{ta:d}{tb:d}", (k, m) if ta else (m, k))
             b = leaf(g, "param", f"b{ta:d}{tb:d}", (n, k) if tb else (k, n))
             y = g.add_op(ops.matmul, (a, b), {"ta": ta, "tb": tb})
-            g.graph["outputs"][f"plain{ta:d}{tb:d}"] = y
+            g.outputs[f"plain{ta:d}{tb:d}"] = y
     x = leaf(g, "input", "x", (m, k))
     w = leaf(g, "param", "w", (k, n))
     bias = leaf(g, "param", "bias", (n,))
     fused = g.add_op(ops.relu, (g.add_op(ops.add, (g.add_op(ops.matmul, (x, w)), bias)),))
-    g.graph["outputs"]["fused"] = fused
+    g.outputs["fused"] = fused
     exe, _ = run_case(g, seed=m * k + n)
     assert exe.stats["kernels"] == 5
 
@@ -55,11 +55,11 @@ def test_conv2d_forward_and_backward(n, c, s, f, k, stride, pad):
     w = leaf(g, "param", "w", (f, c, k, k))
     bias = leaf(g, "param", "bias", (f, 1, 1))
     y = g.add_op(ops.conv2d, (x, w), {"stride": stride, "pad": pad})
-    g.graph["outputs"]["y"] = g.add_op(ops.relu, (g.add_op(ops.add, (y, bias)),))
+    g.outputs["y"] = g.add_op(ops.relu, (g.add_op(ops.add, (y, bias)),))
     dy = leaf(g, "input", "dy", g.type_of(y).shape)
     attrs = {"stride": stride, "pad": pad}
-    g.graph["outputs"]["dx"] = g.add_op(ops.conv2d_grad_input, (dy, w), {**attrs, "in_shape": ("B", c, s, s)})
-    g.graph["outputs"]["dw"] = g.add_op(ops.conv2d_grad_weight, (x, dy), {**attrs, "kshape": (f, c, k, k)})
+    g.outputs["dx"] = g.add_op(ops.conv2d_grad_input, (dy, w), {**attrs, "in_shape": ("B", c, s, s)})
+    g.outputs["dw"] = g.add_op(ops.conv2d_grad_weight, (x, dy), {**attrs, "kshape": (f, c, k, k)})
     run_case(g, batch=n, seed=s, rtol=2e-4, atol=1e-5)
 
 
@@ -69,7 +69,7 @@ def test_conv_epilogue_that_varies_along_rows_falls_back():
     w = leaf(g, "param", "w", (3, 2, 3, 3))
     per_row = leaf(g, "param", "per_row", (4, 1))   # varies with the output row, not the column
     y = g.add_op(ops.conv2d, (x, w), {"stride": 1, "pad": 0})
-    g.graph["outputs"]["y"] = g.add_op(ops.mul, (y, per_row))
+    g.outputs["y"] = g.add_op(ops.mul, (y, per_row))
     exe, _ = run_case(g, batch=2, rtol=2e-4, atol=1e-5)
     assert exe.stats["kernels"] == 1
 
@@ -80,11 +80,11 @@ def test_pooling_forward_and_backward(size, stride, hw):
     x = leaf(g, "input", "x", ("B", 3, hw, hw))
     attrs = {"size": size, "stride": stride}
     mp = g.add_op(ops.maxpool, (x,), attrs)
-    g.graph["outputs"]["max"] = mp
-    g.graph["outputs"]["avg"] = g.add_op(ops.avgpool, (x,), attrs)
+    g.outputs["max"] = mp
+    g.outputs["avg"] = g.add_op(ops.avgpool, (x,), attrs)
     dy = leaf(g, "input", "dy", g.type_of(mp).shape)
-    g.graph["outputs"]["dmax"] = g.add_op(ops.maxpool_grad, (x, dy), attrs)
-    g.graph["outputs"]["davg"] = g.add_op(ops.avgpool_grad, (dy,), {**attrs, "in_shape": ("B", 3, hw, hw)})
+    g.outputs["dmax"] = g.add_op(ops.maxpool_grad, (x, dy), attrs)
+    g.outputs["davg"] = g.add_op(ops.avgpool_grad, (dy,), {**attrs, "in_shape": ("B", 3, hw, hw)})
     run_case(g, batch=3, seed=hw)
 
 
@@ -92,7 +92,7 @@ def test_maxpool_grad_routes_ties_to_the_first_maximum():
     g = Graph()
     x = leaf(g, "input", "x", ("B", 1, 4, 4))
     dy = leaf(g, "input", "dy", ("B", 1, 2, 2))
-    g.graph["outputs"]["dx"] = g.add_op(ops.maxpool_grad, (x, dy), {"size": 2, "stride": 2})
+    g.outputs["dx"] = g.add_op(ops.maxpool_grad, (x, dy), {"size": 2, "stride": 2})
     inputs = {"x": np.ones((1, 1, 4, 4), np.float32), "dy": np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)}
     assert_matches(g, {"B": 1}, inputs, {})
 
@@ -104,10 +104,10 @@ def test_reductions(axis, keepdims):
     x = leaf(g, "input", "x", ("B", 5, 9))
     c = leaf(g, "param", "c", (9,))
     for name in ("sum", "mean", "max"):
-        g.graph["outputs"][name] = g.add_op(ops.get(name), (x,), {"axis": axis, "keepdims": keepdims})
+        g.outputs[name] = g.add_op(ops.get(name), (x,), {"axis": axis, "keepdims": keepdims})
     # prologue (square of a difference) and epilogue (sqrt) fused around the reduction
     spread = g.add_op(ops.mean, (g.add_op(ops.square, (g.add_op(ops.sub, (x, c)),)),), {"axis": axis, "keepdims": keepdims})
-    g.graph["outputs"]["std"] = g.add_op(ops.sqrt, (spread,))
+    g.outputs["std"] = g.add_op(ops.sqrt, (spread,))
     exe, _ = run_case(g, batch=6)
     assert exe.stats["kernels"] == 4
 
@@ -115,9 +115,9 @@ def test_reductions(axis, keepdims):
 def test_int_sum_and_scalar_reduction():
     g = Graph()
     i = leaf(g, "input", "i", ("B",), "int32")
-    g.graph["outputs"]["total"] = g.add_op(ops.sum, (i,), {"axis": None, "keepdims": False})
+    g.outputs["total"] = g.add_op(ops.sum, (i,), {"axis": None, "keepdims": False})
     x = leaf(g, "input", "x", ())
-    g.graph["outputs"]["same"] = g.add_op(ops.sum, (x,), {"axis": None, "keepdims": False})
+    g.outputs["same"] = g.add_op(ops.sum, (x,), {"axis": None, "keepdims": False})
     run_case(g, batch=21)
 
 
@@ -125,9 +125,9 @@ def test_int_sum_and_scalar_reduction():
 def test_softmax_and_log_softmax(shape, axis):
     g = Graph()
     x = leaf(g, "input", "x", shape)
-    g.graph["outputs"]["sm"] = g.add_op(ops.softmax, (x,), {"axis": axis})
-    g.graph["outputs"]["lsm"] = g.add_op(ops.log_softmax, (x,), {"axis": axis})
-    g.graph["outputs"]["big"] = g.add_op(ops.softmax, (g.add_op(ops.mul, (x, const(g, 100.0))),), {"axis": axis})
+    g.outputs["sm"] = g.add_op(ops.softmax, (x,), {"axis": axis})
+    g.outputs["lsm"] = g.add_op(ops.log_softmax, (x,), {"axis": axis})
+    g.outputs["big"] = g.add_op(ops.softmax, (g.add_op(ops.mul, (x, const(g, 100.0))),), {"axis": axis})
     run_case(g, batch=7)
 
 
@@ -136,9 +136,9 @@ def test_cross_entropy_with_labels_one_hot_and_targets():
     logits = leaf(g, "input", "logits", ("B", 10))
     labels = leaf(g, "input", "labels", ("B",), "int32")
     targets = leaf(g, "input", "targets", ("B", 10))
-    g.graph["outputs"]["int"] = g.add_op(ops.mean, (g.add_op(ops.xent, (logits, labels)),), {"axis": None})
-    g.graph["outputs"]["soft"] = g.add_op(ops.xent, (logits, targets))
-    g.graph["outputs"]["onehot"] = g.add_op(ops.one_hot, (labels,), {"depth": 10, "dtype": "float32"})
+    g.outputs["int"] = g.add_op(ops.mean, (g.add_op(ops.xent, (logits, labels)),), {"axis": None})
+    g.outputs["soft"] = g.add_op(ops.xent, (logits, targets))
+    g.outputs["onehot"] = g.add_op(ops.one_hot, (labels,), {"depth": 10, "dtype": "float32"})
     inputs, params = random_values(g, {"B": 9}, np.random.default_rng(5))
     inputs["logits"] *= 30  # large logits: the log-sum-exp must stay finite
     inputs["targets"] = np.abs(inputs["targets"])
@@ -149,7 +149,7 @@ def test_labels_out_of_range_are_an_error():
     g = Graph()
     logits = leaf(g, "input", "logits", ("B", 4))
     labels = leaf(g, "input", "labels", ("B",), "int32")
-    g.graph["outputs"]["loss"] = g.add_op(ops.xent, (logits, labels))
+    g.outputs["loss"] = g.add_op(ops.xent, (logits, labels))
     exe = compile_graph(g, {"B": 3}, use_cache=False)
     for bad in (4, -1):
         with pytest.raises(NncError, match="labels out of range: got class"):
@@ -160,13 +160,13 @@ def test_movement_ops_and_views():
     g = Graph()
     x = leaf(g, "input", "x", ("B", 3, 4))
     y = leaf(g, "input", "y", ("B", 2, 4))
-    g.graph["outputs"]["t"] = g.add_op(ops.transpose, (x,), {"perm": (2, 0, 1)})
-    g.graph["outputs"]["s"] = g.add_op(ops.slice, (x,), {"axis": 1, "start": 1, "stop": 3})
-    g.graph["outputs"]["c"] = g.add_op(ops.concat, (x, y, x), {"axis": 1})
-    g.graph["outputs"]["b"] = g.add_op(ops.broadcast_to, (y,), {"shape": (2, "B", 2, 4)})
+    g.outputs["t"] = g.add_op(ops.transpose, (x,), {"perm": (2, 0, 1)})
+    g.outputs["s"] = g.add_op(ops.slice, (x,), {"axis": 1, "start": 1, "stop": 3})
+    g.outputs["c"] = g.add_op(ops.concat, (x, y, x), {"axis": 1})
+    g.outputs["b"] = g.add_op(ops.broadcast_to, (y,), {"shape": (2, "B", 2, 4)})
     flat = g.add_op(ops.reshape, (g.add_op(ops.exp, (x,)),), {"shape": ("B", 12)})
-    g.graph["outputs"]["r"] = g.add_op(ops.add, (flat, const(g, 1.0)))
-    g.graph["outputs"]["view"] = g.add_op(ops.reshape, (x,), {"shape": ("B", 12)})
+    g.outputs["r"] = g.add_op(ops.add, (flat, const(g, 1.0)))
+    g.outputs["view"] = g.add_op(ops.reshape, (x,), {"shape": ("B", 12)})
     run_case(g, batch=5)
 
 
@@ -174,8 +174,8 @@ def test_dropout_mask_is_the_counter_based_stream():
     g = Graph()
     x = leaf(g, "input", "x", ("B", 37))
     mask = g.add_op(ops.dropout_mask, (x,), {"p": 0.3, "salt": 11})
-    g.graph["outputs"]["mask"] = mask
-    g.graph["outputs"]["y"] = g.add_op(ops.mul, (x, mask))
+    g.outputs["mask"] = mask
+    g.outputs["y"] = g.add_op(ops.mul, (x, mask))
     exe = compile_graph(g, {"B": 50}, use_cache=False)
     x_val = np.ones((50, 37), np.float32)
     first = exe.run({"x": x_val}, seed=7)

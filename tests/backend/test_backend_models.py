@@ -46,7 +46,7 @@ def with_masks_as_inputs(g):
         t = g.type_of(n)
         name = f"mask{n}"
         m = g.add_op(ops.input, (), {"name": name, "type": TensorType(t.shape, t.dtype)}, type=t)
-        g.graph["inputs"][name] = m
+        g.inputs[name] = m
         g.replace_uses(n, m)
         names[n] = name
     return g, names
@@ -66,7 +66,7 @@ def test_training_graph_with_batchnorm_and_dropout():
     want = reference(plain, fed, params, g.roots())
     for n in g.roots():
         np.testing.assert_allclose(got[n], want[n], rtol=1e-4, atol=1e-5, err_msg=g.describe(n))
-    for name, n in g.graph["updates"].items():  # running statistics now hold the updates
+    for name, n in g.updates.items():  # running statistics now hold the updates
         np.testing.assert_allclose(exe.params[name], want[n], rtol=1e-4, atol=1e-6, err_msg=name)
         assert not np.allclose(exe.params[name], params[name])
 
@@ -75,7 +75,7 @@ def test_training_graph_with_batchnorm_and_dropout():
 def test_gradient_graph_matches(stem, batch):
     model = nnc.load(EXAMPLES[0].parent / f"{stem}.nn")
     g = grad(model.graph)
-    targets = [g.graph["loss"], *g.graph["grads"].values()]
+    targets = [g.loss, *g.grads.values()]
     inputs, params = model_values(model, batch, seed=1)
     exe, _ = assert_matches(g, {"B": batch}, inputs, params, targets, rtol=1e-4, atol=2e-5)
     assert exe.stats["kernels"] < exe.stats["primitive_ops"]

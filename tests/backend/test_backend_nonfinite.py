@@ -81,8 +81,8 @@ def test_non_finite_values_come_out_where_the_interpreter_puts_them(n, width, mo
     exe = compile_graph(g, {}, use_cache=False)
     got = exe.run(values)
     want = interp.run(g, dict(values, label=values["label"].astype(np.int64)), {}, targets=list(exe.targets))
-    assert np.isnan(want[g.graph["outputs"]["self_sub"]][1:5]).all()   # the case the fold got wrong
-    for name, node in g.graph["outputs"].items():
+    assert np.isnan(want[g.outputs["self_sub"]][1:5]).all()   # the case the fold got wrong
+    for name, node in g.outputs.items():
         a, b = got[node], want[node]
         for what, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
             np.testing.assert_array_equal(test(a), test(b), err_msg=f"{name} [{n}, {width}]: where {what} is")

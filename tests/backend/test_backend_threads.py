@@ -33,7 +33,7 @@ def train_graph(name: str, optimizer: str = "sgd"):
 
 
 def steps(exe, inputs, count):
-    losses = [float(exe.run(inputs, seed=i)[exe.graph.graph["loss"]]) for i in range(count)]
+    losses = [float(exe.run(inputs, seed=i)[exe.graph.loss]) for i in range(count)]
     return losses, {k: np.array(v) for k, v in exe.params.items()}
 
 
@@ -103,12 +103,12 @@ def test_bad_label_with_two_threads_then_the_pool_still_works():
     inputs[LR] = np.asarray(0.01, dtype=np.float32)
     exe = compile_graph(g, {"B": 8}, use_cache=False, threads=2)
     exe.set_params(params)
-    good = exe.run(inputs)[g.graph["loss"]]
+    good = exe.run(inputs)[g.loss]
     bad = dict(inputs, label=inputs["label"].copy())
     bad["label"][3] = 10
     with pytest.raises(NncError, match="label out of range: got class 10, expected 0 to 9"):
         exe.run(bad)
-    assert np.isfinite(exe.run(inputs)[g.graph["loss"]]) and np.isfinite(good)
+    assert np.isfinite(exe.run(inputs)[g.loss]) and np.isfinite(good)
 
 
 def test_bind_step_view_reads_results_in_place():
@@ -117,14 +117,14 @@ def test_bind_step_view_reads_results_in_place():
     inputs[LR] = np.asarray(0.1, dtype=np.float32)
     exe = compile_graph(g, {"B": 4}, use_cache=False)
     exe.set_params(params)
-    want = exe.run({k: v.copy() for k, v in inputs.items()})[g.graph["loss"]]
+    want = exe.run({k: v.copy() for k, v in inputs.items()})[g.loss]
     exe.set_params(params)
     buffers = {k: np.empty_like(v) for k, v in inputs.items()}
     exe.bind(buffers)
     for k, v in inputs.items():
         buffers[k][...] = v          # refilled in place after binding: step reads the new values
     exe.step()
-    loss = exe.view(g.graph["loss"])
+    loss = exe.view(g.loss)
     assert loss == want
     assert np.shares_memory(loss, exe.arena)
 

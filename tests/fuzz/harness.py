@@ -174,7 +174,7 @@ def _compare_outputs(graph, native: dict, reference: dict, reference64: dict) ->
     """The native outputs must match the reference interpreter's: within rounding where finite, non-finite
     exactly where it is. An output whose float32 and float64 references disagree is ill-conditioned (a 0/0
     such as layernorm(eps=0) of equal values) and has no answer to compare with."""
-    for name, node in graph.graph["outputs"].items():
+    for name, node in graph.outputs.items():
         if _disagreement(reference[node], reference64[node]) is not None:
             continue
         problem = _disagreement(native[name], reference[node])
