@@ -84,12 +84,12 @@ class NncRunner:
         import nnc
         from nnc.cli.bench import empty_compile_cache
         from nnc.front.settings import OPTIMIZERS, Spec
-        from nnc.passes.optim import LR as LR_INPUT, training_step
+        from nnc.passes.optim import LR as LR_INPUT
         from nnc.runtime.init import init_params
         from nnc.train.trainer import NativeEngine, Task
 
         m = nnc.load(EXAMPLES[model])
-        g = training_step(m, Spec("sgd", {**OPTIMIZERS["sgd"], "lr": LR}))
+        g = m.training_step(Spec("sgd", {**OPTIMIZERS["sgd"], "lr": LR}))
         targets = [g.loss, g.outputs[Task.of(m).output]]
         with empty_compile_cache():
             start = time.perf_counter()

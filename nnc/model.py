@@ -12,6 +12,7 @@ from .errors import NncError
 from .front.builder import build
 from .front.settings import read_train_block
 from .front.syntax import parse, read_source
+from .passes import pipeline
 from .runtime.checkpoint import model_params
 from .runtime.execute import run_graph
 from .runtime.init import init_params
@@ -199,13 +200,17 @@ class Model:
 
     def _gradient_graph(self, of_node: int, wrt: tuple, keep: tuple):
         """The simplified forward + backward graph, built once per (target, wrt, kept intermediates)."""
-        from .passes.pipeline import gradient_pipeline, run_passes
-
         cache = self.__dict__.setdefault("_gradient_graphs", {})
         key = (of_node, wrt, keep)
         if key not in cache:
-            cache[key] = run_passes(self.training_graph, gradient_pipeline(of=of_node, wrt=list(wrt), keep=list(keep)))
+            cache[key] = pipeline.gradient(self.training_graph, of=of_node, wrt=list(wrt), keep=list(keep))
         return cache[key]
+
+    def training_step(self, spec=None, *, weight_decay: float = 0.0, clip: float | None = None):
+        """The graph of one training step with the optimizer `spec` (a nnc.specs.Spec; default: the train
+        block's): forward, backward and update (nnc.passes.pipeline.training_step)."""
+        return pipeline.training_step(self.training_graph, spec or self.settings["optimizer"],
+                                      weight_decay=weight_decay, clip=clip)
 
     def random_inputs(self, batch: int = 4, seed: int = 0, names=None) -> dict:
         """Random values for the inputs: floats ~ N(0, 1); int labels in the range their consumer expects."""

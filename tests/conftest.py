@@ -1,7 +1,8 @@
 """Shared test setup: the data directory, paths of the repository, and running `nnc` as a user would.
 
 `NNC_DATA_DIR` defaults to `<repo>/../shared/data` (where the MNIST files live)
-unless the environment already sets it. The `run_nnc` fixture runs the command
+unless the environment already sets it; `NNC_VERIFY_PASSES=1` checks the graph
+invariants after every pass of every pipeline that runs in the tests. The `run_nnc` fixture runs the command
 line in a subprocess (`sys.executable -m nnc ...`) so exit statuses, stdout and
 stderr are exactly what a user sees.
 """
@@ -23,6 +24,7 @@ EXAMPLES = REPO / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.nn"))
 
 os.environ.setdefault("NNC_DATA_DIR", str(REPO.parent / "shared" / "data"))
+os.environ["NNC_VERIFY_PASSES"] = "1"   # every pass of every pipeline is followed by verify(), here and in subprocesses
 
 
 @dataclass

@@ -13,8 +13,8 @@ import nnc
 from nnc.cli.main import main
 from nnc.ir import interp
 from nnc.ir.graph import verify
+from nnc.passes import pipeline
 from nnc.passes.autodiff import grad
-from nnc.passes.pipeline import gradient_pipeline, run_passes
 from nnc.passes.simplify import _key, simplify
 
 EXAMPLES = sorted(p for p in __import__("pathlib").Path(__file__).parent.parent.joinpath("examples").glob("*.nn"))
@@ -75,7 +75,7 @@ def test_backward_nodes_record_provenance():
 
 def test_mnist_backward_graph_has_no_dead_or_duplicate_nodes():
     m = nnc.load("examples/mnist_mlp.nn")
-    g = run_passes(m.graph, gradient_pipeline(), verify_each=True)
+    g = pipeline.gradient(m.graph)   # verified after every pass (NNC_VERIFY_PASSES=1 in the tests)
     needed = g.needed_for(g.roots()) | set(g.inputs.values()) | set(g.params.values())
     assert set(g.nodes) == needed, f"dead nodes: {set(g.nodes) - needed}"
     keys = [_key(g, n) for n in g.nodes if _key(g, n) is not None]

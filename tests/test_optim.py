@@ -12,7 +12,7 @@ import pytest
 import nnc
 from nnc.front.settings import OPTIMIZERS, Spec
 from nnc.ir import interp
-from nnc.passes.optim import LR, STEP, training_step
+from nnc.passes.optim import LR, STEP
 from nnc.runtime.init import init_params
 
 MODEL = """
@@ -86,7 +86,7 @@ def batches(model, n=3):
 @pytest.mark.parametrize("spec", SPECS, ids=[f"{s.name}-{i}" for i, s in enumerate(SPECS)])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_update_matches_numpy_reference(model, spec, weight_decay):
-    g = training_step(model, spec, weight_decay=weight_decay)
+    g = model.training_step(spec, weight_decay=weight_decay)
     start = init_params(g, seed=2, float_dtype=np.float64)
     lr = spec.args["lr"]
     data = batches(model)
@@ -108,7 +108,7 @@ def test_update_matches_numpy_reference(model, spec, weight_decay):
 
 def test_clipping_scales_by_the_global_norm(model):
     spec = Spec("sgd", {"lr": 1.0})
-    clipped = training_step(model, spec, clip=1e-3)
+    clipped = model.training_step(spec, clip=1e-3)
     start = init_params(clipped, seed=2, float_dtype=np.float64)
     batch = batches(model, 1)
     got = run_steps(clipped, start, batch, 1.0, np.float64)
@@ -123,7 +123,7 @@ def test_clipping_scales_by_the_global_norm(model):
 def test_native_train_step_matches_reference(model, spec):
     from nnc.backend import compile_graph
 
-    g = training_step(model, spec, weight_decay=0.01, clip=5.0)
+    g = model.training_step(spec, weight_decay=0.01, clip=5.0)
     start = init_params(g, seed=4)
     data = batches(model)
     expected = run_steps(g, start, data, spec.args["lr"], np.float32)
@@ -136,7 +136,7 @@ def test_native_train_step_matches_reference(model, spec):
 
 
 def test_state_is_named_for_checkpoints(model):
-    g = training_step(model, Spec("adam", {}))
+    g = model.training_step(Spec("adam", {}))
     names = set(g.params)
     assert {"optimizer/step", "optimizer/h.weight/m", "optimizer/h.weight/v"} <= names
     assert all(not g.nodes[g.params[n]]["attrs"]["trainable"] for n in names if n.startswith("optimizer/"))
@@ -145,4 +145,4 @@ def test_state_is_named_for_checkpoints(model):
 def test_a_model_without_loss_cannot_train():
     m = nnc.load("examples/circuit.nn")
     with pytest.raises(nnc.NncError, match="no loss"):
-        training_step(m, Spec("sgd", {}))
+        m.training_step(Spec("sgd", {}))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NncError
 from ..front.settings import OPTIMIZERS, Spec
-from ..passes.optim import LR, training_step
+from ..passes.optim import LR
 
 ROUNDS = 7            # timed rounds; the median is reported
 ROUND_SECONDS = 0.25  # each round runs whole steps for about this long
@@ -75,7 +75,7 @@ def measure(model, batch: int, threads: int = 1, optimizer: str | None = None,
 
     task = Task.of(model)
     spec = optimizer_spec(model, optimizer)
-    step_graph = training_step(model, spec)
+    step_graph = model.training_step(spec)
     targets = [step_graph.loss, step_graph.outputs[task.output]]
     with empty_compile_cache():
         start = time.perf_counter()

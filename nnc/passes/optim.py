@@ -1,7 +1,8 @@
 """Optimizers as graph nodes: one training step is forward + backward + update, compiled together.
 
-`training_step(model, spec)` differentiates the loss and appends, for every
-trainable parameter, the nodes of the optimizer's update; `graph.updates`
+The `optimizer` pass (`optimizer_update(spec)`), run after `grad` in the
+training-step pipeline (nnc.passes.pipeline.training_step), appends for every
+trainable parameter the nodes of the optimizer's update; `graph.updates`
 maps each parameter and each optimizer state (`optimizer/<param>/m`, ...) to
 its new value. The learning rate is an input (`optimizer/lr`) so schedules
 never recompile; the step count `optimizer/step` is state. The formulas follow
@@ -17,8 +18,6 @@ from ..ir.graph import Emitter
 from ..ir.initializer import Init
 from ..ir.types import TensorType
 from ..specs import OPTIMIZERS, Spec, check_name
-from .autodiff import grad
-from .simplify import simplify
 
 LR = "optimizer/lr"
 STEP = "optimizer/step"
@@ -53,36 +52,43 @@ def decays(g, param_node) -> bool:
     return g.type_of(param_node).rank >= 2
 
 
-def training_step(model, spec: Spec | None = None, *, weight_decay: float = 0.0, clip: float | None = None):
-    """The graph of one training step of `model` with the optimizer `spec` (default: the train block's)."""
-    settings = model.settings
-    spec = spec or settings["optimizer"]
-    args = {**OPTIMIZERS[check_name(OPTIMIZERS, spec.name, "optimizer")], **spec.args}
-    base = model.training_graph
-    if base.loss is None:
-        raise NncError(f"model '{model.name}' has no loss to train", hint="declare one: loss mse(pred, target)")
-    trainable = [n for n, node in base.params.items() if base.nodes[node]["attrs"]["trainable"]]
-    if not trainable:
-        raise NncError(f"model '{model.name}' has no trainable parameters")
-    g = grad(base, wrt=trainable)
-    e = _Emitter(g, spec.name)
-    lr = e.input(LR)
-    grads = {name: g.grads[name] for name in trainable}
-    if clip:
-        grads = _clip_by_global_norm(e, grads, clip)
-    if spec.name == "adamw" and weight_decay:
-        args["weight_decay"] = weight_decay
-    step_rule = {"sgd": _sgd, "momentum": _sgd, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}[spec.name]
-    shared = _step_counter(e) if spec.name in ("adam", "adamw") else None
-    for name in trainable:
-        p = g.params[name]
-        dw = grads[name]
-        if weight_decay and spec.name != "adamw" and decays(g, p):
-            dw = e.add(dw, e.mul(e.const(weight_decay), p))  # L2 coupled into the gradient
-        g.updates[name] = step_rule(e, name, p, dw, lr, args, shared)
-    g.grads = {}
-    g.optimizer = {"name": spec.name, "args": args, "weight_decay": weight_decay, "clip": clip}
-    return simplify(g)
+def trainable(g) -> list[str]:
+    """The names of the parameters training updates; an error when there is nothing to train."""
+    if g.loss is None:
+        raise NncError(f"model '{g.model}' has no loss to train", hint="declare one: loss mse(pred, target)")
+    names = [n for n, node in g.params.items() if g.nodes[node]["attrs"]["trainable"]]
+    if not names:
+        raise NncError(f"model '{g.model}' has no trainable parameters")
+    return names
+
+
+def optimizer_update(spec: Spec, weight_decay: float = 0.0, clip: float | None = None):
+    """The optimizer pass, as a Graph -> Graph function: on a graph whose `grads` hold the gradient of every
+    trainable parameter, add the update of each (and of the optimizer's state) to `updates`; the gradients
+    stop being outputs."""
+    def update(g):
+        g = g.clone()
+        args = {**OPTIMIZERS[check_name(OPTIMIZERS, spec.name, "optimizer")], **spec.args}
+        names = list(g.grads)
+        e = _Emitter(g, spec.name)
+        lr = e.input(LR)
+        grads = dict(g.grads)
+        if clip:
+            grads = _clip_by_global_norm(e, grads, clip)
+        if spec.name == "adamw" and weight_decay:
+            args["weight_decay"] = weight_decay
+        step_rule = {"sgd": _sgd, "momentum": _sgd, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}[spec.name]
+        shared = _step_counter(e) if spec.name in ("adam", "adamw") else None
+        for name in names:
+            p = g.params[name]
+            dw = grads[name]
+            if weight_decay and spec.name != "adamw" and decays(g, p):
+                dw = e.add(dw, e.mul(e.const(weight_decay), p))  # L2 coupled into the gradient
+            g.updates[name] = step_rule(e, name, p, dw, lr, args, shared)
+        g.grads = {}
+        g.optimizer = {"name": spec.name, "args": args, "weight_decay": weight_decay, "clip": clip}
+        return g
+    return update
 
 
 def _clip_by_global_norm(e, grads: dict, clip: float) -> dict:

@@ -1,51 +1,97 @@
-"""The pass pipeline: named, pure Graph -> Graph functions in one list per job.
+"""The pass pipeline: every transformation of a graph goes through `run`, as a list of named passes.
 
-`run_passes` applies them in order; with `VERIFY_EACH_PASS` (set by the test
-suite) the graph invariants are checked after every pass, like torch.fx's lint.
+A pass is a pure `Graph -> Graph` function with a name (`Pass`). The lists here
+are the jobs nnc does to a built model, so every caller (training, gradients,
+explanations, diagrams, gradient statistics) transforms graphs the same way:
+
+    forward            shapes, simplify
+    gradient           shapes, grad, simplify            (Model.grad)
+    unsimplified       shapes, grad                      (explain, diagrams: one node per chain-rule use)
+    training_step      shapes, grad, optimizer, simplify (nnc run, nnc bench)
+
+With verification on (`NNC_VERIFY_PASSES=1`, which the test suite sets), the
+graph invariants (`nnc.ir.graph.verify`) are checked after every pass, like
+torch.fx's `Graph.lint()`; a pass that breaks them, or fails inside, is named.
 """
 
 from __future__ import annotations
 
-import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from ..ir.graph import verify
+from ..errors import GraphError
+from ..ir.graph import Graph, verify
 from .autodiff import grad
+from .optim import optimizer_update, trainable
 from .simplify import simplify
 
-VERIFY_EACH_PASS = False
+
+@dataclass(frozen=True)
+class Pass:
+    """A named, pure transformation of a graph."""
+
+    name: str
+    fn: Callable[[Graph], Graph]
+
+    def __call__(self, g: Graph) -> Graph:
+        return self.fn(g)
 
 
-def infer_shapes(g):
+def verifying() -> bool:
+    return os.environ.get("NNC_VERIFY_PASSES") == "1"
+
+
+def run(g: Graph, passes) -> Graph:
+    """Apply `passes` in order (each to the graph the one before returned)."""
+    check = verifying()
+    for p in passes:
+        try:
+            g = p(g)
+            if check:
+                verify(g)
+        except GraphError as err:
+            raise GraphError(f"pass '{p.name}': {err}") from err
+    return g
+
+
+def infer_shapes(g: Graph) -> Graph:
     """Recompute every node's type from its operands with the op's shape rule."""
     g = g.clone()
     for n in g.topo():
         data = g.nodes[n]
-        op = data["op"]
-        if op.arity == 0:
+        if data["op"].arity == 0:
             continue
-        data["type"] = op.infer([g.nodes[o]["type"] for o in data["operands"]], data["attrs"])
+        data["type"] = data["op"].infer([g.nodes[o]["type"] for o in data["operands"]], data["attrs"])
     return g
 
 
-def differentiate(of=None, wrt=None, keep=()):
-    """The `grad` pass with its arguments bound, named for the pipeline."""
-    p = functools.partial(grad, of=of, wrt=wrt, keep=keep)
-    p.__name__ = "grad"
-    return p
+SHAPES = Pass("shapes", infer_shapes)
+SIMPLIFY = Pass("simplify", simplify)
 
 
-def forward_pipeline() -> list:
-    return [infer_shapes, simplify]
+def differentiate(of=None, wrt=None, keep=()) -> Pass:
+    """The `grad` pass with its arguments bound (see nnc.passes.autodiff.grad)."""
+    return Pass("grad", lambda g: grad(g, of=of, wrt=wrt, keep=keep))
 
 
-def gradient_pipeline(of=None, wrt=None, keep=()) -> list:
-    return [infer_shapes, differentiate(of, wrt, keep), simplify]
+def forward(g: Graph) -> Graph:
+    return run(g, [SHAPES, SIMPLIFY])
 
 
-def run_passes(g, passes, verify_each: bool | None = None):
-    check = VERIFY_EACH_PASS if verify_each is None else verify_each
-    for p in passes:
-        g = p(g)
-        if check:
-            verify(g)
-    return g
+def gradient(g: Graph, of=None, wrt=None, keep=()) -> Graph:
+    """The simplified forward + backward graph: `grads` maps each wrt name to its gradient node."""
+    return run(g, [SHAPES, differentiate(of, wrt, keep), SIMPLIFY])
+
+
+def unsimplified_gradient(g: Graph, of=None, wrt=None) -> Graph:
+    """The forward + backward graph as the chain rule writes it: each use of a value keeps its own
+    contribution (`contributions`) and each forward node its adjoint, for explanations and diagrams."""
+    return run(g, [SHAPES, differentiate(of, wrt)])
+
+
+def training_step(g: Graph, spec, *, weight_decay: float = 0.0, clip: float | None = None) -> Graph:
+    """One training step of the training graph `g`: forward, backward and the update of every trainable
+    parameter by the optimizer `spec` (a nnc.specs.Spec), compiled together as one graph."""
+    update = Pass("optimizer", optimizer_update(spec, weight_decay, clip))
+    return run(g, [SHAPES, differentiate(wrt=trainable(g)), update, SIMPLIFY])

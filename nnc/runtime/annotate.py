@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import NncError
 from ..ir import interp
 from ..ir.types import concrete
-from ..passes.autodiff import grad
+from ..passes import pipeline
 
 BACKENDS = ("llvm", "reference")
 
@@ -125,7 +125,7 @@ def gradient_graph(model, of: str | None = None):
             raise NncError(f"can only differentiate a scalar: '{of_name}' has shape {g.type_of(of_node)}, "
                            "expected []", g.nodes[of_node].get("loc"), hint="pick a scalar with --of")
         return None, None
-    return grad(g, of=of_node, wrt=model.default_wrt()), of_name
+    return pipeline.unsimplified_gradient(g, of=of_node, wrt=model.default_wrt()), of_name
 
 
 def forward_nodes(g) -> list[int]:

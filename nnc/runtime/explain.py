@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import ops
-from ..passes.autodiff import grad
+from ..passes import pipeline
 from .execute import run_graph
 
 
@@ -52,7 +52,7 @@ class Explainer:
         g = model.training_graph
         self.of_name, of_node = model.resolve(of, g)
         wrt = model.default_wrt()
-        self.g = grad(g, of=of_node, wrt=wrt)
+        self.g = pipeline.unsimplified_gradient(g, of=of_node, wrt=wrt)
         self.of = of_node
         targets = [of_node, *self.g.adjoints.values(), *self.g.contributions.values()]
         self.values = run_graph(self.g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)

@@ -21,8 +21,7 @@ import numpy as np
 from ..errors import NncError
 from ..fileio import atomic_write
 from ..ir.graph import Emitter
-from ..passes.autodiff import grad
-from ..passes.simplify import simplify
+from ..passes import pipeline
 
 CSV_NAME = "grad_stats.csv"
 META_NAME = "grad_stats.json"
@@ -47,19 +46,24 @@ def norm_graph(model):
     if not layers:
         raise NncError(f"--grad-stats: model '{model.name}' has no layer with trainable parameters")
     wrt = [p for names in layers.values() for p in names]
-    g = grad(model.training_graph, wrt=wrt)
-    outputs = {}
-    for label, names in layers.items():
-        total = None
-        for p in names:
-            dw = g.grads[p]
-            e = Emitter(g, stmt=label)
-            sq = e.sum(e.square(dw), axis=None)
-            total = sq if total is None else e.add(total, sq)
-        outputs[PREFIX + label] = Emitter(g, stmt=label).sqrt(total)
-    g.outputs = outputs
-    g.grads = {}
-    return simplify(g), list(layers)
+
+    def norm_outputs(g):
+        """The gradients' norms per layer become the outputs."""
+        g = g.clone()
+        outputs = {}
+        for label, names in layers.items():
+            e, total = Emitter(g, stmt=label), None
+            for p in names:
+                sq = e.sum(e.square(g.grads[p]), axis=None)
+                total = sq if total is None else e.add(total, sq)
+            outputs[PREFIX + label] = e.sqrt(total)
+        g.outputs = outputs
+        g.grads = {}
+        return g
+
+    g = pipeline.run(model.training_graph, [pipeline.SHAPES, pipeline.differentiate(wrt=wrt),
+                                            pipeline.Pass("layer gradient norms", norm_outputs), pipeline.SIMPLIFY])
+    return g, list(layers)
 
 
 class GradNormProbe:

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import NncError
 from ..front.settings import Spec
 from ..ir import interp
-from ..passes.optim import LR, training_step
+from ..passes.optim import LR
 from ..runtime.init import init_params
 from .metrics import confusion_matrix, precision_recall, predicted_classes, regression
 from .schedules import learning_rate
@@ -229,7 +229,7 @@ class Trainer:
         self.model = model
         self.config = config
         self.task = Task.of(model)
-        self.step_graph = training_step(model, config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
+        self.step_graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
         self.engine_type = ENGINES[config.backend]
         start = time.perf_counter()
         loss = self.step_graph.loss

@@ -21,14 +21,14 @@ import nnc
 from nnc.backend import compile_graph
 from nnc.errors import NncError
 from nnc.front.settings import OPTIMIZERS, Spec
-from nnc.passes.optim import LR, training_step
+from nnc.passes.optim import LR
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def train_graph(name: str, optimizer: str = "sgd"):
     model = nnc.load(EXAMPLES / f"{name}.nn")
-    g = training_step(model, Spec(optimizer, dict(OPTIMIZERS[optimizer])))
+    g = model.training_step(Spec(optimizer, dict(OPTIMIZERS[optimizer])))
     return model, g
 
 
