@@ -1,4 +1,5 @@
-"""The documentation is tested: every model it shows builds, every command it shows parses or runs.
+"""The documentation is tested: every model it shows builds, every command it shows parses or runs,
+every figure it quotes is re-measured (tests/test_doc_figures.py).
 
 Conventions of README.md, docs/*.md and examples/README.md, read by this file:
 
@@ -22,6 +23,31 @@ Conventions of README.md, docs/*.md and examples/README.md, read by this file:
                     on stdout.
 - `#   nnc ...` lines in the header comments of examples/*.nn are parsed too (an arrow `->`
                     starts the shown result).
+- `-> FIGURES`      figures that come from running nnc, on a command line of a ```sh block (in its
+                    comment: `nnc run examples/xor.nn   # learns XOR -> test loss 0.0025`) or of
+                    an example's header (`#   nnc eval examples/circuit.nn --at ... -> f = -12`).
+                    A line holding only `# -> FIGURES` adds figures to the command above it.
+                    FIGURES is one or more pieces of what the command prints, separated by `;`:
+                    each must occur in its stdout, token by token, where a space stands for any
+                    whitespace (newlines too), tokens written together may be apart, `...` skips
+                    text within a line, and a number matches a printed number that rounds to it
+                    at the digits shown (`std=0.36` matches `std=0.355793`, `100%` matches
+                    `100.00%`, `4e-07` matches `4.24182e-07`). tests/test_doc_figures.py runs the
+                    commands of each block (or header) that has figures, in order up to the last
+                    one with figures, natively and as written (`--threads 2` where the last
+                    digits depend on the thread count: convolutions), in a temporary folder
+                    holding the page's named nn files and links to examples/ and tests/
+                    (MNIST and Fashion-MNIST from $NNC_DATA_DIR).
+- ```console        `$ nnc ...` on its first line, then exactly what the command prints (stdout,
+                    then stderr); run like the blocks with figures.
+- ```python         a line `EXPR  # -> FIGURES` shows figures of repr(EXPR): the block's lines up to
+                    the last such line run from a temporary folder as above.
+- figures in prose  every percentage with decimals (`95.37%`) and every number with four or more
+                    decimals (`0.6931`) written in the text or tables of a page, outside code, must
+                    also be in one of the page's checked figures or outputs above, so a figure
+                    quoted in a sentence is one a test measures. A figure that is not nnc's (a
+                    published result) or that a test of its own checks is listed, with the reason,
+                    in a comment beside it: `<!-- elsewhere: 98.40% (Keras's published result) -->`.
 - the tables of docs/language.md between `<!-- table: KIND -->` and `<!-- end table -->`
                     list every built-in function (KIND functions), initializer, optimizer,
                     schedule and train setting with its signature or default, as nnc/layers.py,
