@@ -83,9 +83,9 @@ class NncRunner:
     def __init__(self, model: str, batch: int, threads: int):
         import nnc
         from nnc.cli.bench import empty_compile_cache
-        from nnc.front.settings import OPTIMIZERS, Spec
         from nnc.passes.optim import LR as LR_INPUT
         from nnc.runtime.init import init_params
+        from nnc.specs import OPTIMIZERS, Spec
         from nnc.train.trainer import NativeEngine, Task
 
         m = nnc.load(EXAMPLES[model])

@@ -11,10 +11,11 @@ from conftest import EXAMPLE_FILES
 
 import nnc
 from nnc import NncError
-from nnc.front.settings import Spec, read_train_block
+from nnc.front.settings import read_train_block
 from nnc.front.syntax import parse
 from nnc.ir import ops
 from nnc.ir.graph import verify
+from nnc.specs import Spec
 
 
 def params(text: str) -> list[str]:

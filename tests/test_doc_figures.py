@@ -26,10 +26,11 @@ from conftest import REPO, run_main
 from test_docs import code_blocks, existing_pages, named_files
 
 import nnc
-from nnc.cli import make_parser
+from nnc.cli.main import make_parser
+from nnc.cli.run import config_from
 from nnc.data.load import load_for_model
-from nnc.run import config_from
-from nnc.train import Trainer
+from nnc.ir import ops
+from nnc.train.trainer import Trainer
 
 # ---- matching figures against what nnc prints ------------------------------------------------
 
@@ -172,9 +173,9 @@ def forward_macs(model) -> int:
     """Multiply-adds per example of the model's matrix products and convolutions."""
     g, total = model.graph, 0
     for n in g.nodes:
-        if g.op(n) in ("matmul", "conv2d"):
+        if g.op(n) in (ops.matmul, ops.conv2d):
             weight = g.type_of(g.operands(n)[1]).shape
-            reduced = weight[0] if g.op(n) == "matmul" else int(np.prod(weight[1:]))
+            reduced = weight[0] if g.op(n) is ops.matmul else int(np.prod(weight[1:]))
             total += int(np.prod(g.type_of(n).shape[1:])) * reduced
     return total
 

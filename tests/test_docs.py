@@ -71,9 +71,10 @@ from nnc.cli.main import make_parser
 from nnc.errors import NncError
 from nnc.front.builder import INIT_NAMES
 from nnc.front.layers import FUNCTIONS
-from nnc.front.settings import OPTIMIZERS, SCHEDULES, SETTINGS
+from nnc.front.settings import SETTINGS
 from nnc.front.syntax import parse
 from nnc.ir import interp
+from nnc.specs import OPTIMIZERS, SCHEDULES
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples" / "README.md"]
 LANGUAGE = REPO / "docs" / "language.md"

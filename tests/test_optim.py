@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import nnc
-from nnc.front.settings import OPTIMIZERS, Spec
 from nnc.ir import interp
 from nnc.passes.optim import LR, STEP
 from nnc.runtime.init import init_params
+from nnc.specs import OPTIMIZERS, Spec
 
 MODEL = """
 model smooth {

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from conftest import EXAMPLES
 
 import nnc
-from nnc.front.settings import OPTIMIZERS
 from nnc.runtime.execute import run_graph
+from nnc.specs import OPTIMIZERS
 
 # name -> (backend, float dtype, relative tolerance)
 BACKENDS = {"native": (None, np.float32, 1e-5), "reference": ("reference", np.float64, 1e-9)}

@@ -20,8 +20,8 @@ from conftest import nnc_env
 import nnc
 from nnc.backend import compile_graph
 from nnc.errors import NncError
-from nnc.front.settings import OPTIMIZERS, Spec
 from nnc.passes.optim import LR
+from nnc.specs import OPTIMIZERS, Spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -136,7 +136,7 @@ def test_threads_must_be_positive():
 
 
 def test_trainer_epochs_on_two_threads_match_one():
-    from nnc.front.settings import SCHEDULES
+    from nnc.specs import SCHEDULES
     from nnc.train.trainer import RunConfig, Trainer
 
     model = nnc.load(EXAMPLES / "mnist_mlp.nn")

@@ -16,7 +16,8 @@ import inspect
 import random
 
 from nnc.front.layers import FUNCTIONS
-from nnc.front.settings import OPTIMIZERS, SCHEDULES, SETTINGS
+from nnc.front.settings import SETTINGS
+from nnc.specs import OPTIMIZERS, SCHEDULES
 
 AWKWARD_NUMBERS = ["0", "1", "-1", "0.5", "2", "3", "-3", "7", "1e308", "1e309", "1e-320", "99999999999999999999",
                    "9223372036854775807", "9223372036854775808", "1000000000", "65536", "2147483648", ".5", "5.",
