@@ -71,9 +71,10 @@ def optimizer_spec(model, name: str | None) -> Spec:
 def measure(model, batch: int, threads: int = 1, optimizer: str | None = None,
             rounds: int = ROUNDS, round_seconds: float = ROUND_SECONDS) -> dict:
     """Compile the training step cold and warm, then time it: -> the numbers `nnc bench --json` prints."""
-    from ..train.trainer import NativeEngine, Task
+    from ..runtime.task import training_task
+    from ..train.trainer import NativeEngine
 
-    task = Task.of(model)
+    task = training_task(model.graph)
     spec = optimizer_spec(model, optimizer)
     step_graph = model.training_step(spec)
     targets = [step_graph.loss, step_graph.outputs[task.output]]

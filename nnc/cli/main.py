@@ -173,7 +173,7 @@ def eval_on_data(args, model) -> int:
     data = load_for_model(model, data=args.data, target=args.target, val=0.0, seed=args.seed)
     split = data.test if data.test is not None else data.train
     evaluator = Evaluator(model, args.backend or "llvm", params)
-    result = evaluator.evaluate(split, detailed=evaluator.task.kind != "regression")
+    result = evaluator.evaluate(split, detailed=evaluator.task.classifies)
     which = "test" if data.test is not None else "training"
     if "accuracy" in result:
         print(f"{which} loss {result['loss']:.4f}  {which} accuracy {100 * result['accuracy']:.2f}% "

@@ -90,15 +90,15 @@ def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
 
 def cmd_predict(args) -> int:
     from ..model import load
-    from ..train.trainer import ENGINES, Task
+    from ..runtime.task import task_of
+    from ..train.trainer import ENGINES
     from .main import gather_params
 
     model = load(Path(args.model), model=args.model_name)
     inputs = read_input(Path(args.input), model)
     params = gather_params(args, model)
     g = model.graph
-    task = Task.of(model) if g.loss is not None else None
-    out_name = task.output if task else next(iter(g.outputs))
+    out_name = task_of(g).output
     out_node = g.outputs[out_name]
     batch = len(next(iter(inputs.values())))
     engine = ENGINES[args.backend](g, batch, [out_node])

@@ -476,7 +476,7 @@ def finish(args, model, trainer, data, folder, settings, progress, started, samp
     has_test = data.test is not None and data.n_test
     test = data.test if has_test else data.train
     which = "test" if has_test else "training"
-    result = trainer.evaluate(test, detailed=task.kind != "regression")
+    result = trainer.evaluate(test, detailed=task.classifies)
     seconds = time.perf_counter() - started
     last = trainer.history[-1] if trainer.history else None
     metrics = {"model": model.name, "data": data.describe(), "epochs": trainer.epoch,
@@ -485,7 +485,7 @@ def finish(args, model, trainer, data, folder, settings, progress, started, samp
                "seed": trainer.config.seed, "nnc_version": __version__, "model_sha256": settings["model_sha256"],
                "settings": settings}
     progress.print()
-    if task.kind == "regression":
+    if not task.classifies:
         metrics.update({f"test_{k}": result[k] for k in ("mse", "mae", "rmse") if k in result})
         progress.print(f"{which} loss {result['loss']:.6g}" + "".join(
             f"  {k.upper()} {result[k]:.6g}" for k in ("mse", "mae", "rmse") if k in result))
@@ -504,7 +504,7 @@ def finish(args, model, trainer, data, folder, settings, progress, started, samp
     if args.metrics_json:
         runfolder.write_json(Path(args.metrics_json), metrics)
     if trainer.history:
-        plot_curves(folder / "curves.png", trainer.history, task.kind != "regression")
+        plot_curves(folder / "curves.png", trainer.history, task.classifies)
     progress.print(f"done in {seconds:.1f}s; wrote {folder}/")
     return 0
 

@@ -11,7 +11,7 @@ The trainer calls
 
 Modules: `load` (specs, splits, BoundData), `images` (MNIST, Fashion-MNIST),
 `fetch` (files on disk, the cache, downloads), `idx` (the IDX format), `toy`
-(gates, spiral), `tables` (CSV, NPZ), `roles` and `binding` (arrays to
+(gates, spiral), `tables` (CSV, NPZ), `binding` (arrays to
 inputs), `splits` (seeded splits and batch order), `dataset` (the Dataset type).
 """
 

@@ -1,7 +1,7 @@
 """Binding a dataset's arrays to a model's declared inputs: by name, else by role; shaped and typed to fit.
 
 An input whose name matches an array gets that array. The rest go by role
-(see nnc.data.roles): the model's target input gets the dataset's target
+(see nnc.runtime.task): the model's target input gets the dataset's target
 array, and the one remaining float input gets the feature arrays,
 concatenated per sample. An array is reshaped to the input's declared shape
 when the values per sample agree (MNIST's [N, 28, 28] becomes [N, 784] for an
@@ -21,7 +21,7 @@ from ..errors import NncError
 from ..ir.types import format_shape, numpy_dtype
 from .dataset import Dataset
 from .memory import committed_empty
-from .roles import BINARY, CLASSIFICATION, InputRoles
+from ..runtime.task import BINARY, CLASSIFICATION, Task
 
 
 @dataclass(frozen=True)
@@ -38,33 +38,33 @@ class Binding:
         return self.input if self.sources == (self.input,) and not reshaped else f"{self.input} <- {source}{reshaped}"
 
 
-def plan_bindings(dataset: Dataset, model, roles: InputRoles) -> list[Binding]:
+def plan_bindings(dataset: Dataset, model, task: Task) -> list[Binding]:
     """Which dataset arrays feed each of the model's inputs."""
     inputs = model.inputs
     plan = {name: (name,) for name in inputs if name in dataset.train}
     if not dataset.by_name_only:
         used = {s for sources in plan.values() for s in sources}
-        if roles.target and roles.target not in plan and dataset.target and dataset.target not in used:
-            plan[roles.target] = (dataset.target,)
+        if task.target and task.target not in plan and dataset.target and dataset.target not in used:
+            plan[task.target] = (dataset.target,)
             used.add(dataset.target)
-        open_inputs = [n for n in inputs if n not in plan and n != roles.target]
+        open_inputs = [n for n in inputs if n not in plan and n != task.target]
         features = tuple(a for a in dataset.features if a not in used and a != dataset.target)
         if len(open_inputs) == 1 and inputs[open_inputs[0]].is_float and features:
             plan[open_inputs[0]] = features
     missing = [n for n in inputs if n not in plan]
     if missing:
-        raise _unbound(dataset, model, roles, missing)
+        raise _unbound(dataset, model, task, missing)
     return [Binding(name, plan[name]) for name in inputs]
 
 
-def bind_part(dataset: Dataset, model, roles: InputRoles, plan: list[Binding], part: dict,
+def bind_part(dataset: Dataset, model, task: Task, plan: list[Binding], part: dict,
               part_name: str) -> dict[str, np.ndarray]:
     """{input name: array} for one part (train or test) of the dataset."""
     out = {}
     for b in plan:
         arrays = [_scaled(part[s], dataset.divisors.get(s)) for s in b.sources]
         array = arrays[0] if len(arrays) == 1 else _side_by_side(arrays)
-        fit = _Fit(dataset, model, roles, b, part_name)
+        fit = _Fit(dataset, model, task, b, part_name)
         out[b.input] = fit(array)
     return out
 
@@ -87,7 +87,7 @@ class _Fit:
 
     dataset: Dataset
     model: object
-    roles: InputRoles
+    task: Task
     binding: Binding
     part_name: str
 
@@ -97,15 +97,15 @@ class _Fit:
             raise self.error(f"the model's input '{self.binding.input}' is a single number, expected a shape with "
                              f"a batch dimension first such as [B, ...]", f"got {self.what} of shape "
                              f"{format_shape(array.shape)}")
-        is_target = self.binding.input == self.roles.target
+        is_target = self.binding.input == self.task.target
         if t.is_float and is_target and self._wants_one_hot(array, t):
             classes = t.shape[1]
             labels = self.labels(array, classes)
             return np.eye(classes, dtype=numpy_dtype(t.dtype))[labels]
         shaped = self.reshape(array, t)
         if not t.is_float:
-            return self.labels(shaped, self.roles.n_classes if is_target else None)
-        if is_target and self.roles.task == BINARY:
+            return self.labels(shaped, self.task.classes if is_target else None)
+        if is_target and self.task.kind == BINARY:
             self.check_binary(shaped)
         return shaped.astype(numpy_dtype(t.dtype), copy=False)
 
@@ -122,7 +122,7 @@ class _Fit:
         return NncError(message, filename=where, hint=hint)
 
     def _wants_one_hot(self, array: np.ndarray, t) -> bool:
-        return (self.roles.task == CLASSIFICATION and array.ndim == 1 and len(t.shape) == 2
+        return (self.task.kind == CLASSIFICATION and array.ndim == 1 and len(t.shape) == 2
                 and isinstance(t.shape[1], int) and t.shape[1] > 1)
 
     def reshape(self, array: np.ndarray, t) -> np.ndarray:
@@ -154,7 +154,7 @@ class _Fit:
         low, high = (array.min(), array.max()) if array.size else (0, 0)
         if low < 0 or (classes is not None and high >= classes):
             bad = low if low < 0 else high
-            limit = f"0 to {classes - 1} for the {classes} classes of its {self.roles.class_source}" \
+            limit = f"0 to {classes - 1} for the {classes} classes of its {self.task.class_source}" \
                 if classes is not None else "0 or more"
             hint = (f"the data has labels up to {high:g}: the model needs {int(high) + 1} outputs, "
                     f"e.g. dense(..., {int(high) + 1})" if classes is not None and high >= classes else None)
@@ -170,7 +170,7 @@ class _Fit:
                              f"binary_cross_entropy in model '{self.model.name}': expected values from 0 to 1")
 
 
-def _unbound(dataset: Dataset, model, roles: InputRoles, missing: list[str]) -> NncError:
+def _unbound(dataset: Dataset, model, task: Task, missing: list[str]) -> NncError:
     inputs = model.inputs
     listed = ", ".join(f"{n} ({inputs[n]})" for n in missing)
     has = ", ".join(dataset.train)
@@ -179,8 +179,8 @@ def _unbound(dataset: Dataset, model, roles: InputRoles, missing: list[str]) -> 
         return NncError(f"no array for the model's input{'s' if len(missing) > 1 else ''} {listed}: the archive "
                         f"has {has}", filename=dataset.name,
                         hint=f"name each array after the input it feeds: numpy.savez(FILE, {example})")
-    if roles.target in missing and dataset.target is None and dataset.unit == "column":
-        return NncError(f"no target column for the model's input '{roles.target}' ({inputs[roles.target]})",
+    if task.target in missing and dataset.target is None and dataset.unit == "column":
+        return NncError(f"no target column for the model's input '{task.target}' ({inputs[task.target]})",
                         filename=dataset.name,
                         hint=f"say which column it is with --target COLUMN (or `target = COLUMN` in the train "
                              f"block); the columns: {has}")

@@ -34,7 +34,7 @@ from ..errors import NncError
 from .binding import bind_part, plan_bindings
 from .dataset import Dataset, sample_count
 from .images import IMAGE_SETS, load_idx_folder, load_image_set
-from .roles import BINARY, CLASSIFICATION, input_roles
+from ..runtime.task import BINARY, CLASSIFICATION, task_of
 from .splits import TEST_STREAM, VAL_STREAM, holdout, holdout_count, sample_total
 from .tables import read_csv, read_npz
 from .toy import GATE_OUTPUTS, gate, spiral
@@ -121,8 +121,8 @@ def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) 
     The split works on the stored arrays (bytes for images) and each part is bound once, so the float data is
     allocated once.
     """
-    roles = input_roles(model)
-    plan = plan_bindings(dataset, model, roles)
+    task = task_of(model.graph)
+    plan = plan_bindings(dataset, model, task)
     table = dataset.train
     available = sample_count(table, dataset.name)
     held = holdout_count(test, available, "test")
@@ -140,7 +140,7 @@ def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) 
     train_raw, val_raw = holdout(train_raw, holdout_count(val, sample_total(train_raw), "val"), seed, VAL_STREAM)
 
     def bound(part: dict, part_name: str) -> dict:
-        return bind_part(dataset, model, roles, plan, part, part_name)
+        return bind_part(dataset, model, task, plan, part, part_name)
 
     train = bound(train_raw, "training")
     val_part = bound(val_raw, "validation")
@@ -148,10 +148,10 @@ def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) 
         test_part = bound(test_raw, "test")
     else:  # the whole table: the training part itself unless validation samples were taken from it
         test_part = train if train_raw is table else bound(table, "test")
-    n_classes = roles.n_classes
-    if roles.task == CLASSIFICATION and n_classes is None:
-        n_classes = dataset.classes or _classes_seen(roles.target, train, val_part, test_part)
-    return BoundData(dataset.name, train, val_part, test_part, roles.task, n_classes, roles.target, test_source,
+    n_classes = task.classes
+    if task.kind == CLASSIFICATION and n_classes is None:
+        n_classes = dataset.classes or _classes_seen(task.target, train, val_part, test_part)
+    return BoundData(dataset.name, train, val_part, test_part, task.kind, n_classes, task.target, test_source,
                      [b.describe(dataset, model) for b in plan], dataset.class_names if n_classes else ())
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import NncError
+from ..runtime.task import training_task
 from ..front.settings import Spec
 from ..ir import interp
 from ..passes.optim import LR
@@ -44,49 +45,6 @@ class RunConfig:
     @property
     def lr(self) -> float:
         return float(self.optimizer.args["lr"])
-
-
-@dataclass
-class Task:
-    """What the model learns, read off its graph: which output scores, which input holds the answer."""
-
-    kind: str            # "multiclass", "binary" or "regression"
-    output: str          # the output whose values are predictions
-    target: str | None   # the input holding labels or targets
-    classes: int | None = None
-
-    @staticmethod
-    def of(model) -> Task:
-        g = model.graph
-        loss = g.loss
-        if loss is None:
-            raise NncError(f"model '{model.name}' has no loss, so there is nothing to train",
-                           hint="declare one, e.g. loss cross_entropy(logits, label)")
-        need = g.needed_for([loss])
-        outputs = {n: name for name, n in g.outputs.items()}
-        output = next((outputs[n] for n in g.topo() if n in outputs and n in need), None)
-        output = output or next(iter(g.outputs), None)
-        if output is None:
-            raise NncError(f"model '{model.name}' has no output to evaluate", hint="add `output NAME`")
-        for name, node in g.inputs.items():
-            classes = g.label_classes(node) if node in need and not g.type_of(node).is_float else None
-            if classes is not None:
-                return Task("multiclass", output, name, classes)
-        inputs = {n: name for name, n in g.inputs.items()}
-        targets = [inputs[n] for n in _loss_targets(g, need) if n in inputs]
-        target = targets[0] if targets else None
-        binary = any(g.nodes[n].get("layer") == "binary_cross_entropy" for n in need)
-        out_type = g.type_of(g.outputs[output])
-        if binary and out_type.shape[-1:] == (1,):
-            return Task("binary", output, target, 2)
-        return Task("regression", output, target)
-
-
-def _loss_targets(g, need) -> list:
-    """Inputs that enter the loss but not the output: the targets of mse / mae / binary_cross_entropy."""
-    outputs = set(g.outputs.values())
-    feeding_outputs = g.needed_for(list(outputs)) if outputs else set()
-    return [n for name, n in g.inputs.items() if n in need and n not in feeding_outputs]
 
 
 # ---- engines: the same graphs, natively or on the interpreter ---------------------------------
@@ -228,7 +186,7 @@ class Trainer:
             raise NncError(f"unknown backend '{config.backend}'", hint="choose llvm or reference")
         self.model = model
         self.config = config
-        self.task = Task.of(model)
+        self.task = training_task(model.graph)
         self.step_graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
         self.engine_type = ENGINES[config.backend]
         start = time.perf_counter()
@@ -282,7 +240,7 @@ class Trainer:
         self.epoch_start = (self.state(), self.global_step, replace(done))  # to replay up to a failing step
         loss_node = self.step_graph.loss
         out_node = self.step_graph.outputs[self.task.output]
-        classifies = self.task.kind != "regression"
+        classifies = self.task.classifies
         start, seen_here = time.perf_counter(), 0
         lr_array = np.zeros((), dtype=np.float32)
         for i in range(done.step, steps):
@@ -298,7 +256,7 @@ class Trainer:
             done.seen += len(idx)
             seen_here += len(idx)
             if classifies:
-                done.correct += int((predicted_classes(values[out_node]) == _labels(batch[self.task.target])).sum())
+                done.correct += int((predicted_classes(values[out_node]) == self.task.labels(batch[self.task.target])).sum())
             if on_step:
                 on_step(i + 1, steps, done.loss_sum / done.seen, done.correct / done.seen if classifies else None)
             if should_stop and should_stop():
@@ -360,7 +318,7 @@ class Evaluator:
         if backend not in ENGINES:
             raise NncError(f"unknown backend '{backend}'", hint="choose llvm or reference")
         self.model = model
-        self.task = Task.of(model)
+        self.task = training_task(model.graph)
         self.engine_type = ENGINES[backend]
         self.params = params if params is not None else model.init_params()
         self._engines: dict[int, object] = {}
@@ -394,13 +352,13 @@ class Evaluator:
     def evaluate(self, data: dict, detailed: bool = False) -> dict:
         loss, out = self.predict(data)
         result = {"loss": loss}
-        if self.task.kind == "regression":
+        if not self.task.classifies:
             if self.task.target and self.task.target in data:
                 target = data[self.task.target]
                 if target.shape == out.shape:
                     result.update(regression(out, target))
             return result
-        truth = _labels(data[self.task.target])
+        truth = self.task.labels(data[self.task.target])
         predicted = predicted_classes(out)
         result["accuracy"] = float((predicted == truth).mean())
         if detailed:
@@ -408,11 +366,6 @@ class Evaluator:
             precision, recall = precision_recall(counts)
             result.update(confusion=counts, precision=precision, recall=recall)
         return result
-
-
-def _labels(labels: np.ndarray) -> np.ndarray:
-    """Class indices from int labels [N] or 0/1 targets [N, 1]."""
-    return labels.reshape(len(labels), -1)[:, 0].astype(np.int64) if labels.ndim > 1 else labels
 
 
 class Interrupted(Exception):
