@@ -1,8 +1,10 @@
 """Seeded splits of bound arrays (validation, held-out test) and the per-epoch mini-batch order.
 
-Every random choice comes from `numpy.random.default_rng([seed, stream, ...])`,
-one stream per purpose, so a split does not change when another part of a run
-draws more numbers, and epoch k's batch order is known without replaying
+Every random choice comes from its own generator: a holdout from
+`default_rng([seed, HOLDOUT, stream])`, epoch k's order from `default_rng([seed, k])`
+(the trainer's order since the first release; the holdouts' keys are three long so
+that no epoch shares their stream). So a split does not change when another part of
+a run draws more numbers, and epoch k's batch order is known without replaying
 epochs 0..k-1 (a resumed run gets the same order).
 """
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from ..errors import NncError
 
-TEST_STREAM, VAL_STREAM, BATCH_STREAM = 1, 2, 3
+HOLDOUT, TEST_STREAM, VAL_STREAM = 0, 1, 2   # holdouts draw from [seed, HOLDOUT, stream], epochs from [seed, epoch]
 
 
 def holdout_count(amount, available: int, what: str) -> int:
@@ -41,7 +43,7 @@ def holdout(arrays: dict[str, np.ndarray], count: int, seed: int, stream: int) -
     n = sample_total(arrays)
     if count == 0:
         return arrays, {k: v[:0] for k, v in arrays.items()}
-    order = np.random.default_rng([_seed(seed), stream]).permutation(n)
+    order = np.random.default_rng([_seed(seed), HOLDOUT, stream]).permutation(n)
     held, rest = np.sort(order[:count]), np.sort(order[count:])
     return take(arrays, rest), take(arrays, held)
 
@@ -58,7 +60,7 @@ def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.nd
     """The order samples 0..n-1 are visited in epoch `epoch`: a seeded permutation, or 0..n-1 unshuffled."""
     if not shuffle:
         return np.arange(n)
-    return np.random.default_rng([_seed(seed), BATCH_STREAM, epoch]).permutation(n)
+    return np.random.default_rng([_seed(seed), epoch]).permutation(n)
 
 
 def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..data import splits
 from ..errors import NncError
 from ..runtime.task import training_task
 from ..front.settings import Spec
@@ -219,7 +220,8 @@ class Trainer:
         return n // self.config.batch
 
     def epoch_order(self, n: int, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.config.seed, epoch]).permutation(n)
+        """The order the training examples are visited in `epoch` (nnc.data.splits decides it)."""
+        return splits.epoch_order(n, seed=self.config.seed, epoch=epoch)
 
     def lr_at(self, epoch: float) -> float:
         return learning_rate(self.config.schedule, self.config.lr, epoch, self.config.epochs)
