@@ -86,11 +86,12 @@ class NncRunner:
         from nnc.passes.optim import LR as LR_INPUT
         from nnc.runtime.init import init_params
         from nnc.specs import OPTIMIZERS, Spec
-        from nnc.train.trainer import NativeEngine, Task
+        from nnc.runtime.task import training_task
+        from nnc.train.engines import NativeEngine
 
         m = nnc.load(EXAMPLES[model])
         g = m.training_step(Spec("sgd", {**OPTIMIZERS["sgd"], "lr": LR}))
-        targets = [g.loss, g.outputs[Task.of(m).output]]
+        targets = [g.loss, g.outputs[training_task(m.graph).output]]
         with empty_compile_cache():
             start = time.perf_counter()
             NativeEngine(g, batch, targets, threads=threads)

@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 from ..errors import NncError
+from ..ir.ops.nn import first_bad_label
 from ..ir.types import concrete, format_shape
 from .kernel_context import STATUS_BAD_LABEL
 
@@ -180,9 +181,7 @@ class Executable:
     def _label_message(self, inputs) -> str:
         for name, (n, _) in self.mem.inputs.items():
             depth = self.graph.label_classes(n)
-            if depth is not None and name in inputs:
-                arr = np.asarray(inputs[name])
-                if arr.size and (arr.min() < 0 or arr.max() >= depth):
-                    bad = arr[(arr < 0) | (arr >= depth)][0]
-                    return f"{name} out of range: got class {int(bad)}, expected 0 to {depth - 1}"
+            bad = first_bad_label(inputs[name], depth) if depth is not None and name in inputs else None
+            if bad is not None:
+                return f"{name} out of range: got class {bad}, expected 0 to {depth - 1}"
         return "labels out of range: every class index must be at least 0 and less than the number of classes"

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from ..errors import NncError
-from ..front.settings import OPTIMIZERS, Spec
+from .. import specs
+from ..specs import Spec
 from ..passes.optim import LR
 
 ROUNDS = 7            # timed rounds; the median is reported
@@ -61,18 +61,14 @@ def synthetic_data(graph, rows: int, classes: int | None, seed: int = 0) -> dict
 
 
 def optimizer_spec(model, name: str | None) -> Spec:
-    if name is None:
-        return model.settings["optimizer"]
-    if name not in OPTIMIZERS:
-        raise NncError(f"unknown optimizer '{name}'", hint=f"choose one of {', '.join(OPTIMIZERS)}")
-    return Spec(name, dict(OPTIMIZERS[name]))
+    return model.settings["optimizer"] if name is None else specs.optimizer_spec(name)
 
 
 def measure(model, batch: int, threads: int = 1, optimizer: str | None = None,
             rounds: int = ROUNDS, round_seconds: float = ROUND_SECONDS) -> dict:
     """Compile the training step cold and warm, then time it: -> the numbers `nnc bench --json` prints."""
     from ..runtime.task import training_task
-    from ..train.trainer import NativeEngine
+    from ..train.engines import NativeEngine
 
     task = training_task(model.graph)
     spec = optimizer_spec(model, optimizer)

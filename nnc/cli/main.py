@@ -166,7 +166,7 @@ def cmd_eval(args) -> int:
 def eval_on_data(args, model) -> int:
     """nnc eval --data: the test set through the model, with the metrics nnc run prints."""
     from ..data import load_for_model
-    from ..train.trainer import Evaluator
+    from ..train.evaluator import Evaluator
     from .run import confusion_text
 
     params = gather_params(args, model)

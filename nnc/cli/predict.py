@@ -91,7 +91,7 @@ def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
 def cmd_predict(args) -> int:
     from ..model import load
     from ..runtime.task import task_of
-    from ..train.trainer import ENGINES
+    from ..runtime.execute import run_graph
     from .main import gather_params
 
     model = load(Path(args.model), model=args.model_name)
@@ -101,9 +101,7 @@ def cmd_predict(args) -> int:
     out_name = task_of(g).output
     out_node = g.outputs[out_name]
     batch = len(next(iter(inputs.values())))
-    engine = ENGINES[args.backend](g, batch, [out_node])
-    engine.set_params(params)
-    output = np.asarray(engine.run(inputs, seed=0)[out_node])
+    output = run_graph(g, inputs, params, [out_node], backend=args.backend)[out_node]
     probs = probabilities(output, g, out_node)
     for i, row in enumerate(probs.reshape(batch, -1)):
         prefix = f"[{i}] " if batch > 1 else ""

@@ -32,7 +32,8 @@ import numpy as np
 from .. import __version__
 from ..errors import NncError
 from ..fileio import atomic_write
-from ..front.settings import OPTIMIZERS, SCHEDULES, Spec
+from .. import specs
+from ..specs import Spec
 from ..runtime import checkpoint
 from ..runtime.checkpoint import CHECKPOINT
 from ..train import runfolder
@@ -55,17 +56,13 @@ def config_from(model, args) -> RunConfig:
     s = model.settings
     optimizer = s["optimizer"]
     if args.optimizer:
-        if args.optimizer not in OPTIMIZERS:
-            raise NncError(f"unknown optimizer '{args.optimizer}'", hint=f"choose one of {', '.join(OPTIMIZERS)}")
         block_lr = {"lr": s["lr"]} if s["lr"] is not None else {}  # the train block's `lr = ...` still holds
-        optimizer = Spec(args.optimizer, {**OPTIMIZERS[args.optimizer], **block_lr})
+        optimizer = specs.optimizer_spec(args.optimizer, **block_lr)
     if args.lr is not None:
         optimizer = Spec(optimizer.name, {**optimizer.args, "lr": args.lr})
     schedule = s["schedule"]
     if args.schedule:
-        if args.schedule not in SCHEDULES:
-            raise NncError(f"unknown schedule '{args.schedule}'", hint=f"choose one of {', '.join(SCHEDULES)}")
-        schedule = Spec(args.schedule, dict(SCHEDULES[args.schedule]))
+        schedule = specs.schedule_spec(args.schedule)
     return RunConfig(
         epochs=args.epochs if args.epochs is not None else s["epochs"],
         batch=args.batch if args.batch is not None else s["batch"],

@@ -21,6 +21,7 @@ from ..errors import NncError
 from ..ir.types import format_shape, numpy_dtype
 from .dataset import Dataset
 from .memory import committed_empty
+from ..ir.ops.nn import first_bad_label
 from ..runtime.task import BINARY, CLASSIFICATION, Task
 
 
@@ -151,9 +152,9 @@ class _Fit:
                 raise self.error(f"{self.what} holds {array.ravel()[i]:g} (sample {i + 1} of the {self.part_name} "
                                  f"data), expected whole numbers: the model's input '{input_name}' is "
                                  f"{self.model.inputs[input_name]}, class indices")
-        low, high = (array.min(), array.max()) if array.size else (0, 0)
-        if low < 0 or (classes is not None and high >= classes):
-            bad = low if low < 0 else high
+        if first_bad_label(array, classes if classes is not None else np.inf) is not None:
+            low, high = array.min(), array.max()
+            bad = low if low < 0 else high   # the extreme: the hint says how many outputs it needs
             limit = f"0 to {classes - 1} for the {classes} classes of its {self.task.class_source}" \
                 if classes is not None else "0 or more"
             hint = (f"the data has labels up to {high:g}: the model needs {int(high) + 1} outputs, "

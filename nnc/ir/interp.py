@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import NncError
 from . import ops
 from .ops import RANDOM
+from .ops.nn import first_bad_label
 from .types import concrete, describe, format_shape, numpy_dtype
 
 
@@ -49,8 +50,8 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
                 raise NncError(f"input '{name}' is int but holds non-integer values", _declared_loc(g, node))
             arr = arr.astype(np.int64)
             classes = g.label_classes(node)
-            if classes is not None and arr.size and (arr.min() < 0 or arr.max() >= classes):
-                bad = arr[(arr < 0) | (arr >= classes)].flat[0]
+            bad = first_bad_label(arr, classes) if classes is not None else None
+            if bad is not None:
                 raise NncError(f"input '{name}' holds a class index out of range: got {bad}, expected 0 to "
                                f"{classes - 1}", _declared_loc(g, node))
         else:

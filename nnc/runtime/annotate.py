@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import NncError
-from ..ir import interp
-from ..ir.types import concrete
 from ..passes import pipeline
+from .execute import check_backend, run_graph
 
-BACKENDS = ("llvm", "reference")
 
 
 @dataclass
@@ -136,8 +134,6 @@ def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backen
              seed: int = 0, need_gradients: bool = False) -> Annotation:
     """Evaluate the model (and its gradients when there is a scalar to differentiate and its inputs are
     given; `need_gradients` makes a missing input an error instead of drawing values only)."""
-    if backend not in BACKENDS:
-        raise NncError(f"unknown backend '{backend}'", hint="choose llvm or reference")
     gg, of_name = gradient_graph(model, of)
     if gg is not None and of is None and not need_gradients and _missing(gg, inputs, [gg.grad_of]):
         gg, of_name = None, None  # e.g. an image without its label: draw the forward values only
@@ -153,10 +149,7 @@ def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backen
     contributions = gg.contributions
     forward = [n for n in forward_nodes(gg) if n in needed]
     targets = list(dict.fromkeys([*forward, *adjoints.values(), *contributions.values()]))
-    if backend == "llvm":
-        values = _run_native(gg, inputs, params, targets, seed)
-    else:
-        values = interp.run(gg, inputs, params, targets=targets, float_dtype=np.float32, seed=seed)
+    values = run_graph(gg, inputs, params, targets, seed=seed, backend=check_backend(backend))
     return Annotation(gg, of_name, values,
                       {n: values[a] for n, a in adjoints.items() if a in values},
                       {k: values[c] for k, c in contributions.items() if c in values},
@@ -166,30 +159,3 @@ def annotate(model, inputs: dict, params: dict, *, of: str | None = None, backen
 def _missing(g, inputs: dict, wanted) -> list[str]:
     need = g.needed_for(wanted)
     return [name for name, n in g.inputs.items() if n in need and name not in inputs]
-
-
-def _run_native(g, inputs: dict, params: dict, targets, seed: int) -> dict:
-    from ..backend import compile_graph
-
-    typed, bindings = {}, {}
-    for name, n in g.inputs.items():
-        if name not in inputs:
-            continue
-        t = g.type_of(n)
-        arr = np.array(inputs[name], dtype=np.dtype(t.dtype), order="C")
-        if arr.ndim != len(t.shape):
-            raise NncError(f"input '{name}' has shape {list(arr.shape)}, expected {t}")
-        for dim, size in zip(t.shape, arr.shape):
-            if isinstance(dim, str):
-                bindings.setdefault(dim, size)
-        if arr.shape != concrete(t.shape, bindings):
-            raise NncError(f"input '{name}' has shape {list(arr.shape)}, expected {t}")
-        typed[name] = arr
-    needed = g.needed_for(targets)
-    for n in needed:
-        for dim in g.type_of(n).shape:
-            if isinstance(dim, str):
-                bindings.setdefault(dim, 1)
-    exe = compile_graph(g, bindings, [t for t in targets if t in needed])
-    given = {k: np.asarray(v, dtype=np.float32) for k, v in params.items() if k in exe.params}
-    return exe.run(typed, given, seed=seed)

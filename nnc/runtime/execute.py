@@ -8,6 +8,7 @@ explicitly or left to the default `backend=None`.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import numpy as np
@@ -22,13 +23,19 @@ BACKENDS = ("llvm", "reference")
 _compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def check_backend(backend: str) -> str:
+    """`backend` if nnc has it (the one place a backend name is checked)."""
+    if backend not in BACKENDS:
+        raise NncError(f"unknown backend: got {backend!r}, expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
 def choose_backend(backend: str | None, float_dtype) -> str:
     """None -> native for float32, reference for float64; an explicit choice is checked."""
     float64 = np.dtype(float_dtype) == np.float64
     if backend is None:
         return "reference" if float64 else "llvm"
-    if backend not in BACKENDS:
-        raise NncError(f"unknown backend: got {backend!r}, expected one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if backend == "llvm" and float64:
         raise NncError("the native backend computes in float32: got float64",
                        hint="use backend='reference' (--backend reference) for float64")
@@ -55,16 +62,22 @@ def run_graph(g, inputs: dict, params: dict, targets, *, float_dtype=np.float32,
     feed = {names[node]: np.array(arr, dtype=g.type_of(node).dtype, order="C") for node, arr in values.items()}
     pnames = {node: name for name, node in g.params.items()}
     exe.set_params({pnames[node]: arr for node, arr in checked.items() if pnames[node] in exe.params})
-    try:
+    with located_by_interpreter(g, inputs, params, targets, seed, float_dtype):
         results = exe.run(feed, seed=seed)
+    return {n: np.array(results[n]) for n in targets}
+
+
+@contextlib.contextmanager
+def located_by_interpreter(g, inputs: dict, params: dict, targets, seed: int, float_dtype=np.float32):
+    """Native code knows that a computed class index was out of range, not where: when its error has no
+    location, the interpreter, run on the same inputs, names the node and the value at its source line."""
+    try:
+        yield
     except NncError as err:
         if err.loc is not None:
             raise
-        # Native code knows that a computed class index was out of range, not where: the interpreter
-        # finds the node and the value and reports them at the source line.
-        interp.run(g, inputs, params, targets=targets, float_dtype=float_dtype, seed=seed)
+        interp.run(g, inputs, params, targets=list(targets), float_dtype=float_dtype, seed=seed)
         raise
-    return {n: np.array(results[n]) for n in targets}
 
 
 def _executable(g, targets: list, bindings: dict):

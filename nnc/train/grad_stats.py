@@ -22,6 +22,7 @@ from ..errors import NncError
 from ..fileio import atomic_write
 from ..ir.graph import Emitter
 from ..passes import pipeline
+from ..runtime.execute import check_backend, run_graph
 
 CSV_NAME = "grad_stats.csv"
 META_NAME = "grad_stats.json"
@@ -70,11 +71,9 @@ class GradNormProbe:
     """The compiled norm graph and the fixed batch it is measured on."""
 
     def __init__(self, model, backend: str, batch: int, seed: int = 0):
-        from .trainer import ENGINES
-
         self.graph, self.layers = norm_graph(model)
         self.targets = [self.graph.outputs[PREFIX + label] for label in self.layers]
-        self.engine = ENGINES[backend](self.graph, batch, self.targets)
+        self.backend = check_backend(backend)
         self.batch = batch
         self.seed = seed
 
@@ -84,8 +83,8 @@ class GradNormProbe:
         return {k: v[idx] for k, v in train.items() if k in self.graph.inputs}
 
     def norms(self, params: dict, train: dict) -> dict:
-        self.engine.set_params(params)
-        values = self.engine.run(self.fixed_batch(train), seed=self.seed)
+        values = run_graph(self.graph, self.fixed_batch(train), params, self.targets, seed=self.seed,
+                           backend=self.backend)
         return {label: float(values[t]) for label, t in zip(self.layers, self.targets)}
 
 

@@ -21,14 +21,14 @@ import numpy as np
 from ..data import splits
 from ..errors import NncError
 from ..runtime.task import training_task
-from ..front.settings import Spec
-from ..ir import interp
 from ..passes.optim import LR
 from ..runtime.init import init_params
-from .metrics import confusion_matrix, precision_recall, predicted_classes, regression
+from ..specs import Spec
+from .engines import engine
+from .evaluator import Evaluator
+from .metrics import predicted_classes
 from .schedules import learning_rate
 
-EVAL_BATCH = 1000
 
 
 @dataclass
@@ -46,86 +46,6 @@ class RunConfig:
     @property
     def lr(self) -> float:
         return float(self.optimizer.args["lr"])
-
-
-# ---- engines: the same graphs, natively or on the interpreter ---------------------------------
-
-
-class NativeEngine:
-    def __init__(self, graph, batch: int, targets, threads: int | None = None):
-        from ..backend import compile_graph
-
-        self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets, threads=threads)
-        self.compile_seconds = self.exe.stats["compile_seconds"]
-        self._buffers: dict = {}
-        self._views: dict | None = None
-        self._rows = 0
-
-    @property
-    def params(self) -> dict:
-        return self.exe.params
-
-    def set_params(self, params: dict) -> None:
-        self.exe.set_params({k: v for k, v in params.items() if k in self.exe.params})
-
-    def run(self, inputs: dict, seed: int) -> dict:
-        return self.exe.run(inputs, seed=seed)
-
-    def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
-        """One step on rows `idx` of every array in `data` plus the arrays `extra`, gathered into
-        buffers bound once: -> (views of the targets, the batch), both valid until the next call."""
-        buffers = self._buffers
-        if buffers.keys() != data.keys() | extra.keys() or len(idx) != self._rows:
-            buffers = {k: np.empty((len(idx),) + v.shape[1:], v.dtype) for k, v in data.items()}
-            buffers.update({k: np.array(v) for k, v in extra.items()})
-            self.exe.bind(buffers)
-            self._buffers, self._rows, self._views = buffers, len(idx), None
-        for k, v in data.items():
-            np.take(v, idx, axis=0, out=buffers[k], mode="clip")
-        for k, v in extra.items():
-            buffers[k][...] = v
-        try:
-            self.exe.step(seed)
-        except NncError as err:
-            if err.loc is not None:
-                raise
-            # Native code knows that a computed class index was out of range, not where: the
-            # interpreter, run on the same batch, names the node and the value at its source line.
-            interp.run(self.exe.graph, buffers, dict(self.exe.params), targets=list(self.exe.targets), seed=seed)
-            raise
-        if self._views is None:   # the targets stay where they are from one step to the next
-            self._views = {n: self.exe.view(n) for n in self.exe.targets}
-        return self._views, buffers
-
-
-class ReferenceEngine:
-    def __init__(self, graph, batch: int, targets, threads: int | None = None):
-        self.graph = graph
-        self.targets = list(targets) + list(graph.updates.values())
-        self.params = init_params(graph)
-        self.compile_seconds = 0.0
-
-    def set_params(self, params: dict) -> None:
-        for k, v in params.items():
-            if k in self.params:
-                self.params[k] = np.array(v, dtype=self.params[k].dtype)
-
-    def run(self, inputs: dict, seed: int) -> dict:
-        values = interp.run(self.graph, inputs, self.params, targets=self.targets, seed=seed)
-        for name, n in self.graph.updates.items():
-            self.params[name] = values[n]
-        return values
-
-    def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
-        batch = {k: v[idx] for k, v in data.items()} | extra
-        return self.run(batch, seed), batch
-
-
-ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
-
-
-def _symbols(graph) -> set:
-    return {d for n in graph.inputs.values() for d in graph.type_of(n).shape if isinstance(d, str)}
 
 
 def _batch_dim(arrays: dict) -> int:
@@ -183,17 +103,13 @@ class EpochStats:
 
 class Trainer:
     def __init__(self, model, config: RunConfig):
-        if config.backend not in ENGINES:
-            raise NncError(f"unknown backend '{config.backend}'", hint="choose llvm or reference")
         self.model = model
         self.config = config
         self.task = training_task(model.graph)
         self.step_graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
-        self.engine_type = ENGINES[config.backend]
         start = time.perf_counter()
-        loss = self.step_graph.loss
-        out = self.step_graph.outputs[self.task.output]
-        self.step = self.engine_type(self.step_graph, config.batch, [loss, out], threads=config.threads)
+        targets = [self.step_graph.loss, self.step_graph.outputs[self.task.output]]
+        self.step = engine(config.backend, self.step_graph, config.batch, targets, threads=config.threads)
         self.compile_seconds = time.perf_counter() - start
         self.step.set_params(init_params(self.step_graph, config.seed))
         self.evaluator = Evaluator(model, config.backend)
@@ -311,63 +227,6 @@ class Trainer:
     def evaluate(self, data: dict, detailed: bool = False) -> dict:
         self.evaluator.params = self.model_params()
         return self.evaluator.evaluate(data, detailed)
-
-
-class Evaluator:
-    """The model in evaluation mode, compiled per batch size, with the task's metrics."""
-
-    def __init__(self, model, backend: str = "llvm", params: dict | None = None):
-        if backend not in ENGINES:
-            raise NncError(f"unknown backend '{backend}'", hint="choose llvm or reference")
-        self.model = model
-        self.task = training_task(model.graph)
-        self.engine_type = ENGINES[backend]
-        self.params = params if params is not None else model.init_params()
-        self._engines: dict[int, object] = {}
-
-    def _engine(self, batch: int):
-        if batch not in self._engines:
-            g = self.model.graph
-            targets = [g.loss, g.outputs[self.task.output]]
-            self._engines[batch] = self.engine_type(g, batch, targets)
-        engine = self._engines[batch]
-        engine.set_params(self.params)
-        return engine
-
-    def predict(self, data: dict) -> tuple[float, np.ndarray]:
-        """(mean loss, stacked outputs) over a whole split."""
-        n = _batch_dim(data)
-        if n == 0:
-            raise NncError("nothing to evaluate: the split has no examples")
-        g = self.model.graph
-        loss_node, out_node = g.loss, g.outputs[self.task.output]
-        size = min(EVAL_BATCH, n)
-        total, outputs = 0.0, []
-        for start in range(0, n, size):
-            chunk = {k: v[start:start + size] for k, v in data.items() if k in g.inputs}
-            m = _batch_dim(chunk)
-            values = self._engine(m).run(chunk, seed=0)
-            total += float(values[loss_node]) * m
-            outputs.append(np.array(values[out_node]))
-        return total / n, np.concatenate(outputs)
-
-    def evaluate(self, data: dict, detailed: bool = False) -> dict:
-        loss, out = self.predict(data)
-        result = {"loss": loss}
-        if not self.task.classifies:
-            if self.task.target and self.task.target in data:
-                target = data[self.task.target]
-                if target.shape == out.shape:
-                    result.update(regression(out, target))
-            return result
-        truth = self.task.labels(data[self.task.target])
-        predicted = predicted_classes(out)
-        result["accuracy"] = float((predicted == truth).mean())
-        if detailed:
-            counts = confusion_matrix(truth, predicted, self.task.classes)
-            precision, recall = precision_recall(counts)
-            result.update(confusion=counts, precision=precision, recall=recall)
-        return result
 
 
 class Interrupted(Exception):

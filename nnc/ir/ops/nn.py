@@ -55,10 +55,19 @@ def _xent(ts):
     return TensorType(logits.shape[:1], logits.dtype)
 
 
+def first_bad_label(labels, classes: int) -> int | None:
+    """The first class index outside [0, classes) (in memory order), or None: the one range check of labels,
+    wherever they come from (fed inputs, computed indices, data files, native code's report)."""
+    labels = np.asarray(labels)
+    if not labels.size or (labels.min() >= 0 and labels.max() < classes):
+        return None
+    return int(labels[(labels < 0) | (labels >= classes)].flat[0])
+
+
 def check_labels(labels, classes: int, what: str = "labels") -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        bad = labels[(labels < 0) | (labels >= classes)][0]
-        raise NncError(f"{what} out of range: got class {int(bad)}, expected 0 to {classes - 1}")
+    bad = first_bad_label(labels, classes)
+    if bad is not None:
+        raise NncError(f"{what} out of range: got class {bad}, expected 0 to {classes - 1}")
 
 
 def _xent_ref(logits, labels):

@@ -1,0 +1,94 @@
+"""Engines: one graph compiled (or interpreted) for one batch size, stepped many times.
+
+The trainer steps its training graph with one; `nnc bench` times one. An
+engine keeps the parameters and state between steps (in the native code's
+state buffer, or in arrays for the interpreter) and gathers each batch into
+buffers bound once, so a training step costs one native call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import compile_graph
+from ..ir import interp
+from ..runtime.execute import check_backend, located_by_interpreter
+from ..runtime.init import init_params
+
+
+class NativeEngine:
+    """The graph compiled for one batch size: `run_batch` is one native call on rows gathered into buffers
+    bound once (the training hot path)."""
+
+    def __init__(self, graph, batch: int, targets, threads: int | None = None):
+        self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets, threads=threads)
+        self.compile_seconds = self.exe.stats["compile_seconds"]
+        self._buffers: dict = {}
+        self._views: dict | None = None
+        self._rows = 0
+
+    @property
+    def params(self) -> dict:
+        return self.exe.params
+
+    def set_params(self, params: dict) -> None:
+        self.exe.set_params({k: v for k, v in params.items() if k in self.exe.params})
+
+    def run(self, inputs: dict, seed: int) -> dict:
+        return self.exe.run(inputs, seed=seed)
+
+    def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
+        """One step on rows `idx` of every array in `data` plus the arrays `extra`, gathered into
+        buffers bound once: -> (views of the targets, the batch), both valid until the next call."""
+        buffers = self._buffers
+        if buffers.keys() != data.keys() | extra.keys() or len(idx) != self._rows:
+            buffers = {k: np.empty((len(idx),) + v.shape[1:], v.dtype) for k, v in data.items()}
+            buffers.update({k: np.array(v) for k, v in extra.items()})
+            self.exe.bind(buffers)
+            self._buffers, self._rows, self._views = buffers, len(idx), None
+        for k, v in data.items():
+            np.take(v, idx, axis=0, out=buffers[k], mode="clip")
+        for k, v in extra.items():
+            buffers[k][...] = v
+        with located_by_interpreter(self.exe.graph, buffers, dict(self.exe.params), self.exe.targets, seed):
+            self.exe.step(seed)
+        if self._views is None:   # the targets stay where they are from one step to the next
+            self._views = {n: self.exe.view(n) for n in self.exe.targets}
+        return self._views, buffers
+
+
+class ReferenceEngine:
+    """The same interface on the NumPy reference interpreter, which keeps the parameters itself."""
+
+    def __init__(self, graph, batch: int, targets, threads: int | None = None):
+        self.graph = graph
+        self.targets = list(targets) + list(graph.updates.values())
+        self.params = init_params(graph)
+        self.compile_seconds = 0.0
+
+    def set_params(self, params: dict) -> None:
+        for k, v in params.items():
+            if k in self.params:
+                self.params[k] = np.array(v, dtype=self.params[k].dtype)
+
+    def run(self, inputs: dict, seed: int) -> dict:
+        values = interp.run(self.graph, inputs, self.params, targets=self.targets, seed=seed)
+        for name, n in self.graph.updates.items():
+            self.params[name] = values[n]
+        return values
+
+    def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
+        batch = {k: v[idx] for k, v in data.items()} | extra
+        return self.run(batch, seed), batch
+
+
+ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
+
+
+def engine(backend: str, graph, batch: int, targets, threads: int | None = None):
+    """The engine running `graph` on `backend` (checked by nnc.runtime.execute.check_backend)."""
+    return ENGINES[check_backend(backend)](graph, batch, targets, threads=threads)
+
+
+def _symbols(graph) -> set:
+    return {d for n in graph.inputs.values() for d in graph.type_of(n).shape if isinstance(d, str)}

@@ -1,0 +1,62 @@
+"""Evaluation: a model's loss, outputs and metrics over a whole split, in chunks of EVAL_BATCH examples.
+
+Runs the evaluation form of the model (dropout off, batch norm's running
+statistics) through nnc.runtime.execute.run_graph, which compiles once per
+chunk size and checks the arrays it is handed; the task (nnc.runtime.task)
+says which output is scored against which input and how.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import NncError
+from ..runtime.execute import check_backend, run_graph
+from ..runtime.task import training_task
+from .metrics import confusion_matrix, precision_recall, predicted_classes, regression
+
+EVAL_BATCH = 1000
+
+
+class Evaluator:
+    """The model in evaluation mode with given parameters, and the task's metrics."""
+
+    def __init__(self, model, backend: str = "llvm", params: dict | None = None):
+        self.model = model
+        self.backend = check_backend(backend)
+        self.task = training_task(model.graph)
+        self.params = params
+
+    def predict(self, data: dict) -> tuple[float, np.ndarray]:
+        """(mean loss, stacked outputs) over a whole split."""
+        n = len(next(iter(data.values()))) if data else 0
+        if n == 0:
+            raise NncError("nothing to evaluate: the split has no examples")
+        g = self.model.graph
+        loss_node, out_node = g.loss, g.outputs[self.task.output]
+        total, outputs = 0.0, []
+        for start in range(0, n, EVAL_BATCH):
+            chunk = {k: v[start:start + EVAL_BATCH] for k, v in data.items() if k in g.inputs}
+            values = run_graph(g, chunk, self.params, [loss_node, out_node], backend=self.backend)
+            m = len(next(iter(chunk.values())))
+            total += float(values[loss_node]) * m
+            outputs.append(values[out_node])
+        return total / n, np.concatenate(outputs)
+
+    def evaluate(self, data: dict, detailed: bool = False) -> dict:
+        loss, out = self.predict(data)
+        result = {"loss": loss}
+        if not self.task.classifies:
+            if self.task.target and self.task.target in data:
+                target = data[self.task.target]
+                if target.shape == out.shape:
+                    result.update(regression(out, target))
+            return result
+        truth = self.task.labels(data[self.task.target])
+        predicted = predicted_classes(out)
+        result["accuracy"] = float((predicted == truth).mean())
+        if detailed:
+            counts = confusion_matrix(truth, predicted, self.task.classes)
+            precision, recall = precision_recall(counts)
+            result.update(confusion=counts, precision=precision, recall=recall)
+        return result
