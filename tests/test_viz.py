@@ -235,8 +235,9 @@ def test_step_frames_walk_backward_and_reveal_gradients_in_order():
 
     m, ann = circuit_annotation()
     params = m.complete_params({})
-    frames, explain = build_frames(m, ann, CIRCUIT_AT, params, VIEWS["layers"])
-    steps = Explainer(m, CIRCUIT_AT, params).steps()
+    explainer = Explainer(m, CIRCUIT_AT, params)
+    frames, explain = build_frames(explainer, ann, VIEWS["layers"]), explainer.text()
+    steps = explainer.steps()
     assert [f.name for f in frames] == [s.name for s in steps] == ["f", "q", "z", "y", "x"]
     first, last = frames[0].dot, frames[-1].dot
     assert "step 1/5: df/df = 1" in first and "∂f/∂x" not in first

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from .. import specs
-from ..specs import Spec
 from ..passes.optim import LR
+from ..specs import Spec
 
 ROUNDS = 7            # timed rounds; the median is reported
 ROUND_SECONDS = 0.25  # each round runs whole steps for about this long

@@ -17,35 +17,12 @@ import numpy as np
 from .. import __version__
 from ..errors import NncError
 from ..fileio import load_npz, save_npz
+from ..text import value_text
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
 # ---- value formatting ---------------------------------------------------------------
-
-SMALL = 20  # arrays with at most this many elements print in full
-
-
-def format_value(value) -> str:
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        return _number(arr.item())
-    if arr.size <= SMALL:
-        return np.array2string(arr, precision=6, suppress_small=True, separator=", ")
-    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
-    stats = (f"mean={_number(float(finite.mean()))} std={_number(float(finite.std()))} "
-             f"min={_number(float(finite.min()))} max={_number(float(finite.max()))}"
-             ) if finite.size else "no finite values"
-    return f"[{', '.join(map(str, arr.shape))}] {arr.dtype}  {stats}"
-
-
-def _number(x) -> str:
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if float(x).is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return f"{x:.6g}"
-
 
 # ---- argument types --------------------------------------------------------------------
 
@@ -153,7 +130,7 @@ def cmd_eval(args) -> int:
     dtype = FLOAT_DTYPES[args.dtype]
     result = model.eval(inputs, params, seed=args.seed, float_dtype=dtype, backend=args.backend)
     for name, value in result.items():
-        print(f"{name} = {format_value(value)}")
+        print(f"{name} = {value_text(value)}")
     if args.out:
         save_npz(args.out, result)
         print(f"wrote {args.out}")
@@ -195,13 +172,13 @@ def cmd_grad(args) -> int:
     result = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed,
                         float_dtype=FLOAT_DTYPES[args.dtype], intermediates=True, backend=args.backend)
     of = result.of
-    print(f"{of} = {format_value(result.value)}")
+    print(f"{of} = {value_text(result.value)}")
     for name, value in result.grads.items():
-        print(f"d{of}/d{name} = {format_value(value)}")
+        print(f"d{of}/d{name} = {value_text(value)}")
     shown = set(result.grads) | {of}
     for name, value in result.intermediates.items():
         if name not in shown:
-            print(f"d{of}/d{name} = {format_value(value)}")
+            print(f"d{of}/d{name} = {value_text(value)}")
     if args.out:
         save_npz(args.out, result.grads)
         print(f"wrote {args.out}")

@@ -90,8 +90,8 @@ def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
 
 def cmd_predict(args) -> int:
     from ..model import load
-    from ..runtime.task import task_of
     from ..runtime.execute import run_graph
+    from ..runtime.task import task_of
     from .main import gather_params
 
     model = load(Path(args.model), model=args.model_name)

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, specs
 from ..errors import NncError
 from ..fileio import atomic_write
-from .. import specs
-from ..specs import Spec
 from ..runtime import checkpoint
 from ..runtime.checkpoint import CHECKPOINT
+from ..specs import Spec
 from ..train import runfolder
 from ..train.trainer import (
     DIVERGENCE_FACTOR,

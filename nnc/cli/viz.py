@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import NncError
 
 VIEW_NAMES = ("layers", "ops", "backward", "fused")
@@ -67,6 +69,7 @@ def cmd_viz(args) -> int:
         write_diagram(diagram(model, args.view, ann, args.partials), args.output)
         print(f"wrote {args.output}")
     if args.steps or args.html:
+        from ..runtime.explain import Explainer
         from ..viz.steps import build_frames, write_frames
 
         def draw(graph, opts: Options):
@@ -74,8 +77,9 @@ def cmd_viz(args) -> int:
                 opts.rankdir = "TB"
             return VIEWS[args.view](graph, opts)
 
-        frames, explain = build_frames(model, ann, inputs, params, draw, of=args.of, seed=args.seed,
-                                       partials=args.partials)
+        explainer = Explainer(model, inputs, params, args.of, args.seed)
+        frames = build_frames(explainer, ann, draw, partials=args.partials)
+        explain = explainer.text()
         if args.steps:
             write_frames(frames, args.steps)
             print(f"wrote {len(frames)} frames to {args.steps}")
@@ -89,7 +93,7 @@ def cmd_viz(args) -> int:
 
 def cmd_heat(args) -> int:
     from ..train.grad_stats import read_grad_stats
-    from ..viz.heat import heat_diagram, model_for, plot_norms, plot_path
+    from ..viz.heat import heat_diagram, plot_norms, plot_path
     from ..viz.render import output_format, write_diagram
 
     if not args.output:
@@ -102,3 +106,17 @@ def cmd_heat(args) -> int:
     plot_norms(plot, table, f"{model.name}: gradient norm per layer")
     print(f"wrote {args.output} and {plot}")
     return 0
+
+
+def model_for(run_dir, meta: dict, given_path: str | None, given_name: str | None):
+    """The model a --grad-stats run folder trained: the file it names, or the one given."""
+    from ..model import load
+
+    path = given_path or meta.get("model_file")
+    if not path:
+        raise NncError(f"--heat: {run_dir} does not say which model it trained",
+                       hint="name the model file: nnc viz MODEL.nn --heat RUN_DIR -o FILE")
+    if not Path(path).exists():
+        raise NncError(f"--heat: the run's model file {path} no longer exists",
+                       hint="name the model file: nnc viz MODEL.nn --heat RUN_DIR -o FILE")
+    return load(Path(path), model=given_name or meta.get("model"))

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NncError
+from ..ir.ops.nn import first_bad_label
 from ..ir.types import format_shape, numpy_dtype
+from ..runtime.task import BINARY, CLASSIFICATION, Task
 from .dataset import Dataset
 from .memory import committed_empty
-from ..ir.ops.nn import first_bad_label
-from ..runtime.task import BINARY, CLASSIFICATION, Task
 
 
 @dataclass(frozen=True)

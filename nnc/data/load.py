@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NncError
+from ..runtime.task import BINARY, CLASSIFICATION, task_of
 from .binding import bind_part, plan_bindings
 from .dataset import Dataset, sample_count
 from .images import IMAGE_SETS, load_idx_folder, load_image_set
-from ..runtime.task import BINARY, CLASSIFICATION, task_of
 from .splits import TEST_STREAM, VAL_STREAM, holdout, holdout_count, sample_total
 from .tables import read_csv, read_npz
 from .toy import GATE_OUTPUTS, gate, spiral

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import text
 from ..errors import NncError
 from ..passes import pipeline
 from .execute import check_backend, run_graph
-
 
 
 @dataclass
@@ -80,22 +80,10 @@ def type_text(t) -> str:
 
 
 def number(x: float) -> str:
-    x = float(x)
-    if x.is_integer() and abs(x) < 1e12:
-        return str(int(x))
-    return f"{x:.4g}"
+    return text.number(x, 4)
 
 
-def summary(value) -> str:
-    """A number in full; a tensor as its shape, norm and mean."""
-    arr = np.asarray(value)
-    if arr.size == 1 and arr.ndim == 0:
-        return number(arr.item())
-    shape = f"[{', '.join(map(str, arr.shape))}]"
-    if arr.dtype.kind not in "fiu" or arr.size == 0:
-        return shape
-    a = arr.astype(np.float64)
-    return f"{shape} ‖·‖={np.linalg.norm(a):.3g} mean={a.mean():.3g}"
+summary = text.tensor_summary
 
 
 def display_names(g) -> dict:

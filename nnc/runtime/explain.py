@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import text
 from ..ir import ops
 from ..passes import pipeline
 from .execute import run_graph
@@ -38,11 +39,8 @@ def _one(v) -> float:
 def _fmt(v) -> str:
     arr = np.asarray(v)
     if arr.size == 1:
-        x = float(arr.reshape(-1)[0])
-        if x.is_integer() and abs(x) < 1e12:
-            return str(int(x))
-        return f"{x:.6g}"
-    return f"[{', '.join(map(str, arr.shape))}] ‖·‖={np.linalg.norm(arr):.4g}"
+        return text.number(arr.reshape(-1)[0])
+    return f"{text.shape_text(arr.shape)} ‖·‖={np.linalg.norm(arr):.4g}"
 
 
 class Explainer:
@@ -191,12 +189,16 @@ class Explainer:
         return lines
 
 
+    def text(self) -> str:
+        """What `nnc explain` prints: the value, each backward step, and the product along each path."""
+        out = [f"{self.of_name} = {_fmt(self.values[self.of])}", "", "backward, in reverse topological order:"]
+        out += ["  " + s.line for s in self.steps()]
+        chains = self.chains()
+        if chains:
+            out += ["", "chain rule along each path:"]
+            out += ["  " + c for c in chains]
+        return "\n".join(out)
+
+
 def explain_text(model, inputs, params, of=None, seed=0, backend=None, float_dtype=np.float32) -> str:
-    e = Explainer(model, inputs, params, of, seed, backend, float_dtype)
-    out = [f"{e.of_name} = {_fmt(e.values[e.of])}", "", "backward, in reverse topological order:"]
-    out += ["  " + s.line for s in e.steps()]
-    chains = e.chains()
-    if chains:
-        out += ["", "chain rule along each path:"]
-        out += ["  " + c for c in chains]
-    return "\n".join(out)
+    return Explainer(model, inputs, params, of, seed, backend, float_dtype).text()

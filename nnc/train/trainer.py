@@ -20,15 +20,14 @@ import numpy as np
 
 from ..data import splits
 from ..errors import NncError
-from ..runtime.task import training_task
 from ..passes.optim import LR
 from ..runtime.init import init_params
+from ..runtime.task import training_task
 from ..specs import Spec
 from .engines import engine
 from .evaluator import Evaluator
 from .metrics import predicted_classes
 from .schedules import learning_rate
-
 
 
 @dataclass

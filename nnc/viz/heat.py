@@ -14,7 +14,6 @@ import io
 import math
 from pathlib import Path
 
-from ..errors import NncError
 from ..fileio import atomic_write
 from .layers import layers_view
 from .style import Options
@@ -81,16 +80,3 @@ def plot_norms(path: Path, table: dict, title: str) -> None:
 def plot_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.stem + "_norms.png")
-
-
-def model_for(run_dir, meta: dict, given_path: str | None, given_name: str | None):
-    from ..model import load
-
-    path = given_path or meta.get("model_file")
-    if not path:
-        raise NncError(f"--heat: {run_dir} does not say which model it trained",
-                       hint="name the model file: nnc viz MODEL.nn --heat RUN_DIR -o FILE")
-    if not Path(path).exists():
-        raise NncError(f"--heat: the run's model file {path} no longer exists",
-                       hint="name the model file: nnc viz MODEL.nn --heat RUN_DIR -o FILE")
-    return load(Path(path), model=given_name or meta.get("model"))

@@ -1,6 +1,6 @@
 """`--steps DIR`: one diagram per backward step, from the target back to the leaves.
 
-The walk is `nnc explain`'s (nnc.explain.Explainer): reverse topological
+The walk is `nnc explain`'s (nnc.runtime.explain.Explainer): reverse topological
 order over the named values, each step's chain-rule product written out. In
 frame k the node of step k is highlighted, the product is the caption, and
 only the gradients known by then (steps 1..k) are written on the edges.
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..errors import NncError
 from ..fileio import atomic_write
-from ..runtime.explain import Explainer, explain_text
 from .render import svg_text
 from .style import Options
 
@@ -44,13 +43,12 @@ def _named(g) -> set:
     return set(g.values.values()) | set(g.inputs.values()) | set(g.params.values())
 
 
-def build_frames(model, ann, inputs: dict, params: dict, draw, *, of: str | None = None, seed: int = 0,
-                 partials: bool = False) -> tuple[list[Frame], str]:
-    """(frames, the whole `nnc explain` text). `draw(graph, options)` is the view's drawing function."""
+def build_frames(explainer, ann, draw, *, partials: bool = False) -> list[Frame]:
+    """One frame per step of `explainer`'s walk (an nnc.runtime.explain.Explainer), drawn on the annotated
+    graph `ann`; `draw(graph, options)` is the view's drawing function."""
     if ann.of_name is None:
-        raise NncError(f"model '{model.name}' has no scalar to differentiate, so there are no backward steps",
+        raise NncError(f"model '{ann.graph.model}' has no scalar to differentiate, so there are no backward steps",
                        hint="declare a loss, or pick a scalar with --of NAME")
-    explainer = Explainer(model, inputs, params, of, seed)
     steps = explainer.steps()
     frames, done = [], set()
     for i, step in enumerate(steps):
@@ -60,7 +58,7 @@ def build_frames(model, ann, inputs: dict, params: dict, draw, *, of: str | None
                        grads_shown=known_gradients(ann.graph, done),
                        caption=f"step {i + 1}/{len(steps)}: {step.line}")
         frames.append(Frame(i + 1, step.node, step.name, step.line, draw(ann.graph, opts).source()))
-    return frames, explain_text(model, inputs, params, of=of, seed=seed)
+    return frames
 
 
 def write_frames(frames: list[Frame], folder: str | Path) -> list[Path]:

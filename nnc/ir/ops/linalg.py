@@ -6,7 +6,6 @@ so the backward pass never materializes a transpose.
 
 from __future__ import annotations
 
-
 from ...errors import ShapeError
 from ..types import TensorType, format_shape, require_float, result_dtype
 from .registry import CONTRACTION, VJP, defop, defvjp
