@@ -1,75 +1,38 @@
 """Building: the AST of one model -> a Graph of primitive ops, shapes inferred as it goes.
 
-Owns name resolution (scopes, blocks, rebinding), parameter naming, the
-binding of call arguments to layer signatures and the located errors for all
-of these. What each function does is in nnc/layers.py.
+Owns name resolution (scopes, blocks, rebinding), statements and expressions,
+and calls: a call of a built-in function binds its arguments (nnc/front/values.py)
+and runs the function of nnc/front/layers.py, which adds nodes through the
+GraphWriter this Builder is (nnc/front/writer.py); a block call expands the
+block's statements in a scope of their own.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from .. import limits
-from ..errors import Loc, NncError, ShapeError
+from ..errors import Loc, NncError
 from ..ir import ops
-from ..ir.graph import Graph
+from ..ir.graph import Graph, StatementInfo
 from ..ir.initializer import Init
 from ..ir.types import DTYPE_NAMES, TensorType, format_shape
 from . import ast
+from .layers import FUNCTIONS
+from .values import INT64, Symbol, Tensor, bind_arguments, did_you_mean, value_kind
+from .writer import GraphWriter, _Stmt
 
-# Bounds on the builder's recursion (nnc/syntax.py bounds one expression to 100 levels): an expression
+# Bounds on the builder's recursion (nnc/front/syntax.py bounds one expression to 100 levels): an expression
 # level costs up to 4 Python frames and a block call 6 more, so these stay within Python's default
 # recursion limit of 1000 with room for the caller's own frames (tests/test_fuzz.py measures it).
 MAX_CALL_DEPTH = 16
 MAX_EXPR_DEPTH = 150
 RESERVED = {"true", "false", "True", "False"}
-PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # the grammar's NAME: name="enc"
-
-
-class Tensor:
-    """A value of the model: a graph node."""
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: int):
-        self.node = node
-
-
-class Symbol(str):
-    """A symbolic dim (`B`) used as a value, e.g. in reshape(x, [B, 784])."""
-
-
-# Argument kinds of layer signatures; bind_arguments reads them from the annotations.
-TensorLike = Tensor | float  # a number becomes a scalar constant
-Tensors = tuple              # a list of tensors: concat([a, b])
-Dims = tuple                 # numbers and symbols: reshape(x, [B, 784])
-Ints = tuple
-Axis = int | tuple | None
-Size = int | tuple           # 3 or [3, 5]
-
 
 INIT_NAMES = {"zeros", "ones", "xavier", "he", "glorot", "kaiming"}
 INIT_ALIASES = {"glorot": "xavier", "kaiming": "he"}
 INIT_FUNCTIONS = {"normal", "uniform", "constant"}  # the initializers called with arguments (nnc/layers.py)
-
-
-@dataclass
-class StatementInfo:
-    """One row of `nnc check`'s summary."""
-
-    label: str
-    kind: str  # input, param, assign, output, loss
-    ops: list = field(default_factory=list)
-    type: TensorType | None = None
-    params: list = field(default_factory=list)  # parameter names created
-    loc: Loc | None = None
 
 
 @dataclass
@@ -81,40 +44,13 @@ class _Scope:
     block: str | None = None
 
 
-@dataclass
-class _Stmt:
-    base: str  # parameter-name base for calls in this statement
-    label: str
-    info: StatementInfo | None
-    param_calls: int = 0
-    used: set = field(default_factory=set)
+class Builder(GraphWriter):
+    """Walks a model's AST: scopes, statements, expressions, calls of layers and blocks."""
 
-
-def value_kind(v) -> str:
-    if isinstance(v, Tensor):
-        return "a tensor"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, Symbol):
-        return f"the dim {v}"
-    if isinstance(v, (int, float)):
-        return f"the number {v}"
-    if isinstance(v, Init):
-        return f"the initializer {v}"
-    if isinstance(v, tuple):
-        return "a list"
-    if isinstance(v, str):
-        return f'the string "{v}"'
-    return type(v).__name__
-
-
-class Builder:
     def __init__(self, program: ast.Program, model: ast.Model, *, training: bool = False):
-        from . import layers  # the function table; imported late to avoid a cycle
-
         self.program = program
         self.model = model
-        self.functions = layers.FUNCTIONS
+        self.functions = FUNCTIONS
         self.blocks = {}
         for b in program.blocks:
             if b.name in self.blocks:
@@ -124,7 +60,7 @@ class Builder:
                 raise NncError(f"block '{b.name}' has the name of a built-in function", b.name_loc,
                                hint="choose another name for the block")
             self.blocks[b.name] = b
-        self.g = Graph(model=model.name, source=program.source, training=training)
+        super().__init__(Graph(model=model.name, source=program.source, training=training))
         self.symbols: set[str] = set()
         self.call_stack: list[str] = []
         self.stmt: _Stmt | None = None
@@ -233,7 +169,7 @@ class Builder:
         if named is not None and named not in INIT_NAMES and named not in INIT_FUNCTIONS:
             loc = expr.loc if isinstance(expr, ast.Var) else expr.func_loc
             raise NncError(f"unknown initializer '{named}'", loc,
-                           hint=_did_you_mean(named, sorted(INIT_NAMES | INIT_FUNCTIONS), "initializers")
+                           hint=did_you_mean(named, sorted(INIT_NAMES | INIT_FUNCTIONS), "initializers")
                            or "initializers: zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he, constant(v)")
         value = self.expr(expr, _Scope(prefix=""))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -243,31 +179,6 @@ class Builder:
                            f"got {value_kind(value)}", expr.loc)
         return value
 
-    def new_param(self, name: str, typ: TensorType, init: Init, loc: Loc, trainable: bool = True) -> int:
-        if name in self.g.params:
-            first = self.g.nodes[self.g.params[name]]["loc"]
-            raise NncError(f"duplicate parameter name '{name}'" + (f" (first made at {first.span})" if first else ""),
-                           loc, hint="give the layer another name= or assign it to another variable")
-        what = f"{self._call_name}: the {name.rsplit('.', 1)[-1]}" if self._call_name else f"param '{name}'"
-        symbolic = [d for d in typ.shape if not isinstance(d, int)]
-        if symbolic:  # e.g. batchnorm over a transposed [784, B]: its "channels" are the batch
-            raise NncError(f"{what} would have shape {format_shape(typ.shape)}: got the symbolic dim {symbolic[0]}, "
-                           f"expected numbers", loc, hint=f"parameter sizes are fixed when the model is built, "
-                                                          f"{symbolic[0]} only when it runs")
-        top = float(np.finfo(typ.dtype).max)
-        if _init_reach(init) > top:  # the values would be inf or nan
-            raise NncError(f"{what}: the initializer {init} gives values beyond ±{top:.4g}: got up to "
-                           f"{_init_reach(init):.4g}, expected a {DTYPE_NAMES.get(typ.dtype, typ.dtype)} number", loc)
-        self.param_bytes += self._check_size(what, typ, loc, hint="make the layer smaller" if self._call_name else None)
-        if self.param_bytes > limits.memory_limit():
-            raise NncError(f"the parameters would take {limits.format_bytes(self.param_bytes)} with '{name}', "
-                           f"expected at most {limits.limit_text()} in all", loc, hint="make the model smaller")
-        node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": init, "trainable": trainable},
-                             type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, layer="param")
-        self.g.params[name] = node
-        if self.stmt and self.stmt.info is not None:
-            self.stmt.info.params.append(name)
-        return node
 
     def assign(self, s: ast.Assign, scope: _Scope):
         self._check_binding_name(s.target, s.target_loc, scope)
@@ -370,13 +281,13 @@ class Builder:
             if full in self.g.params:
                 return Tensor(self.g.params[full])
             known = sorted(self.g.params)
-            raise NncError(f"undefined parameter '{name}'", var.loc, hint=_did_you_mean(name, known, "parameters"))
+            raise NncError(f"undefined parameter '{name}'", var.loc, hint=did_you_mean(name, known, "parameters"))
         if name in self.symbols:
             return Symbol(name)
         if name in INIT_NAMES:
             return Init(INIT_ALIASES.get(name, name))
         candidates = list(scope.env) + list(self.symbols)
-        hint = _did_you_mean(name, candidates, "names")
+        hint = did_you_mean(name, candidates, "names")
         if name in self.functions or name in self.blocks:
             hint = f"'{name}' is a function; call it as {name}(...)"
         raise NncError(f"undefined name '{name}'", var.loc, hint=hint)
@@ -400,56 +311,8 @@ class Builder:
         a, b = self.as_tensor(a, like=b, loc=e.left.loc), self.as_tensor(b, like=a, loc=e.right.loc)
         return self.apply(self.BINOPS[e.op], (a, b), e.loc, locs, layer=e.op)
 
-    def as_tensor(self, v, like=None, loc: Loc | None = None) -> Tensor:
-        """Numbers become scalar constants in the dtype of the tensor they meet."""
-        if isinstance(v, Tensor):
-            return v
-        loc = loc or self.current_loc  # a number handed to a layer function: point at the call
-        dtype = self.g.type_of(like.node).dtype if isinstance(like, Tensor) else "float32"
-        if dtype == "int32" and not float(v).is_integer():
-            raise NncError(f"the number {v} meets an int tensor; expected a float tensor", loc,
-                           hint="int tensors hold class labels")
-        value = int(v) if dtype == "int32" else float(v)
-        info = np.iinfo(np.int32) if dtype == "int32" else np.finfo(dtype)
-        if not float(info.min) <= value <= float(info.max):  # np.asarray would overflow or make it inf
-            raise NncError(f"the number {v:g} does not fit {DTYPE_NAMES.get(dtype, dtype)} tensors: got {v:g}, "
-                           f"expected {info.min:g} to {info.max:g}", loc,
-                           hint="declare the tensors f64 to compute with numbers this large" if dtype == "float32"
-                           else None)
-        typ = TensorType((), dtype)
-        node = self.g.add_op(ops.const, (), {"value": value, "type": typ}, type=typ, loc=loc,
-                             stmt=self.stmt.label if self.stmt else None, layer="const")
-        return Tensor(node)
 
-    param_bytes = 0  # of the parameters made so far
 
-    def _check_size(self, what: str, typ: TensorType, loc: Loc | None, hint: str | None = None) -> int:
-        """The bytes a tensor of `typ` takes; a located error if that is over the memory limit (nnc/limits.py)."""
-        size = limits.tensor_bytes(typ)
-        if size > limits.memory_limit():
-            per = " per example" if any(isinstance(d, str) for d in typ.shape) else ""
-            raise NncError(f"{what} {format_shape(typ.shape)} would take {limits.format_bytes(size)}{per}, "
-                           f"expected at most {limits.limit_text()}", loc, hint=hint)
-        return size
-
-    def apply(self, op: ops.Op, operands, loc: Loc, operand_locs=(), layer: str | None = None, **attrs) -> Tensor:
-        """Add a primitive node; a shape error points at the operand at fault."""
-        try:
-            node = self.g.add_op(op, [t.node for t in operands], attrs, loc=loc,
-                                 stmt=self.stmt.label if self.stmt else None, layer=layer or op.name)
-        except ShapeError as err:
-            where = loc
-            if err.operand is not None and err.operand < len(operand_locs) and operand_locs[err.operand]:
-                where = operand_locs[err.operand]
-            raise NncError(err.message, where, err.hint) from None
-        name = layer or op.name
-        self._check_size(f"{name if name.isidentifier() else repr(name)}: the result", self.g.type_of(node), loc)
-        if self.stmt and self.stmt.info is not None and layer and (not self.stmt.info.ops or self.stmt.info.ops[-1] != layer):
-            if op is not ops.const:
-                self.stmt.info.ops.append(layer)
-        return Tensor(node)
-
-    # ---- calls ------------------------------------------------------------------------
 
     def call(self, e: ast.Call, scope: _Scope):
         if e.func in scope.env:
@@ -459,7 +322,7 @@ class Builder:
         fn = self.functions.get(e.func)
         if fn is None:
             known = list(self.functions) + list(self.blocks)
-            raise NncError(f"unknown function '{e.func}'", e.func_loc, hint=_did_you_mean(e.func, known, "functions"))
+            raise NncError(f"unknown function '{e.func}'", e.func_loc, hint=did_you_mean(e.func, known, "functions"))
         args = [self.expr(a, scope) for a in e.args]
         kwargs = {}
         for kw in e.kwargs:
@@ -474,7 +337,6 @@ class Builder:
         finally:
             self.current_loc, self.arg_locs, self._call_name = saved
 
-    _call_name: str | None = None
 
     def block_call(self, e: ast.Call, scope: _Scope):
         block = self.blocks[e.func]
@@ -495,7 +357,7 @@ class Builder:
         for kw in e.kwargs:
             if kw.name not in names:
                 raise NncError(f"{e.func}: unknown keyword argument '{kw.name}'", kw.loc,
-                               hint=_did_you_mean(kw.name, names, "parameters"))
+                               hint=did_you_mean(kw.name, names, "parameters"))
             if kw.name in inner.env:
                 raise NncError(f"{e.func}: argument '{kw.name}' given twice", kw.loc)
             inner.env[kw.name] = self.expr(kw.value, scope)
@@ -534,77 +396,6 @@ class Builder:
             outer.info.params.extend(list(self.g.params)[before:])
         return result
 
-    def claim_prefix(self, op: str, explicit: str | None) -> str:
-        """The parameter-name prefix of a parametric call in the current statement."""
-        st = self.stmt
-        if explicit is not None:
-            return explicit
-        if st is None or not st.base:
-            base = op
-        elif st.param_calls == 0:
-            base = st.base
-        else:
-            base = f"{st.base}.{op}"
-            k = 2
-            while base in st.used:
-                base = f"{st.base}.{op}_{k}"
-                k += 1
-        if st is not None:
-            st.param_calls += 1
-            st.used.add(base)
-        return base
-
-    # ---- the facade layer functions use ------------------------------------------
-
-    @property
-    def training(self) -> bool:
-        return self.g.training
-
-    def type(self, t: Tensor) -> TensorType:
-        return self.g.type_of(t.node)
-
-    def op(self, op: ops.Op, *operands, layer: str | None = None, **attrs) -> Tensor:
-        """A primitive inside the current call; shape errors point at the call."""
-        return self.apply(op, operands, self.current_loc, (), layer=layer or self._call_name, **attrs)
-
-    def prim(self, op: ops.Op, *operands, **attrs) -> Tensor:
-        """A primitive called directly by the user: operand i is argument i."""
-        return self.apply(op, operands, self.current_loc, self.arg_locs, layer=self._call_name, **attrs)
-
-    def const(self, value, like: Tensor | None = None) -> Tensor:
-        return self.as_tensor(value, like=like, loc=self.current_loc)
-
-    def error(self, message: str, arg: int | None = None, hint: str | None = None) -> NncError:
-        """A located error about the current call, pointing at argument `arg` when given."""
-        loc = self.current_loc
-        if arg is not None and arg < len(self.arg_locs) and self.arg_locs[arg]:
-            loc = self.arg_locs[arg]
-        return NncError(f"{self._call_name}: {message}", loc, hint)
-
-    def params_for(self, name: str | None, specs) -> dict:
-        """Create the parameters of the current layer call: specs = [(pname, TensorType, Init, trainable)]."""
-        if name is not None and not PARAM_NAME.fullmatch(name):
-            raise self.error(f'name must be a name such as "encoder": got "{name}"',
-                             hint="letters, digits and _, dots between parts; checkpoints and h1.weight use it")
-        prefix = self.claim_prefix(self._call_name, name)
-        out = {}
-        for pname, typ, init, trainable in specs:
-            out[pname] = Tensor(self.new_param(f"{prefix}.{pname}", typ, init, self.current_loc, trainable))
-        return out
-
-
-INT64 = (-2**63, 2**63 - 1)
-
-
-def _init_reach(init: Init) -> float:
-    """The largest magnitude an initializer gives (ten standard deviations for normal)."""
-    a = [abs(float(x)) for x in init.args]
-    if init.kind == "normal":
-        return a[0] + 10 * a[1]
-    if init.kind == "uniform":
-        return max(a[0], a[1], float(init.args[1]) - float(init.args[0]))
-    return max(a, default=0.0)
-
 
 def _fold(op: str, a, b, loc: Loc):
     """Arithmetic on two numbers, kept to int64 and finite floats as the parser keeps literals."""
@@ -636,126 +427,6 @@ def _fold(op: str, a, b, loc: Loc):
         raise NncError(f"{a} {op} {b} overflows: got a result beyond ±{sys.float_info.max:.4g}, expected a finite "
                        f"number", loc)
     return result
-
-
-def _did_you_mean(name: str, candidates, what: str) -> str | None:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
-# ---- argument binding -----------------------------------------------------------------
-
-
-def _accepts(kind: str, v) -> bool:
-    number = isinstance(v, (int, float)) and not isinstance(v, bool)
-    if kind == "Tensor":
-        return isinstance(v, Tensor)
-    if kind == "TensorLike":
-        return isinstance(v, Tensor) or number
-    if kind == "int":  # 3.0 is an int; 1e308 is not, nor anything past int64
-        return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer() \
-            and abs(v) <= INT64[1]
-    if kind == "float":
-        return number
-    if kind == "bool":
-        return isinstance(v, bool)
-    if kind == "Init":
-        return isinstance(v, Init) or number
-    if kind == "str":
-        return isinstance(v, str) and not isinstance(v, Symbol)
-    if kind == "Tensors":
-        return isinstance(v, tuple) and all(isinstance(i, Tensor) for i in v)
-    if kind == "Dims":
-        return isinstance(v, tuple) and all(isinstance(i, (int, Symbol)) and not isinstance(i, bool) for i in v)
-    if kind == "Ints":
-        return (isinstance(v, tuple) and all(isinstance(i, int) and not isinstance(i, bool) for i in v))
-    if kind == "Axis":
-        return v is None or _accepts("int", v) or _accepts("Ints", v)
-    if kind == "Size":
-        return _accepts("int", v) or (_accepts("Ints", v) and len(v) == 2)
-    raise AssertionError(kind)
-
-
-_KIND_TEXT = {
-    "Tensor": "a tensor", "TensorLike": "a tensor or a number", "int": "an integer", "float": "a number",
-    "bool": "true or false", "Init": "an initializer", "str": "a string", "Tensors": "a list of tensors",
-    "Dims": "a list of dims", "Ints": "a list of integers", "Axis": "an axis or a list of axes",
-    "Size": "an integer or [height, width]",
-}
-
-
-def _coerce(kind: str, v):
-    if kind == "int" and isinstance(v, float):
-        return int(v)
-    if kind == "float" and isinstance(v, int):
-        return float(v)
-    if kind == "Init" and not isinstance(v, Init):
-        return Init("constant", (float(v),))
-    if kind in ("Axis", "Size") and isinstance(v, float):  # both accept a whole float as an int: kernel 3.0
-        return int(v)
-    return v
-
-
-def bind_arguments(call: ast.Call, fn, args: list, kwargs: dict):
-    """Bind a call's values to a layer function's signature, checking kinds.
-
-    The signature (after the builder argument) is read from the function:
-    annotations name the accepted kinds, defaults make arguments optional and
-    `*rest` takes any number of tensors.
-    """
-    params = list(inspect.signature(fn).parameters.values())[1:]
-    positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-    variadic = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
-    bound = {}
-    name = call.func
-    if variadic is None and len(args) > len(positional):
-        raise NncError(f"{name}: too many arguments: got {len(args)}, expected at most {len(positional)} "
-                       f"({', '.join(p.name for p in positional)})", call.args[len(positional)].loc)
-    for i, (p, v) in enumerate(zip(positional, args)):
-        bound[p.name] = (v, call.args[i].loc)
-    rest = args[len(positional):]
-    by_name = {p.name: p for p in params if p.kind is not p.VAR_POSITIONAL}
-    kwarg_locs = {kw.name: kw.loc for kw in call.kwargs}  # `pad=1` as a whole, for errors about the keyword
-    for key, (v, loc) in kwargs.items():
-        if key not in by_name:
-            raise NncError(f"{name}: unknown keyword argument '{key}'", kwarg_locs.get(key, loc),
-                           hint=_did_you_mean(key, list(by_name), "arguments")
-                           or f"{name} takes ({', '.join(by_name)})")
-        if key in bound:
-            raise NncError(f"{name}: argument '{key}' given twice", kwarg_locs.get(key, loc),
-                           hint=f"it is also argument {[p.name for p in positional].index(key) + 1} by position")
-        bound[key] = (v, loc)
-    result = {}
-    for p in params:
-        if p.kind is p.VAR_POSITIONAL:
-            continue
-        if p.name not in bound:
-            if p.default is inspect.Parameter.empty:
-                raise NncError(f"{name}: missing argument '{p.name}'", call.loc,
-                               hint=f"{name} takes ({', '.join(q.name for q in positional)})")
-            result[p.name] = p.default
-            continue
-        v, loc = bound[p.name]
-        kind = p.annotation
-        if not _accepts(kind, v) and not (v is None and p.default is None):
-            raise NncError(f"{name}: {p.name} must be {_KIND_TEXT[kind]}, got {value_kind(v)}", loc)
-        result[p.name] = _coerce(kind, v)
-    if variadic is not None:
-        for i, v in enumerate(rest):
-            if not _accepts(variadic.annotation, v):
-                raise NncError(f"{name}: argument {len(positional) + i + 1} must be "
-                               f"{_KIND_TEXT[variadic.annotation]}, got {value_kind(v)}",
-                               call.args[len(positional) + i].loc)
-        result["*"] = tuple(rest)
-    # argument locations by positional index, keyword arguments included
-    locs = [a.loc for a in call.args]
-    kw_order = {p.name: i for i, p in enumerate(positional)}
-    for key, (v, loc) in kwargs.items():
-        if key in kw_order:
-            while len(locs) <= kw_order[key]:
-                locs.append(None)
-            locs[kw_order[key]] = loc
-    return result, tuple(locs)
 
 
 def build(program: ast.Program, model: ast.Model, *, training: bool = False) -> Graph:

@@ -15,7 +15,8 @@ from ..ir import ops
 from ..ir.initializer import Init
 from ..ir.ops.elementwise import UNARY_FLOAT
 from ..ir.types import TensorType, format_shape
-from .builder import Axis, Builder, Dims, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401
+from .values import Axis, Dims, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401 (kinds read by bind_arguments)
+from .writer import GraphWriter
 
 FUNCTIONS: dict = {}
 
@@ -25,7 +26,7 @@ def function(fn):
     return fn
 
 
-def _float_input(b: Builder, x: Tensor, arg: int = 0, what: str = "input") -> TensorType:
+def _float_input(b: GraphWriter, x: Tensor, arg: int = 0, what: str = "input") -> TensorType:
     t = b.type(x)
     if not t.is_float:
         raise b.error(f"{what} is an int tensor {t}, expected a float tensor", arg,
@@ -37,7 +38,7 @@ def _float_input(b: Builder, x: Tensor, arg: int = 0, what: str = "input") -> Te
 
 
 def _unary(op: ops.Op):
-    def fn(b: Builder, x: TensorLike):
+    def fn(b: GraphWriter, x: TensorLike):
         return b.prim(op, b.as_tensor(x))
     fn.__name__ = op.name
     fn.__doc__ = op.doc
@@ -49,17 +50,17 @@ for _op in UNARY_FLOAT:
 
 
 @function
-def leaky_relu(b: Builder, x: Tensor, alpha: float = 0.01):
+def leaky_relu(b: GraphWriter, x: Tensor, alpha: float = 0.01):
     return b.prim(ops.leaky_relu, x, alpha=alpha)
 
 
 @function
-def elu(b: Builder, x: Tensor, alpha: float = 1.0):
+def elu(b: GraphWriter, x: Tensor, alpha: float = 1.0):
     return b.prim(ops.elu, x, alpha=alpha)
 
 
 def _binary(op: ops.Op):
-    def fn(builder: Builder, a: TensorLike, b: TensorLike):  # the user's names: maximum(a, b)
+    def fn(builder: GraphWriter, a: TensorLike, b: TensorLike):  # the user's names: maximum(a, b)
         return builder.prim(op, builder.as_tensor(a, like=b), builder.as_tensor(b, like=a))
     fn.__name__ = op.name
     return fn
@@ -72,7 +73,7 @@ FUNCTIONS["minimum"] = _binary(ops.minimum)
 
 
 def _reduction(op: ops.Op):
-    def fn(b: Builder, x: Tensor, axis: Axis = None, keepdims: bool = False):
+    def fn(b: GraphWriter, x: Tensor, axis: Axis = None, keepdims: bool = False):
         return b.prim(op, x, axis=axis, keepdims=keepdims)
     fn.__name__ = op.name
     return fn
@@ -83,22 +84,22 @@ for _op in (ops.sum, ops.mean, ops.max):
 
 
 @function
-def softmax(b: Builder, x: Tensor, axis: int = -1):
+def softmax(b: GraphWriter, x: Tensor, axis: int = -1):
     return b.prim(ops.softmax, x, axis=axis)
 
 
 @function
-def log_softmax(b: Builder, x: Tensor, axis: int = -1):
+def log_softmax(b: GraphWriter, x: Tensor, axis: int = -1):
     return b.prim(ops.log_softmax, x, axis=axis)
 
 
 @function
-def reshape(b: Builder, x: Tensor, shape: Dims):
+def reshape(b: GraphWriter, x: Tensor, shape: Dims):
     return b.prim(ops.reshape, x, shape=tuple(str(d) if isinstance(d, str) else d for d in shape))
 
 
 @function
-def flatten(b: Builder, x: Tensor):
+def flatten(b: GraphWriter, x: Tensor):
     """Keep the first (batch) dim, merge the rest."""
     t = b.type(x)
     if t.rank < 2:
@@ -113,13 +114,13 @@ def flatten(b: Builder, x: Tensor):
 
 
 @function
-def transpose(b: Builder, x: Tensor, perm: Ints = None):
+def transpose(b: GraphWriter, x: Tensor, perm: Ints = None):
     rank = b.type(x).rank
     return b.prim(ops.transpose, x, perm=tuple(perm) if perm is not None else tuple(reversed(range(rank))))
 
 
 @function
-def concat(b: Builder, tensors: Tensors, axis: int = 1):
+def concat(b: GraphWriter, tensors: Tensors, axis: int = 1):
     if not tensors:
         raise b.error("needs at least one tensor", 0)
     return b.apply(ops.concat, tensors, b.current_loc, b.arg_locs[:1] * len(tensors), layer="concat", axis=axis)
@@ -129,7 +130,7 @@ def concat(b: Builder, tensors: Tensors, axis: int = 1):
 
 
 @function
-def dense(b: Builder, x: Tensor, units: int, bias: bool = True, init: Init = None, name: str = None):
+def dense(b: GraphWriter, x: Tensor, units: int, bias: bool = True, init: Init = None, name: str = None):
     """x @ weight + bias with weight [in, out]."""
     t = _float_input(b, x)
     if t.rank != 2:
@@ -150,7 +151,7 @@ def dense(b: Builder, x: Tensor, units: int, bias: bool = True, init: Init = Non
 
 
 @function
-def conv2d(b: Builder, x: Tensor, filters: int, kernel: Size, stride: int = 1, pad: int = 0,
+def conv2d(b: GraphWriter, x: Tensor, filters: int, kernel: Size, stride: int = 1, pad: int = 0,
            bias: bool = True, init: Init = None, name: str = None):
     """Cross-correlation of NCHW input with [filters, channels, kh, kw] weights."""
     t = _float_input(b, x)
@@ -182,7 +183,7 @@ def conv2d(b: Builder, x: Tensor, filters: int, kernel: Size, stride: int = 1, p
 
 
 def _pool(op: ops.Op):
-    def fn(b: Builder, x: Tensor, size: int, stride: int = None):
+    def fn(b: GraphWriter, x: Tensor, size: int, stride: int = None):
         if size < 1:
             raise b.error(f"size must be at least 1, got {size}", 1)
         return b.prim(op, x, size=size, stride=stride if stride is not None else size)
@@ -195,7 +196,7 @@ FUNCTIONS["avgpool"] = _pool(ops.avgpool)
 
 
 @function
-def global_avgpool(b: Builder, x: Tensor):
+def global_avgpool(b: GraphWriter, x: Tensor):
     """[B, C, H, W] -> [B, C]: the mean of each channel."""
     t = _float_input(b, x)
     if t.rank != 4:
@@ -203,7 +204,7 @@ def global_avgpool(b: Builder, x: Tensor):
     return b.op(ops.mean, x, axis=(2, 3), keepdims=False)
 
 
-def _channel_axes(b: Builder, t: TensorType):
+def _channel_axes(b: GraphWriter, t: TensorType):
     """Statistics axes and parameter view for batchnorm on [B, F] or [B, C, H, W]."""
     if t.rank == 2:
         return (0,), t.shape[1], None
@@ -213,7 +214,7 @@ def _channel_axes(b: Builder, t: TensorType):
 
 
 @function
-def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, name: str = None):
+def batchnorm(b: GraphWriter, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, name: str = None):
     """Normalize with batch statistics in training, running statistics in evaluation."""
     t = _float_input(b, x)
     axes, channels, view = _channel_axes(b, t)
@@ -240,7 +241,8 @@ def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, n
         for stat, batch, rate, keep in (
                 ("running_mean", mu, b.const(momentum, like=x), b.const(1 - momentum, like=x)),
                 ("running_var", var, unbiased_rate, b.op(ops.sub, one, var_rate))):
-            new = b.op(ops.add, b.op(ops.mul, keep, p[stat]), b.op(ops.mul, rate, b.op(ops.reshape, batch, shape=(channels,))))
+            batch = b.op(ops.reshape, batch, shape=(channels,))
+            new = b.op(ops.add, b.op(ops.mul, keep, p[stat]), b.op(ops.mul, rate, batch))
             b.g.updates[b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
     else:
         centered = b.op(ops.sub, x, shaped(p["running_mean"]))
@@ -250,7 +252,7 @@ def batchnorm(b: Builder, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, n
 
 
 @function
-def layernorm(b: Builder, x: Tensor, eps: float = 1e-5, name: str = None):
+def layernorm(b: GraphWriter, x: Tensor, eps: float = 1e-5, name: str = None):
     """Normalize each example over its last axis, then scale and shift."""
     t = _float_input(b, x)
     if t.rank < 1 or not isinstance(t.shape[-1], int):
@@ -265,7 +267,7 @@ def layernorm(b: Builder, x: Tensor, eps: float = 1e-5, name: str = None):
 
 
 @function
-def dropout(b: Builder, x: Tensor, p: float = 0.5):
+def dropout(b: GraphWriter, x: Tensor, p: float = 0.5):
     """Inverted dropout: zero with probability p while training, identity in evaluation."""
     _float_input(b, x)
     if not 0 <= p < 1:
@@ -278,7 +280,7 @@ def dropout(b: Builder, x: Tensor, p: float = 0.5):
 # ---- losses and regularizers ----------------------------------------------------------
 
 
-def _pair(b: Builder, pred: Tensor, target, what: str = "target"):
+def _pair(b: GraphWriter, pred: Tensor, target, what: str = "target"):
     target = b.as_tensor(target, like=pred)
     tp, tt = _float_input(b, pred, 0, "prediction"), b.type(target)
     if not tt.is_float:
@@ -290,34 +292,34 @@ def _pair(b: Builder, pred: Tensor, target, what: str = "target"):
 
 
 @function
-def mse(b: Builder, pred: Tensor, target: TensorLike):
+def mse(b: GraphWriter, pred: Tensor, target: TensorLike):
     """Mean squared error."""
     target = _pair(b, pred, target)
     return b.op(ops.mean, b.op(ops.square, b.op(ops.sub, pred, target)))
 
 
 @function
-def mae(b: Builder, pred: Tensor, target: TensorLike):
+def mae(b: GraphWriter, pred: Tensor, target: TensorLike):
     """Mean absolute error."""
     target = _pair(b, pred, target)
     return b.op(ops.mean, b.op(ops.abs, b.op(ops.sub, pred, target)))
 
 
 @function
-def cross_entropy(b: Builder, logits: Tensor, labels: Tensor):
+def cross_entropy(b: GraphWriter, logits: Tensor, labels: Tensor):
     """Softmax cross-entropy from logits, averaged over the batch; int labels or one-hot targets."""
     return b.op(ops.mean, b.prim(ops.xent, logits, labels))
 
 
 @function
-def binary_cross_entropy(b: Builder, logits: Tensor, target: TensorLike):
+def binary_cross_entropy(b: GraphWriter, logits: Tensor, target: TensorLike):
     """Sigmoid cross-entropy from logits: mean of max(x, 0) − x·t + log(1 + e^−|x|)."""
     target = _pair(b, logits, target)
     return b.op(ops.mean, b.op(ops.bce_logits, logits, target))
 
 
 @function
-def hinge(b: Builder, scores: Tensor, labels: Tensor, margin: float = 1.0):
+def hinge(b: GraphWriter, scores: Tensor, labels: Tensor, margin: float = 1.0):
     """Multiclass SVM loss: Σ_{j≠y} max(0, s_j − s_y + margin), averaged over the batch."""
     t = _float_input(b, scores, 0, "scores")
     lt = b.type(labels)
@@ -334,7 +336,7 @@ def hinge(b: Builder, scores: Tensor, labels: Tensor, margin: float = 1.0):
 
 
 def _penalty(kind):
-    def fn(b: Builder, *params: Tensor):
+    def fn(b: GraphWriter, *params: Tensor):
         if not params:
             raise b.error("needs at least one parameter, e.g. " + kind + "(h1.weight)")
         total = None
@@ -355,19 +357,19 @@ FUNCTIONS["l2"] = _penalty("l2")
 
 
 @function
-def normal(b: Builder, mean: float = 0.0, std: float = 1.0):
+def normal(b: GraphWriter, mean: float = 0.0, std: float = 1.0):
     if std < 0:
         raise b.error(f"std must be 0 or more, got {std}", 1)
     return Init("normal", (mean, std))
 
 
 @function
-def uniform(b: Builder, lo: float = -1.0, hi: float = 1.0):
+def uniform(b: GraphWriter, lo: float = -1.0, hi: float = 1.0):
     if hi < lo:
         raise b.error(f"hi must be at least lo, got lo={lo}, hi={hi}", 1)
     return Init("uniform", (lo, hi))
 
 
 @function
-def constant(b: Builder, value: float):
+def constant(b: GraphWriter, value: float):
     return Init("constant", (value,))

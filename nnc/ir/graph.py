@@ -18,13 +18,27 @@ edges from x. Graph-level facts are attributes of the Graph (see its docstring);
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..errors import GraphError, ShapeError
+from ..errors import GraphError, Loc, ShapeError
 from . import ops
 from .ops import REGISTRY, Op
 from .types import TensorType
+
+
+@dataclass
+class StatementInfo:
+    """One row of `nnc check`'s summary."""
+
+    label: str
+    kind: str  # input, param, assign, output, loss
+    ops: list = field(default_factory=list)
+    type: TensorType | None = None
+    params: list = field(default_factory=list)  # parameter names created
+    loc: Loc | None = None
+
 
 PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule")  # the node attributes that say where it came from
 

@@ -43,7 +43,8 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
                     raise NncError(f"input '{name}' has shape {format_shape(arr.shape)}: {want} = {got} here "
                                    f"but {bindings[want]} in another input", _declared_loc(g, node))
             elif got != want:
-                raise NncError(f"input '{name}' has shape {format_shape(arr.shape)}, expected {format_shape(typ.shape)}",
+                raise NncError(f"input '{name}' has shape {format_shape(arr.shape)}, "
+                               f"expected {format_shape(typ.shape)}",
                                _declared_loc(g, node))
         if typ.dtype == "int32":
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
@@ -70,7 +71,8 @@ def check_params(g, params: dict, float_dtype=np.float32, needed=None) -> dict:
             raise NncError(f"missing parameter '{name}' {typ}")
         arr = np.asarray(params[name])
         if tuple(arr.shape) != tuple(typ.shape):
-            raise NncError(f"parameter '{name}' has shape {format_shape(arr.shape)}, expected {format_shape(typ.shape)}")
+            raise NncError(f"parameter '{name}' has shape {format_shape(arr.shape)}, "
+                           f"expected {format_shape(typ.shape)}")
         values[node] = arr.astype(numpy_dtype(typ.dtype, float_dtype))
     return values
 

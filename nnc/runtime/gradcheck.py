@@ -51,18 +51,19 @@ def finite_difference_check(graph, of_node: int, inputs: dict, params: dict, gra
         sym = np.asarray(symbolic, dtype=np.float64).reshape(-1)[picks]
         floor = max(ABSOLUTE_FLOOR, RELATIVE_FLOOR * np.abs(np.asarray(symbolic)).max(initial=0))
 
-        def rel_error(s, n):
-            return abs(s - n) / max(abs(s), abs(n), floor)
-
         worst = 0.0
         for j, k in enumerate(picks):
-            err = rel_error(sym[j], _central_difference(f, flat, k, STEP))
+            err = _relative_error(sym[j], _central_difference(f, flat, k, STEP), floor)
             if err > TOLERANCE:
                 # A ReLU or max-pool kink inside [w − h, w + h] spoils the quotient; a smaller step avoids it.
-                err = min(err, rel_error(sym[j], _central_difference(f, flat, k, STEP / 10)))
+                err = min(err, _relative_error(sym[j], _central_difference(f, flat, k, STEP / 10), floor))
             worst = max(worst, err)
         results.append(CheckResult(name, len(picks), flat.size, worst))
     return results
+
+
+def _relative_error(symbolic: float, numeric: float, floor: float) -> float:
+    return abs(symbolic - numeric) / max(abs(symbolic), abs(numeric), floor)
 
 
 def _central_difference(f, flat, k, h) -> float:

@@ -99,9 +99,11 @@ def _conv2d_grad_weight_ref(x, dy, *, stride, pad, kshape):
 
 conv2d = defop("conv2d", arity=2, groups={CONTRACTION}, shape=_conv2d, ref=_conv2d_ref,
       doc="2-D cross-correlation, NCHW input, [F, C, kh, kw] weight", attrs=("stride", "pad"))
-conv2d_grad_input = defop("conv2d_grad_input", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_input, ref=_conv2d_grad_input_ref,
+conv2d_grad_input = defop("conv2d_grad_input", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_input,
+      ref=_conv2d_grad_input_ref,
       doc="dx of conv2d from dy and the weight", attrs=("stride", "pad", "in_shape"))
-conv2d_grad_weight = defop("conv2d_grad_weight", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_weight, ref=_conv2d_grad_weight_ref,
+conv2d_grad_weight = defop("conv2d_grad_weight", arity=2, groups={CONTRACTION}, shape=_conv2d_grad_weight,
+      ref=_conv2d_grad_weight_ref,
       doc="dW of conv2d from the input and dy", attrs=("stride", "pad", "kshape"))
 
 # ---- pooling -------------------------------------------------------------------------

@@ -16,7 +16,8 @@ def _reshape(ts, *, shape):
 def _transpose(ts, *, perm):
     t = ts[0]
     if sorted(perm) != list(range(t.rank)):
-        raise ShapeError(f"transpose: perm {list(perm)} is not a permutation of the {t.rank} axes of {format_shape(t.shape)}")
+        raise ShapeError(f"transpose: perm {list(perm)} is not a permutation of the {t.rank} axes of "
+                         f"{format_shape(t.shape)}")
     return TensorType(tuple(t.shape[p] for p in perm), t.dtype)
 
 

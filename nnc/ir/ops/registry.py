@@ -13,8 +13,8 @@ lowerings live in the backend's tables (nnc/backend/lower_*.py).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ...errors import ShapeError
 from ..types import TensorType

@@ -1,0 +1,189 @@
+"""What layer functions see while a model is built: `GraphWriter`, which adds nodes and parameters.
+
+Every node it adds is located at the call being built (a shape error points
+at the argument at fault), belongs to the current statement, and is counted
+against the memory limit; parameters are named `<statement>.<param>` (or by the
+call's `name=`), checked and initialized by their `Init`. The AST walk that
+drives it is nnc/front/builder.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import limits
+from ..errors import Loc, NncError, ShapeError
+from ..ir import ops
+from ..ir.graph import Graph, StatementInfo
+from ..ir.initializer import Init
+from ..ir.types import DTYPE_NAMES, TensorType, format_shape
+from .values import Tensor
+
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # the grammar's NAME: name="enc"
+
+
+@dataclass
+class _Stmt:
+    base: str  # parameter-name base for calls in this statement
+    label: str
+    info: StatementInfo | None
+    param_calls: int = 0
+    used: set = field(default_factory=set)
+
+
+class GraphWriter:
+    """Adds the primitive nodes and parameters of the calls being built to the graph `g`."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.stmt: _Stmt | None = None       # the statement being built
+        self.current_loc: Loc | None = None  # the call being built
+        self.arg_locs: tuple = ()            # its arguments', by position
+        self._call_name: str | None = None   # the function it calls
+        self.param_bytes = 0                 # of the parameters made so far
+
+    def as_tensor(self, v, like=None, loc: Loc | None = None) -> Tensor:
+        """Numbers become scalar constants in the dtype of the tensor they meet."""
+        if isinstance(v, Tensor):
+            return v
+        loc = loc or self.current_loc  # a number handed to a layer function: point at the call
+        dtype = self.g.type_of(like.node).dtype if isinstance(like, Tensor) else "float32"
+        if dtype == "int32" and not float(v).is_integer():
+            raise NncError(f"the number {v} meets an int tensor; expected a float tensor", loc,
+                           hint="int tensors hold class labels")
+        value = int(v) if dtype == "int32" else float(v)
+        info = np.iinfo(np.int32) if dtype == "int32" else np.finfo(dtype)
+        if not float(info.min) <= value <= float(info.max):  # np.asarray would overflow or make it inf
+            raise NncError(f"the number {v:g} does not fit {DTYPE_NAMES.get(dtype, dtype)} tensors: got {v:g}, "
+                           f"expected {info.min:g} to {info.max:g}", loc,
+                           hint="declare the tensors f64 to compute with numbers this large" if dtype == "float32"
+                           else None)
+        typ = TensorType((), dtype)
+        node = self.g.add_op(ops.const, (), {"value": value, "type": typ}, type=typ, loc=loc,
+                             stmt=self.stmt.label if self.stmt else None, layer="const")
+        return Tensor(node)
+
+    def _check_size(self, what: str, typ: TensorType, loc: Loc | None, hint: str | None = None) -> int:
+        """The bytes a tensor of `typ` takes; a located error if that is over the memory limit (nnc/limits.py)."""
+        size = limits.tensor_bytes(typ)
+        if size > limits.memory_limit():
+            per = " per example" if any(isinstance(d, str) for d in typ.shape) else ""
+            raise NncError(f"{what} {format_shape(typ.shape)} would take {limits.format_bytes(size)}{per}, "
+                           f"expected at most {limits.limit_text()}", loc, hint=hint)
+        return size
+
+    def apply(self, op: ops.Op, operands, loc: Loc, operand_locs=(), layer: str | None = None, **attrs) -> Tensor:
+        """Add a primitive node; a shape error points at the operand at fault."""
+        try:
+            node = self.g.add_op(op, [t.node for t in operands], attrs, loc=loc,
+                                 stmt=self.stmt.label if self.stmt else None, layer=layer or op.name)
+        except ShapeError as err:
+            where = loc
+            if err.operand is not None and err.operand < len(operand_locs) and operand_locs[err.operand]:
+                where = operand_locs[err.operand]
+            raise NncError(err.message, where, err.hint) from None
+        name = layer or op.name
+        self._check_size(f"{name if name.isidentifier() else repr(name)}: the result", self.g.type_of(node), loc)
+        info = self.stmt.info if self.stmt else None
+        if info is not None and layer and op is not ops.const and (not info.ops or info.ops[-1] != layer):
+            info.ops.append(layer)
+        return Tensor(node)
+
+    # ---- parameters --------------------------------------------------------------------
+
+    def new_param(self, name: str, typ: TensorType, init: Init, loc: Loc, trainable: bool = True) -> int:
+        if name in self.g.params:
+            first = self.g.nodes[self.g.params[name]]["loc"]
+            raise NncError(f"duplicate parameter name '{name}'" + (f" (first made at {first.span})" if first else ""),
+                           loc, hint="give the layer another name= or assign it to another variable")
+        what = f"{self._call_name}: the {name.rsplit('.', 1)[-1]}" if self._call_name else f"param '{name}'"
+        symbolic = [d for d in typ.shape if not isinstance(d, int)]
+        if symbolic:  # e.g. batchnorm over a transposed [784, B]: its "channels" are the batch
+            raise NncError(f"{what} would have shape {format_shape(typ.shape)}: got the symbolic dim {symbolic[0]}, "
+                           f"expected numbers", loc, hint=f"parameter sizes are fixed when the model is built, "
+                                                          f"{symbolic[0]} only when it runs")
+        top = float(np.finfo(typ.dtype).max)
+        if _init_reach(init) > top:  # the values would be inf or nan
+            raise NncError(f"{what}: the initializer {init} gives values beyond ±{top:.4g}: got up to "
+                           f"{_init_reach(init):.4g}, expected a {DTYPE_NAMES.get(typ.dtype, typ.dtype)} number", loc)
+        self.param_bytes += self._check_size(what, typ, loc, hint="make the layer smaller" if self._call_name else None)
+        if self.param_bytes > limits.memory_limit():
+            raise NncError(f"the parameters would take {limits.format_bytes(self.param_bytes)} with '{name}', "
+                           f"expected at most {limits.limit_text()} in all", loc, hint="make the model smaller")
+        node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": init, "trainable": trainable},
+                             type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, layer="param")
+        self.g.params[name] = node
+        if self.stmt and self.stmt.info is not None:
+            self.stmt.info.params.append(name)
+        return node
+
+    def claim_prefix(self, op: str, explicit: str | None) -> str:
+        """The parameter-name prefix of a parametric call in the current statement."""
+        st = self.stmt
+        if explicit is not None:
+            return explicit
+        if st is None or not st.base:
+            base = op
+        elif st.param_calls == 0:
+            base = st.base
+        else:
+            base = f"{st.base}.{op}"
+            k = 2
+            while base in st.used:
+                base = f"{st.base}.{op}_{k}"
+                k += 1
+        if st is not None:
+            st.param_calls += 1
+            st.used.add(base)
+        return base
+
+    # ---- the facade layer functions use ------------------------------------------
+
+    @property
+    def training(self) -> bool:
+        return self.g.training
+
+    def type(self, t: Tensor) -> TensorType:
+        return self.g.type_of(t.node)
+
+    def op(self, op: ops.Op, *operands, layer: str | None = None, **attrs) -> Tensor:
+        """A primitive inside the current call; shape errors point at the call."""
+        return self.apply(op, operands, self.current_loc, (), layer=layer or self._call_name, **attrs)
+
+    def prim(self, op: ops.Op, *operands, **attrs) -> Tensor:
+        """A primitive called directly by the user: operand i is argument i."""
+        return self.apply(op, operands, self.current_loc, self.arg_locs, layer=self._call_name, **attrs)
+
+    def const(self, value, like: Tensor | None = None) -> Tensor:
+        return self.as_tensor(value, like=like, loc=self.current_loc)
+
+    def error(self, message: str, arg: int | None = None, hint: str | None = None) -> NncError:
+        """A located error about the current call, pointing at argument `arg` when given."""
+        loc = self.current_loc
+        if arg is not None and arg < len(self.arg_locs) and self.arg_locs[arg]:
+            loc = self.arg_locs[arg]
+        return NncError(f"{self._call_name}: {message}", loc, hint)
+
+    def params_for(self, name: str | None, specs) -> dict:
+        """Create the parameters of the current layer call: specs = [(pname, TensorType, Init, trainable)]."""
+        if name is not None and not PARAM_NAME.fullmatch(name):
+            raise self.error(f'name must be a name such as "encoder": got "{name}"',
+                             hint="letters, digits and _, dots between parts; checkpoints and h1.weight use it")
+        prefix = self.claim_prefix(self._call_name, name)
+        out = {}
+        for pname, typ, init, trainable in specs:
+            out[pname] = Tensor(self.new_param(f"{prefix}.{pname}", typ, init, self.current_loc, trainable))
+        return out
+
+
+def _init_reach(init: Init) -> float:
+    """The largest magnitude an initializer gives (ten standard deviations for normal)."""
+    a = [abs(float(x)) for x in init.args]
+    if init.kind == "normal":
+        return a[0] + 10 * a[1]
+    if init.kind == "uniform":
+        return max(a[0], a[1], float(init.args[1]) - float(init.args[0]))
+    return max(a, default=0.0)
