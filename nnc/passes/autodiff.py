@@ -14,18 +14,29 @@ import networkx as nx
 
 from ..errors import GraphError, NncError
 from ..ir import ops
-from ..ir.ops import NoGradient, Op, get
+from ..ir.graph import Emitter
+from ..ir.ops import NoGradient
 from ..ir.types import TensorType, format_shape
 
 
-class VJPContext:
-    """What a VJP rule sees while it adds the gradient of one operand of one forward node."""
+class VJPContext(Emitter):
+    """What a VJP rule sees while it adds the gradient of one operand of one forward node: the forward
+    computation, and an Emitter whose nodes record the forward node (`grad_of`) and the rule's text."""
 
     def __init__(self, g, node: int, index: int, text: str):
-        self.g = g
+        fwd = g.nodes[node]
+        super().__init__(g, grad_of=node, rule=text, stmt=fwd.get("stmt"), loc=fwd.get("loc"), layer=fwd.get("layer"))
         self.node = node
         self.index = index
-        self.text = text
+
+    @property
+    def text(self) -> str:
+        """The rule the nodes being added are recorded under."""
+        return self.provenance["rule"]
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self.provenance["rule"] = value
 
     # the forward computation
     def x(self, i: int) -> int:
@@ -44,18 +55,6 @@ class VJPContext:
 
     def shape(self, n: int) -> tuple:
         return self.g.type_of(n).shape
-
-    # building backward nodes
-    def op(self, op: Op, *operands: int, **attrs) -> int:
-        return self.g.add_op(op, operands, attrs, grad_of=self.node, rule=self.text,
-                             stmt=self.g.nodes[self.node].get("stmt"), loc=self.g.nodes[self.node].get("loc"),
-                             layer=self.g.nodes[self.node].get("layer"))
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        op = get(name)  # KeyError for a misspelt op: fail loudly while writing rules
-        return lambda *operands, **attrs: self.op(op, *operands, **attrs)
 
     def const(self, value: float) -> int:
         """A scalar constant in the float dtype of the forward result."""
