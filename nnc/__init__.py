@@ -6,9 +6,8 @@
     model.eval({"x": -2, "y": 5, "z": -4})   # {'f': array(-12.)}
 """
 
-__version__ = "0.1.0"
-
-from .errors import NncError  # noqa: E402
-from .model import Model, load, loads  # noqa: E402
+from .errors import NncError
+from .model import Model, load, loads
+from .version import __version__
 
 __all__ = ["load", "loads", "Model", "NncError", "__version__"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir.types import TensorType, format_shape
-
-OPERATOR_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+from .text import ops_text
 
 
 def _type_text(t: TensorType | None) -> str:
@@ -22,7 +21,7 @@ def summary_text(model) -> str:
     for info in g.statements:
         if info.kind == "output":
             continue
-        ops = " → ".join(OPERATOR_NAMES.get(o, o) for o in info.ops) or "(value)"
+        ops = ops_text(info.ops) or "(value)"
         n = sum(counts.get(p, 0) for p in info.params)
         rows.append((info.label, ops, _type_text(info.type), f"{n:,}"))
     header = ("name", "op", "output shape", "params")
@@ -43,7 +42,7 @@ def summary_text(model) -> str:
     outs = ", ".join(f"{k} {g.type_of(n)}" for k, n in g.outputs.items()) or "none"
     out.append(f" outputs: {outs}")
     if g.loss is not None:
-        out.append(" loss: " + " → ".join(OPERATOR_NAMES.get(o, o) for o in _loss_ops(g)))
+        out.append(" loss: " + ops_text(_loss_ops(g)))
     out.append(f" graph: {len(g)} primitive ops")
     return "\n".join(out)
 

@@ -2,7 +2,8 @@
 
 `number(x)` prints a whole number without a fraction and anything else with
 `digits` significant digits; `shape_text` writes a shape as `[B, 784]`;
-`tensor_summary` writes a tensor as its shape, norm and mean; `value_text`
+`tensor_summary` writes a tensor as its shape, norm and mean; `ops_text` a
+statement's calls as a chain; `value_text`
 is what `nnc eval` and `nnc grad` print: a number, a small array in full, or
 a large array's statistics.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 SMALL = 20  # arrays with at most this many elements print in full
+OPERATOR_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
 
 
 def number(x, digits: int = 6) -> str:
@@ -21,6 +23,11 @@ def number(x, digits: int = 6) -> str:
     if x.is_integer() and abs(x) < 1e15:
         return str(int(x))
     return f"{x:.{digits}g}"
+
+
+def ops_text(layers) -> str:
+    """A statement's calls in order, operators by name: `matmul → add → relu`."""
+    return " → ".join(OPERATOR_NAMES.get(o, o) for o in layers)
 
 
 def shape_text(shape) -> str:

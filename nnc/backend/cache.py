@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 
 FORMAT = 1
 

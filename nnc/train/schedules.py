@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..errors import NncError
-from ..front.settings import SCHEDULES, Spec
+from ..specs import SCHEDULES, Spec
 
 
 def learning_rate(spec: Spec, base: float, epoch: float, epochs: int) -> float:

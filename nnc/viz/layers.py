@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime.annotate import number, summary, type_text
-from ..summary import OPERATOR_NAMES
+from ..text import ops_text
 from .dot import GRAD_COLOR, html_lines
 from .style import Options, edge_label, highlight, new_dot
 
@@ -78,7 +78,7 @@ def _params_highlighted(g, info, opts) -> bool:
 
 
 def _box_label(g, info, opts: Options):
-    ops = " → ".join(OPERATOR_NAMES.get(o, o) for o in info.ops)
+    ops = ops_text(info.ops)
     t = type_text(info.type)
     lines = [(info.label, None, True)]
     if info.kind in ("input", "param"):
