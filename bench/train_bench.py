@@ -82,11 +82,11 @@ class NncRunner:
 
     def __init__(self, model: str, batch: int, threads: int):
         import nnc
-        from nnc.cli.bench import empty_compile_cache
         from nnc.passes.optim import LR as LR_INPUT
         from nnc.runtime.init import init_params
-        from nnc.specs import OPTIMIZERS, Spec
         from nnc.runtime.task import training_task
+        from nnc.specs import OPTIMIZERS, Spec
+        from nnc.train.bench import empty_compile_cache
         from nnc.train.engines import NativeEngine
 
         m = nnc.load(EXAMPLES[model])

@@ -27,10 +27,7 @@ sys.path.insert(0, str(REPO))  # tests.fuzz, whatever directory pytest runs from
 
 from nnc import limits  # noqa: E402
 from nnc.errors import NncError  # noqa: E402
-from nnc.front.builder import (
-    MAX_CALL_DEPTH,  # noqa: E402
-    MAX_EXPR_DEPTH as BUILDER_MAX_EXPR_DEPTH,  # noqa: E402
-)
+from nnc.front.builder import MAX_CALL_DEPTH, MAX_EXPR_DEPTH as BUILDER_MAX_EXPR_DEPTH  # noqa: E402
 from nnc.front.syntax import MAX_EXPR_DEPTH, MAX_SOURCE_CHARS, parse  # noqa: E402
 from nnc.model import load, loads  # noqa: E402
 from tests.fuzz import generate, harness, mutate, run  # noqa: E402

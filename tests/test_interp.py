@@ -163,7 +163,8 @@ def test_conv2d_matches_naive_loops(stride, pad, kernel):
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = rng.normal(size=(2, 3, 7, 6))
     w, b = rng.normal(size=(4, 3, kh, kw)), rng.normal(size=4)
-    m = nnc.loads(f"model m {{ input x: [B, 3, 7, 6] y = conv2d(x, 4, {kernel}, stride={stride}, pad={pad}) output y }}")
+    m = nnc.loads(f"model m {{ input x: [B, 3, 7, 6] y = conv2d(x, 4, {kernel}, stride={stride}, pad={pad}) "
+                  f"output y }}")
     out = m.eval({"x": x}, {"y.weight": w, "y.bias": b}, float_dtype=np.float64)["y"]
     np.testing.assert_allclose(out, naive_conv2d(x, w, b, stride, pad), rtol=1e-10, atol=1e-12)
 

@@ -19,7 +19,8 @@ def span_text(loc: ast.Loc) -> str:
     s = loc.span
     if s.line == s.end_line:
         return lines[s.line - 1][s.column - 1:s.end_column - 1]
-    parts = [lines[s.line - 1][s.column - 1:]] + lines[s.line:s.end_line - 1] + [lines[s.end_line - 1][:s.end_column - 1]]
+    first, last = lines[s.line - 1][s.column - 1:], lines[s.end_line - 1][:s.end_column - 1]
+    parts = [first] + lines[s.line:s.end_line - 1] + [last]
     return "\n".join(parts)
 
 

@@ -31,7 +31,8 @@ def installed(tmp_path_factory) -> dict:
     """Build the wheel, make a fresh venv, install it; {wheel, venv, bin, site, elsewhere}."""
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", dist, REPO, cwd=root)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", dist, REPO,
+        cwd=root)
     (wheel,) = dist.glob("nnc-*.whl")
     venv = root / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=root)
@@ -66,7 +67,8 @@ def test_installed_nnc_checks_a_model_from_another_directory(installed):
 def test_nnc_and_its_grammar_come_from_the_fresh_venv(installed):
     probe = ("import nnc, nnc.front.syntax, pathlib; from importlib import resources; "
              "print(nnc.__file__); print(resources.files('nnc').joinpath('grammars', 'nn.lark')); "
-             "print(nnc.front.syntax.grammar_text() == open(str(resources.files('nnc') / 'grammars' / 'nn.lark')).read())")
+             "grammar = resources.files('nnc') / 'grammars' / 'nn.lark'; "
+             "print(nnc.front.syntax.grammar_text() == open(str(grammar)).read())")
     lines = run(installed["bin"] / "python", "-c", probe, cwd=installed["elsewhere"],
                 env=installed["env"]).stdout.splitlines()
     venv = installed["venv"].resolve()

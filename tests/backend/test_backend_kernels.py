@@ -106,7 +106,8 @@ def test_reductions(axis, keepdims):
     for name in ("sum", "mean", "max"):
         g.outputs[name] = g.add_op(ops.get(name), (x,), {"axis": axis, "keepdims": keepdims})
     # prologue (square of a difference) and epilogue (sqrt) fused around the reduction
-    spread = g.add_op(ops.mean, (g.add_op(ops.square, (g.add_op(ops.sub, (x, c)),)),), {"axis": axis, "keepdims": keepdims})
+    squares = g.add_op(ops.square, (g.add_op(ops.sub, (x, c)),))
+    spread = g.add_op(ops.mean, (squares,), {"axis": axis, "keepdims": keepdims})
     g.outputs["std"] = g.add_op(ops.sqrt, (spread,))
     exe, _ = run_case(g, batch=6)
     assert exe.stats["kernels"] == 4
