@@ -182,14 +182,15 @@ def test_optimizer_flag_keeps_the_train_blocks_lr_setting():
 
 def test_run_uses_the_cores_it_may_run_on_unless_told(monkeypatch):
     from nnc.cli import run as run_module
+    from nnc.train import config as config_module
 
-    monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    assert run_module.default_threads() == 3
-    monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
-    assert run_module.default_threads() == run_module.MAX_DEFAULT_THREADS
+    monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert config_module.default_threads() == 3
+    monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert config_module.default_threads() == config_module.MAX_DEFAULT_THREADS
     model = nnc.load(ROOT / "examples/xor.nn")
     args = make_parser().parse_args(["run", "examples/xor.nn"])
-    assert run_module.config_from(model, args).threads == run_module.MAX_DEFAULT_THREADS
+    assert run_module.config_from(model, args).threads == config_module.MAX_DEFAULT_THREADS
     args = make_parser().parse_args(["run", "examples/xor.nn", "--threads", "1"])
     assert run_module.config_from(model, args).threads == 1
 

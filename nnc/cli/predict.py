@@ -11,8 +11,20 @@ from ..errors import NncError
 from ..fileio import load_npz, reading
 from ..ir import ops
 from ..ir.types import format_shape
+from ..runtime.execute import run_graph
+from ..runtime.task import task_of
+from .options import backend_option, gather_params, load_model, model_options, params_options
 
 IMAGE_SUFFIXES = {".png"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="predict the class of one input (a .png image, .npy or .npz)")
+    model_options(p)
+    params_options(p)
+    p.add_argument("--input", required=True, metavar="FILE", help="a .png image, .npy array or .npz of inputs")
+    backend_option(p, default="llvm")
+    p.set_defaults(func=cmd_predict)
 
 
 def read_input(path: Path, model) -> dict:
@@ -89,12 +101,7 @@ def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
 
 
 def cmd_predict(args) -> int:
-    from ..model import load
-    from ..runtime.execute import run_graph
-    from ..runtime.task import task_of
-    from .main import gather_params
-
-    model = load(Path(args.model), model=args.model_name)
+    model = load_model(args)
     inputs = read_input(Path(args.input), model)
     params = gather_params(args, model)
     g = model.graph

@@ -1,23 +1,21 @@
-"""The `nnc viz` command: its arguments (added to nnc's parser by `add_parser`) and what it runs."""
+"""`nnc viz`: diagrams of a model (nnc.viz) with values and gradients on the edges, step-by-step frames and
+page of the backward pass, and with --heat the gradient norms a run recorded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import NncError
+from .options import gather_inputs, gather_params, gather_random, load_model, model_options, value_options
 
 VIEW_NAMES = ("layers", "ops", "backward", "fused")
 
 
 def add_parser(sub) -> None:
-    from .main import _model_args, _run_args
-
     p = sub.add_parser("viz", help="draw the model: layers, ops, backward pass or fused kernels, with values "
                        "and gradients on the edges")
-    _model_args(p)
-    model_arg = next(a for a in p._actions if a.dest == "model")
-    model_arg.nargs, model_arg.default = "?", None  # optional with --heat: the run folder names its model
-    _run_args(p)
+    model_options(p, optional=True)  # with --heat the run folder names its model
+    value_options(p)
     p.add_argument("-o", "--output", metavar="FILE", help="the diagram: .svg, .png, .pdf or .dot")
     p.add_argument("--view", choices=VIEW_NAMES, default="layers",
                    help="layers (default): one box per statement; ops: primitive ops; backward: forward and "
@@ -27,9 +25,6 @@ def add_parser(sub) -> None:
     p.add_argument("--partials", action="store_true", help="also write the local derivative on each edge")
     p.add_argument("--steps", metavar="DIR", help="write one SVG per backward step into DIR")
     p.add_argument("--html", metavar="FILE", help="write the backward steps as one self-contained web page")
-    if not any(a.dest == "backend" for a in p._actions):  # _run_args may already offer it
-        p.add_argument("--backend", choices=["llvm", "reference"],
-                       help="compute values natively (default) or on the reference interpreter")
     p.add_argument("--heat", metavar="RUN_DIR", help="colour the layers by the gradient norms a run recorded "
                    "with nnc run --grad-stats; also writes FILE_norms.png")
     p.set_defaults(func=cmd_viz)
@@ -44,11 +39,10 @@ def cmd_viz(args) -> int:
         raise NncError("nothing to write: give -o FILE (.svg, .png, .pdf or .dot), --steps DIR or --html FILE")
     from ..viz import VIEWS, Options, diagram
     from ..viz.render import output_format, write_diagram
-    from .main import _load_model, gather_inputs, gather_params, gather_random
 
     if args.output:
         output_format(args.output)  # refuse a bad suffix before any work
-    model = _load_model(args)
+    model = load_model(args)
     given = args.at or args.inputs or args.random_inputs is not None
     ann = None
     if given or args.steps or args.html or args.partials:
@@ -93,7 +87,8 @@ def cmd_viz(args) -> int:
 
 def cmd_heat(args) -> int:
     from ..train.grad_stats import read_grad_stats
-    from ..viz.heat import heat_diagram, plot_norms, plot_path
+    from ..viz.heat import heat_diagram, plot_path
+    from ..viz.plots import plot_norms
     from ..viz.render import output_format, write_diagram
 
     if not args.output:

@@ -21,7 +21,7 @@ from ..ir.types import DTYPE_NAMES, TensorType, format_shape
 from . import ast
 from .layers import FUNCTIONS
 from .values import INT64, Symbol, Tensor, bind_arguments, did_you_mean, value_kind
-from .writer import GraphWriter, _Stmt
+from .writer import GraphWriter, Statement
 
 # Bounds on the builder's recursion (nnc/front/syntax.py bounds one expression to 100 levels): an expression
 # level costs up to 4 Python frames and a block call 6 more, so these stay within Python's default
@@ -63,7 +63,7 @@ class Builder(GraphWriter):
         super().__init__(Graph(model=model.name, source=program.source, training=training))
         self.symbols: set[str] = set()
         self.call_stack: list[str] = []
-        self.stmt: _Stmt | None = None
+        self.stmt: Statement | None = None
         self.depth = 0
         self.current_loc: Loc | None = None
         self.arg_locs: tuple = ()
@@ -122,7 +122,7 @@ class Builder(GraphWriter):
         typ = self.tensor_type(s.type) if s.type else TensorType((), "float32")
         self.symbols.update(d for d in typ.shape if isinstance(d, str))
         info = self._info(scope, s.name, "input", s.loc)
-        self.stmt = _Stmt(base=s.name, label=s.name, info=info)
+        self.stmt = Statement(base=s.name, label=s.name, info=info)
         self._check_size(f"input '{s.name}'", typ, s.type.loc if s.type else s.name_loc)
         node = self.g.add_op(ops.input, (), {"name": s.name, "type": typ}, type=typ, loc=s.name_loc,
                              stmt=s.name, layer="input")
@@ -152,7 +152,7 @@ class Builder(GraphWriter):
                            f"expected numbers", s.type.loc, hint="parameter sizes are fixed when the model is built")
         full = scope.prefix + s.name
         info = self._info(scope, full, "param", s.loc)
-        self.stmt = _Stmt(base=full, label=full, info=info)
+        self.stmt = Statement(base=full, label=full, info=info)
         init = self.initializer(s.init, default=Init("xavier" if typ.rank >= 2 else "zeros"))
         node = self.new_param(full, typ, init, s.name_loc)
         scope.env[s.name] = Tensor(node)
@@ -187,7 +187,7 @@ class Builder(GraphWriter):
         binding = s.target if count == 1 else f"{s.target}_{count}"
         label = scope.prefix + binding
         info = self._info(scope, label, "assign", s.loc)
-        outer, self.stmt = self.stmt, _Stmt(base=label, label=label, info=info)
+        outer, self.stmt = self.stmt, Statement(base=label, label=label, info=info)
         try:
             value = self.expr(s.value, scope)
         finally:
@@ -219,7 +219,7 @@ class Builder(GraphWriter):
             raise NncError("a model has one loss; this is the second", s.loc,
                            hint="add the terms into one expression: loss a + 0.01 * b")
         info = self._info(scope, "loss", "loss", s.loc)
-        self.stmt = _Stmt(base="loss", label="loss", info=info)
+        self.stmt = Statement(base="loss", label="loss", info=info)
         value = self.expr(s.value, scope)
         if not isinstance(value, Tensor):
             raise NncError(f"loss is {value_kind(value)}, expected a scalar tensor", s.value.loc)
@@ -375,7 +375,7 @@ class Builder(GraphWriter):
                 if isinstance(s, ast.Return):
                     if i != len(block.body) - 1:
                         raise NncError("statements after return are never run", block.body[i + 1].loc)
-                    self.stmt = _Stmt(base=inner.prefix.rstrip("."), label=inner.prefix + "return", info=None)
+                    self.stmt = Statement(base=inner.prefix.rstrip("."), label=inner.prefix + "return", info=None)
                     result = self.expr(s.value, inner)
                 else:
                     self.statement(s, inner)

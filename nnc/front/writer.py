@@ -26,7 +26,9 @@ PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  #
 
 
 @dataclass
-class _Stmt:
+class Statement:
+    """The statement being built: how its calls name their parameters."""
+
     base: str  # parameter-name base for calls in this statement
     label: str
     info: StatementInfo | None
@@ -39,7 +41,7 @@ class GraphWriter:
 
     def __init__(self, g: Graph):
         self.g = g
-        self.stmt: _Stmt | None = None       # the statement being built
+        self.stmt: Statement | None = None       # the statement being built
         self.current_loc: Loc | None = None  # the call being built
         self.arg_locs: tuple = ()            # its arguments', by position
         self._call_name: str | None = None   # the function it calls

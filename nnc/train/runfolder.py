@@ -1,41 +1,55 @@
-"""The run folder of `nnc run`: its creation, the settings it records and the copy of the model it trained.
+"""The run folder of `nnc run`: everything the run keeps in it, and the checks that let it be resumed.
 
 Every run gets a folder of its own: `runs/<model>-<time>` by default (with a
 `-2`, `-3`, ... suffix when a run started in the same second took the name;
 folders are created exclusively), or `--out DIR`, which may not hold an
-earlier run unless `--overwrite` clears it. Beside the checkpoint, history,
-metrics and figures (nnc/run.py) it holds
+earlier run unless `--overwrite` clears it; a run that fails before its first
+checkpoint leaves no folder behind (`new_run`). It holds
 
 - settings.json: every resolved setting of the run (what the train block and
   the flags made of it, the data as a location that does not depend on the
   working directory), the nnc version and the SHA-256 of the model source;
-- model.nn: the source the run trained,
+- model.nn: the source the run trained;
+- checkpoint.npz: the parameters and optimizer state, with what a resumption
+  needs (where in which epoch the run stopped, its running sums there, the
+  history and the divergence watch), saved with history.csv (`save_state`);
+- metrics.json: the final metrics; curves.png and confusion.png, drawn by
+  nnc.viz.plots; grad_stats.csv and .json (grad_stats.py),
 
-so `nnc run MODEL --resume DIR` restores the run from the folder alone and
-can tell when MODEL has changed since.
+so `nnc run MODEL --resume DIR` restores the run from the folder alone: the
+settings it recorded hold (a contradicting flag is refused, a larger --epochs
+extends the run), a model file changed since is refused, and so is a run
+that has trained all its epochs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
+import io
 import json
 import shlex
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from .. import __version__
-from ..data.load import ALIASES, BUILTIN_NAMES
+from ..data.load import ALIASES, BUILTIN_NAMES, TABLE_SUFFIXES
 from ..errors import NncError
 from ..fileio import atomic_write
-from ..front.settings import Spec
+from ..runtime import checkpoint
 from ..runtime.checkpoint import CHECKPOINT
-from .trainer import RunConfig
+from ..specs import Spec
+from ..version import __version__
+from .trainer import DivergenceWatch, EpochProgress, EpochStats, RunConfig
 
 SETTINGS = "settings.json"
 SOURCE_COPY = "model.nn"
 METRICS = "metrics.json"
 HISTORY = "history.csv"
+CURVES = "curves.png"
+CONFUSION = "confusion.png"
 RUN_MARKS = (SETTINGS, CHECKPOINT, METRICS, HISTORY)  # a folder holding one of these is a run's
 DEFAULT_ROOT = Path("runs")
 CONFIG_KEYS = ("epochs", "batch", "weight_decay", "clip", "seed", "backend", "threads")
@@ -89,6 +103,24 @@ def create(out: str | None, model_name: str, overwrite: bool, model_file: str = 
     raise NncError(f"cannot find a free run folder name next to {base}", hint="give one with --out DIR")
 
 
+@contextlib.contextmanager
+def new_run(out: str | None, model, settings: dict, overwrite: bool, model_file: str = "MODEL"):
+    """Create the new run's folder (see `create`) with its settings.json and model.nn, and yield it; a run that
+    fails before its first checkpoint takes the folder with it (and runs/ when it made that)."""
+    made_root = out is None and not DEFAULT_ROOT.exists()
+    folder = create(out, model.name, overwrite, model_file)
+    try:
+        write_settings(folder, settings, model.source.text)
+        yield folder
+    except BaseException:
+        if not (folder / CHECKPOINT).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            if made_root:
+                with contextlib.suppress(OSError):
+                    folder.parent.rmdir()
+        raise
+
+
 def source_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -121,6 +153,25 @@ def config_settings(config: RunConfig) -> dict:
 def config_of(settings: dict) -> RunConfig:
     return RunConfig(optimizer=spec_from_json(settings["optimizer"]), schedule=spec_from_json(settings["schedule"]),
                      **{k: settings[k] for k in CONFIG_KEYS})
+
+
+def new_settings(model, model_file: str, config: RunConfig, *, data: str | None = None, target: str | None = None,
+                 val: float | None = None, check_numerics: bool = False, grad_stats: bool = False) -> dict:
+    """Every setting of a new run, as settings.json records them: `config` (the flags over the train block) and
+    the data, target and validation share given (None: the train block's)."""
+    s = model.settings
+    spec = data or s["data"]
+    if not spec:
+        raise NncError(f"no data for model '{model.name}'", hint="give --data mnist (or a .csv / .npz file), "
+                       "or `data = ...` in the train block")
+    # given data is relative to the working directory, the train block's `data` to the model file
+    base = None if data else Path(model_file).parent
+    if target is None and Path(str(spec)).suffix.lower() in TABLE_SUFFIXES:
+        target = s["target"]
+    return {"model_file": str(model_file), "model": model.name, "model_sha256": source_sha256(model.source.text),
+            "data": data_location(str(spec), base), "target": target,
+            "val": val if val is not None else s["val"], **config_settings(config),
+            "check_numerics": bool(check_numerics), "grad_stats": bool(grad_stats)}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -158,3 +209,163 @@ def read_settings(folder: Path) -> dict:
 def saved_source(folder: Path) -> str | None:
     path = folder / SOURCE_COPY
     return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+# ---- resuming ----------------------------------------------------------------------------------------------
+
+# The settings a resumed run restores from its folder, each set by the flag --NAME, with the recorded value a
+# value given again must agree with.
+RESTORED = {
+    "model": lambda s: s["model"],
+    "batch": lambda s: s["batch"],
+    "lr": lambda s: s["optimizer"]["args"].get("lr"),
+    "optimizer": lambda s: s["optimizer"]["name"],
+    "schedule": lambda s: s["schedule"]["name"],
+    "weight_decay": lambda s: s["weight_decay"],
+    "clip": lambda s: s["clip"],
+    "seed": lambda s: s["seed"],
+    "threads": lambda s: s["threads"],
+    "backend": lambda s: s["backend"],
+    "data": lambda s: s["data"],
+    "target": lambda s: s["target"],
+    "val": lambda s: s["val"],
+    "check_numerics": lambda s: s["check_numerics"],
+    "grad_stats": lambda s: s["grad_stats"],
+}
+
+
+def resumed_settings(saved: dict, folder: Path, given: dict, *, epochs: int | None = None, out: str | None = None,
+                     overwrite: bool = False) -> dict:
+    """The recorded settings `saved` of the run in `folder`; a value `given` (by RESTORED name; None or False:
+    not given) that contradicts them is refused, but a larger `epochs` extends the run."""
+    if out is not None and Path(out).resolve() != folder.resolve():
+        raise NncError(f"--out {out} and --resume {folder} name two folders",
+                       hint="a resumed run stays in its folder: drop --out")
+    if overwrite:
+        raise NncError("--overwrite clears a run folder, --resume continues it: choose one")
+    for name, recorded in RESTORED.items():
+        value = given.get(name)
+        if value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = "true" if value is True else value
+        if name == "data":
+            value = data_location(value, None)
+        was = recorded(saved)
+        same = float(value) == float(was) if _is_number(value) and _is_number(was) else value == was
+        if not same:
+            raise NncError(f"{flag} {shown} contradicts the run being resumed ({flag.lstrip('-')} "
+                           f"{'false' if was is False else was})",
+                           hint=f"a resumed run keeps the settings it started with ({folder / SETTINGS}): "
+                                f"drop {flag}, or start a new run")
+    settings = dict(saved)
+    if epochs is not None:
+        if epochs < saved["epochs"]:
+            raise NncError(f"--epochs {epochs} is fewer than the {saved['epochs']} epochs of the run being "
+                           "resumed", hint="--epochs can only extend a resumed run; drop it to finish the run")
+        settings["epochs"] = epochs
+    return settings
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_source(folder: Path, model, model_file: str) -> None:
+    """Refuse to resume with a model file that changed since the run started (see docs: a run is one model)."""
+    saved = saved_source(folder)
+    if saved is None or saved == model.source.text:
+        return
+    copy = folder / SOURCE_COPY
+    raise NncError(f"{model_file} has changed since the run in {folder} started",
+                   hint=f"the run trains the model as it was, kept in {copy}: continue it with "
+                        f"`nnc run {shlex.quote(str(copy))} --resume {shlex.quote(str(folder))}`, or start a new run")
+
+
+def saved_checkpoint(folder: Path) -> tuple[dict, dict] | None:
+    """(arrays, meta) of the run's checkpoint; None when the run was killed before its first save."""
+    path = folder / CHECKPOINT
+    return checkpoint.load(path) if path.exists() else None
+
+
+def check_unfinished(saved: tuple[dict, dict] | None, settings: dict, model_file: str, folder: Path) -> None:
+    """Refuse to resume a run that has trained all its epochs, unless --epochs extends it."""
+    if saved is None:
+        return
+    meta = saved[1]
+    epoch = int(meta.get("epoch", 0))
+    partial = EpochProgress(**meta["epoch_progress"]).step if meta.get("epoch_progress") else 0
+    if epoch >= settings["epochs"] and not partial:
+        raise NncError(f"the run in {folder} is finished: it trained all {epoch} of its epochs",
+                       hint=f"to train it further, give the epochs it should reach: `nnc run "
+                            f"{shlex.quote(str(model_file))} --resume {shlex.quote(str(folder))} --epochs N` "
+                            f"with N above {epoch}")
+
+
+def restore(trainer, folder: Path, saved: tuple[dict, dict]) -> tuple[EpochProgress, DivergenceWatch]:
+    """Load the run's checkpoint `saved` into `trainer`: -> (how far the interrupted epoch got, the divergence
+    watch)."""
+    arrays, meta = saved
+    expected = {k: v.shape for k, v in trainer.state().items()}
+    checkpoint.check_against(folder / CHECKPOINT, arrays, expected)
+    trainer.load_state(arrays)
+    trainer.epoch = int(meta.get("epoch", 0))
+    trainer.global_step = int(meta.get("global_step", 0))
+    trainer.history = [EpochStats(**h) for h in meta.get("history", [])]
+    return EpochProgress(**meta.get("epoch_progress", {})), DivergenceWatch(**meta.get("divergence", {}))
+
+
+# ---- what the run writes as it goes and at the end -------------------------------------------------------
+
+
+def save_state(folder: Path, trainer, watch: DivergenceWatch, progress: EpochProgress | None = None) -> Path:
+    """The checkpoint (parameters and optimizer state, with where in which epoch the run stopped, its running
+    sums there, the history and the divergence watch) and history.csv: -> the checkpoint's path."""
+    progress = progress or EpochProgress()
+    meta = {"model": trainer.model.name, "epoch": trainer.epoch, "step": progress.step,
+            "global_step": trainer.global_step, "seed": trainer.config.seed, "optimizer": str(trainer.config.optimizer),
+            "epoch_progress": asdict(progress), "divergence": asdict(watch),
+            "history": [asdict(h) for h in trainer.history]}
+    path = folder / CHECKPOINT
+    checkpoint.save(path, trainer.state(), meta)
+    write_history(folder / HISTORY, trainer.history)
+    return path
+
+
+def write_history(path: Path, history) -> None:
+    buf = io.StringIO()
+    fields = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+              "samples_per_second"]
+    w = csv.writer(buf)
+    w.writerow(fields)
+    for h in history:
+        row = asdict(h)
+        w.writerow(["" if row[f] is None else (f"{row[f]:.6g}" if isinstance(row[f], float) else row[f])
+                    for f in fields])
+    atomic_write(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
+
+
+def final_metrics(trainer, data, result: dict, settings: dict, seconds: float, samples_per_second: float) -> dict:
+    """metrics.json of a finished run: `result` is the trainer's evaluation of the test set (the training set
+    when the data has none), detailed for a classifier."""
+    last = trainer.history[-1] if trainer.history else None
+    metrics = {"model": trainer.model.name, "data": data.describe(), "epochs": trainer.epoch,
+               "test_loss": result["loss"], "train_loss": last.train_loss if last else None,
+               "seconds": seconds, "samples_per_second": samples_per_second,
+               "seed": trainer.config.seed, "nnc_version": __version__, "model_sha256": settings["model_sha256"],
+               "settings": settings}
+    if "accuracy" not in result:
+        metrics.update({f"test_{k}": v for k, v in result.items() if k != "loss"})  # mse, mae, rmse
+        return metrics
+    metrics.update({"test_accuracy": result["accuracy"], "confusion_matrix": result["confusion"].tolist(),
+                    "precision": result["precision"].tolist(), "recall": result["recall"].tolist()})
+    if data.class_names:
+        metrics["class_names"] = list(data.class_names)
+    return metrics
+
+
+def write_metrics(folder: Path, metrics: dict, also: str | Path | None = None) -> None:
+    """metrics.json in the folder and, when asked (--metrics-json FILE), a copy at `also`."""
+    write_json(folder / METRICS, metrics)
+    if also:
+        write_json(Path(also), metrics)

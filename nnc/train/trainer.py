@@ -173,7 +173,8 @@ class Trainer:
             done.seen += len(idx)
             seen_here += len(idx)
             if classifies:
-                done.correct += int((predicted_classes(values[out_node]) == self.task.labels(batch[self.task.target])).sum())
+                truth = self.task.labels(batch[self.task.target])
+                done.correct += int((predicted_classes(values[out_node]) == truth).sum())
             if on_step:
                 on_step(i + 1, steps, done.loss_sum / done.seen, done.correct / done.seen if classifies else None)
             if should_stop and should_stop():

@@ -3,9 +3,11 @@
 Views (each a function graph, Options -> dot.Dot): `layers` (one box per
 statement), `ops` (primitive ops), `backward` (forward and backward nodes,
 each backward node labelled with its rule) and `fused` (the native kernels).
-values.py runs the model to write values and gradients on the edges,
-steps.py / html.py make the step-by-step frames and page, heat.py and
-grad_stats.py the training-health heat map, render.py calls Graphviz.
+Values and gradients come from an annotation the caller made
+(nnc.runtime.annotate); steps.py / html.py make the step-by-step frames and
+page, heat.py the training-health heat map (the norms come from
+nnc.train.grad_stats), plots.py the training curves, render.py calls Graphviz.
+viz draws what it is given and never runs a model itself.
 """
 
 from __future__ import annotations

@@ -1,20 +1,19 @@
-"""`nnc viz --heat RUN_DIR`: the layers coloured by their gradient norms, and the norms over epochs.
+"""`nnc viz --heat RUN_DIR`: the layers coloured by their gradient norms, and where the plot of the norms goes.
 
 Reads what `nnc run --grad-stats` recorded (grad_stats.py). Colours follow
 log10 of the last epoch's norm on a fixed scale (1e-6 to 1, widened when a
 norm falls outside), so a layer whose gradient vanished is dark, one whose
 gradient is large is bright, and two runs' maps compare directly;
-each box also states its norm. The plot (matplotlib, log scale) has one line
-per layer over the epochs — the course's vanishing-gradient picture.
+each box also states its norm. The plot beside the diagram (`plot_path`;
+plots.plot_norms draws it: one line per layer over the epochs, log scale)
+is the course's vanishing-gradient picture.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
-from ..fileio import atomic_write
 from .layers import layers_view
 from .style import Options
 
@@ -52,29 +51,6 @@ def heat_diagram(model, table: dict, epoch: int | None = None) -> str:
                    caption=f"{model.name}: gradient norm per layer after epoch {shown_epoch} "
                            f"(colour: log10 ‖∇‖ from {10 ** lo:.0e}, dark, to {10 ** hi:.0e}, bright)")
     return layers_view(model.graph, opts).source()
-
-
-def plot_norms(path: Path, table: dict, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for layer, rows in table.items():
-        ax.plot([e for e, _ in rows], [max(n, 1e-30) for _, n in rows], "o-", label=layer, markersize=3)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("‖d loss / d layer parameters‖")
-    ax.set_title(title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def plot_path(output: str | Path) -> Path:

@@ -1,0 +1,166 @@
+"""The options several commands share, declared once, with their argument types and what they give a command.
+
+`model_options` (the model file and --model), `params_options` (--params,
+--random-params, --seed) and `value_options` (the inputs, the parameters,
+--dtype and --backend: what eval, grad, explain and viz compute with) add
+them to a command's parser; `load_model`, `gather_inputs`, `gather_random`
+and `gather_params` turn the parsed options into the model, its inputs and
+its parameters. The argument types make argparse refuse a bad value with
+exit status 2 before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NncError
+from ..fileio import load_npz
+from ..runtime.execute import BACKENDS
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+# ---- argument types ------------------------------------------------------------------------
+
+
+def assignment(text: str) -> tuple[str, np.ndarray]:
+    """NAME=VALUE with VALUE a number or a JSON list: x=-2, w=[[1,2],[3,4]]."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    name, _, raw = text.partition("=")
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{name}: expected a number or a list like [1, 2], got {raw!r}") from None
+    return name, arr
+
+
+def positive_int(text: str) -> int:
+    v = nonnegative_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected 1 or more, got 0")
+    return v
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {v}")
+    return v
+
+
+def val_amount(text: str) -> float:
+    """--val: a count of examples (100) or a fraction of the training set (0.1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    if v < 0 or (v >= 1 and not v.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a count (100) or a fraction in [0, 1), got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return v
+
+
+# ---- the shared options --------------------------------------------------------------------
+
+
+def model_options(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    """--debug, the model file and --model; `optional` for a command that can find the file elsewhere
+    (nnc viz --heat: the run folder names its model)."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks")
+    p.add_argument("model", metavar="MODEL.nn", nargs="?" if optional else None, help="the model file")
+    p.add_argument("--model", dest="model_name", metavar="NAME", help="which model of the file (default: the first)")
+
+
+def params_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", metavar="RUN_DIR", help="the parameters: a run folder (what nnc run printed), its "
+                   "checkpoint.npz, or a .npz of arrays keyed by parameter name")
+    p.add_argument("--random-params", action="store_true", help="draw the randomly initialized parameters not "
+                   "given by --params (seeded by --seed) instead of refusing to compute with them")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random-params and --random-inputs "
+                   "(default 0)")
+
+
+def backend_option(p: argparse.ArgumentParser, help: str | None = None, default: str | None = None) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default=default, help=help)
+
+
+def value_options(p: argparse.ArgumentParser) -> None:
+    """What a command computes with: inputs (given or random), parameters, the float precision and the backend."""
+    p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
+                   help="input values, e.g. --at x=-2 y=5 z=-4 (numbers or JSON lists)")
+    p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
+    params_options(p)
+    p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
+    p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
+                   help="feed random values (batch BATCH, default 4) to inputs not given")
+    backend_option(p, "native code (the default for float32) or the NumPy reference interpreter (the default for "
+                   "--dtype float64)")
+
+
+# ---- what the options give a command ---------------------------------------------------------
+
+
+def load_model(args):
+    """The model the model file and --model name."""
+    from ..model import load
+
+    return load(Path(args.model), model=args.model_name)
+
+
+def gather_inputs(args, model) -> dict:
+    """--inputs, then --at over it; an input the model does not have is an error."""
+    inputs = load_npz(args.inputs, "inputs") if args.inputs else {}
+    for name, value in args.at or []:
+        inputs[name] = value
+    unknown = sorted(set(inputs) - set(model.inputs))
+    if unknown:
+        raise NncError(f"model '{model.name}' has no input '{unknown[0]}'",
+                       hint=f"its inputs are: {', '.join(model.inputs) or 'none'}")
+    return inputs
+
+
+def gather_random(args, model, inputs: dict) -> dict:
+    """Fill inputs not given with random values when --random-inputs asks for it."""
+    batch = args.random_inputs
+    if batch is None:
+        return inputs
+    missing = [n for n in model.inputs if n not in inputs]
+    if missing:
+        print(f"random inputs (batch {batch}, seed {args.seed}): {', '.join(missing)}")
+    return {**model.random_inputs(batch, args.seed, missing), **inputs}
+
+
+def gather_params(args, model) -> dict:
+    """--params (a run folder, a checkpoint or a parameter .npz) and initial values for the parameters it does
+    not give: constant initializers always, random ones only with --random-params (said on stdout, as random
+    inputs are); without it a randomly initialized parameter left out is an error that names it."""
+    from ..model import MissingParams
+    from ..runtime.checkpoint import model_params
+
+    given = model_params(args.params, model)
+    missing = [name for name in model.random_param_names() if name not in given]
+    if missing and not args.random_params:
+        raise MissingParams(model, missing, MissingParams.CLI_HINT)
+    if missing:
+        print(f"random parameters (seed {args.seed}): {', '.join(missing)}")
+    return model.complete_params(given, args.seed)

@@ -1,0 +1,55 @@
+"""What nnc prints about training and evaluation: the epoch line of `nnc run`, and the result of an
+evaluation (`nnc run` at the end, `nnc eval --data`): the loss with the accuracy and the confusion matrix
+of a classifier, or the loss with MSE, MAE and RMSE of a regression, and a regression's fitted parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def epoch_line(h, epochs: int) -> str:
+    """One epoch's statistics (an EpochStats) as `nnc run` prints them."""
+    parts = [f"epoch {h.epoch}/{epochs}", f"loss {h.train_loss:.4f}"]
+    if h.train_accuracy is not None:
+        parts.append(f"acc {100 * h.train_accuracy:.2f}%")
+    if h.val_loss is not None:
+        parts.append(f"val_loss {h.val_loss:.4f}")
+    if h.val_accuracy is not None:
+        parts.append(f"val_acc {100 * h.val_accuracy:.2f}%")
+    parts.append(f"{h.samples_per_second / 1000:.1f}k samples/s" if h.samples_per_second >= 1000
+                 else f"{h.samples_per_second:.0f} samples/s")
+    parts.append(f"{h.seconds:.1f}s")
+    if h.grad_norms:
+        parts.append("‖∇‖ " + " ".join(f"{k} {v:.2g}" for k, v in h.grad_norms.items()))
+    return "  ".join(parts)
+
+
+def evaluation_text(which: str, result: dict, data_description: str | None = None) -> str:
+    """An evaluation's result (Evaluator.evaluate, detailed for a classifier) on the `which` set ("test" or
+    "training"); `data_description` ends a classifier's accuracy line when given."""
+    if "accuracy" not in result:  # a regression: the loss and the errors the evaluator measured (MSE, MAE, RMSE)
+        return f"{which} loss {result['loss']:.6g}" + "".join(
+            f"  {k.upper()} {v:.6g}" for k, v in result.items() if k != "loss")
+    line = f"{which} loss {result['loss']:.4f}  {which} accuracy {100 * result['accuracy']:.2f}%"
+    if data_description is not None:
+        line += f" ({data_description})"
+    return line + "\n" + confusion_text(result)
+
+
+def confusion_text(result: dict) -> str:
+    counts, precision, recall = result["confusion"], result["precision"], result["recall"]
+    k = len(counts)
+    width = max(5, len(str(counts.max())) + 1)
+    lines = ["confusion matrix (rows: true class, columns: predicted):",
+             "      " + "".join(f"{j:>{width}}" for j in range(k)) + "   precision  recall"]
+    for i in range(k):
+        lines.append(f"  {i:>3} " + "".join(f"{counts[i, j]:>{width}}" for j in range(k)) +
+                     f"   {100 * precision[i]:8.2f}%  {100 * recall[i]:6.2f}%")
+    return "\n".join(lines)
+
+
+def fitted_params_text(params: dict) -> str:
+    """A regression's parameters after training, one `name = value` line each."""
+    return "\n".join(["fitted parameters:", *(
+        f"  {name} = {np.array2string(np.asarray(value), precision=4, suppress_small=True)}"
+        for name, value in params.items())])

@@ -1,0 +1,50 @@
+"""A run's configuration: the model's `train { }` block with the values given for this run over it.
+
+`run_config` takes plain values (None: not given, the train block's holds),
+so `nnc run` and the Python API resolve settings the same way. A new
+optimizer keeps the train block's `lr = ...`; threads not given anywhere are
+the cores this process may use, at most MAX_DEFAULT_THREADS.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import specs
+from ..specs import Spec
+from .trainer import RunConfig
+
+MAX_DEFAULT_THREADS = 8  # the kernels of a small model split into more shares than this only add overhead
+
+
+def run_config(settings: dict, *, epochs: int | None = None, batch: int | None = None, lr: float | None = None,
+               optimizer: str | None = None, schedule: str | None = None, weight_decay: float | None = None,
+               clip: float | None = None, seed: int | None = None, backend: str | None = None,
+               threads: int | None = None) -> RunConfig:
+    """The RunConfig of a model whose train block resolved to `settings` (Model.settings), with the values given."""
+    s = settings
+    optimizer_spec = s["optimizer"]
+    if optimizer:
+        block_lr = {"lr": s["lr"]} if s["lr"] is not None else {}  # the train block's `lr = ...` still holds
+        optimizer_spec = specs.optimizer_spec(optimizer, **block_lr)
+    if lr is not None:
+        optimizer_spec = Spec(optimizer_spec.name, {**optimizer_spec.args, "lr": lr})
+    schedule_spec = specs.schedule_spec(schedule) if schedule else s["schedule"]
+    return RunConfig(
+        epochs=epochs if epochs is not None else s["epochs"],
+        batch=batch if batch is not None else s["batch"],
+        optimizer=optimizer_spec, schedule=schedule_spec,
+        weight_decay=weight_decay if weight_decay is not None else s["weight_decay"],
+        clip=clip if clip is not None else s["clip"],
+        seed=seed if seed is not None else s["seed"],
+        backend=backend or "llvm",
+        threads=next(t for t in (threads, s["threads"], default_threads()) if t is not None))
+
+
+def default_threads() -> int:
+    """Threads when neither the run nor the train block says: the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_THREADS))

@@ -1,0 +1,105 @@
+"""The figures of training: a run's curves.png (loss, and accuracy for a classifier, per epoch), its
+confusion.png, and the gradient norms per layer over the epochs (`nnc viz --heat`, FILE_norms.png).
+
+Figures are built with matplotlib's object API (no pyplot): nothing global to
+close, and importing pyplot alone would cost more than half a second of every
+run. `import_matplotlib_meanwhile` starts that import in a thread while
+training runs. Every PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_write
+
+
+def import_matplotlib_meanwhile() -> None:
+    """Import the plotting code in a thread while training runs: the native steps release the GIL,
+    so the half second matplotlib takes to import is not added to the run at the end."""
+    threading.Thread(target=importlib.import_module, args=("matplotlib.figure",), daemon=True).start()
+
+
+def plot_curves(path: Path, history, classifier: bool) -> None:
+    """Loss (and, for a classifier, accuracy) per epoch from a run's EpochStats, training and validation."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [h.epoch for h in history]
+    panels = 2 if classifier else 1
+    fig = Figure(figsize=(5 * panels, 3.6))
+    axes = fig.subplots(1, panels, squeeze=False)
+    ax = axes[0][0]
+    ax.plot(epochs, [h.train_loss for h in history], "o-", label="train")
+    if any(h.val_loss is not None for h in history):
+        ax.plot(epochs, [h.val_loss for h in history], "s--", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("loss")
+    ax.legend()
+    if classifier:
+        ax = axes[0][1]
+        ax.plot(epochs, [100 * (h.train_accuracy or 0) for h in history], "o-", label="train")
+        if any(h.val_accuracy is not None for h in history):
+            ax.plot(epochs, [100 * (h.val_accuracy or 0) for h in history], "s--", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("accuracy")
+        ax.legend()
+    for row in axes:
+        for a in row:
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_confusion(path: Path, counts: np.ndarray, labels=None) -> None:
+    from matplotlib.figure import Figure
+
+    k = len(counts)
+    fig = Figure(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
+    ticks = list(range(k))
+    ax.set_xticks(ticks, labels or ticks)
+    ax.set_yticks(ticks, labels or ticks)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = counts.max() if counts.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if counts[i, j] > top / 2 else "black")
+    ax.set_title("confusion matrix (test set)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_norms(path: Path, table: dict, title: str) -> None:
+    """One line per layer over the epochs, log scale: {layer: [(epoch, norm), ...]} as grad_stats.csv holds it."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    for layer, rows in table.items():
+        ax.plot([e for e, _ in rows], [max(n, 1e-30) for _, n in rows], "o-", label=layer, markersize=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("‖d loss / d layer parameters‖")
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
