@@ -13,8 +13,8 @@ import pytest
 import nnc
 from nnc import NncError
 from nnc.errors import ShapeError
-from nnc.ir.ops import LEAF, RANDOM, REGISTRY
-from nnc.ir.types import TensorType, broadcast_shapes, reshape_target, size_text
+from nnc.ir.ops import CONTROL, LEAF, PROJECTION, RANDOM, REGISTRY
+from nnc.ir.types import TensorType, TupleType, broadcast_shapes, reshape_target, size_text
 
 
 def T(*dims, dtype="float32") -> TensorType:
@@ -27,8 +27,25 @@ def I(*dims) -> TensorType:  # noqa: E743 - reads like the language's int[...]
 
 F64 = "float64"
 
+
+def _cell():
+    """A loop body h' = h + x for the scan cases: carry h [B, 3], one step x [B, 3]."""
+    from nnc.ir.graph import Emitter, Graph
+
+    body = Graph(model="cell")
+    e = Emitter(body)
+    body.outputs["h_new"] = e.add(e.input("h", T("B", 3)), e.input("x", T("B", 3)))
+    return body
+
+
+CELL = {"body": _cell(), "carry_in": ("h",), "carry_out": ("h_new",), "seq_in": ("x",), "const_in": (), "ys": (),
+        "accs": (), "length": 4, "reverse": False}
+
 # op, operand types, attrs, result type
 GOOD = [
+    # a loop over 4 steps: the carry's history; one result of it
+    ("scan", [T("B", 3), T(4, "B", 3)], CELL, TupleType((T(4, "B", 3),))),
+    ("item", [TupleType((T(4, "B", 3), T(2)))], {"index": 1}, T(2)),
     # leaves take their declared type
     ("input", [], {"name": "x", "type": T("B", 3)}, T("B", 3)),
     ("param", [], {"name": "w", "type": T(3, 4), "init": None, "trainable": True}, T(3, 4)),
@@ -111,6 +128,9 @@ GOOD = [
 
 # op, operand types, attrs, a piece of the message
 BAD = [
+    ("scan", [T("B", 3), T(5, "B", 3)], CELL, "scan: sequence 1 has shape [5, B, 3], expected [4, B, 3]"),
+    ("scan", [T("B", 4), T(4, "B", 3)], CELL, "scan: carry 1 is [B, 4], the body takes [B, 3]"),
+    ("item", [TupleType((T(4),))], {"index": 1}, "item: 1 is not a result of ([4])"),
     ("relu", [I("B")], {}, "relu: input is an int tensor int[B], expected a float tensor"),
     ("leaky_relu", [I(2)], {"alpha": 0.1}, "expected a float tensor"),
     ("elu", [I(2)], {"alpha": 0.1}, "expected a float tensor"),
@@ -369,8 +389,12 @@ def concrete(shape, size: int = BATCH) -> tuple:
     return tuple(size if isinstance(d, str) else d for d in shape)
 
 
-@pytest.mark.parametrize("op, types, attrs, want", [r for r in GOOD if not REGISTRY[r[0]].is_a(LEAF)],
-                         ids=[f"{r[0]}-{i}" for i, r in enumerate(GOOD) if not REGISTRY[r[0]].is_a(LEAF)])
+def _computed(op: str) -> bool:  # the loop's and its results' references: tests/test_scan.py
+    return not (REGISTRY[op].is_a(LEAF) or REGISTRY[op].is_a(CONTROL) or REGISTRY[op].is_a(PROJECTION))
+
+
+@pytest.mark.parametrize("op, types, attrs, want", [r for r in GOOD if _computed(r[0])],
+                         ids=[f"{r[0]}-{i}" for i, r in enumerate(GOOD) if _computed(r[0])])
 def test_reference_produces_what_the_shape_rule_promises(op, types, attrs, want):
     rng = np.random.default_rng(0)
     args = [sample(t, rng) for t in types]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ir.graph import Graph
 from ..version import __version__
 
 FORMAT = 1
@@ -55,16 +56,24 @@ def _canonical(value):
         return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, Graph):
+        return structure(value)
     return repr(value)
 
 
-def cache_key(g, targets, bindings: dict, host, threads: int = 1) -> str:
+def structure(g) -> list:
+    """Everything about a graph that decides its code, as JSON-able data (a loop's body included)."""
     nodes = []
     for n in g.topo():
         d = g.nodes[n]
         attrs = {k: v for k, v in d["attrs"].items() if k != "init"}
         nodes.append([n, d["op"].name, list(d["operands"]), _canonical(attrs), str(d["type"])])
     meta = {k: _canonical(getattr(g, k)) for k in ("inputs", "params", "outputs", "updates", "loss")}
+    return [meta, nodes]
+
+
+def cache_key(g, targets, bindings: dict, host, threads: int = 1) -> str:
+    meta, nodes = structure(g)
     text = json.dumps([FORMAT, compiler_fingerprint(), host.triple, host.cpu, host.features,
                        sorted(bindings.items()), list(targets), threads, meta, nodes], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()

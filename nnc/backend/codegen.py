@@ -25,6 +25,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from . import llvmutil as u, threads as mt
+from .fusion import fuse
 from .irmath import I32, I64
 from .kernel_context import KernelContext
 from .kernels.pointwise import emit_pointwise
@@ -40,7 +41,8 @@ class ModuleBuilder:
     """Emits the module for one compiled graph: the kernels first (they say how much scratch
     they need), then the memory plan, then the entry that calls them."""
 
-    def __init__(self, plan, bindings: dict, width: int, threads: int = 1):
+    def __init__(self, plan, bindings: dict, width: int, threads: int = 1, module: ir.Module | None = None,
+                 prefix: str = ""):
         self.plan = plan
         self.bindings = bindings
         self.width = width
@@ -48,15 +50,36 @@ class ModuleBuilder:
         # a parallel kernel is cut into more shares than threads, so that a thread that comes late
         # (or loses its core for a while) still finds work and the others do not wait for it
         self.shares = threads * SHARES_PER_THREAD if threads > 1 else 1
-        self.module = ir.Module(name="nnc")
+        self.module = module or ir.Module(name="nnc")
+        self.prefix = prefix      # of the function names, for a subgraph emitted into an outer module
         self.scratch_bytes: dict = {}
+        self.subgraphs = 0
 
     def build(self):
+        calls = self._emit_kernels()
+        sync = mt.UNIT_BYTES * len(calls) if self.threads > 1 else 0
+        mem = plan_memory(self.plan, self.bindings, self.scratch_bytes, sync)
+        body = self._emit_body(mem, calls)
+        self._emit_entry(mem, body)
+        return self.module, mem
+
+    def subgraph_function(self, g, targets):
+        """Emit the graph `g` (a loop's body) into this module as one function that one thread runs:
+        i32 (arena, state, inputs, seed, tid, gen, pool), like nnc_body; -> (function, memory plan, plan)."""
+        self.subgraphs += 1
+        plan = fuse(g, targets)
+        sub = ModuleBuilder(plan, self.bindings, self.width, 1, self.module, f"{self.prefix}loop{self.subgraphs}_")
+        calls = sub._emit_kernels()
+        mem = plan_memory(plan, self.bindings, sub.scratch_bytes)
+        return sub._emit_body(mem, calls), mem, plan
+
+    def _emit_kernels(self) -> list:
+        """One function per kernel; -> the work units: (kernel, function, storages, phase, shares)."""
         calls = []
         for k in self.plan.kernels:
-            storages = list(dict.fromkeys(self.plan.storage_of(n) for n in (k.output, *k.inputs)))
+            storages = list(dict.fromkeys(self.plan.storage_of(n) for n in (*k.stored, *k.inputs)))
             fn = ir.Function(self.module, ir.FunctionType(I32, [PTR] * (len(storages) + 1) + [I64, I64, I64]),
-                             f"k{k.index}_{k.kind}")
+                             f"{self.prefix}k{k.index}_{k.kind}")
             fn.linkage = "internal"
             fn.attributes.add("nounwind")
             for a in fn.args[:len(storages) + 1]:
@@ -68,11 +91,7 @@ class ModuleBuilder:
                 self.scratch_bytes[k.index] = kc.scratch_bytes * self.shares
             shares = self.shares if kc.parallel else 1
             calls += [(k, fn, storages, phase, shares) for phase in range(len(kc.phases))]
-        sync = mt.UNIT_BYTES * len(calls) if self.threads > 1 else 0
-        mem = plan_memory(self.plan, self.bindings, self.scratch_bytes, sync)
-        body = self._emit_body(mem, calls)
-        self._emit_entry(mem, body)
-        return self.module, mem
+        return calls
 
     def _emit_entry(self, mem, body) -> None:
         entry = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, PTR, I64, PTR]), ENTRY)
@@ -93,16 +112,16 @@ class ModuleBuilder:
     def _emit_body(self, mem, calls) -> ir.Function:
         """i32 nnc_body(arena, state, inputs, seed, tid, gen, pool): the work units in order, as thread `tid`
         in the step of generation `gen`."""
-        body = ir.Function(self.module, mt.BODY_TYPE, "nnc_body")
+        body = ir.Function(self.module, mt.BODY_TYPE, f"{self.prefix}nnc_body")
         body.linkage = "internal"
         regions = dict(zip(("arena", "state", "input"), body.args[:3]))
         seed, tid, gen, pool = body.args[3:]
         b = ir.IRBuilder(body.append_basic_block("entry"))
 
         def kernel_args(k, storages):
-            args = [self._pointer(b, mem.slots[s], regions) for s in storages]
+            args = [self.pointer(b, mem.slots[s], regions) for s in storages]
             scratch = mem.scratch.get(k.index)
-            return args + [self._pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None), seed]
+            return args + [self.pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None), seed]
 
         if self.threads == 1:
             for k, fn, storages, phase, _ in calls:
@@ -118,7 +137,7 @@ class ModuleBuilder:
 
         stale = body.append_basic_block("stale")          # a newer step was published: leave this one
         failed = body.append_basic_block("step_failed")   # a kernel of this step failed
-        sync = self._pointer(b, mem.sync, regions)
+        sync = self.pointer(b, mem.sync, regions)
 
         def counter(unit: int, which: int):
             return b.gep(sync, [u.i64(unit * mt.UNIT_BYTES + which * 64)], inbounds=True, source_etype=ir.IntType(8))
@@ -148,7 +167,8 @@ class ModuleBuilder:
         kc.dispatch_phases()
 
     @staticmethod
-    def _pointer(b, slot, regions):
+    def pointer(b, slot, regions):
+        """A pointer to `slot` given the regions' base pointers ({"arena", "state", "input"})."""
         if slot.region == "input":
             return b.load(b.gep(regions["input"], [u.i64(slot.offset)], source_etype=PTR), typ=PTR)
         return b.gep(regions[slot.region], [u.i64(slot.offset)], inbounds=True, source_etype=ir.IntType(8))
@@ -160,10 +180,7 @@ class ModuleBuilder:
             src = mem.slots[self.plan.storage_of(n)]
             if src == param_slot:
                 continue
-            memcpy = self.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
-                self.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]), "llvm.memcpy.p0.p0.i64")
-            b.call(memcpy, [self._pointer(b, param_slot, regions), self._pointer(b, src, regions),
-                            u.i64(param_slot.nbytes), ir.Constant(ir.IntType(1), 0)])
+            u.memcpy(b, self.pointer(b, param_slot, regions), self.pointer(b, src, regions), param_slot.nbytes)
 
 
 def build_module(plan, bindings: dict, width: int, threads: int = 1):

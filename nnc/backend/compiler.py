@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..errors import NncError
-from ..ir.types import concrete
+from ..ir.types import TupleType, concrete
 from . import cache, jit
 from .codegen import ENTRY, build_module
 from .executable import Executable
@@ -30,6 +30,8 @@ def effective_targets(g, targets=None) -> tuple:
 def check_supported(g, targets, bindings: dict) -> None:
     for n in g.needed_for(targets):
         t = g.type_of(n)
+        if isinstance(t, TupleType):   # its results are checked as the item nodes that read them
+            continue
         if t.dtype not in SUPPORTED_DTYPES:
             raise NncError(f"the native backend computes in float32; {g.describe(n)} is {t.dtype}",
                            g.nodes[n].get("loc"), hint="use the reference interpreter for float64")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ShapeError
-from ..ir.ops import ELEMENTWISE, EXPAND, LEAF, REDUCE, VIEW
+from ..ir.ops import CONTROL, ELEMENTWISE, EXPAND, LEAF, PROJECTION, REDUCE, VIEW
 from ..ir.types import broadcast_shapes
 
 POINTWISE = "pointwise"
@@ -27,6 +27,11 @@ POINTWISE = "pointwise"
 
 def is_leaf(g, n) -> bool:
     return g.op(n).is_a(LEAF)
+
+
+def is_result(g, n) -> bool:
+    """One result of a multi-result op (item): storage its op's kernel writes, not a computation."""
+    return g.op(n).is_a(PROJECTION)
 
 
 def is_view(g, n) -> bool:
@@ -59,6 +64,12 @@ class Kernel:
     inputs: tuple = ()                # nodes read from memory, in first-use order
     lines: tuple = ()                 # source lines covered
     kind: str = POINTWISE             # the anchor's op name, or "pointwise"
+    results: tuple = ()               # a multi-result anchor's item nodes the targets need, stored by it
+
+    @property
+    def stored(self) -> tuple:
+        """The nodes whose values this kernel writes to memory."""
+        return self.results or (self.output,)
 
     @property
     def nodes(self) -> list[int]:
@@ -85,7 +96,7 @@ class KernelPlan:
     @property
     def primitive_ops(self) -> int:
         """Nodes that compute something: everything the targets need except leaves."""
-        return sum(1 for n in self.needed if not is_leaf(self.graph, n))
+        return sum(1 for n in self.needed if not is_leaf(self.graph, n) and not is_result(self.graph, n))
 
     @property
     def needed(self) -> set:
@@ -118,7 +129,7 @@ def fuse(g, targets) -> KernelPlan:
     drafts: list[Kernel] = []
 
     for n in reversed(order):
-        if is_leaf(g, n) or n in views:
+        if is_leaf(g, n) or n in views or is_result(g, n):
             continue
         users = {u for u in g.successors(n) if u in needed}
         kernel = _absorbing_kernel(g, n, users, owner, views, targets)
@@ -143,6 +154,9 @@ def fuse(g, targets) -> KernelPlan:
         k.epilogue.sort(key=position.get)
         if k.anchor is not None:
             k.kind = g.op(k.anchor).name
+        if k.anchor is not None and g.op(k.anchor).is_a(CONTROL):
+            k.results = tuple(sorted(u for u in g.successors(k.anchor) if u in needed))
+            owner.update({r: k for r in k.results})
         covered = set(k.nodes)
         inputs = []
         for n in k.nodes:

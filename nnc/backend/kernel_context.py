@@ -14,7 +14,7 @@ import math
 from llvmlite import ir
 
 from ..ir.ops import CONSTANT
-from ..ir.types import concrete
+from ..ir.types import concrete, is_dims
 from . import llvmutil as u
 from .irmath import F32, I32, const
 from .lower_pointwise import POINTWISE
@@ -30,7 +30,7 @@ def concrete_attrs(attrs: dict, bindings: dict) -> dict:
     for k, v in attrs.items():
         if k in ("type", "name", "init", "trainable", "value"):
             continue
-        if isinstance(v, (tuple, list)) and any(isinstance(d, str) for d in v):
+        if is_dims(v, bindings):
             v = concrete(v, bindings)
         out[k] = v
     return out

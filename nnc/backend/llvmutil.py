@@ -151,3 +151,22 @@ def entry_alloca(b: ir.IRBuilder, typ, name: str = "") -> ir.Value:
     slot = b.alloca(typ, name=name)
     b.position_at_end(here)
     return slot
+
+
+def memcpy(b: ir.IRBuilder, dst, src, nbytes) -> None:
+    """Copy `nbytes` (an int or i64) from `src` to `dst` (not overlapping): llvm.memcpy."""
+    fn = b.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+        b.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I1]), "llvm.memcpy.p0.p0.i64")
+    b.call(fn, [dst, src, as_i64(nbytes), ir.Constant(I1, 0)])
+
+
+def memset(b: ir.IRBuilder, dst, byte: int, nbytes) -> None:
+    """Fill `nbytes` at `dst` with `byte`: llvm.memset."""
+    fn = b.module.globals.get("llvm.memset.p0.i64") or ir.Function(
+        b.module, ir.FunctionType(ir.VoidType(), [PTR, ir.IntType(8), I64, I1]), "llvm.memset.p0.i64")
+    b.call(fn, [dst, ir.Constant(ir.IntType(8), byte), as_i64(nbytes), ir.Constant(I1, 0)])
+
+
+def byte_offset(b: ir.IRBuilder, ptr, nbytes) -> ir.Value:
+    """`ptr` advanced by `nbytes` (an int or i64)."""
+    return b.gep(ptr, [as_i64(nbytes)], inbounds=True, source_etype=ir.IntType(8))

@@ -9,7 +9,7 @@ pointwise table (nnc/backend/lower_pointwise.py). Kernels without an anchor are 
 from __future__ import annotations
 
 from ..ir import ops
-from .kernels import conv, matmul, movement, nn, pool, reduce
+from .kernels import conv, matmul, movement, nn, pool, reduce, scan
 
 KERNELS = {
     ops.conv2d: conv.emit_conv2d,
@@ -29,6 +29,7 @@ KERNELS = {
     ops.xent: nn.emit_xent,
     ops.one_hot: nn.emit_one_hot,
     ops.dropout_mask: nn.emit_dropout_mask,
+    ops.scan: scan.emit_scan,
     ops.sum: reduce.emit_reduce,
     ops.mean: reduce.emit_reduce,
     ops.max: reduce.emit_reduce,

@@ -96,7 +96,8 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) 
     end = len(plan.kernels)
     life: dict = {}
     for k in plan.kernels:
-        life[k.output] = [k.index, k.index]
+        for n in k.stored:
+            life[n] = [k.index, k.index]
     for k in plan.kernels:
         for n in k.inputs:
             root = plan.storage_of(n)

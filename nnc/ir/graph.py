@@ -282,6 +282,14 @@ class Emitter:
         """A scalar constant of `dtype`."""
         return self.op(ops.const, value=value, type=TensorType((), dtype))
 
+    def input(self, name: str, typ: TensorType | None = None) -> int:
+        """A new input of the graph, fed by name (a float32 scalar unless `typ` says)."""
+        typ = typ or TensorType((), "float32")
+        node = self.g.add_op(ops.input, (), {"name": name, "type": typ}, type=typ,
+                             **{**self.provenance, "layer": "input"})
+        self.g.inputs[name] = node
+        return node
+
 
 def _short_value(value) -> str:
     text = repr(value.tolist() if hasattr(value, "tolist") else value)

@@ -11,9 +11,9 @@ import numpy as np
 
 from ..errors import NncError
 from . import ops
-from .ops import RANDOM
+from .ops import CONTROL, RANDOM
 from .ops.nn import first_bad_label
-from .types import concrete, describe, format_shape, numpy_dtype
+from .types import TupleType, concrete, describe, format_shape, is_dims, numpy_dtype
 
 
 def _declared_loc(g, node):
@@ -82,10 +82,16 @@ def _concrete_attrs(attrs: dict, bindings: dict) -> dict:
     for k, v in attrs.items():
         if k in ("type", "name", "init", "trainable"):
             continue
-        if isinstance(v, tuple) and any(isinstance(d, str) for d in v):
+        if is_dims(v, bindings):
             v = concrete(v, bindings)
         out[k] = v
     return out
+
+
+def _run_body(body, feed: dict, float_dtype, seed: int) -> dict:
+    """One step of a loop's body graph: its outputs by name."""
+    values = run(body, feed, {}, targets=list(body.outputs.values()), float_dtype=float_dtype, seed=seed)
+    return {name: values[n] for name, n in body.outputs.items()}
 
 
 def run(g, inputs: dict, params: dict, *, targets=None, float_dtype=np.float32, seed: int = 0) -> dict:
@@ -106,11 +112,16 @@ def run(g, inputs: dict, params: dict, *, targets=None, float_dtype=np.float32, 
                 continue
             if op.is_a(RANDOM):
                 attrs["rng"] = np.random.default_rng([seed & 0xFFFFFFFF, attrs.get("salt", n)])
+            if op.is_a(CONTROL):
+                attrs["run_graph"] = lambda body, feed: _run_body(body, feed, float_dtype, seed)
             args = [values[o] for o in data["operands"]]
             try:
                 out = op.ref(*args, **attrs)
             except NncError as err:
                 raise NncError(err.message, data.get("loc"), err.hint) from None
+            if isinstance(data["type"], TupleType):  # several results, each read by an item node
+                values[n] = out
+                continue
             want = numpy_dtype(data["type"].dtype, float_dtype) if data["type"].dtype != "int32" else None
             out = np.asarray(out)
             if want is not None and out.dtype != want:

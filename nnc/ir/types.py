@@ -1,7 +1,7 @@
 """Tensor types: a shape of int or symbolic dims (`B`) and a dtype.
 
 Owns broadcasting and the arithmetic on symbolic shapes that shape rules and
-reshape need. A dim is an `int` or a `str` naming a size known only at run
+reshape need. An op with several results has a `TupleType`. A dim is an `int` or a `str` naming a size known only at run
 time (the batch dimension `B`); the same name always means the same size.
 """
 
@@ -36,6 +36,20 @@ class TensorType:
     def __str__(self) -> str:
         prefix = "" if self.dtype == "float32" else DTYPE_NAMES.get(self.dtype, self.dtype)
         return f"{prefix}{format_shape(self.shape)}"
+
+
+@dataclass(frozen=True)
+class TupleType:
+    """The type of an op with several results (scan): one TensorType per result, each read by an `item` node."""
+
+    types: tuple
+
+    @property
+    def is_float(self) -> bool:
+        return any(t.is_float for t in self.types)
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(str(t) for t in self.types) + ")"
 
 
 def format_shape(shape) -> str:
@@ -151,6 +165,12 @@ def size_text(shape) -> str:
     if n != 1 or not parts:
         parts.insert(0, str(n))
     return "·".join(parts)
+
+
+def is_dims(value, bindings: dict) -> bool:
+    """Is `value` a shape with symbolic dims that `bindings` resolve (not, say, a tuple of names)?"""
+    return (isinstance(value, (tuple, list)) and any(isinstance(d, str) for d in value)
+            and all(isinstance(d, int) or d in bindings for d in value))
 
 
 def concrete(shape, bindings: dict) -> tuple:

@@ -15,19 +15,38 @@ import networkx as nx
 from ..errors import GraphError, NncError
 from ..ir import ops
 from ..ir.graph import Emitter
-from ..ir.ops import NoGradient
-from ..ir.types import TensorType, format_shape
+from ..ir.ops import NoGradient, VJPAll
+from ..ir.types import TensorType, TupleType, format_shape
+from .simplify import simplify
 
 
 class VJPContext(Emitter):
     """What a VJP rule sees while it adds the gradient of one operand of one forward node: the forward
     computation, and an Emitter whose nodes record the forward node (`grad_of`) and the rule's text."""
 
-    def __init__(self, g, node: int, index: int, text: str):
+    def __init__(self, g, node: int, index: int | None, text: str):
         fwd = g.nodes[node]
         super().__init__(g, grad_of=node, rule=text, stmt=fwd.get("stmt"), loc=fwd.get("loc"), layer=fwd.get("layer"))
         self.node = node
         self.index = index
+
+    # graphs of their own (a scan's body), for rules that differentiate one
+    def emitter(self, g) -> Emitter:
+        """Adds nodes to another graph `g` (such as a body being differentiated)."""
+        return Emitter(g)
+
+    def gradient_graph(self, g, of: int, wrt) -> object:
+        """`g` with the gradient of its scalar `of` with respect to the inputs named `wrt` (in `grads`)."""
+        return grad(g, of=of, wrt=list(wrt))
+
+    def simplified(self, g):
+        return simplify(g)
+
+    def zeros_like(self, n: int) -> int:
+        """Zeros of the type of node `n`."""
+        t = self.type(n)
+        zero = self.op(ops.const, value=0.0, type=TensorType((), t.dtype))
+        return self.op(ops.broadcast_to, zero, shape=t.shape) if t.shape else zero
 
     @property
     def text(self) -> str:
@@ -156,22 +175,23 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
             if op.vjp is None:
                 raise GraphError(f"op {op.name} has no VJP rule")
             continue  # no gradient flows through this op
+        whole = op.vjp if isinstance(op.vjp, VJPAll) else None
+        all_grads = whole.fn(VJPContext(g, n, None, whole.text), dy) if whole else None
         for i in targets:
             rule = op.vjp_rule(i)
             if rule is None:
                 continue
-            ctx = VJPContext(g, n, i, rule.text)
-            contribution = rule.fn(ctx, dy)
-            contribution = ctx.unbroadcast(contribution, g.type_of(operands[i]).shape)
-            contributions[(n, i)] = contribution
-            src = operands[i]
-            if src in adjoint:
-                adjoint[src] = g.add_op(ops.add, (adjoint[src], contribution), grad_of=src,
-                                        rule="fan-out: gradients of a value used twice add up",
-                                        stmt=g.nodes[src].get("stmt"), loc=g.nodes[src].get("loc"),
-                                        layer=g.nodes[src].get("layer"))
+            if whole:
+                contribution = all_grads[i]
+                if contribution is None:
+                    continue
             else:
-                adjoint[src] = contribution
+                ctx = VJPContext(g, n, i, rule.text)
+                contribution = rule.fn(ctx, dy)
+                if not isinstance(g.type_of(operands[i]), TupleType):
+                    contribution = ctx.unbroadcast(contribution, g.type_of(operands[i]).shape)
+            contributions[(n, i)] = contribution
+            _accumulate(g, adjoint, operands[i], contribution, g.nodes[n]["attrs"].get("index"))
     grads = {}
     for key, n in zip(keys, nodes):
         if n in adjoint:
@@ -188,10 +208,26 @@ def grad(g, of: int | None = None, wrt=None, keep=()):
         if n in adjoint and k not in grads:
             grads[k] = adjoint[n]
     g.grads = grads
-    g.adjoints = dict(adjoint)
+    g.adjoints = {n: a for n, a in adjoint.items() if not isinstance(a, dict)}
     g.contributions = contributions
     g.grad_of = of
     return g
+
+
+def _accumulate(g, adjoint: dict, src: int, contribution: int, index: int | None) -> None:
+    """Add a use's share to the adjoint of `src`; a multi-result node's adjoint is kept per result
+    (`index`: the result the using `item` reads), for its VJPAll rule."""
+    if isinstance(g.type_of(src), TupleType):
+        per_result = adjoint.setdefault(src, {})
+        per_result[index] = contribution if index not in per_result else \
+            _fan_out(g, src, per_result[index], contribution)
+    else:
+        adjoint[src] = contribution if src not in adjoint else _fan_out(g, src, adjoint[src], contribution)
+
+
+def _fan_out(g, src: int, a: int, b: int) -> int:
+    return g.add_op(ops.add, (a, b), grad_of=src, rule="fan-out: gradients of a value used twice add up",
+                    stmt=g.nodes[src].get("stmt"), loc=g.nodes[src].get("loc"), layer=g.nodes[src].get("layer"))
 
 
 def _name_of(g, n: int):

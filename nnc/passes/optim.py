@@ -40,11 +40,6 @@ class _Emitter(Emitter):
         self.g.params[name] = node
         return node
 
-    def input(self, name: str) -> int:
-        typ = TensorType((), "float32")
-        node = self.g.add_op(ops.input, (), {"name": name, "type": typ}, type=typ, stmt="optimizer", layer="input")
-        self.g.inputs[name] = node
-        return node
 
 
 def decays(g, param_node) -> bool:

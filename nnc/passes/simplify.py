@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir import ops
 from ..ir.graph import Emitter
-from ..ir.ops import EXPAND, LEAF, RANDOM, VIEW, Op
+from ..ir.ops import CONTROL, EXPAND, LEAF, PROJECTION, RANDOM, VIEW, Op
 from ..ir.types import broadcast_shapes
 
 MAX_FOLDED_ELEMENTS = 64
@@ -243,6 +243,8 @@ def fold_constants(g) -> bool:
         if op.is_a(LEAF) and op is not ops.count or op.is_a(RANDOM):
             continue
         t = g.type_of(n)
+        if op.is_a(CONTROL) or op.is_a(PROJECTION):
+            continue
         if any(isinstance(d, str) for d in t.shape) or int(np.prod(t.shape, dtype=np.int64)) > MAX_FOLDED_ELEMENTS:
             continue
         if op is ops.count and any(isinstance(d, str) for d in g.nodes[n]["attrs"]["dims"]):

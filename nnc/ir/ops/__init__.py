@@ -8,6 +8,7 @@ Every op is a constant of this package, named as in the graph (`ops.matmul`, `op
 Names that shadow a builtin (sum, max, abs, pow, slice, input) do so only as attributes of this package.
 """
 
+from .control import item, scan
 from .conv import avgpool, avgpool_grad, conv2d, conv2d_grad_input, conv2d_grad_weight, maxpool, maxpool_grad
 from .elementwise import (
                           abs_ as abs,
@@ -41,6 +42,10 @@ from .movement import broadcast_to, concat, reshape, slice_ as slice, transpose
 from .nn import dropout_mask, log_softmax, one_hot, softmax, xent
 from .reduce import max_ as max, mean, sum_ as sum
 from .registry import (
+    CONTROL,
+    PROJECTION,
+    VJPAll,
+    defvjp_all,
                           BINARY,
                           COMPARE,
                           CONSTANT,
@@ -72,9 +77,10 @@ from .registry import (
 __all__ = [
     "abs", "add", "avgpool", "avgpool_grad", "bce_logits", "broadcast_to", "concat", "const", "conv2d",
     "conv2d_grad_input", "conv2d_grad_weight", "count", "div", "dropout_mask", "elu", "equal", "exp", "greater",
-    "greater_equal", "input", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",
-    "maxpool_grad", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow", "relu", "reshape", "sigmoid", "sign",
-    "slice", "softmax", "sqrt", "square", "step", "sub", "sum", "tanh", "transpose", "xent", "BINARY", "COMPARE",
+    "greater_equal", "input", "item", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",
+    "maxpool_grad", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow", "relu", "scan", "reshape", "sigmoid",
+    "sign", "slice", "softmax", "sqrt", "square", "step", "sub", "sum", "tanh", "transpose", "xent",
+    "BINARY", "COMPARE", "CONTROL", "PROJECTION", "VJPAll", "defvjp_all",
     "CONSTANT", "CONTRACTION", "ELEMENTWISE", "EXPAND", "GROUPS", "LEAF", "MOVEMENT", "NORMALIZE", "POOL", "RANDOM",
     "REDUCE", "REGISTRY", "UNARY", "VIEW", "VJP", "Group", "LabelUse", "NoGradient", "Op", "defvjp", "get", "nograd",
     "ops_in",

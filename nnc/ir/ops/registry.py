@@ -37,6 +37,8 @@ class Group(enum.Enum):
     POOL = "pool"
     NORMALIZE = "normalize"      # softmax-like ops over an axis
     RANDOM = "random"            # reads the step's random stream
+    CONTROL = "control"          # runs a graph of its own (scan: a loop over time); several results
+    PROJECTION = "projection"    # one result of a multi-result op (item): storage, computed by that op
 
 
 LEAF, CONSTANT, ELEMENTWISE, UNARY, BINARY, COMPARE = (Group.LEAF, Group.CONSTANT, Group.ELEMENTWISE, Group.UNARY,
@@ -44,6 +46,7 @@ LEAF, CONSTANT, ELEMENTWISE, UNARY, BINARY, COMPARE = (Group.LEAF, Group.CONSTAN
 REDUCE, MOVEMENT, VIEW, EXPAND, CONTRACTION, POOL, NORMALIZE, RANDOM = (
     Group.REDUCE, Group.MOVEMENT, Group.VIEW, Group.EXPAND, Group.CONTRACTION, Group.POOL, Group.NORMALIZE,
     Group.RANDOM)
+CONTROL, PROJECTION = Group.CONTROL, Group.PROJECTION
 GROUPS = frozenset(Group)
 
 
@@ -82,11 +85,22 @@ class VJP:
     partial: str | None = None  # the local derivative ∂y/∂operand for scalars: "{1}" for mul's a, "1" for add
 
 
+@dataclass(frozen=True)
+class VJPAll(VJP):
+    """The gradient rule of an op whose operands' gradients come from one computation (a scan's reverse
+    loop): `fn(ctx, dys) -> one node (or None) per operand`, where `dys` maps each result index of the op's
+    tuple to its cotangent (missing: no gradient flows back through that result)."""
+
+
 def defvjp(op: Op, *rules: VJP | None) -> None:
     """Register one rule per operand (None: no gradient flows into that operand)."""
     if op.arity is not None and len(rules) != op.arity:
         raise ValueError(f"{op.name}: {len(rules)} VJP rules for {op.arity} operands")
     op.vjp = tuple(rules)
+
+
+def defvjp_all(op: Op, rule: VJPAll) -> None:
+    op.vjp = rule
 
 
 def nograd(op: Op, why: str) -> None:
@@ -101,7 +115,7 @@ class Op:
     shape: Callable[..., TensorType]  # shape(in_types, **attrs) -> TensorType
     ref: Callable                     # ref(*arrays, **attrs) -> ndarray
     doc: str = ""
-    vjp: tuple | NoGradient | None = None     # one VJP (or None) per operand; see defvjp
+    vjp: tuple | VJPAll | NoGradient | None = None  # one VJP (or None) per operand, or one VJPAll; see defvjp
     attrs: tuple = field(default=())           # the attribute names the op takes
     canon: Callable | None = None              # canon(in_types, attrs) -> attrs in canonical form
     commutative: bool = False                  # op(a, b) == op(b, a) for every a, b
@@ -126,6 +140,8 @@ class Op:
     def vjp_rule(self, index: int) -> VJP | None:
         """The gradient rule of operand `index` (ops of any arity share one rule); None when no gradient
         flows into it or the op has none (`NoGradient`)."""
+        if isinstance(self.vjp, VJPAll):
+            return self.vjp
         if not isinstance(self.vjp, tuple):
             return None
         return self.vjp[0] if self.arity is None else self.vjp[index]
