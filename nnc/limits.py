@@ -45,7 +45,10 @@ def memory_limit() -> int:
 
 
 def tensor_bytes(typ) -> int:
-    """Bytes of a tensor of this type, symbolic dims counted as 1 (exact Python ints: no overflow)."""
+    """Bytes of a tensor of this type, symbolic dims counted as 1 (exact Python ints: no overflow); of all
+    the results of a multi-result op (a tuple type's `types`)."""
+    if hasattr(typ, "types"):
+        return sum(tensor_bytes(t) for t in typ.types)
     return math.prod(d for d in typ.shape if isinstance(d, int)) * np.dtype(typ.dtype).itemsize
 
 

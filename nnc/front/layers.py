@@ -16,6 +16,7 @@ from ..ir.initializer import Init
 from ..ir.ops.elementwise import UNARY_FLOAT
 from ..ir.types import TensorType, format_shape
 from .values import Axis, Dims, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401 (kinds read by bind_arguments)
+from .recurrent import RECURRENT
 from .writer import GraphWriter
 
 FUNCTIONS: dict = {}
@@ -373,3 +374,6 @@ def uniform(b: GraphWriter, lo: float = -1.0, hi: float = 1.0):
 @function
 def constant(b: GraphWriter, value: float):
     return Init("constant", (value,))
+
+
+FUNCTIONS.update(RECURRENT)  # rnn, lstm, gru: nnc/front/recurrent.py
