@@ -18,7 +18,8 @@ B, T, D, H = 3, 6, 4, 5
 TORCH = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
-def model(kind: str, sequences: bool, bidirectional: bool, initial: bool, activation: str = "tanh") -> nnc.Model:
+def model(kind: str, sequences: bool, bidirectional: bool, initial: bool, activation: str = "tanh",
+          unroll: bool = False) -> nnc.Model:
     out = 2 * H if bidirectional else H
     shape = f"[B, {T}, {out}]" if sequences else f"[B, {out}]"
     state = ""
@@ -26,6 +27,7 @@ def model(kind: str, sequences: bool, bidirectional: bool, initial: bool, activa
         state = ", h0=h0" + (", c0=c0" if kind == "lstm" else "")
     act = f', activation="{activation}"' if kind == "rnn" else ""
     args = f"return_sequences={'true' if sequences else 'false'}, bidirectional={'true' if bidirectional else 'false'}"
+    args += ", unroll=true" if unroll else ""
     return nnc.loads(f"""
 model m {{
   input x: [B, {T}, {D}]
@@ -73,15 +75,16 @@ def torch_result(kind, params, inputs, sequences, bidirectional, initial, activa
     return h.detach().numpy(), {k: (v.numpy() if v is not None else None) for k, v in grads.items()}
 
 
-CASES = [(kind, sequences, bidirectional, initial) for kind in ("rnn", "lstm", "gru")
+CASES = [(kind, sequences, bidirectional, initial, False) for kind in ("rnn", "lstm", "gru")
          for sequences, bidirectional, initial in ((False, False, False), (True, False, True), (False, True, True),
                                                    (True, True, False))]
+CASES += [(kind, True, True, True, True) for kind in ("rnn", "lstm", "gru")]  # unroll=true: the same numbers
 
 
-@pytest.mark.parametrize("kind, sequences, bidirectional, initial", CASES)
+@pytest.mark.parametrize("kind, sequences, bidirectional, initial, unroll", CASES)
 @pytest.mark.parametrize("precision", ["float32-native", "float64-reference"])
-def test_recurrent_layers_match_pytorch(kind, sequences, bidirectional, initial, precision):
-    m = model(kind, sequences, bidirectional, initial)
+def test_recurrent_layers_match_pytorch(kind, sequences, bidirectional, initial, unroll, precision):
+    m = model(kind, sequences, bidirectional, initial, unroll=unroll)
     dtype, tol = (np.float32, 1e-5) if precision.startswith("float32") else (np.float64, 1e-9)
     params = m.init_params(0, float_dtype=dtype)
     rng = np.random.default_rng(1)
@@ -134,3 +137,24 @@ def test_bad_recurrent_calls_are_one_located_error(body, message):
         nnc.loads(f"model m {{\n{body}\noutput h\n}}")
     assert message in info.value.message
     assert info.value.loc is not None
+
+
+def test_an_unrolled_rnn_draws_backpropagation_through_time_step_by_step():
+    """unroll=true writes the cell out per step: the shared weight's gradient is the sum of one
+    contribution per time step, and the backward diagram labels each with its step."""
+    from nnc.viz import diagram
+
+    m = nnc.loads("""
+model rnn3 {
+  input x: [B, 3, 1]
+  input y: [B, 2]
+  h = rnn(x, 2, unroll=true, name="rnn")
+  output h
+  loss mse(h, y)
+}""")
+    g = m._gradient_graph(m.training_graph.loss, ("rnn.weight_hh",), ())
+    grad = g.grads["rnn.weight_hh"]
+    steps = {g.nodes[n].get("step") for n in g.needed_for([grad]) if g.nodes[n].get("grad_of") is not None}
+    assert {1, 2, 3} <= steps
+    dot = diagram(m, "backward")
+    assert all(f"(step {t})" in dot for t in (1, 2, 3)) and "h, step 3" in dot

@@ -28,8 +28,31 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu}
 
 
+def _step(e: Emitter, kind: str, units: int, activation: str, h, c, x, w_ih, w_hh, b_ih, b_hh):
+    """The nodes of one time step (PyTorch's equations): -> (h', c') (c' None but for the LSTM)."""
+    from_x = e.add(e.matmul(x, w_ih), b_ih)
+    from_h = e.add(e.matmul(h, w_hh), b_hh)
+
+    def gate(z, k):
+        return e.slice(z, axis=1, start=k * units, stop=(k + 1) * units)
+
+    if kind == "rnn":
+        return e.op(ACTIVATIONS[activation], e.add(from_x, from_h)), None
+    if kind == "lstm":
+        z = e.add(from_x, from_h)
+        i, f, g, o = (gate(z, k) for k in range(4))
+        c_new = e.add(e.mul(e.sigmoid(f), c), e.mul(e.sigmoid(i), e.tanh(g)))
+        return e.mul(e.sigmoid(o), e.tanh(c_new)), c_new
+    # gru: the reset gate applies to h·W_hn + b_hn, as in PyTorch
+    r = e.sigmoid(e.add(gate(from_x, 0), gate(from_h, 0)))
+    z = e.sigmoid(e.add(gate(from_x, 1), gate(from_h, 1)))
+    n = e.tanh(e.add(gate(from_x, 2), e.mul(r, gate(from_h, 2))))
+    one = e.const(1.0, e.g.type_of(h).dtype)
+    return e.add(e.mul(e.sub(one, z), n), e.mul(z, h)), None
+
+
 def _cell(kind: str, batch, features: int, units: int, dtype: str, activation: str) -> Graph:
-    """One time step: (h[, c], x, weights) -> h'[, c']."""
+    """The loop's body: one time step (h[, c], x, weights) -> h'[, c']."""
     body = Graph(model=kind)
     e = Emitter(body, stmt=kind)
 
@@ -38,28 +61,13 @@ def _cell(kind: str, batch, features: int, units: int, dtype: str, activation: s
 
     h = e.input("h", t(batch, units))
     c = e.input("c", t(batch, units)) if kind == "lstm" else None
+    width = GATES[kind] * units
     x = e.input("x", t(batch, features))
-    w_ih, w_hh = e.input("weight_ih", t(features, GATES[kind] * units)), e.input("weight_hh", t(units, GATES[kind] * units))
-    b_ih, b_hh = e.input("bias_ih", t(GATES[kind] * units)), e.input("bias_hh", t(GATES[kind] * units))
-    from_x = e.add(e.matmul(x, w_ih), b_ih)
-    from_h = e.add(e.matmul(h, w_hh), b_hh)
-
-    def gate(z, k):
-        return e.slice(z, axis=1, start=k * units, stop=(k + 1) * units)
-
-    if kind == "rnn":
-        body.outputs["h_new"] = e.op(ACTIVATIONS[activation], e.add(from_x, from_h))
-    elif kind == "lstm":
-        z = e.add(from_x, from_h)
-        i, f, g, o = (gate(z, k) for k in range(4))
-        c_new = e.add(e.mul(e.sigmoid(f), c), e.mul(e.sigmoid(i), e.tanh(g)))
-        body.outputs["h_new"] = e.mul(e.sigmoid(o), e.tanh(c_new))
+    weights = [e.input("weight_ih", t(features, width)), e.input("weight_hh", t(units, width)),
+               e.input("bias_ih", t(width)), e.input("bias_hh", t(width))]
+    body.outputs["h_new"], c_new = _step(e, kind, units, activation, h, c, x, *weights)
+    if c_new is not None:
         body.outputs["c_new"] = c_new
-    else:  # gru: the reset gate applies to h·W_hn + b_hn, as in PyTorch
-        r = e.sigmoid(e.add(gate(from_x, 0), gate(from_h, 0)))
-        z = e.sigmoid(e.add(gate(from_x, 1), gate(from_h, 1)))
-        n = e.tanh(e.add(gate(from_x, 2), e.mul(r, gate(from_h, 2))))
-        body.outputs["h_new"] = e.add(e.mul(e.sub(e.const(1.0, dtype), z), n), e.mul(z, h))
     return body
 
 
@@ -68,8 +76,26 @@ def _check_state(b: GraphWriter, state: Tensor | None, want: TensorType, arg: st
         raise b.error(f"{arg} has shape {b.type(state)}, expected {want}: [batch, units]")
 
 
+def _unrolled(b: GraphWriter, kind: str, x: Tensor, carries: list, weights: list, units: int, activation: str,
+              reverse: bool) -> list:
+    """The cell written out once per time step (`unroll=true`: small T, for diagrams of backpropagation
+    through time): -> the state after each step, in time order. Step t's nodes (and their backward
+    nodes) carry `step` t + 1, so a weight's gradient shows one contribution per step."""
+    batch, steps, features = b.type(x).shape
+    label = b.stmt.label if b.stmt else "rnn"
+    h, c = carries[0].node, (carries[1].node if len(carries) > 1 else None)
+    w = [t.node for t in weights]
+    states = [None] * steps
+    for t in (reversed(range(steps)) if reverse else range(steps)):
+        e = Emitter(b.g, stmt=label, loc=b.current_loc, layer=kind, step=t + 1)
+        x_t = e.reshape(e.slice(x.node, axis=1, start=t, stop=t + 1), shape=(batch, features))
+        h, c = _step(e, kind, units, activation, h, c, x_t, *w)
+        states[t] = Tensor(h)
+    return states
+
+
 def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences: bool, h0, c0, bidirectional: bool,
-              name: str | None, activation: str = "tanh") -> Tensor:
+              name: str | None, activation: str = "tanh", unroll: bool = False) -> Tensor:
     t = b.type(x)
     if not t.is_float:
         raise b.error(f"input is an int tensor {t}, expected a float [B, T, features] tensor", 0,
@@ -96,8 +122,8 @@ def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences
                   (f"{prefix}bias_ih", TensorType((width,), t.dtype), Init("uniform", (-k, k)), True),
                   (f"{prefix}bias_hh", TensorType((width,), t.dtype), Init("uniform", (-k, k)), True)]
     p = b.params_for(name, specs)
-    body = _cell(kind, batch, features, units, t.dtype, activation)
-    time_major = b.op(ops.transpose, x, perm=(1, 0, 2))
+    body = None if unroll else _cell(kind, batch, features, units, t.dtype, activation)
+    time_major = None if unroll else b.op(ops.transpose, x, perm=(1, 0, 2))
     zeros = b.op(ops.broadcast_to, b.const(0.0, like=x), shape=state.shape)
     carries = [h0 if h0 is not None else zeros]
     if kind == "lstm":
@@ -105,7 +131,15 @@ def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences
     outputs = []
     for prefix, reverse in (("", False), ("reverse.", True)) if bidirectional else (("", False),):
         weights = [p[f"{prefix}{w}"] for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        loop = b.op(ops.scan, *carries, time_major, *weights, body=body,
+        if unroll:
+            steps_out = _unrolled(b, kind, x, carries, weights, units, activation, reverse)
+            if return_sequences:
+                seq = b.op(ops.concat, *[b.op(ops.reshape, h, shape=(batch, 1, units)) for h in steps_out], axis=1)
+                outputs.append(seq)
+            else:
+                outputs.append(steps_out[0 if reverse else -1])
+            continue
+        loop = b.op(ops.scan, *carries, time_major, *[w for w in weights], body=body,
                     carry_in=("h", "c")[:len(carries)], carry_out=("h_new", "c_new")[:len(carries)], seq_in=("x",),
                     const_in=("weight_ih", "weight_hh", "bias_ih", "bias_hh"), ys=(), accs=(), length=steps,
                     reverse=reverse)
@@ -120,21 +154,21 @@ def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences
 
 
 def rnn(b: GraphWriter, x: Tensor, units: int, activation: str = "tanh", return_sequences: bool = False,
-        h0: Tensor = None, bidirectional: bool = False, name: str = None):
+        h0: Tensor = None, bidirectional: bool = False, unroll: bool = False, name: str = None):
     """Elman RNN: h' = activation(x·W_ih + b_ih + h·W_hh + b_hh) at each step of [B, T, D]."""
-    return recurrent("rnn", b, x, units, return_sequences, h0, None, bidirectional, name, activation)
+    return recurrent("rnn", b, x, units, return_sequences, h0, None, bidirectional, name, activation, unroll)
 
 
 def lstm(b: GraphWriter, x: Tensor, units: int, return_sequences: bool = False, h0: Tensor = None,
-         c0: Tensor = None, bidirectional: bool = False, name: str = None):
+         c0: Tensor = None, bidirectional: bool = False, unroll: bool = False, name: str = None):
     """LSTM (PyTorch's equations, gates i, f, g, o) over [B, T, D]."""
-    return recurrent("lstm", b, x, units, return_sequences, h0, c0, bidirectional, name)
+    return recurrent("lstm", b, x, units, return_sequences, h0, c0, bidirectional, name, unroll=unroll)
 
 
 def gru(b: GraphWriter, x: Tensor, units: int, return_sequences: bool = False, h0: Tensor = None,
-        bidirectional: bool = False, name: str = None):
+        bidirectional: bool = False, unroll: bool = False, name: str = None):
     """GRU (PyTorch's equations, gates r, z, n) over [B, T, D]."""
-    return recurrent("gru", b, x, units, return_sequences, h0, None, bidirectional, name)
+    return recurrent("gru", b, x, units, return_sequences, h0, None, bidirectional, name, unroll=unroll)
 
 
 RECURRENT = {"rnn": rnn, "lstm": lstm, "gru": gru}

@@ -40,7 +40,8 @@ class StatementInfo:
     loc: Loc | None = None
 
 
-PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule")  # the node attributes that say where it came from
+# the node attributes that say where a node came from (`step`: the time step of an unrolled recurrent layer)
+PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule", "step")
 
 # The graph-level tables of node references, each key -> node id:
 TABLES = {

@@ -26,7 +26,8 @@ class VJPContext(Emitter):
 
     def __init__(self, g, node: int, index: int | None, text: str):
         fwd = g.nodes[node]
-        super().__init__(g, grad_of=node, rule=text, stmt=fwd.get("stmt"), loc=fwd.get("loc"), layer=fwd.get("layer"))
+        super().__init__(g, grad_of=node, rule=text, stmt=fwd.get("stmt"), loc=fwd.get("loc"), layer=fwd.get("layer"),
+                         step=fwd.get("step"))
         self.node = node
         self.index = index
 

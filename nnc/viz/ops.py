@@ -42,7 +42,7 @@ def node_label(g, n: int, *, rule: bool = False, role: str | None = None):
     if role:
         lines.append((role, "#666666", False))
     if rule and data.get("rule"):
-        lines.append((data["rule"], BACKWARD_EDGE, False))
+        lines.append((data["rule"] + (f" (step {data['step']})" if data.get("step") else ""), BACKWARD_EDGE, False))
     return html_lines(lines)
 
 
@@ -55,17 +55,18 @@ def node_style(g, n: int) -> dict:
 
 
 def statement_clusters(dot, g, nodes) -> None:
-    """Group the nodes of each statement made of several ops, labelled with its name and line."""
+    """Group the nodes of each statement made of several ops (and of each time step of an unrolled
+    recurrent layer), labelled with its name, step and line."""
     by_stmt: dict = {}
     for n in nodes:
         stmt = g.nodes[n].get("stmt")
         if stmt and g.op(n) is not ops.input:
-            by_stmt.setdefault(stmt, []).append(n)
-    for i, (stmt, members) in enumerate(by_stmt.items()):
+            by_stmt.setdefault((stmt, g.nodes[n].get("step")), []).append(n)
+    for i, ((stmt, step), members) in enumerate(by_stmt.items()):
         if len(members) < 2:
             continue
         loc = g.nodes[members[-1]].get("loc")
-        label = stmt + (f"  (line {loc.span.line})" if loc is not None else "")
+        label = stmt + (f", step {step}" if step else "") + (f"  (line {loc.span.line})" if loc is not None else "")
         dot.cluster(f"s{i}", label, [node_id(n) for n in members], style="rounded,dashed", color="#9aa7b8",
                     fontsize="10", labeljust="l")
 
