@@ -8,7 +8,9 @@ from .ir.types import TensorType, format_shape
 from .text import ops_text
 
 
-def _type_text(t: TensorType | None) -> str:
+def _type_text(t: TensorType | tuple | None) -> str:
+    if isinstance(t, tuple):  # a statement naming several values: h, c = cell(...)
+        return ", ".join(_type_text(v) for v in t)
     if t is None:
         return "(number)"
     return str(t) if t.shape or t.dtype != "float32" else "[] scalar"

@@ -161,7 +161,8 @@ def test_missing_input_is_a_located_error():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--at", "x=1", "y=2", "z=3", "w=4"], "error: model 'circuit' has no input 'w'\nhint: its inputs are: x, y, z\n"),
+    (["--at", "x=1", "y=2", "z=3", "w=4"],
+     "error: model 'circuit' has no input or parameter 'w'\nhint: its inputs are: x, y, z; it has no parameters\n"),
     (["--at", "x=[1,2]", "y=2", "z=3"], "examples/circuit.nn:4:9: error: input 'x' has shape [2], expected []"),
     (["--params", "missing.npz"] + AT, "error: no such file: missing.npz\n"),
     (["--inputs", "examples/circuit.nn"], "examples/circuit.nn: error: not an .npz archive of inputs\nhint: save"),

@@ -13,7 +13,8 @@ from nnc.cli.main import COMMANDS, make_parser
 
 # the smallest command line each command accepts, for finding the function it runs
 ARGV = {"check": ["m.nn"], "eval": ["m.nn"], "predict": ["m.nn", "--input", "x.png"], "grad": ["m.nn"],
-        "run": ["m.nn"], "explain": ["m.nn"], "viz": [], "compile": ["m.nn"], "bench": ["m.nn"]}
+        "run": ["m.nn"], "generate": ["m.nn", "--prime", "a"],
+        "explain": ["m.nn"], "viz": [], "compile": ["m.nn"], "bench": ["m.nn"]}
 
 
 def python_files(*folders: str):

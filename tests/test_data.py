@@ -363,6 +363,50 @@ def test_binding_by_role_when_names_differ(tmp_path):
     assert data.train["pixels"].shape == (TRAIN, 28, 28)
 
 
+SEQUENCE_MODEL = """
+    model seq {{
+      input image: {declared}
+      input label: int[B]
+      logits = dense({summary}, 10)
+      output logits
+      loss cross_entropy(logits, label)
+    }}
+"""
+
+
+@pytest.mark.parametrize("declared, shape, summary, shown", [
+    ("[B, 28, 28]", (28, 28), "reshape(image, [B, 784])", "image"),           # a row of pixels per time step
+    ("[B, 784, 1]", (784, 1), "reshape(image, [B, 784])", "image <- image [28, 28] as [784, 1]"),   # a pixel
+    ("[B, T, 28]", (28, 28), "mean(image, axis=1)", "image"),                 # T from the data: 28 rows
+    ("[B, T, 1]", (784, 1), "mean(image, axis=1)", "image <- image [28, 28] as [T, 1]"),   # T = 784 pixels
+    ("[B, T]", (784,), "mean(image, axis=1, keepdims=true)", "image <- image [28, 28] as [T]"),
+])
+def test_images_bind_as_sequences_of_rows_or_of_pixels(tiny_folder, tmp_path, declared, shape, summary, shown):
+    raw = synthetic_arrays()["train-images"]
+    model = model_file(tmp_path, SEQUENCE_MODEL.format(declared=declared, summary=summary))
+    data = load_dataset(str(tiny_folder), model)
+    image = data.train["image"]
+    assert image.shape == (TRAIN, *shape) and image.dtype == np.float32
+    # time step t is row t (or pixel t in reading order) of every image
+    np.testing.assert_allclose(image.reshape(TRAIN, 28, 28), raw / 255.0, rtol=1e-6)
+    assert data.bindings[0] == shown
+
+
+def test_a_recurrent_network_trains_on_images_read_a_row_per_step(tiny_folder, tmp_path):
+    model_file(tmp_path, """
+        model rows {
+          input image: [B, 28, 28]
+          input label: int[B]
+          logits = dense(lstm(image, 8), 10)
+          output logits
+          loss cross_entropy(logits, label)
+        }
+    """)
+    result = run_main("run", "m.nn", "--data", str(tiny_folder), "--batch", "8", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "; image, label; 10 classes" in result.stdout and "test accuracy" in result.stdout
+
+
 def test_a_dataset_that_does_not_fit_names_both_shapes(tmp_path):
     files = dict(TINY_FILES)
     arrays = synthetic_arrays()

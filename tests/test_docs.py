@@ -295,7 +295,8 @@ def signature(name: str, fn) -> str:
         elif p.default is None:
             parts.append(f"[{p.name}]")
         else:
-            parts.append(f"{p.name}={literal(p.default)}")
+            default = f'"{p.default}"' if isinstance(p.default, str) else literal(p.default)
+            parts.append(f"{p.name}={default}")
     return f"{name}({', '.join(parts)})"
 
 

@@ -52,9 +52,9 @@ def rnn_graph(T: int, reverse: bool = False, with_output: bool = False):
     return g
 
 
-def values(T: int, dtype=np.float64) -> dict:
+def values(T: int, dtype=np.float64, batch: int = B) -> dict:
     rng = np.random.default_rng(0)
-    v = {"xs": rng.normal(size=(T, B, D)), "h0": rng.normal(size=(B, H)), "wx": rng.normal(size=(D, H)),
+    v = {"xs": rng.normal(size=(T, batch, D)), "h0": rng.normal(size=(batch, H)), "wx": rng.normal(size=(D, H)),
          "wh": 0.5 * rng.normal(size=(H, H)), "b": rng.normal(size=(H,))}
     return {k: a.astype(dtype) for k, a in v.items()}
 
@@ -110,15 +110,15 @@ def test_the_backward_pass_is_a_reverse_scan_with_provenance():
     assert "backpropagation through time" in gg.nodes[back]["rule"]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads, batch", [(1, 3), (2, 3), (2, 4), (3, 6)])   # 4, 6: each thread has rows
 @pytest.mark.parametrize("reverse, with_output", [(False, False), (True, True)])
-def test_native_code_matches_the_interpreter_forward_and_backward(threads, reverse, with_output):
+def test_native_code_matches_the_interpreter_forward_and_backward(threads, batch, reverse, with_output):
     g = rnn_graph(6, reverse, with_output)
     gg = pipeline.gradient(g, wrt=["xs", "h0", "wx", "wh", "b"])
     targets = [gg.loss, gg.outputs["history"], *gg.grads.values()]
-    v = values(6, np.float32)
+    v = values(6, np.float32, batch)
     want = interp.run(gg, v, {}, targets=targets)
-    got = compile_graph(gg, {"B": B}, targets, use_cache=False, threads=threads).run(v)
+    got = compile_graph(gg, {"B": batch}, targets, use_cache=False, threads=threads).run(v)
     for n in targets:  # float32 rounding, relative to the tensor's largest entry
         np.testing.assert_allclose(got[n], want[n], rtol=2e-5, atol=2e-5 * np.abs(want[n]).max())
 
@@ -146,3 +146,22 @@ def test_the_body_is_part_of_the_compile_cache_key():
     assert cache_key(a, [a.loss], {"B": B}, host()) == cache_key(b, [b.loss], {"B": B}, host())
     c = rnn_graph(5)
     assert cache_key(a, [a.loss], {"B": B}, host()) != cache_key(c, [c.loss], {"B": B}, host())
+
+
+def test_the_reverse_loop_reads_residuals_and_leaves_weight_gradients_to_after_the_loop():
+    """keep_forward_values and sink_out_of_loops (nnc/passes/loops.py): the reverse body recomputes no
+    product, sums nothing over the steps, and splits over the batch; the gradients stay exact."""
+    from nnc.backend.kernels.scan import rows_independent
+
+    g = rnn_graph(5)
+    gg = pipeline.gradient(g, wrt=["xs", "h0", "wx", "wh", "b"])
+    scans = {gg.nodes[n]["attrs"]["reverse"]: gg.nodes[n]["attrs"] for n in gg.nodes if gg.op(n) is ops.scan}
+    forward, backward = scans[False], scans[True]
+    assert any(name.startswith("residual/") for name in forward["ys"])
+    assert any(name.startswith("residual/") for name in backward["seq_in"])
+    assert backward["accs"] == ()
+    assert not any(backward["body"].op(n) is ops.matmul and backward["body"].nodes[n]["attrs"].get("ta")
+                   for n in backward["body"].nodes)
+    assert rows_independent(backward["body"], "B") and rows_independent(forward["body"], "B")
+    products = [n for n in gg.nodes if gg.op(n) is ops.matmul_sum]
+    assert products, "dW = Σ_t h_tᵀ·dz_t as one product after the loop"

@@ -212,7 +212,7 @@ def test_errors_are_one_clear_message(tmp_path, capsys):
     assert "missing.nn" in capsys.readouterr().err
     assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(tmp_path / "x.dot"), "--at", "w=1"]) == 1
     err = capsys.readouterr().err
-    assert "no input 'w'" in err and "x, y, z" in err
+    assert "no input or parameter 'w'" in err and "x, y, z" in err
     assert main(["viz", str(EXAMPLES / "circuit.nn"), "-o", str(tmp_path / "x.jpg")]) == 1
     assert "got format '.jpg', expected .svg, .png, .pdf, .dot" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:

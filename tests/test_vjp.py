@@ -109,10 +109,25 @@ CASES = [(name, [(3, 4)], {}, ()) for name in UNARY] + [
     ("concat", [(2, 3), (2, 1), (2, 2)], {"axis": 1}, ()),
     ("slice", [(3, 6)], {"axis": 1, "start": 2, "stop": 5}, ()),
     ("slice", [(4, 2)], {"axis": 0, "start": 0, "stop": 3}, ()),
+    ("strided_slice", [(3, 7, 4)], {"start": (1, 1, 3), "step": (1, 2, -2), "shape": (2, 3, 2)}, ()),
+    ("strided_slice", [(5, 4)], {"start": (4, 0), "step": (-1, 1), "shape": (5, 1)}, ()),
+    ("strided_slice_grad", [(2, 3, 2)], {"start": (1, 1, 3), "step": (1, 2, -2), "in_shape": (3, 7, 4)}, ()),
     ("matmul", [(3, 4), (4, 5)], {"ta": False, "tb": False}, ()),
     ("matmul", [(4, 3), (4, 5)], {"ta": True, "tb": False}, ()),
     ("matmul", [(3, 4), (5, 4)], {"ta": False, "tb": True}, ()),
     ("matmul", [(4, 3), (5, 4)], {"ta": True, "tb": True}, ()),
+    # batched products: a factor the whole batch shares gets its gradient from matmul_sum, in every flag form
+    ("matmul", [(2, 3, 4), (4, 5)], {}, ()),
+    ("matmul", [(2, 4, 3), (4, 5)], {"ta": True}, ()),
+    ("matmul", [(2, 3, 4), (5, 4)], {"tb": True}, ()),
+    ("matmul", [(2, 4, 3), (5, 4)], {"ta": True, "tb": True}, ()),
+    ("matmul", [(3, 4), (2, 4, 5)], {}, ()),
+    ("matmul", [(1, 1, 3, 4), (2, 3, 4, 5)], {}, ()),
+    ("matmul", [(2, 1, 3, 4), (3, 5, 4)], {"tb": True}, ()),       # partly broadcast: unbroadcast sums
+    ("matmul", [(2, 3, 3, 4), (2, 3, 4, 2)], {}, ()),
+    ("matmul_sum", [(2, 3, 4), (2, 3, 5)], {"ta": True}, ()),
+    ("matmul_sum", [(2, 3, 4), (2, 5, 4)], {"tb": True}, ()),
+    ("matmul_sum", [(2, 2, 4, 3), (2, 2, 5, 4)], {"ta": True, "tb": True}, ()),
     ("conv2d", [(2, 3, 6, 5), (4, 3, 3, 2)], {"stride": 1, "pad": 1}, ()),
     ("conv2d", [(2, 2, 7, 7), (3, 2, 3, 3)], {"stride": 2, "pad": 0}, ()),
     ("conv2d_grad_input", [(2, 4, 3, 3), (4, 3, 3, 3)], {"stride": 2, "pad": 1, "in_shape": (2, 3, 6, 6)}, ()),
@@ -125,6 +140,14 @@ CASES = [(name, [(3, 4)], {}, ()) for name in UNARY] + [
     ("softmax", [(3, 5)], {"axis": 0}, ()),
     ("log_softmax", [(3, 5)], {"axis": 1}, ()),
     ("xent", [(4, 5), (4, 5)], {}, ()),
+    ("xent", [(2, 3, 5), (2, 3, 5)], {}, ()),         # sequences: classes on the last axis
+]
+
+# ops that read int ids (operand 1): (op, float operand shape, ids, attrs)
+ID_CASES = [
+    ("take", (5, 3), np.array([[0, 4, 2, 4], [1, 1, 0, 3]]), {}),   # repeated ids: their gradients add up
+    ("take", (6,), np.array([5, 0, 5]), {}),
+    ("scatter_add", (2, 4, 3), np.array([[0, 4, 2, 4], [1, 1, 0, 3]]), {"rows": 5}),
 ]
 
 
@@ -154,6 +177,31 @@ def test_xent_int_labels():
     check(g, ["x"], values)
 
 
+@pytest.mark.parametrize("op,shape,ids,attrs", ID_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(ID_CASES)])
+def test_vjp_of_ops_reading_ids(op, shape, ids, attrs):
+    g = Graph()
+    t, it = TensorType(shape, "float64"), TensorType(ids.shape, "int32")
+    x = g.add_op(ops.input, (), {"name": "x", "type": t}, type=t)
+    i = g.add_op(ops.input, (), {"name": "ids", "type": it}, type=it)
+    g.inputs.update(x=x, ids=i)
+    y = g.add_op(ops.get(op), (x, i), attrs)
+    cot = g.add_op(ops.input, (), {"name": "cot", "type": TensorType(g.type_of(y).shape, "float64")},
+                   type=TensorType(g.type_of(y).shape, "float64"))
+    g.inputs["cot"] = cot
+    g.loss = g.add_op(ops.sum, (g.add_op(ops.mul, (y, cot)),), {"axis": None, "keepdims": False})
+    check(g, ["x"], {"x": RNG.normal(size=shape), "ids": ids, "cot": RNG.normal(size=g.type_of(y).shape)})
+
+
+def test_xent_int_labels_on_sequences():
+    g = Graph()
+    t, lt = TensorType((2, 3, 5), "float64"), TensorType((2, 3), "int32")
+    x = g.add_op(ops.input, (), {"name": "x", "type": t}, type=t)
+    lab = g.add_op(ops.input, (), {"name": "labels", "type": lt}, type=lt)
+    g.inputs.update(x=x, labels=lab)
+    g.loss = g.add_op(ops.mean, (g.add_op(ops.xent, (x, lab)),), {"axis": None, "keepdims": False})
+    check(g, ["x"], {"x": RNG.normal(size=(2, 3, 5)) * 10, "labels": np.array([[0, 4, 2], [2, 1, 4]])})
+
+
 def test_every_op_has_a_vjp_rule():
     missing = [name for name, op in REGISTRY.items() if op.vjp is None]
     assert not missing, f"ops without a VJP rule: {missing}"
@@ -168,7 +216,7 @@ def test_every_op_has_a_vjp_rule():
 
 
 def test_differentiated_ops_are_all_tested():
-    tested = {c[0] for c in CASES}
+    tested = {c[0] for c in CASES} | {c[0] for c in ID_CASES}
     differentiable = {name for name, op in REGISTRY.items()  # scan and item: tests/test_scan.py
                       if isinstance(op.vjp, tuple) and op.arity != 0 and not op.is_a(PROJECTION)}
     assert differentiable <= tested, f"no finite-difference case for {sorted(differentiable - tested)}"

@@ -63,14 +63,16 @@ class ModuleBuilder:
         self._emit_entry(mem, body)
         return self.module, mem
 
-    def subgraph_function(self, g, targets):
+    def subgraph_function(self, g, targets, bindings: dict | None = None):
         """Emit the graph `g` (a loop's body) into this module as one function that one thread runs:
-        i32 (arena, state, inputs, seed, tid, gen, pool), like nnc_body; -> (function, memory plan, plan)."""
+        i32 (arena, state, inputs, seed, tid, gen, pool), like nnc_body; -> (function, memory plan, plan).
+        `bindings` may size its symbols differently (a share of the batch)."""
         self.subgraphs += 1
+        bindings = bindings or self.bindings
         plan = fuse(g, targets)
-        sub = ModuleBuilder(plan, self.bindings, self.width, 1, self.module, f"{self.prefix}loop{self.subgraphs}_")
+        sub = ModuleBuilder(plan, bindings, self.width, 1, self.module, f"{self.prefix}loop{self.subgraphs}_")
         calls = sub._emit_kernels()
-        mem = plan_memory(plan, self.bindings, sub.scratch_bytes)
+        mem = plan_memory(plan, bindings, sub.scratch_bytes)
         return sub._emit_body(mem, calls), mem, plan
 
     def _emit_kernels(self) -> list:

@@ -24,7 +24,7 @@ import weakref
 import numpy as np
 
 from ..errors import NncError
-from ..ir.ops.nn import first_bad_label
+from ..ir.ops.nn import label_problem
 from ..ir.types import concrete, format_shape
 from .kernel_context import STATUS_BAD_LABEL
 
@@ -181,7 +181,7 @@ class Executable:
     def _label_message(self, inputs) -> str:
         for name, (n, _) in self.mem.inputs.items():
             depth = self.graph.label_classes(n)
-            bad = first_bad_label(inputs[name], depth) if depth is not None and name in inputs else None
-            if bad is not None:
-                return f"{name} out of range: got class {bad}, expected 0 to {depth - 1}"
+            problem = label_problem(inputs[name], depth) if depth is not None and name in inputs else None
+            if problem is not None:
+                return f"{name} out of range: {problem}"
         return "labels out of range: every class index must be at least 0 and less than the number of classes"

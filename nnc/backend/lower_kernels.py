@@ -9,7 +9,7 @@ pointwise table (nnc/backend/lower_pointwise.py). Kernels without an anchor are 
 from __future__ import annotations
 
 from ..ir import ops
-from .kernels import conv, matmul, movement, nn, pool, reduce, scan
+from .kernels import conv, gather, matmul, movement, nn, pool, reduce, scan
 
 KERNELS = {
     ops.conv2d: conv.emit_conv2d,
@@ -20,10 +20,15 @@ KERNELS = {
     ops.maxpool_grad: pool.emit_maxpool_grad,
     ops.avgpool_grad: pool.emit_avgpool_grad,
     ops.matmul: matmul.emit_matmul,
+    ops.matmul_sum: matmul.emit_matmul_sum,
+    ops.take: gather.emit_take,
+    ops.scatter_add: gather.emit_scatter_add,
     ops.reshape: movement.emit_reshape,
     ops.transpose: movement.emit_transpose,
     ops.concat: movement.emit_concat,
     ops.slice: movement.emit_slice,
+    ops.strided_slice: movement.emit_strided_slice,
+    ops.strided_slice_grad: movement.emit_strided_slice_grad,
     ops.softmax: nn.emit_softmax,
     ops.log_softmax: nn.emit_log_softmax,
     ops.xent: nn.emit_xent,

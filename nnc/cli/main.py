@@ -1,7 +1,7 @@
 """The `nnc` command: the parser assembled from the command modules, and the error policy.
 
-Each command module (check, eval, predict, grad, run, explain, viz, compile,
-bench) adds its subparser with `add_parser` and sets the function that runs
+Each command module (check, eval, predict, grad, run, generate, explain, viz,
+compile, bench) adds its subparser with `add_parser` and sets the function that runs
 it; the options several share are nnc.cli.options'. User mistakes (NncError)
 print one located message and exit 1; bad flags exit 2 (argparse); Ctrl-C
 exits 130, a closed pipe 141; anything else is a bug in nnc, said in one line
@@ -16,9 +16,10 @@ import sys
 
 from ..errors import NncError
 from ..version import __version__
-from . import bench, check, compile, eval, explain, grad, predict, run, viz
+from . import bench, check, compile, eval, explain, generate, grad, predict, run, viz
 
-COMMANDS = (check, eval, predict, grad, run, explain, viz, compile, bench)  # in the order `nnc --help` lists them
+# in the order `nnc --help` lists them
+COMMANDS = (check, eval, predict, grad, run, generate, explain, viz, compile, bench)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -5,20 +5,23 @@
 --dtype and --backend: what eval, grad, explain and viz compute with) add
 them to a command's parser; `load_model`, `gather_inputs`, `gather_random`
 and `gather_params` turn the parsed options into the model, its inputs and
-its parameters. The argument types make argparse refuse a bad value with
-exit status 2 before any work.
+its parameters (`--at` sets both: a name that is a parameter sets that
+parameter). The argument types make argparse refuse a bad value with exit
+status 2 before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import NncError
 from ..fileio import load_npz
+from ..ir.types import format_shape
 from ..runtime.execute import BACKENDS
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -107,7 +110,8 @@ def backend_option(p: argparse.ArgumentParser, help: str | None = None, default:
 def value_options(p: argparse.ArgumentParser) -> None:
     """What a command computes with: inputs (given or random), parameters, the float precision and the backend."""
     p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
-                   help="input values, e.g. --at x=-2 y=5 z=-4 (numbers or JSON lists)")
+                   help="input and parameter values, e.g. --at x=-2 y=5 z=-4 or --at 'w=[[20],[20]]' b=-30 "
+                   "(numbers or JSON lists; a parameter given here overrides --params)")
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
     params_options(p)
     p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
@@ -128,15 +132,35 @@ def load_model(args):
 
 
 def gather_inputs(args, model) -> dict:
-    """--inputs, then --at over it; an input the model does not have is an error."""
+    """--inputs, then the inputs --at names over it; an input the model does not have is an error."""
     inputs = load_npz(args.inputs, "inputs") if args.inputs else {}
-    for name, value in args.at or []:
-        inputs[name] = value
     unknown = sorted(set(inputs) - set(model.inputs))
     if unknown:
         raise NncError(f"model '{model.name}' has no input '{unknown[0]}'",
                        hint=f"its inputs are: {', '.join(model.inputs) or 'none'}")
+    inputs.update(at_values(args, model)[0])
     return inputs
+
+
+def at_values(args, model) -> tuple[dict, dict]:
+    """(inputs, parameters) that --at gives; a name that is neither is an error, and so is a parameter value
+    of another shape (a single number may give a parameter of one element: b=-30 for b: [1])."""
+    inputs, params = {}, {}
+    for name, value in getattr(args, "at", None) or []:
+        if name in model.inputs:
+            inputs[name] = value
+        elif name in model.param_types:
+            shape = model.param_types[name].shape
+            if value.shape != shape and not (value.ndim == 0 and math.prod(shape) == 1):
+                raise NncError(f"--at {name}: got shape {format_shape(value.shape)}, expected {format_shape(shape)}, "
+                               f"the shape of parameter '{name}'")
+            params[name] = value.reshape(shape)
+        else:
+            raise NncError(f"model '{model.name}' has no input or parameter '{name}'",
+                           hint=f"its inputs are: {', '.join(model.inputs) or 'none'}; " +
+                           (f"its parameters: {', '.join(model.param_types)}" if model.param_types
+                            else "it has no parameters"))
+    return inputs, params
 
 
 def gather_random(args, model, inputs: dict) -> dict:
@@ -151,13 +175,15 @@ def gather_random(args, model, inputs: dict) -> dict:
 
 
 def gather_params(args, model) -> dict:
-    """--params (a run folder, a checkpoint or a parameter .npz) and initial values for the parameters it does
-    not give: constant initializers always, random ones only with --random-params (said on stdout, as random
-    inputs are); without it a randomly initialized parameter left out is an error that names it."""
+    """--params (a run folder, a checkpoint or a parameter .npz), the parameters --at names over it, and initial
+    values for the parameters they do not give: constant initializers always, random ones only with
+    --random-params (said on stdout, as random inputs are); without it a randomly initialized parameter left out
+    is an error that names it."""
     from ..model import MissingParams
     from ..runtime.checkpoint import model_params
 
     given = model_params(args.params, model)
+    given.update(at_values(args, model)[1])
     missing = [name for name in model.random_param_names() if name not in given]
     if missing and not args.random_params:
         raise MissingParams(model, missing, MissingParams.CLI_HINT)

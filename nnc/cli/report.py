@@ -1,6 +1,7 @@
 """What nnc prints about training and evaluation: the epoch line of `nnc run`, and the result of an
 evaluation (`nnc run` at the end, `nnc eval --data`): the loss with the accuracy and the confusion matrix
-of a classifier, or the loss with MSE, MAE and RMSE of a regression, and a regression's fitted parameters."""
+of a classifier, or the loss with MSE, MAE and RMSE of a regression, and a regression's fitted parameters;
+a character model's perplexity, and the naive baseline of sequence data next to the model's figure."""
 
 from __future__ import annotations
 
@@ -24,16 +25,24 @@ def epoch_line(h, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def evaluation_text(which: str, result: dict, data_description: str | None = None) -> str:
-    """An evaluation's result (Evaluator.evaluate, detailed for a classifier) on the `which` set ("test" or
-    "training"); `data_description` ends a classifier's accuracy line when given."""
+def evaluation_text(which: str, result: dict, data_description: str | None = None, baseline=None) -> str:
+    """An evaluation's result (Evaluator.evaluate, detailed for a classifier) on the `which` set ("test",
+    "validation" or "training"); `data_description` ends a classifier's accuracy line when given; `baseline`
+    (a nnc.data.Baseline) follows the model's figure it compares with."""
+    lines = []
     if "accuracy" not in result:  # a regression: the loss and the errors the evaluator measured (MSE, MAE, RMSE)
-        return f"{which} loss {result['loss']:.6g}" + "".join(
-            f"  {k.upper()} {v:.6g}" for k, v in result.items() if k != "loss")
-    line = f"{which} loss {result['loss']:.4f}  {which} accuracy {100 * result['accuracy']:.2f}%"
-    if data_description is not None:
-        line += f" ({data_description})"
-    return line + "\n" + confusion_text(result)
+        lines.append(f"{which} loss {result['loss']:.6g}" + "".join(
+            f"  {k.upper()} {v:.6g}" for k, v in result.items() if k not in ("loss", "perplexity")))
+    else:
+        line = f"{which} loss {result['loss']:.4f}  {which} accuracy {100 * result['accuracy']:.2f}%"
+        lines.append(line + (f" ({data_description})" if data_description is not None else ""))
+        if "confusion" in result:
+            lines.append(confusion_text(result))
+    if "perplexity" in result:
+        lines.append(f"{which} perplexity {result['perplexity']:.4g} per character")
+    if baseline is not None:
+        lines.append(baseline.text())
+    return "\n".join(lines)
 
 
 def confusion_text(result: dict) -> str:

@@ -8,9 +8,12 @@ the figures (nnc.viz.plots). Ctrl-C finishes the current step, saves a
 checkpoint and prints the command that resumes the run; `--resume DIR`
 restores every setting from the folder and continues exactly where the run
 stopped. A loss that grows by orders of magnitude is reported once; a loss
-that is not finite stops the run at the last good checkpoint. What the run
-prints is nnc.cli.report's. The trainer and the native backend are imported
-when the command runs, not when nnc builds its parser.
+that is not finite stops the run at the last good checkpoint. A text's run
+keeps its vocabulary (vocab.json, for `nnc generate`) and ends with the
+validation perplexity; sequence data's result is followed by its naive
+baseline (nnc.data). What the run prints is nnc.cli.report's. The trainer and
+the native backend are imported when the command runs, not when nnc builds its
+parser.
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ MAX_EPOCH_LINES = 25       # longer runs print every k-th epoch; history.csv has
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="train a model on a dataset, evaluate it and record the run")
     model_options(p)
-    p.add_argument("--data", metavar="DATA", help="mnist, fashion-mnist, and, or, xor, spiral, FILE.csv or FILE.npz "
-                   "(default: the train block's data)")
-    p.add_argument("--target", metavar="COLUMN", help="the CSV column to predict")
+    p.add_argument("--data", metavar="DATA", help="mnist, fashion-mnist, and, or, xor, spiral, sine, FILE.csv, "
+                   "FILE.npz or FILE.txt (default: the train block's data)")
+    p.add_argument("--target", metavar="COLUMN", help="the CSV column to predict (with --window: the series)")
+    p.add_argument("--window", type=positive_int, metavar="N", help="sequence data: steps per window when the "
+                   "model's sequence length is symbolic; a CSV file becomes one series")
     p.add_argument("--epochs", type=positive_int, help="passes over the training set")
     p.add_argument("--batch", type=positive_int, help="examples per training step")
     p.add_argument("--lr", type=positive_float, help="learning rate")
@@ -103,10 +108,11 @@ def cmd_run(args) -> int:
         model = load_model(args)
         settings = runfolder.new_settings(model, args.model, config_from(model, args), data=args.data,
                                           target=args.target, val=args.val, check_numerics=args.check_numerics,
-                                          grad_stats=args.grad_stats)
+                                          grad_stats=args.grad_stats, window=args.window)
         data_spec = args.data  # as given, for its messages; settings.json keeps where it was found
     config = runfolder.config_of(settings)
-    data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed)
+    data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed,
+                          window=settings.get("window"))
     trainer = Trainer(model, config)
     trainer.check_numerics = settings["check_numerics"]
     watch, resume_at = DivergenceWatch(), None
@@ -136,6 +142,7 @@ def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, 
         progress.print(f"  resuming {folder} after epoch {trainer.epoch}" +
                        (f", step {resume_at.step}" if resume_at and resume_at.step else ""))
     progress.print(f"  run folder: {folder}")
+    runfolder.keep_vocabulary(folder, data, resumed=bool(args.resume))
     import_matplotlib_meanwhile()
     n_train = len(next(iter(data.train.values())))
     samples = 0
@@ -200,14 +207,17 @@ def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progres
 
     classifies = trainer.task.classifies
     has_test = data.test is not None and data.n_test
-    result = trainer.evaluate(data.test if has_test else data.train, detailed=classifies)
+    text = bool(data.vocabulary)  # a character model: perplexity, and no confusion matrix of every character
+    trainer.evaluator.params = trainer.model_params()
+    result = trainer.evaluator.evaluate(data.test if has_test else data.train, detailed=classifies and not text,
+                                        perplexity=text)
     seconds = time.perf_counter() - started
     metrics = runfolder.final_metrics(trainer, data, result, settings, seconds, samples_per_second)
     progress.print()
-    progress.print(evaluation_text("test" if has_test else "training", result))
-    if classifies:
+    progress.print(evaluation_text(data.final_split if has_test else "training", result, baseline=data.baseline))
+    if "confusion" in result:
         plot_confusion(folder / runfolder.CONFUSION, result["confusion"])
-    else:
+    elif not classifies and data.baseline is None:  # a sequence model's parameters are too many to show
         progress.print(fitted_params_text(trainer.model_params()))
     runfolder.write_metrics(folder, metrics, args.metrics_json)
     if trainer.history:

@@ -11,13 +11,15 @@ The trainer calls
 
 Modules: `load` (specs, splits, BoundData), `images` (MNIST, Fashion-MNIST),
 `fetch` (files on disk, the cache, downloads), `idx` (the IDX format), `toy`
-(gates, spiral), `tables` (CSV, NPZ), `binding` (arrays to
-inputs), `splits` (seeded splits and batch order), `dataset` (the Dataset type).
+(gates, spiral, sine), `tables` (CSV, NPZ), `text` (texts for character models,
+their vocabulary), `sequences` (windows of a sequence for a model, series),
+`binding` (arrays to inputs), `splits` (seeded splits, contiguous ones for
+windows, and batch order), `dataset` (the Dataset and Baseline types).
 """
 
-from .dataset import Dataset
+from .dataset import Baseline, Dataset
 from .load import BUILTIN_NAMES, BoundData, bind_dataset, load_dataset, load_for_model, open_dataset
 from .splits import batch_indices, epoch_order, iterate_batches
 
-__all__ = ["BUILTIN_NAMES", "BoundData", "Dataset", "batch_indices", "bind_dataset", "epoch_order",
+__all__ = ["BUILTIN_NAMES", "Baseline", "BoundData", "Dataset", "batch_indices", "bind_dataset", "epoch_order",
            "iterate_batches", "load_dataset", "load_for_model", "open_dataset"]

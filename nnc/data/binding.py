@@ -5,7 +5,10 @@ An input whose name matches an array gets that array. The rest go by role
 array, and the one remaining float input gets the feature arrays,
 concatenated per sample. An array is reshaped to the input's declared shape
 when the values per sample agree (MNIST's [N, 28, 28] becomes [N, 784] for an
-MLP, [N, 1, 28, 28] for LeNet), cast to the input's dtype, and labels are
+MLP, [N, 1, 28, 28] for LeNet, stays [N, 28, 28] for a recurrent network that
+reads a row per time step, and becomes [N, 784, 1] for one that reads a pixel
+per step; one symbolic dim takes the size the others leave, so [B, T, 28] and
+[B, T, 1] work too), cast to the input's dtype, and labels are
 checked against the classes the model has. Anything that does not fit is one
 error naming both shapes.
 """
@@ -34,7 +37,9 @@ class Binding:
         source = ", ".join(self.sources)
         sample = dataset.train[self.sources[0]].shape[1:] if len(self.sources) == 1 else None
         declared = model.inputs[self.input].shape[1:]
-        shown = sample not in (None, (), declared)  # a column [N] as [N, 1] goes without saying
+        # a column [N] as [N, 1] goes without saying, and so does [N, 16] as [B, T]
+        shown = sample not in (None, ()) and not (len(sample) == len(declared) and all(
+            d == n or not isinstance(d, int) for n, d in zip(sample, declared)))
         reshaped = f" {format_shape(sample)} as {format_shape(declared)}" if shown else ""
         return self.input if self.sources == (self.input,) and not reshaped else f"{self.input} <- {source}{reshaped}"
 
@@ -136,6 +141,12 @@ class _Fit:
         elif len(sample) == len(declared) and all(not isinstance(d, int) or d == s
                                                   for s, d in zip(sample, declared)):
             return array
+        else:  # one symbolic dim takes the values per sample the others leave: MNIST as [B, T, 1], 784 steps
+            free = [i for i, d in enumerate(declared) if not isinstance(d, int)]
+            known = math.prod(d for d in declared if isinstance(d, int))
+            if len(free) == 1 and got % known == 0 and got:
+                return array.reshape((len(array), *(got // known if i == free[0] else d
+                                                    for i, d in enumerate(declared))))
         per_sample = f" ({expected} values per sample)" if expected is not None else ""
         raise self.error(f"{self.what} does not fit the model's input '{self.binding.input}': got "
                          f"{format_shape(array.shape)} ({got} values per sample), expected {t}{per_sample}",

@@ -5,10 +5,16 @@ test part (MNIST's t10k files, a spiral drawn with another seed). Each part
 maps array names to arrays that share their first dimension, the samples.
 `features` and `target` name the arrays that play those roles, for binding
 to a model whose input names differ from the array names.
+
+A dataset cut from one sequence (a text, a time series) holds its windows in
+order: `overlap` says how many neighbouring windows share values (so that
+holdouts take contiguous blocks, see nnc.data.splits), and `baseline` measures
+the naive predictor its results are read against (a `Baseline`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +38,14 @@ class Dataset:
     # when bound (pixels 0..255: 255), so that splits copy bytes and only the bound parts are float
     files: dict[tuple[str, str], str] = field(default_factory=dict)  # ("train" or "test", array): the file
     # it was read from, when arrays come from separate files (IDX), so that messages about it name that file
+    overlap: int = 0                           # 0: samples are independent; k >= 1: they are consecutive windows
+    # of one sequence and windows i, j share values when |i - j| < k (holdouts are then contiguous blocks)
+    default_val: float = 0.0                   # the validation share when the run asks for none (text: 0.1)
+    final_on_val: bool = False                 # no test part: the final evaluation is the validation part's
+    vocabulary: tuple[str, ...] = ()           # a text's characters, id i being vocabulary[i]
+    note: str = ""                             # how the samples were made, for the run header
+    baseline: Callable[[dict, dict], Baseline] | None = None  # (training part, evaluated part) -> the naive
+    # predictor's score on the evaluated part, from the unbound arrays
 
     def file_of(self, array: str, own_test_part: bool) -> str:
         """Where messages about `array` point: its file if known, else the dataset's name."""
@@ -40,6 +54,21 @@ class Dataset:
     @property
     def arrays(self) -> list[str]:
         return list(self.train)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A naive predictor's score, printed next to the model's: "unigram" perplexity of a text, the MSE of
+    repeating a series' last value."""
+
+    name: str       # what it predicts, for people
+    metric: str     # "perplexity" or "mse": the key of the model's result it compares with
+    value: float
+
+    def text(self) -> str:
+        if self.metric == "perplexity":   # as the model's perplexity is printed
+            return f"baseline ({self.name}): perplexity {self.value:.4g}"
+        return f"baseline ({self.name}): {self.metric.upper()} {self.value:.6g}"   # as the regression's errors
 
 
 def sample_count(arrays: dict[str, np.ndarray], where: str) -> int:

@@ -2,9 +2,13 @@
 
 A spec is one of
 - a built-in name: `mnist`, `fashion-mnist` (also `fashion_mnist`), `and`,
-  `or`, `xor`, `spiral`;
+  `or`, `xor`, `spiral`, `sine`;
 - a `.csv` file (with `target` naming the target column) or an `.npz` file;
+- a `.txt` file: a text for a character-level model (nnc.data.text);
 - a folder holding the four MNIST-format IDX files.
+Sequence data (a text, `sine`, a `.csv` file with `window = N`: one column as
+a series) is cut into windows that fit the model (nnc.data.sequences), so it
+opens with the model in hand.
 A relative path is taken relative to `base_dir`: the .nn file's folder for
 `data = "..."` in a train block, the working directory for `--data`.
 
@@ -18,6 +22,8 @@ Splits, as a Keras user would expect them:
   table, a CSV or NPZ file), and the run header says so; `test` (a count or
   fraction) instead holds that many samples out of training, at random
   (seeded), before the validation samples are taken.
+Windows of one sequence are held out in contiguous blocks (nnc.data.splits);
+a text always keeps a validation part and is finally evaluated on it.
 The same seed gives the same splits; `describe()` is the run header's line.
 """
 
@@ -33,16 +39,20 @@ import numpy as np
 from ..errors import NncError
 from ..runtime.task import BINARY, CLASSIFICATION, task_of
 from .binding import bind_part, plan_bindings
-from .dataset import Dataset, sample_count
+from .dataset import Baseline, Dataset, sample_count
 from .images import IMAGE_SETS, load_idx_folder, load_image_set
-from .splits import TEST_STREAM, VAL_STREAM, holdout, holdout_count, sample_total
+from .sequences import check_width, sequence_layout, series_dataset
+from .splits import TEST_STREAM, VAL_STREAM, contiguous_holdout, holdout, holdout_count, sample_total
 from .tables import read_csv, read_npz
-from .toy import GATE_OUTPUTS, gate, spiral
+from .text import TEXT_SUFFIXES, check_vocabulary, read_text, text_dataset
+from .toy import GATE_OUTPUTS, gate, sine, spiral
 
-BUILTIN_NAMES = ("mnist", "fashion-mnist", "and", "or", "xor", "spiral")
+BUILTIN_NAMES = ("mnist", "fashion-mnist", "and", "or", "xor", "spiral", "sine")
 ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
 TABLE_SUFFIXES = (".csv",)
-DATA_HINT = f"--data takes one of {', '.join(BUILTIN_NAMES)}, a .csv or .npz file, or a folder of IDX files"
+DATA_HINT = (f"--data takes one of {', '.join(BUILTIN_NAMES)}, a .csv, .npz or .txt file, or a folder of "
+             f"IDX files")
+WINDOW_HINT = "window applies to sequence data: a .txt text, sine, or a .csv file read as one series"
 
 
 @dataclass
@@ -59,6 +69,10 @@ class BoundData:
     test_source: str
     bindings: list[str] = field(default_factory=list)
     class_names: tuple[str, ...] = ()
+    vocabulary: tuple[str, ...] = ()    # a text's characters in id order
+    baseline: Baseline | None = None    # a naive predictor's score on the evaluated part
+    final_split: str = "test"           # what the final evaluation is on: "test", or "validation" for a text
+    note: str = ""                      # how sequence data was cut, for the header
 
     @property
     def n_train(self) -> int:
@@ -78,14 +92,17 @@ class BoundData:
             kind = f"{self.n_classes} classes" if self.n_classes else "classification"
         else:
             kind = "binary classification" if self.task == BINARY else "regression"
-        return (f"data {self.name}: {self.n_train:,} train, {self.n_val:,} val, {self.n_test:,} test "
-                f"({self.test_source}); {', '.join(self.bindings)}; {kind}")
+        test = f", {self.n_test:,} test" if self.final_split == "test" else ""
+        note = f"; {self.note}" if self.note else ""
+        return (f"data {self.name}: {self.n_train:,} train, {self.n_val:,} val{test} "
+                f"({self.test_source}); {', '.join(self.bindings)}; {kind}{note}")
 
 
 def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path | None = None,
                  mirrors: list[str] | None = None, download: bool = True,
-                 log: Callable[[str], None] | None = None) -> Dataset:
-    """The dataset a spec names, not yet bound to a model."""
+                 log: Callable[[str], None] | None = None, model=None, window: int | None = None) -> Dataset:
+    """The dataset a spec names, not yet bound to a model; sequence data is cut into windows for `model`
+    (the train block's `window` gives their length when the model's is symbolic)."""
     if not isinstance(spec, str) or not spec.strip():
         raise NncError(f"no data given: got {spec!r}", hint=DATA_HINT)
     name = ALIASES.get(spec.lower(), spec.lower())
@@ -93,6 +110,9 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
         if target is not None:
             raise NncError(f"--target applies to CSV data: '{name}' has fixed features and target",
                            hint="drop --target (and `target = ...` in the train block) for this data")
+        if name == "sine":
+            return sine(_series_layout(model, window, name))
+        _no_window(window, name)
         if name in IMAGE_SETS:
             return load_image_set(IMAGE_SETS[name], mirrors=mirrors, download=download, log=log)
         return gate(name) if name in GATE_OUTPUTS else spiral()
@@ -100,15 +120,26 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path
     if path.suffix.lower() in TABLE_SUFFIXES:
+        if window is not None:
+            return _csv_series(path, target, model, window)
         return read_csv(path, target)
     if target is not None:
         raise NncError(f"--target applies to CSV data, not to {path}")
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        text = read_text(path)
+        layout = sequence_layout(_needed(model, str(path)), window, str(path), ids=True)
+        dataset = text_dataset(str(path), text, layout)
+        check_vocabulary(model, layout, dataset.vocabulary, str(path))
+        return dataset
     if path.suffix.lower() == ".npz":
+        _no_window(window, str(path))
         return read_npz(path)
     if path.is_dir():
+        _no_window(window, str(path))
         return load_idx_folder(path, str(path))
     if path.exists():
-        raise NncError(f"unsupported data file {path}: got '{path.suffix or 'no extension'}', expected .csv or .npz",
+        raise NncError(f"unsupported data file {path}: got '{path.suffix or 'no extension'}', expected .csv, .npz "
+                       f"or .txt",
                        hint=DATA_HINT)
     close = difflib.get_close_matches(name, [*BUILTIN_NAMES, *ALIASES], n=1)
     raise NncError(f"unknown data '{spec}': no such dataset or file" + (f" ({path})" if path != Path(spec) else ""),
@@ -126,18 +157,29 @@ def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) 
     table = dataset.train
     available = sample_count(table, dataset.name)
     held = holdout_count(test, available, "test")
+
+    def split(arrays: dict, count: int, stream: int, what: str) -> tuple[dict, dict]:
+        if dataset.overlap:
+            return contiguous_holdout(arrays, count, seed, stream, dataset.overlap, what)
+        return holdout(arrays, count, seed, stream)
+
+    how = "in blocks of consecutive windows" if dataset.overlap else "at random"
     if dataset.test is not None:
         if held:
             raise NncError(f"'{dataset.name}' has its own test set ({dataset.test_source}): drop the test split")
         sample_count(dataset.test, dataset.name)
         train_raw, test_raw, test_source = table, dataset.test, dataset.test_source
     elif held:
-        train_raw, test_raw = holdout(table, held, seed, TEST_STREAM)
-        test_source = f"{held:,} samples held out at random, seed {seed}"
+        train_raw, test_raw = split(table, held, TEST_STREAM, "test")
+        test_source = f"{held:,} samples held out {how}, seed {seed}"
+    elif dataset.final_on_val:
+        train_raw, test_raw = table, None
+        test_source = f"validation held out {how}, seed {seed}; no test part: the final evaluation is on it"
     else:
         train_raw, test_raw = table, None
         test_source = f"{dataset.test_source or 'the whole table'}, no separate test set"
-    train_raw, val_raw = holdout(train_raw, holdout_count(val, sample_total(train_raw), "val"), seed, VAL_STREAM)
+    train_raw, val_raw = split(train_raw, holdout_count(val or dataset.default_val, sample_total(train_raw), "val"),
+                               VAL_STREAM, "val")
 
     def bound(part: dict, part_name: str) -> dict:
         return bind_part(dataset, model, task, plan, part, part_name)
@@ -145,14 +187,20 @@ def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) 
     train = bound(train_raw, "training")
     val_part = bound(val_raw, "validation")
     if test_raw is not None:
-        test_part = bound(test_raw, "test")
+        test_part, evaluated = bound(test_raw, "test"), test_raw
+    elif dataset.final_on_val:
+        test_part, evaluated = val_part, val_raw
     else:  # the whole table: the training part itself unless validation samples were taken from it
-        test_part = train if train_raw is table else bound(table, "test")
+        test_part, evaluated = train if train_raw is table else bound(table, "test"), table
     n_classes = task.classes
     if task.kind == CLASSIFICATION and n_classes is None:
         n_classes = dataset.classes or _classes_seen(task.target, train, val_part, test_part)
     return BoundData(dataset.name, train, val_part, test_part, task.kind, n_classes, task.target, test_source,
-                     [b.describe(dataset, model) for b in plan], dataset.class_names if n_classes else ())
+                     [b.describe(dataset, model) for b in plan], dataset.class_names if n_classes else (),
+                     vocabulary=dataset.vocabulary,
+                     baseline=dataset.baseline(train_raw, evaluated) if dataset.baseline else None,
+                     final_split="validation" if test_raw is None and dataset.final_on_val else "test",
+                     note=dataset.note)
 
 
 def _classes_seen(target: str, *parts) -> int | None:
@@ -162,15 +210,16 @@ def _classes_seen(target: str, *parts) -> int | None:
 
 def load_dataset(spec: str, model, *, target: str | None = None, val=0.0, test=None, seed: int = 0,
                  base_dir: str | Path | None = None, mirrors: list[str] | None = None, download: bool = True,
-                 log: Callable[[str], None] | None = None) -> BoundData:
-    """Open the data `spec` names and bind it to `model`: `--data SPEC --target T --val V --seed S`."""
-    dataset = open_dataset(spec, target=target, base_dir=base_dir, mirrors=mirrors, download=download, log=log)
+                 log: Callable[[str], None] | None = None, window: int | None = None) -> BoundData:
+    """Open the data `spec` names and bind it to `model`: `--data SPEC --target T --val V --seed S --window N`."""
+    dataset = open_dataset(spec, target=target, base_dir=base_dir, mirrors=mirrors, download=download, log=log,
+                           model=model, window=window)
     return bind_dataset(dataset, model, val=val, test=test, seed=seed)
 
 
 def load_for_model(model, *, data: str | None = None, target: str | None = None, val=None, test=None,
                    seed: int | None = None, mirrors: list[str] | None = None, download: bool = True,
-                   log: Callable[[str], None] | None = None) -> BoundData:
+                   log: Callable[[str], None] | None = None, window: int | None = None) -> BoundData:
     """The model's data with command-line values (None: not given) over its train block's.
 
     A `data` path from the train block is relative to the .nn file's folder, one given here to the working
@@ -186,9 +235,42 @@ def load_for_model(model, *, data: str | None = None, target: str | None = None,
         target = settings["target"]
     return load_dataset(spec, model, target=target, val=settings["val"] if val is None else val, test=test,
                         seed=settings["seed"] if seed is None else seed, base_dir=base_dir, mirrors=mirrors,
-                        download=download, log=log)
+                        download=download, log=log, window=settings["window"] if window is None else window)
 
 
 def _model_folder(model) -> Path | None:
     filename = model.source.filename
     return None if filename.startswith("<") else Path(filename).parent
+
+
+def _needed(model, what: str):
+    if model is None:
+        raise NncError(f"{what} is sequence data, cut into windows that fit a model: open it with the model",
+                       hint="nnc.data.load_dataset(spec, model)")
+    return model
+
+
+def _series_layout(model, window: int | None, what: str):
+    layout = sequence_layout(_needed(model, what), window, what, ids=False)
+    check_width(model, layout, what)
+    return layout
+
+
+def _no_window(window: int | None, what: str) -> None:
+    if window is not None:
+        raise NncError(f"window = {window} cuts a sequence into windows, and {what} is not one", hint=WINDOW_HINT)
+
+
+def _csv_series(path: Path, column: str | None, model, window: int) -> Dataset:
+    """The series in one column of a CSV file (the `target` column, or the only one), in windows for `model`."""
+    table = read_csv(path, column)
+    layout = _series_layout(model, window, str(path))
+    if column is None:
+        if len(table.train) > 1:
+            raise NncError(f"which column is the series? The file has {len(table.train)}: {', '.join(table.train)}",
+                           filename=str(path), hint="name it with `target = COLUMN` in the train block "
+                                                    "(or --target COLUMN)")
+        column = next(iter(table.train))
+    dataset = series_dataset(str(path), table.train[column], None, layout, test_source="", unit="rows")
+    dataset.note = f"column '{column}', {dataset.note}"
+    return dataset

@@ -6,6 +6,12 @@ Every random choice comes from its own generator: a holdout from
 that no epoch shares their stream). So a split does not change when another part of
 a run draws more numbers, and epoch k's batch order is known without replaying
 epochs 0..k-1 (a resumed run gets the same order).
+
+Windows cut from one sequence (a text, a time series) are not independent: a
+window shares values with its neighbours, so a random holdout would test on
+text the model trained on. Their holdouts (`contiguous_holdout`) take whole
+blocks of consecutive windows, chosen at random by the same keys, and drop the
+training windows that share a value with a held-out one.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import numpy as np
 from ..errors import NncError
 
 HOLDOUT, TEST_STREAM, VAL_STREAM = 0, 1, 2   # holdouts draw from [seed, HOLDOUT, stream], epochs from [seed, epoch]
+HOLDOUT_BLOCKS = 100   # a contiguous holdout takes whole blocks of about 1% of the windows ...
+BLOCK_OVERLAPS = 4     # ... each at least 4 times as long as the run of windows one window overlaps
 
 
 def holdout_count(amount, available: int, what: str) -> int:
@@ -46,6 +54,39 @@ def holdout(arrays: dict[str, np.ndarray], count: int, seed: int, stream: int) -
     order = np.random.default_rng([_seed(seed), HOLDOUT, stream]).permutation(n)
     held, rest = np.sort(order[:count]), np.sort(order[count:])
     return take(arrays, rest), take(arrays, held)
+
+
+def contiguous_holdout(arrays: dict[str, np.ndarray], count: int, seed: int, stream: int, overlap: int,
+                       what: str = "val") -> tuple[dict, dict]:
+    """(rest, held out) of windows in sequence order, where windows i and j share values when |i - j| < overlap:
+    about `count` windows in whole blocks chosen at random by (seed, stream), and the rest less the windows
+    that share a value with a held-out one. Both keep the sequence order."""
+    n = sample_total(arrays)
+    if count == 0:
+        return arrays, {k: v[:0] for k, v in arrays.items()}
+    rest, held = contiguous_indices(n, count, seed, stream, overlap, what)
+    return take(arrays, rest), take(arrays, held)
+
+
+def contiguous_indices(n: int, count: int, seed: int, stream: int, overlap: int,
+                       what: str = "val") -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held out) indices of `contiguous_holdout`."""
+    block = max(-(-n // HOLDOUT_BLOCKS), BLOCK_OVERLAPS * overlap, 1)
+    blocks = -(-n // block)
+    wanted = max(1, round(count / block))
+    order = np.random.default_rng([_seed(seed), HOLDOUT, stream]).permutation(blocks)
+    held = np.zeros(n, bool)
+    for b in order[:wanted]:
+        held[b * block:(b + 1) * block] = True
+    # the windows within overlap - 1 of a held-out one share a value with it
+    reach = np.ones(2 * max(overlap, 1) - 1, np.int64)
+    near = np.convolve(held.astype(np.int64), reach, mode="same") > 0
+    rest = np.flatnonzero(~near)
+    if wanted >= blocks or not len(rest):
+        raise NncError(f"{what}={count:,} windows leaves none to train on: the {n:,} windows are held out in blocks "
+                       f"of {block:,} consecutive ones, and a training window may not overlap a held-out one",
+                       hint=f"hold out fewer, such as {what} = 0.1, or give more data")
+    return rest, np.flatnonzero(held)
 
 
 def take(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:

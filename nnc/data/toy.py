@@ -1,4 +1,4 @@
-"""The course's small built-in datasets: the logic gates `and`, `or`, `xor` and the 3-class `spiral`.
+"""The course's small built-in datasets: the logic gates `and`, `or`, `xor`, the 3-class `spiral` and `sine`.
 
 A gate's data is its whole truth table: x [4, 2] of 0/1 and target [4, 1].
 There is nothing else to test a gate on, so its test set is the table itself.
@@ -7,6 +7,11 @@ There is nothing else to test a gate on, so its test set is the table itself.
 rising linearly from 0 to 1 while the angle turns by 4 radians plus Gaussian
 noise; arm k is class k. The training points and the test points are two
 independent draws (seeds 0 and 1), so the test set measures generalization.
+
+`sine` is a noisy sine wave for forecasting: sin(2π·t / 25 + φ) plus Gaussian
+noise of standard deviation 0.1 at steps t = 0, 1, ..., with a random phase φ;
+2,000 steps to train on (seed 0) and another 500 (seed 1) to test on, cut into
+windows of T steps whose next value is the target (nnc.data.sequences).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dataset import Dataset
+from .sequences import Layout, series_dataset
 
 GATE_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 GATE_OUTPUTS = {"and": (0, 0, 0, 1), "or": (0, 1, 1, 1), "xor": (0, 1, 1, 0)}
@@ -21,6 +27,10 @@ GATE_OUTPUTS = {"and": (0, 0, 0, 1), "or": (0, 1, 1, 1), "xor": (0, 1, 1, 0)}
 SPIRAL_POINTS_PER_CLASS = 100
 SPIRAL_CLASSES = 3
 SPIRAL_TRAIN_SEED, SPIRAL_TEST_SEED = 0, 1
+
+SINE_PERIOD, SINE_NOISE = 25, 0.1
+SINE_TRAIN_STEPS, SINE_TEST_STEPS = 2000, 500
+SINE_TRAIN_SEED, SINE_TEST_SEED = 0, 1
 
 
 def gate(name: str) -> Dataset:
@@ -48,3 +58,17 @@ def spiral() -> Dataset:
     return Dataset("spiral", {"x": train_x, "label": train_y}, {"x": test_x, "label": test_y}, features=("x",),
                    target="label", classes=SPIRAL_CLASSES,
                    test_source=f"a second draw of the spiral (seed {SPIRAL_TEST_SEED})")
+
+
+def sine_series(steps: int, seed: int, period: float = SINE_PERIOD, noise: float = SINE_NOISE) -> np.ndarray:
+    """float32 [steps]: sin(2π·t / period + φ) + noise·N(0, 1), φ uniform in [0, 2π), all drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0.0, 2 * np.pi)
+    t = np.arange(steps)
+    return (np.sin(2 * np.pi * t / period + phase) + noise * rng.normal(size=steps)).astype(np.float32)
+
+
+def sine(layout: Layout) -> Dataset:
+    return series_dataset("sine", sine_series(SINE_TRAIN_STEPS, SINE_TRAIN_SEED),
+                          sine_series(SINE_TEST_STEPS, SINE_TEST_SEED), layout,
+                          test_source=f"a second draw of the wave (seed {SINE_TEST_SEED})")

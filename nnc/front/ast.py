@@ -65,7 +65,41 @@ class Call:
     func_loc: Loc
 
 
-Expr = Number | String | Var | ListExpr | BinOp | Neg | Call
+@dataclass(frozen=True)
+class Slice:
+    """`start:stop:step` inside an index, each part None when left out."""
+
+    start: object | None
+    stop: object | None
+    step: object | None
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class EllipsisIndex:
+    """`...` inside an index: as many whole axes as the other subscripts leave."""
+
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Index:
+    """`value[sub, sub, ...]` with each sub an expression (an integer index), a Slice or an EllipsisIndex."""
+
+    value: object
+    subscripts: tuple
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Values:
+    """`a, b` after `return`: a block's several results."""
+
+    items: tuple
+    loc: Loc
+
+
+Expr = Number | String | Var | ListExpr | BinOp | Neg | Call | Index
 
 # ---- types -------------------------------------------------------------------
 
@@ -108,6 +142,15 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class Unpack:
+    """`a, b = EXPR`: names for the several values of a block call, split or chunk."""
+
+    targets: tuple  # of Var
+    value: object
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class Output:
     names: tuple  # of Var
     loc: Loc
@@ -121,11 +164,11 @@ class LossStmt:
 
 @dataclass(frozen=True)
 class Return:
-    value: object
+    value: object  # an expression, or Values for `return a, b`
     loc: Loc
 
 
-Stmt = InputDecl | ParamDecl | Assign | Output | LossStmt | Return
+Stmt = InputDecl | ParamDecl | Assign | Unpack | Output | LossStmt | Return
 
 # ---- top level -------------------------------------------------------------------
 

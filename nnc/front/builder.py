@@ -13,15 +13,27 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from ..errors import Loc, NncError
+from ..errors import Loc, NncError, Span
 from ..ir import ops
 from ..ir.graph import Graph, StatementInfo
 from ..ir.initializer import Init
 from ..ir.types import DTYPE_NAMES, TensorType, format_shape
 from . import ast
 from .layers import FUNCTIONS
-from .values import INT64, Symbol, Tensor, bind_arguments, did_you_mean, value_kind
-from .writer import GraphWriter, Statement
+from .values import (
+    INT64,
+    Literal,
+    Symbol,
+    Tensor,
+    Values,
+    bind_arguments,
+    did_you_mean,
+    literal,
+    several_hint,
+    value_kind,
+    value_names,
+)
+from .writer import GraphWriter, Statement, literal_init
 
 # Bounds on the builder's recursion (nnc/front/syntax.py bounds one expression to 100 levels): an expression
 # level costs up to 4 Python frames and a block call 6 more, so these stay within Python's default
@@ -86,6 +98,8 @@ class Builder(GraphWriter):
             return self.param_decl(s, scope)
         if isinstance(s, ast.Assign):
             return self.assign(s, scope)
+        if isinstance(s, ast.Unpack):
+            return self.unpack(s, scope)
         if isinstance(s, ast.Output):
             return self.output(s, scope)
         if isinstance(s, ast.LossStmt):
@@ -153,7 +167,7 @@ class Builder(GraphWriter):
         full = scope.prefix + s.name
         info = self._info(scope, full, "param", s.loc)
         self.stmt = Statement(base=full, label=full, info=info)
-        init = self.initializer(s.init, default=Init("xavier" if typ.rank >= 2 else "zeros"))
+        init = self.initializer(s.init, default=Init("xavier" if typ.rank >= 2 else "zeros"), param=(s.name, typ))
         node = self.new_param(full, typ, init, s.name_loc)
         scope.env[s.name] = Tensor(node)
         self.g.values[full] = node
@@ -162,7 +176,9 @@ class Builder(GraphWriter):
             info.type = typ
             info.ops = ["param"]
 
-    def initializer(self, expr, default: Init) -> Init:
+    def initializer(self, expr, default: Init, param: tuple) -> Init:
+        """The Init of `param NAME: TYPE = EXPR` (`param` is (NAME, TYPE)): a named initializer, a number, or
+        every value written out: `param w: [2, 1] = [[20], [20]]`."""
         if expr is None:
             return default
         named = expr.name if isinstance(expr, ast.Var) else expr.func if isinstance(expr, ast.Call) else None
@@ -174,6 +190,8 @@ class Builder(GraphWriter):
         value = self.expr(expr, _Scope(prefix=""))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return Init("constant", (float(value),))
+        if isinstance(value, Literal):
+            return literal_init(value, f"param '{param[0]}'", param[1])
         if not isinstance(value, Init):
             raise NncError(f"initializer must be zeros, ones, normal(mean, std), uniform(lo, hi), xavier or he: "
                            f"got {value_kind(value)}", expr.loc)
@@ -192,11 +210,53 @@ class Builder(GraphWriter):
             value = self.expr(s.value, scope)
         finally:
             self.stmt = outer
+        if isinstance(value, Values):
+            if len(value) != 1:
+                raise NncError(f"got 1 name, expected {len(value)} values", s.target_loc, hint=several_hint(value))
+            value = value[0]
         scope.env[s.target] = value
         if isinstance(value, Tensor):
             self.g.values[label] = value.node
         if info is not None:
             info.type = self.g.type_of(value.node) if isinstance(value, Tensor) else None
+
+    def unpack(self, s: ast.Unpack, scope: _Scope):
+        """`a, b = EXPR`: one name per value of a block's `return a, b`, split or chunk."""
+        seen = set()
+        for var in s.targets:
+            self._check_binding_name(var.name, var.loc, scope)
+            if var.name in seen:
+                raise NncError(f"name '{var.name}' is bound twice in one statement", var.loc)
+            seen.add(var.name)
+        labels = []
+        for var in s.targets:
+            count = scope.bindings.get(var.name, 0) + 1
+            scope.bindings[var.name] = count
+            labels.append(scope.prefix + (var.name if count == 1 else f"{var.name}_{count}"))
+        label = ", ".join(labels)
+        info = self._info(scope, label, "assign", s.loc)
+        # Parameters made by the call are named after the first name, as `h = ...` would name them: h.weight.
+        outer, self.stmt = self.stmt, Statement(base=labels[0], label=label, info=info)
+        try:
+            value = self.expr(s.value, scope)
+        finally:
+            self.stmt = outer
+        items = value if isinstance(value, tuple) else (value,)
+        if len(items) != len(s.targets):
+            first, last = s.targets[0].loc, s.targets[-1].loc
+            names = Loc(first.source, Span(first.span.line, first.span.column, last.span.end_line,
+                                           last.span.end_column))
+            hint = f"one name per value: {value_names(len(items))} = ..."
+            if isinstance(value, Tensor):
+                hint = "split(x, sizes, axis) and chunk(x, n, axis) cut a tensor into several"
+            raise NncError(f"got {len(s.targets)} names, expected {len(items)} value{'s' * (len(items) != 1)}",
+                           names, hint=hint)
+        for var, item, name in zip(s.targets, items, labels):
+            scope.env[var.name] = item
+            if isinstance(item, Tensor):
+                self.g.values[name] = item.node
+        if info is not None:
+            info.type = tuple(self.g.type_of(v.node) if isinstance(v, Tensor) else None for v in items)
 
     def output(self, s: ast.Output, scope: _Scope):
         if scope.block is not None:
@@ -204,7 +264,8 @@ class Builder(GraphWriter):
         for var in s.names:
             value = self.lookup(var, scope)
             if not isinstance(value, Tensor):
-                raise NncError(f"output '{var.name}' is {value_kind(value)}, expected a tensor", var.loc)
+                raise NncError(f"output '{var.name}' is {value_kind(value)}, expected a tensor", var.loc,
+                               hint=several_hint(value))
             if var.name in self.g.outputs:
                 raise NncError(f"duplicate output '{var.name}'", var.loc)
             self.g.outputs[var.name] = value.node
@@ -222,7 +283,8 @@ class Builder(GraphWriter):
         self.stmt = Statement(base="loss", label="loss", info=info)
         value = self.expr(s.value, scope)
         if not isinstance(value, Tensor):
-            raise NncError(f"loss is {value_kind(value)}, expected a scalar tensor", s.value.loc)
+            raise NncError(f"loss is {value_kind(value)}, expected a scalar tensor", s.value.loc,
+                           hint=several_hint(value))
         typ = self.g.type_of(value.node)
         if typ.shape != ():
             raise NncError(f"loss must be a scalar: got shape {format_shape(typ.shape)}, expected []",
@@ -254,14 +316,18 @@ class Builder(GraphWriter):
         if isinstance(e, ast.Var):
             return self.lookup(e, scope)
         if isinstance(e, ast.ListExpr):
-            return tuple(self.expr(i, scope) for i in e.items)
+            return literal(tuple(self.expr(i, scope) for i in e.items), e)
+        if isinstance(e, ast.Index):
+            return self.index(e, scope)
         if isinstance(e, ast.Neg):
             v = self.expr(e.operand, scope)
+            if isinstance(v, Literal):
+                v = self.as_tensor(v)
             if isinstance(v, Tensor):
                 return self.apply(ops.neg, (v,), e.loc, (e.operand.loc,), layer="neg")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
-            raise NncError(f"cannot negate {value_kind(v)}", e.operand.loc)
+            raise NncError(f"cannot negate {value_kind(v)}", e.operand.loc, hint=several_hint(v))
         if isinstance(e, ast.BinOp):
             return self.binop(e, scope)
         if isinstance(e, ast.Call):
@@ -302,17 +368,113 @@ class Builder(GraphWriter):
         if numbers and e.op != "@":
             return _fold(e.op, a, b, e.loc)
         for v, loc in ((a, e.left.loc), (b, e.right.loc)):
-            if not isinstance(v, (Tensor, int, float)) or isinstance(v, bool):
-                raise NncError(f"'{e.op}' needs tensors or numbers: got {value_kind(v)}", loc)
+            if not isinstance(v, (Tensor, Literal, int, float)) or isinstance(v, bool):
+                raise NncError(f"'{e.op}' needs tensors or numbers: got {value_kind(v)}", loc, hint=several_hint(v))
         if e.op == "@":
             for v, loc in ((a, e.left.loc), (b, e.right.loc)):
-                if not isinstance(v, Tensor):
+                if not isinstance(v, (Tensor, Literal)):
                     raise NncError(f"'@' multiplies matrices: got {value_kind(v)}", loc)
         a, b = self.as_tensor(a, like=b, loc=e.left.loc), self.as_tensor(b, like=a, loc=e.right.loc)
         return self.apply(self.BINOPS[e.op], (a, b), e.loc, locs, layer=e.op)
 
+    # ---- indexing ---------------------------------------------------------------
 
+    def index(self, e: ast.Index, scope: _Scope):
+        """`x[...]` with NumPy's basic indexing: an integer takes one position and drops the axis, a slice
+        `start:stop:step` keeps it, `...` stands for the whole axes the other subscripts leave, and missing
+        trailing subscripts take their axes whole. One strided_slice node (when anything is cut) and a
+        reshape (when an axis is dropped)."""
+        x = self.expr(e.value, scope)
+        if isinstance(x, Values):
+            return self._pick(x, e, scope)
+        if isinstance(x, Literal):
+            x = self.as_tensor(x)
+        if not isinstance(x, Tensor):
+            raise NncError(f"cannot index {value_kind(x)}, expected a tensor", e.value.loc)
+        t = self.g.type_of(x.node)
+        subs = list(e.subscripts)
+        dots = [i for i, sub in enumerate(subs) if isinstance(sub, ast.EllipsisIndex)]
+        if len(dots) > 1:
+            raise NncError(f"an index has at most one '...': got {len(dots)}", subs[dots[1]].loc)
+        given = [sub for sub in subs if not isinstance(sub, ast.EllipsisIndex)]
+        if len(given) > t.rank:
+            raise NncError(f"too many indices for a tensor of shape {format_shape(t.shape)}: got {len(given)}, "
+                           f"expected at most {t.rank}", given[t.rank].loc,
+                           hint="an index has one subscript per axis: x[i, j] for a 2-D x")
+        whole = [None] * (t.rank - len(given))
+        subs = subs[:dots[0]] + whole + subs[dots[0] + 1:] if dots else subs + whole
+        start, step, shape, kept = [], [], [], []
+        for axis, (sub, dim) in enumerate(zip(subs, t.shape)):
+            if sub is None:
+                first, stride, size, keep = 0, 1, dim, True
+            elif isinstance(sub, ast.Slice):
+                first, stride, size = self._slice(sub, axis, dim, t, scope)
+                keep = True
+            else:
+                i = self._index_number(sub, scope)
+                if isinstance(dim, str):
+                    raise _symbolic_axis(axis, t, str(i), sub.loc)
+                if not -dim <= i < dim:
+                    raise NncError(f"index out of range for axis {axis} of {format_shape(t.shape)}: got {i}, "
+                                   f"expected {-dim} to {dim - 1}", sub.loc,
+                                   hint="negative indices count from the end: -1 is the last")
+                first, stride, size, keep = i % dim, 1, 1, False
+            start.append(first)
+            step.append(stride)
+            shape.append(size)
+            if keep:
+                kept.append(size)
+        y = x
+        if tuple(shape) != t.shape or any(st != 1 for st in step):
+            y = self.apply(ops.strided_slice, (x,), e.loc, (e.value.loc,), layer="index", start=tuple(start),
+                           step=tuple(step), shape=tuple(shape))
+        if len(kept) != t.rank:
+            y = self.apply(ops.reshape, (y,), e.loc, (e.value.loc,), layer="index", shape=tuple(kept))
+        return y
 
+    def _index_number(self, e, scope: _Scope) -> int:
+        v = self.expr(e, scope)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        hint = None
+        if isinstance(v, Tensor):
+            hint = "an index is a number or a name bound to one; indexing by a tensor (gather) is not supported"
+        elif isinstance(v, Symbol):
+            hint = f"{v} is known only when data arrives; an index is a number"
+        raise NncError(f"an index must be an integer: got {value_kind(v)}", e.loc, hint=hint)
+
+    def _slice(self, sub: ast.Slice, axis: int, dim, t, scope: _Scope) -> tuple:
+        """(first position, step, count) of `start:stop:step` along an axis of size `dim`, as Python slices
+        a range: negative bounds count from the end and bounds past the ends are clipped."""
+        parts = [None if p is None else self._index_number(p, scope) for p in (sub.start, sub.stop, sub.step)]
+        text = ":".join("" if p is None else str(p) for p in parts[:2]) + ("" if parts[2] is None else f":{parts[2]}")
+        if parts[2] == 0:
+            raise NncError("slice step cannot be 0: got 0, expected a positive or negative integer", sub.step.loc)
+        if isinstance(dim, str):
+            if parts[0] is None and parts[1] is None and parts[2] in (None, 1):
+                return 0, 1, dim
+            raise _symbolic_axis(axis, t, text, sub.loc)
+        taken = range(dim)[slice(*parts)]
+        if not taken:
+            raise NncError(f"the slice {text} selects nothing from axis {axis} of {format_shape(t.shape)}: got 0 "
+                           f"positions, expected at least 1", sub.loc,
+                           hint="start:stop takes the positions from start up to, not including, stop; a negative "
+                                "step walks backwards, as in 3:1:-1")
+        return taken.start, taken.step, len(taken)
+
+    def _pick(self, values: Values, e: ast.Index, scope: _Scope):
+        """One of several values by its position: split(x, 2)[0]."""
+        sub = e.subscripts[0]
+        if len(e.subscripts) != 1 or isinstance(sub, (ast.Slice, ast.EllipsisIndex)):
+            got = (f"{len(e.subscripts)} subscripts" if len(e.subscripts) != 1 else
+                   "a slice" if isinstance(sub, ast.Slice) else "'...'")
+            raise NncError(f"{len(values)} values take one integer index: got {got}",
+                           sub.loc if len(e.subscripts) == 1 else e.loc, hint=several_hint(values))
+        i = self._index_number(sub, scope)
+        if not -len(values) <= i < len(values):
+            raise NncError(f"index out of range for {len(values)} values: got {i}, expected {-len(values)} to "
+                           f"{len(values) - 1}", sub.loc)
+        return values[i]
 
     def call(self, e: ast.Call, scope: _Scope):
         if e.func in scope.env:
@@ -337,6 +499,18 @@ class Builder(GraphWriter):
         finally:
             self.current_loc, self.arg_locs, self._call_name = saved
 
+
+    def returned(self, e, scope: _Scope):
+        """What `return EXPR` or `return a, b` hands back: one value, or `Values` (each one value)."""
+        if not isinstance(e, ast.Values):
+            return self.expr(e, scope)
+        items = []
+        for item in e.items:
+            v = self.expr(item, scope)
+            if isinstance(v, Values):
+                raise NncError(f"return: each item is one value: got {value_kind(v)}", item.loc, hint=several_hint(v))
+            items.append(v)
+        return Values(items)
 
     def block_call(self, e: ast.Call, scope: _Scope):
         block = self.blocks[e.func]
@@ -376,7 +550,7 @@ class Builder(GraphWriter):
                     if i != len(block.body) - 1:
                         raise NncError("statements after return are never run", block.body[i + 1].loc)
                     self.stmt = Statement(base=inner.prefix.rstrip("."), label=inner.prefix + "return", info=None)
-                    result = self.expr(s.value, inner)
+                    result = self.returned(s.value, inner)
                 else:
                     self.statement(s, inner)
             if result is None:
@@ -395,6 +569,13 @@ class Builder(GraphWriter):
                 outer.info.ops.append(e.func)
             outer.info.params.extend(list(self.g.params)[before:])
         return result
+
+
+def _symbolic_axis(axis: int, t, text: str, loc: Loc) -> NncError:
+    dim = t.shape[axis]
+    return NncError(f"axis {axis} of {format_shape(t.shape)} is the symbolic dim {dim}, which can only be taken "
+                    f"whole: got {text}, expected ':'", loc,
+                    hint=f"{dim} is known only when data arrives, so nnc cannot check a position along it")
 
 
 def _fold(op: str, a, b, loc: Loc):

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..ir import ops
 from ..ir.initializer import Init
 from ..ir.ops.elementwise import UNARY_FLOAT
 from ..ir.types import TensorType, format_shape
-from .values import Axis, Dims, Ints, Size, Tensor, TensorLike, Tensors  # noqa: F401 (kinds read by bind_arguments)
 from .recurrent import RECURRENT
+from .values import (  # noqa: F401 (kinds read by bind_arguments)
+    Axis,
+    Dims,
+    Ints,
+    Size,
+    Sizes,
+    Tensor,
+    TensorLike,
+    Tensors,
+    Values,
+)
 from .writer import GraphWriter
 
 FUNCTIONS: dict = {}
@@ -125,6 +137,72 @@ def concat(b: GraphWriter, tensors: Tensors, axis: int = 1):
     if not tensors:
         raise b.error("needs at least one tensor", 0)
     return b.apply(ops.concat, tensors, b.current_loc, b.arg_locs[:1] * len(tensors), layer="concat", axis=axis)
+
+
+def _axis(b: GraphWriter, axis: int, rank: int, arg: int) -> int:
+    if not -rank <= axis < rank:
+        raise b.error(f"axis {axis} is out of range, expected {-rank} <= axis < {rank}", arg)
+    return axis % rank
+
+
+@function
+def stack(b: GraphWriter, tensors: Tensors, axis: int = 1):
+    """Tensors of one shape joined along a new axis: stack([a, b], axis=1) of [B, H] each is [B, 2, H]."""
+    if not tensors:
+        raise b.error("needs at least one tensor", 0)
+    shape = b.type(tensors[0]).shape
+    for i, t in enumerate(tensors[1:], 2):
+        if b.type(t).shape != shape:
+            raise b.error(f"tensor {i} has shape {format_shape(b.type(t).shape)}, expected {format_shape(shape)} like "
+                          f"tensor 1", 0, hint="stack joins tensors of one shape; concat joins along an existing axis")
+    ax = _axis(b, axis, len(shape) + 1, 1)
+    pieces = [b.op(ops.reshape, t, shape=shape[:ax] + (1,) + shape[ax:]) for t in tensors]
+    return b.op(ops.concat, *pieces, axis=ax) if len(pieces) > 1 else pieces[0]
+
+
+def _pieces(b: GraphWriter, x: Tensor, axis: int, arg: int) -> tuple:
+    """(axis, its size) for split and chunk, which cut along a numeric axis."""
+    t = b.type(x)
+    ax = _axis(b, axis, t.rank, arg)
+    if not isinstance(t.shape[ax], int):
+        raise b.error(f"cannot cut {format_shape(t.shape)} along axis {axis}, the symbolic dim {t.shape[ax]}", arg,
+                      hint=f"{t.shape[ax]} is known only when data arrives")
+    return ax, t.shape[ax]
+
+
+def _cut(b: GraphWriter, x: Tensor, ax: int, sizes) -> Values:
+    out, start = [], 0
+    for size in sizes:
+        out.append(b.op(ops.slice, x, axis=ax, start=start, stop=start + size) if size != b.type(x).shape[ax] else x)
+        start += size
+    return Values(out)
+
+
+@function
+def split(b: GraphWriter, x: Tensor, sizes: Sizes, axis: int = 1):
+    """PyTorch's torch.split: pieces of `sizes` each (the last one smaller when they do not divide the axis),
+    or of the listed sizes, which add up to the axis. Several values: a, b = split(x, 2)."""
+    ax, dim = _pieces(b, x, axis, 2)
+    if isinstance(sizes, int):
+        if sizes < 1:
+            raise b.error(f"the piece size must be at least 1, got {sizes}", 1)
+        sizes = [sizes] * (dim // sizes) + ([dim % sizes] if dim % sizes else [])
+    elif any(s < 1 for s in sizes) or sum(sizes) != dim:
+        raise b.error(f"sizes {list(sizes)} add up to {sum(sizes)}, expected {dim}, the size of axis {axis} of "
+                      f"{format_shape(b.type(x).shape)}" if all(s >= 1 for s in sizes) else
+                      f"sizes must be at least 1, got {list(sizes)}", 1)
+    return _cut(b, x, ax, sizes)
+
+
+@function
+def chunk(b: GraphWriter, x: Tensor, n: int, axis: int = 1):
+    """PyTorch's torch.chunk: pieces of ⌈size / n⌉ along the axis (the last one smaller), which may make fewer
+    than n pieces. Several values: a, b = chunk(x, 2)."""
+    ax, dim = _pieces(b, x, axis, 2)
+    if n < 1:
+        raise b.error(f"the number of pieces must be at least 1, got {n}", 1)
+    size = -(-dim // n)
+    return _cut(b, x, ax, [size] * (dim // size) + ([dim % size] if dim % size else []))
 
 
 # ---- layers -----------------------------------------------------------------------------
@@ -278,6 +356,83 @@ def dropout(b: GraphWriter, x: Tensor, p: float = 0.5):
     return b.op(ops.mul, x, b.op(ops.dropout_mask, x, p=p, salt=b.g.next_id))
 
 
+# ---- sequences: embeddings and attention ---------------------------------------------------
+
+
+@function
+def embedding(b: GraphWriter, ids: Tensor, vocab: int, dim: int, init: Init = None, name: str = None):
+    """int ids of any shape -> their rows of weight [vocab, dim] (PyTorch's nn.Embedding): [B, T] -> [B, T, dim]."""
+    t = b.type(ids)
+    if t.is_float:
+        raise b.error(f"ids are a float tensor {t}, expected int ids such as int[B, T]", 0,
+                      hint="declare the input holding them as int, e.g. `input ids: int[B, T]`")
+    if vocab < 1:
+        raise b.error(f"vocab must be at least 1, got {vocab}", 1)
+    if dim < 1:
+        raise b.error(f"dim must be at least 1, got {dim}", 2)
+    p = b.params_for(name, [("weight", TensorType((vocab, dim)), init or Init("normal", (0.0, 1.0)), True)])
+    return b.op(ops.take, p["weight"], ids)
+
+
+def _causal_mask(b: GraphWriter, steps: int, dtype: str = "float32") -> Tensor:
+    mask = np.triu(np.full((steps, steps), -np.inf, dtype=dtype), k=1)
+    return b.op(ops.const, value=mask, type=TensorType((steps, steps), dtype), layer="causal_mask")
+
+
+@function
+def causal_mask(b: GraphWriter, size: int):
+    """[size, size]: 0 on and below the diagonal, −inf above; added to attention scores, position t sees
+    positions up to t only."""
+    if size < 1:
+        raise b.error(f"size must be at least 1, got {size}", 0)
+    return _causal_mask(b, size)
+
+
+@function
+def attention(b: GraphWriter, x: Tensor, heads: int, dim: int, causal: bool = False, name: str = None):
+    """Multi-head scaled dot-product self-attention over [B, T, D] with PyTorch's nn.MultiheadAttention math:
+    q, k, v = x @ weight + bias per projection, split into heads of dim / heads; softmax(q·kᵀ / √(dim / heads)
+    [+ causal mask]) · v; heads joined, then @ out.weight + out.bias -> [B, T, D]."""
+    t = _float_input(b, x)
+    if t.rank != 3:
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 3-D [B, T, features] tensor", 0)
+    batch, steps, features = t.shape
+    if not isinstance(features, int):
+        raise b.error(f"input features are the symbol {features}, expected a number", 0)
+    if heads < 1:
+        raise b.error(f"heads must be at least 1, got {heads}", 1)
+    if dim < 1 or dim % heads:
+        raise b.error(f"dim {dim} does not split into {heads} heads: got {dim}, expected a positive multiple of "
+                      f"{heads}", 2, hint=f"each head gets dim / heads values, e.g. dim={heads * max(1, dim // heads)}")
+    if causal and not isinstance(steps, int):
+        raise b.error(f"a causal mask needs a number of steps: got the symbolic dim {steps} in "
+                      f"{format_shape(t.shape)}", 0)
+    specs = []
+    projections = {"q": (features, dim), "k": (features, dim), "v": (features, dim), "out": (dim, features)}
+    for part, shape in projections.items():
+        specs += [(f"{part}.weight", TensorType(shape, t.dtype), Init("xavier"), True),
+                  (f"{part}.bias", TensorType(shape[1:], t.dtype), Init("zeros"), True)]
+    p = b.params_for(name, specs)
+    size = dim // heads
+
+    def split_heads(part: str) -> Tensor:   # [B, T, dim] -> [B, heads, T, size]
+        y = b.op(ops.add, b.op(ops.matmul, x, p[f"{part}.weight"]), p[f"{part}.bias"])
+        if heads == 1:
+            return b.op(ops.reshape, y, shape=(batch, 1, steps, size))
+        y = b.op(ops.reshape, y, shape=(batch, steps, heads, size))
+        return b.op(ops.transpose, y, perm=(0, 2, 1, 3))
+
+    q, k, v = split_heads("q"), split_heads("k"), split_heads("v")
+    scores = b.op(ops.div, b.op(ops.matmul, q, k, tb=True), b.const(math.sqrt(size), like=x))
+    if causal:
+        scores = b.op(ops.add, scores, _causal_mask(b, steps, t.dtype))
+    context = b.op(ops.matmul, b.op(ops.softmax, scores, axis=-1), v)        # [B, heads, T, size]
+    if heads > 1:
+        context = b.op(ops.transpose, context, perm=(0, 2, 1, 3))
+    joined = b.op(ops.reshape, context, shape=(batch, steps, dim))
+    return b.op(ops.add, b.op(ops.matmul, joined, p["out.weight"]), p["out.bias"])
+
+
 # ---- losses and regularizers ----------------------------------------------------------
 
 
@@ -308,7 +463,8 @@ def mae(b: GraphWriter, pred: Tensor, target: TensorLike):
 
 @function
 def cross_entropy(b: GraphWriter, logits: Tensor, labels: Tensor):
-    """Softmax cross-entropy from logits, averaged over the batch; int labels or one-hot targets."""
+    """Softmax cross-entropy from logits (the classes on the last axis), averaged over every position; int
+    labels or one-hot targets."""
     return b.op(ops.mean, b.prim(ops.xent, logits, labels))
 
 

@@ -28,9 +28,9 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu}
 
 
-def _step(e: Emitter, kind: str, units: int, activation: str, h, c, x, w_ih, w_hh, b_ih, b_hh):
-    """The nodes of one time step (PyTorch's equations): -> (h', c') (c' None but for the LSTM)."""
-    from_x = e.add(e.matmul(x, w_ih), b_ih)
+def _step(e: Emitter, kind: str, units: int, activation: str, h, c, from_x, w_hh, b_hh):
+    """The nodes of one time step (PyTorch's equations) given the step's input projection
+    from_x = x·W_ih + b_ih: -> (h', c') (c' None but for the LSTM)."""
     from_h = e.add(e.matmul(h, w_hh), b_hh)
 
     def gate(z, k):
@@ -51,8 +51,9 @@ def _step(e: Emitter, kind: str, units: int, activation: str, h, c, x, w_ih, w_h
     return e.add(e.mul(e.sub(one, z), n), e.mul(z, h)), None
 
 
-def _cell(kind: str, batch, features: int, units: int, dtype: str, activation: str) -> Graph:
-    """The loop's body: one time step (h[, c], x, weights) -> h'[, c']."""
+def _cell(kind: str, batch, units: int, dtype: str, activation: str) -> Graph:
+    """The loop's body: one time step (h[, c], x·W_ih + b_ih, W_hh, b_hh) -> h'[, c']; the input
+    projection of every step is one product before the loop."""
     body = Graph(model=kind)
     e = Emitter(body, stmt=kind)
 
@@ -62,10 +63,9 @@ def _cell(kind: str, batch, features: int, units: int, dtype: str, activation: s
     h = e.input("h", t(batch, units))
     c = e.input("c", t(batch, units)) if kind == "lstm" else None
     width = GATES[kind] * units
-    x = e.input("x", t(batch, features))
-    weights = [e.input("weight_ih", t(features, width)), e.input("weight_hh", t(units, width)),
-               e.input("bias_ih", t(width)), e.input("bias_hh", t(width))]
-    body.outputs["h_new"], c_new = _step(e, kind, units, activation, h, c, x, *weights)
+    from_x = e.input("x", t(batch, width))
+    weights = [e.input("weight_hh", t(units, width)), e.input("bias_hh", t(width))]
+    body.outputs["h_new"], c_new = _step(e, kind, units, activation, h, c, from_x, *weights)
     if c_new is not None:
         body.outputs["c_new"] = c_new
     return body
@@ -89,7 +89,7 @@ def _unrolled(b: GraphWriter, kind: str, x: Tensor, carries: list, weights: list
     for t in (reversed(range(steps)) if reverse else range(steps)):
         e = Emitter(b.g, stmt=label, loc=b.current_loc, layer=kind, step=t + 1)
         x_t = e.reshape(e.slice(x.node, axis=1, start=t, stop=t + 1), shape=(batch, features))
-        h, c = _step(e, kind, units, activation, h, c, x_t, *w)
+        h, c = _step(e, kind, units, activation, h, c, e.add(e.matmul(x_t, w[0]), w[2]), w[1], w[3])
         states[t] = Tensor(h)
     return states
 
@@ -122,7 +122,7 @@ def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences
                   (f"{prefix}bias_ih", TensorType((width,), t.dtype), Init("uniform", (-k, k)), True),
                   (f"{prefix}bias_hh", TensorType((width,), t.dtype), Init("uniform", (-k, k)), True)]
     p = b.params_for(name, specs)
-    body = None if unroll else _cell(kind, batch, features, units, t.dtype, activation)
+    body = None if unroll else _cell(kind, batch, units, t.dtype, activation)
     time_major = None if unroll else b.op(ops.transpose, x, perm=(1, 0, 2))
     zeros = b.op(ops.broadcast_to, b.const(0.0, like=x), shape=state.shape)
     carries = [h0 if h0 is not None else zeros]
@@ -139,10 +139,11 @@ def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences
             else:
                 outputs.append(steps_out[0 if reverse else -1])
             continue
-        loop = b.op(ops.scan, *carries, time_major, *[w for w in weights], body=body,
+        w_ih, w_hh, b_ih, b_hh = weights
+        projected = b.op(ops.add, b.op(ops.matmul, time_major, w_ih), b_ih)   # [T, B, G·H]: one product
+        loop = b.op(ops.scan, *carries, projected, w_hh, b_hh, body=body,
                     carry_in=("h", "c")[:len(carries)], carry_out=("h_new", "c_new")[:len(carries)], seq_in=("x",),
-                    const_in=("weight_ih", "weight_hh", "bias_ih", "bias_hh"), ys=(), accs=(), length=steps,
-                    reverse=reverse)
+                    const_in=("weight_hh", "bias_hh"), ys=(), accs=(), length=steps, reverse=reverse)
         history = b.op(ops.item, loop, index=0)   # [T, B, H]
         if return_sequences:
             outputs.append(b.op(ops.transpose, history, perm=(1, 0, 2)))

@@ -26,6 +26,7 @@ SETTINGS = {
     "seed": ("int", 0),
     "val": ("float", 0.0),
     "threads": ("int", None),
+    "window": ("int", None),
 }
 
 

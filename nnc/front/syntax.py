@@ -28,7 +28,7 @@ MAX_EXPR_DEPTH = 100
 MAX_INT = 2**63 - 1            # integer literals are int64
 MAX_SOURCE_CHARS = 2**20       # Lark parses ~40,000 tokens a second: a bigger file would seem to hang
 _EXPR_RULES = {"add", "sub", "mul", "div", "matmul", "pow", "neg", "number", "var", "string", "call", "list",
-               "kwarg"}
+               "kwarg", "index"}
 
 
 def grammar_text() -> str:
@@ -103,14 +103,22 @@ class _ToAst(Transformer_NonRecursive):
     def assign(self, meta, target, value):
         return ast.Assign(str(target), value, self._loc(meta), self._tloc(target))
 
+    def unpack(self, meta, *rest):
+        *names, value = rest
+        return ast.Unpack(tuple(ast.Var(str(n), self._tloc(n)) for n in names), value, self._loc(meta))
+
     def output_stmt(self, meta, *names):
         return ast.Output(tuple(ast.Var(str(n), self._tloc(n)) for n in names), self._loc(meta))
 
     def loss_stmt(self, meta, value):
         return ast.LossStmt(value, self._loc(meta))
 
-    def return_stmt(self, meta, value):
-        return ast.Return(value, self._loc(meta))
+    def return_stmt(self, meta, *values):
+        if len(values) == 1:
+            return ast.Return(values[0], self._loc(meta))
+        first, last = values[0].loc.span, values[-1].loc.span
+        span = Span(first.line, first.column, last.end_line, last.end_column)
+        return ast.Return(ast.Values(values, Loc(self.source, span)), self._loc(meta))
 
     # types
     def scalar_type(self, meta, dtype):
@@ -157,6 +165,18 @@ class _ToAst(Transformer_NonRecursive):
     def list(self, meta, *items):
         return ast.ListExpr(tuple(i for i in items if i is not None), self._loc(meta))
 
+    def index(self, meta, value, *subscripts):
+        return ast.Index(value, subscripts, self._loc(meta))
+
+    def sub_index(self, meta, value):
+        return value
+
+    def sub_slice(self, meta, start, stop, step):
+        return ast.Slice(start, stop, step, self._loc(meta))
+
+    def sub_ellipsis(self, meta):
+        return ast.EllipsisIndex(self._loc(meta))
+
     def kwarg(self, meta, name, value):
         return ast.Kwarg(str(name), value, self._loc(meta))
 
@@ -175,7 +195,7 @@ _TERMINAL_NAMES = {
 
 
 _EXPR_START = {"NAME", "NUMBER", "LPAR", "LSQB", "MINUS"}
-_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_0"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_0", "LSQB"}  # and '[' after a value: indexing
 _STMT_START = {"INPUT", "PARAM", "OUTPUT", "LOSS", "RETURN"}
 
 

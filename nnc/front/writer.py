@@ -20,7 +20,7 @@ from ..ir import ops
 from ..ir.graph import Graph, StatementInfo
 from ..ir.initializer import Init
 from ..ir.types import DTYPE_NAMES, TensorType, format_shape
-from .values import Tensor
+from .values import Literal, Tensor, literal_mismatch
 
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # the grammar's NAME: name="enc"
 
@@ -48,22 +48,36 @@ class GraphWriter:
         self.param_bytes = 0                 # of the parameters made so far
 
     def as_tensor(self, v, like=None, loc: Loc | None = None) -> Tensor:
-        """Numbers become scalar constants in the dtype of the tensor they meet."""
+        """Numbers become scalar constants, and lists of numbers (`Literal`s) constant tensors, in the dtype
+        of the tensor they meet (float32 when they meet none)."""
         if isinstance(v, Tensor):
             return v
         loc = loc or self.current_loc  # a number handed to a layer function: point at the call
         dtype = self.g.type_of(like.node).dtype if isinstance(like, Tensor) else "float32"
-        if dtype == "int32" and not float(v).is_integer():
-            raise NncError(f"the number {v} meets an int tensor; expected a float tensor", loc,
-                           hint="int tensors hold class labels")
-        value = int(v) if dtype == "int32" else float(v)
+        written = np.asarray(v, dtype=np.float64)
+        if isinstance(v, Literal):
+            loc = v.loc
+        listed = f"the list {format_shape(written.shape)}"
+        if dtype == "int32":
+            fractional = written[written != np.round(written)]
+            if fractional.size:
+                raise NncError((f"the number {v}" if written.ndim == 0 else f"{listed} (holding {fractional[0]:g})") +
+                               " meets an int tensor; expected a float tensor", loc,
+                               hint="int tensors hold class labels")
         info = np.iinfo(np.int32) if dtype == "int32" else np.finfo(dtype)
-        if not float(info.min) <= value <= float(info.max):  # np.asarray would overflow or make it inf
-            raise NncError(f"the number {v:g} does not fit {DTYPE_NAMES.get(dtype, dtype)} tensors: got {v:g}, "
-                           f"expected {info.min:g} to {info.max:g}", loc,
+        beyond = written[(written < float(info.min)) | (written > float(info.max))]
+        if beyond.size:  # np.asarray would overflow or make it inf
+            raise NncError(f"{f'the number {v:g}' if written.ndim == 0 else listed} does not fit "
+                           f"{DTYPE_NAMES.get(dtype, dtype)} tensors: got {beyond[0]:g}, expected {info.min:g} to "
+                           f"{info.max:g}", loc,
                            hint="declare the tensors f64 to compute with numbers this large" if dtype == "float32"
                            else None)
-        typ = TensorType((), dtype)
+        if written.ndim == 0:
+            value = int(v) if dtype == "int32" else float(v)
+        else:
+            value = written.astype(np.int32 if dtype == "int32" else dtype)
+        typ = TensorType(written.shape, dtype)
+        self._check_size("the list", typ, loc)
         node = self.g.add_op(ops.const, (), {"value": value, "type": typ}, type=typ, loc=loc,
                              stmt=self.stmt.label if self.stmt else None, layer="const")
         return Tensor(node)
@@ -177,13 +191,35 @@ class GraphWriter:
         prefix = self.claim_prefix(self._call_name, name)
         out = {}
         for pname, typ, init, trainable in specs:
+            if isinstance(init, Literal):  # init=[[...]]: every value written out
+                init = literal_init(init, f"{self._call_name}: the {pname}", typ)
             out[pname] = Tensor(self.new_param(f"{prefix}.{pname}", typ, init, self.current_loc, trainable))
         return out
 
 
+def literal_init(lit: Literal, what: str, typ: TensorType) -> Init:
+    """The Init of a parameter whose every value is written out (`param w: [2, 1] = [[20], [20]]`,
+    `init=[[...]]`): the values in exactly the parameter's shape, else a located error at the first list
+    whose length is wrong."""
+    wrong = literal_mismatch(lit, typ.shape)
+    if wrong is not None:
+        dim, got, loc = wrong
+        detail = (f"dim {dim} has {got} item{'s' * (got != 1)}, expected {typ.shape[dim]}" if got is not None else
+                  f"{len(lit.shape)} levels of brackets, expected {len(typ.shape)}")
+        raise NncError(f"{what}: the values have shape {format_shape(lit.shape)}, expected "
+                       f"{format_shape(typ.shape)}: {detail}", loc,
+                       hint="one level of brackets per dim, as in [[1, 0], [0, 1]] for [2, 2]")
+    return Init("constant", (_nested_tuple(np.asarray(lit, dtype=np.float64).tolist()),))
+
+
+def _nested_tuple(values):
+    """Nested lists as nested tuples of floats: an Init's arguments stay hashable."""
+    return tuple(_nested_tuple(v) for v in values) if isinstance(values, list) else float(values)
+
+
 def _init_reach(init: Init) -> float:
     """The largest magnitude an initializer gives (ten standard deviations for normal)."""
-    a = [abs(float(x)) for x in init.args]
+    a = [float(np.max(np.abs(np.asarray(x, dtype=np.float64)))) for x in init.args]  # constant(v): v may be a list
     if init.kind == "normal":
         return a[0] + 10 * a[1]
     if init.kind == "uniform":

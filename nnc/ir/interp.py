@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import NncError
 from . import ops
 from .ops import CONTROL, RANDOM
-from .ops.nn import first_bad_label
+from .ops.nn import label_problem
 from .types import TupleType, concrete, describe, format_shape, is_dims, numpy_dtype
 
 
@@ -51,10 +51,9 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
                 raise NncError(f"input '{name}' is int but holds non-integer values", _declared_loc(g, node))
             arr = arr.astype(np.int64)
             classes = g.label_classes(node)
-            bad = first_bad_label(arr, classes) if classes is not None else None
-            if bad is not None:
-                raise NncError(f"input '{name}' holds a class index out of range: got {bad}, expected 0 to "
-                               f"{classes - 1}", _declared_loc(g, node))
+            problem = label_problem(arr, classes, noun="") if classes is not None else None
+            if problem is not None:
+                raise NncError(f"input '{name}' holds a class index out of range: {problem}", _declared_loc(g, node))
         else:
             arr = arr.astype(numpy_dtype(typ.dtype, float_dtype))
         values[node] = arr

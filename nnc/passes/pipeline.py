@@ -5,9 +5,11 @@ are the jobs nnc does to a built model, so every caller (training, gradients,
 explanations, diagrams, gradient statistics) transforms graphs the same way:
 
     forward            shapes, simplify
-    gradient           shapes, grad, simplify            (Model.grad)
-    unsimplified       shapes, grad                      (explain, diagrams: one node per chain-rule use)
-    training_step      shapes, grad, optimizer, simplify (nnc run, nnc bench)
+    gradient           shapes, grad, loops, simplify            (Model.grad)
+    unsimplified       shapes, grad                             (explain, diagrams: one node per chain-rule use)
+    training_step      shapes, grad, loops, optimizer, simplify (nnc run, nnc bench)
+
+(loops: nnc/passes/loops.py, for models with recurrent layers.)
 
 With verification on (`NNC_VERIFY_PASSES=1`, which the test suite sets), the
 graph invariants (`nnc.ir.graph.verify`) are checked after every pass, like
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from ..errors import GraphError
 from ..ir.graph import Graph, verify
 from .autodiff import grad
+from .loops import keep_forward_values, sink_out_of_loops
 from .optim import optimizer_update, trainable
 from .simplify import simplify
 
@@ -68,6 +71,8 @@ def infer_shapes(g: Graph) -> Graph:
 
 SHAPES = Pass("shapes", infer_shapes)
 SIMPLIFY = Pass("simplify", simplify)
+# after grad: the reverse loops read the forward loops' values and leave their products to after the loop
+LOOPS = [Pass("keep forward values", keep_forward_values), Pass("sink out of loops", sink_out_of_loops)]
 
 
 def differentiate(of=None, wrt=None, keep=()) -> Pass:
@@ -81,7 +86,7 @@ def forward(g: Graph) -> Graph:
 
 def gradient(g: Graph, of=None, wrt=None, keep=()) -> Graph:
     """The simplified forward + backward graph: `grads` maps each wrt name to its gradient node."""
-    return run(g, [SHAPES, differentiate(of, wrt, keep), SIMPLIFY])
+    return run(g, [SHAPES, differentiate(of, wrt, keep), *LOOPS, SIMPLIFY])
 
 
 def unsimplified_gradient(g: Graph, of=None, wrt=None) -> Graph:
@@ -94,4 +99,4 @@ def training_step(g: Graph, spec, *, weight_decay: float = 0.0, clip: float | No
     """One training step of the training graph `g`: forward, backward and the update of every trainable
     parameter by the optimizer `spec` (a nnc.specs.Spec), compiled together as one graph."""
     update = Pass("optimizer", optimizer_update(spec, weight_decay, clip))
-    return run(g, [SHAPES, differentiate(wrt=trainable(g)), update, SIMPLIFY])
+    return run(g, [SHAPES, differentiate(wrt=trainable(g)), *LOOPS, update, SIMPLIFY])

@@ -75,7 +75,10 @@ class Annotation:
 
 
 def type_text(t) -> str:
-    """A type as diagrams show it: `scalar` for a plain float, else `[B, 256]` / `int[B]`."""
+    """A type as diagrams show it: `scalar` for a plain float, else `[B, 256]` / `int[B]`; a statement naming
+    several values (h, c = cell(...)) has one per value."""
+    if isinstance(t, tuple):
+        return ", ".join(type_text(v) for v in t)
     return "scalar" if t is not None and t.shape == () and t.dtype == "float32" else str(t or "")
 
 

@@ -2,7 +2,9 @@
 
 The target is the input the loss compares the prediction against:
 - int labels that cross_entropy or one_hot index by: a classification, with as
-  many classes as the logits are wide (or the one-hot depth);
+  many classes as the logits are wide (or the one-hot depth); labels of any
+  shape, one per example ([B]) or per position ([B, T]: each position is
+  scored). Int ids that only index a table (an embedding's) are features;
 - else one-hot float targets of cross_entropy: a classification;
 - else the float input that binary_cross_entropy (a binary classification),
   mse or mae (a regression) compares the prediction with;
@@ -19,6 +21,7 @@ import numpy as np
 
 from ..errors import NncError
 from ..ir import ops
+from ..ir.ops import IndexUse
 
 CLASSIFICATION, BINARY, REGRESSION = "classification", "binary", "regression"
 COMPARING_LAYERS = {"mse": ops.sub, "mae": ops.sub, "binary_cross_entropy": ops.bce_logits}
@@ -37,11 +40,12 @@ class Task:
         return self.kind != REGRESSION
 
     def labels(self, targets: np.ndarray) -> np.ndarray:
-        """Class indices from the target input's values: int labels [N], 0/1 targets [N, 1], one-hot rows."""
-        if targets.ndim == 1:
+        """Class indices from the target input's values: int labels of any shape ([N], or [N, T] for a
+        sequence), 0/1 targets [N, 1], one-hot rows (the classes on the last axis)."""
+        if targets.ndim == 1 or targets.dtype.kind in "iu":
             return targets
         if self.kind == CLASSIFICATION and targets.shape[-1] > 1:
-            return targets.reshape(len(targets), -1).argmax(axis=1)
+            return targets.argmax(axis=-1)
         return targets.reshape(len(targets), -1)[:, 0].astype(np.int64)
 
 
@@ -54,7 +58,7 @@ def task_of(g) -> Task:
     output = next((outputs[n] for n in g.topo() if n in outputs and n in need), next(iter(g.outputs), None))
     by_node = {node: name for name, node in g.inputs.items()}
     for name, node in g.inputs.items():
-        if node in need and not g.type_of(node).is_float:
+        if node in need and not g.type_of(node).is_float and _read_as_labels(g, node):
             classes = g.label_classes(node)
             if classes is not None:
                 return Task(CLASSIFICATION, output, name, classes, _class_source(g, node))
@@ -85,6 +89,17 @@ def training_task(g) -> Task:
     if task.output is None:
         raise NncError(f"model '{g.model}' has no output to evaluate", hint="add `output NAME`")
     return task
+
+
+def _read_as_labels(g, node: int) -> bool:
+    """Does an op read the int values of `node` as class labels (rather than as ids of a table's rows)?"""
+    for user in g.successors(node):
+        op, operands = g.op(user), g.operands(user)
+        types = [g.type_of(o) for o in operands]
+        if not isinstance(op.labels, IndexUse) and any(o == node and op.label_operand(i, types)
+                                                       for i, o in enumerate(operands)):
+            return True
+    return False
 
 
 def _class_source(g, labels: int) -> str:

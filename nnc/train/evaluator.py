@@ -3,17 +3,20 @@
 Runs the evaluation form of the model (dropout off, batch norm's running
 statistics) through nnc.runtime.execute.run_graph, which compiles once per
 chunk size and checks the arrays it is handed; the task (nnc.runtime.task)
-says which output is scored against which input and how.
+says which output is scored against which input and how. A character model's
+evaluation can add the perplexity (exp of the mean cross-entropy per character).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..data.text import perplexity as text_perplexity
 from ..errors import NncError
+from ..ir import ops
 from ..runtime.execute import check_backend, run_graph
 from ..runtime.task import training_task
-from .metrics import confusion_matrix, precision_recall, predicted_classes, regression
+from .metrics import confusion_matrix, mean_cross_entropy, precision_recall, predicted_classes, regression
 
 EVAL_BATCH = 1000
 
@@ -43,9 +46,14 @@ class Evaluator:
             outputs.append(values[out_node])
         return total / n, np.concatenate(outputs)
 
-    def evaluate(self, data: dict, detailed: bool = False) -> dict:
+    def evaluate(self, data: dict, detailed: bool = False, perplexity: bool = False) -> dict:
+        """The loss and the task's metrics; `detailed`: a classifier's confusion matrix, precision and recall;
+        `perplexity`: exp of the mean cross-entropy per predicted class (a text's characters)."""
         loss, out = self.predict(data)
         result = {"loss": loss}
+        if perplexity:
+            softmax = self.model.graph.op(self.model.graph.outputs[self.task.output]) is ops.softmax
+            result["perplexity"] = text_perplexity(mean_cross_entropy(out, data[self.task.target], softmax))
         if not self.task.classifies:
             if self.task.target and self.task.target in data:
                 target = data[self.task.target]

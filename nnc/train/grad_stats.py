@@ -62,7 +62,7 @@ def norm_graph(model):
         g.grads = {}
         return g
 
-    g = pipeline.run(model.training_graph, [pipeline.SHAPES, pipeline.differentiate(wrt=wrt),
+    g = pipeline.run(model.training_graph, [pipeline.SHAPES, pipeline.differentiate(wrt=wrt), *pipeline.LOOPS,
                                             pipeline.Pass("layer gradient norms", norm_outputs), pipeline.SIMPLIFY])
     return g, list(layers)
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics: accuracy, confusion matrix, per-class precision and recall, regression errors."""
+"""Evaluation metrics: accuracy, confusion matrix, per-class precision and recall, regression errors, the mean
+cross-entropy of a sequence of classes (a text's perplexity)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ import numpy as np
 
 
 def predicted_classes(output: np.ndarray) -> np.ndarray:
-    """argmax over classes for [N, C] scores; a 0.5 threshold for one sigmoid output [N, 1]."""
-    if output.ndim == 2 and output.shape[1] > 1:
-        return output.argmax(axis=1)
+    """argmax over the classes (the last axis) of [N, C] scores, or of [N, T, C] for a sequence (a class per
+    position); a 0.5 threshold for one sigmoid output [N, 1]."""
+    if output.ndim >= 2 and output.shape[-1] > 1:
+        return output.argmax(axis=-1)
     return (output.reshape(len(output), -1)[:, 0] > 0.5).astype(np.int64)
+
+
+def correct_per_example(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The fraction of each example's positions classified right: 0 or 1 with one label per example, and
+    per-position accuracy for sequence labels [N, T] (the confusion matrix of those counts positions)."""
+    return (predicted == truth).reshape(len(truth), -1).mean(axis=1)
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -33,3 +41,16 @@ def regression(pred: np.ndarray, target: np.ndarray) -> dict:
     err = pred.astype(np.float64) - target.astype(np.float64)
     mse = float(np.mean(err ** 2))
     return {"mse": mse, "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(mse))}
+
+
+def mean_cross_entropy(output: np.ndarray, labels: np.ndarray, probabilities: bool = False) -> float:
+    """Mean of −log p(label) over every position, in nats (float64): `output` [..., C] holds logits (or
+    probabilities, a softmax's output), `labels` [...] the class indices. A text's perplexity is its exp."""
+    scores = output.reshape(-1, output.shape[-1]).astype(np.float64)
+    picked = scores[np.arange(len(scores)), labels.reshape(-1).astype(np.int64)]
+    if probabilities:
+        with np.errstate(divide="ignore"):
+            return float(-np.log(picked).mean())
+    top = scores.max(axis=1)
+    log_sum = top + np.log(np.exp(scores - top[:, None]).sum(axis=1))
+    return float((log_sum - picked).mean())

@@ -14,7 +14,9 @@ checkpoint leaves no folder behind (`new_run`). It holds
   needs (where in which epoch the run stopped, its running sums there, the
   history and the divergence watch), saved with history.csv (`save_state`);
 - metrics.json: the final metrics; curves.png and confusion.png, drawn by
-  nnc.viz.plots; grad_stats.csv and .json (grad_stats.py),
+  nnc.viz.plots; grad_stats.csv and .json (grad_stats.py);
+- vocab.json: a text's characters in id order (nnc.data.text), for
+  `nnc generate`; a resumed run checks that the text still has them,
 
 so `nnc run MODEL --resume DIR` restores the run from the folder alone: the
 settings it recorded hold (a contradicting flag is refused, a larger --epochs
@@ -36,6 +38,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..data.load import ALIASES, BUILTIN_NAMES, TABLE_SUFFIXES
+from ..data.text import VOCAB_FILE, read_vocabulary, vocabulary_json
 from ..errors import NncError
 from ..fileio import atomic_write
 from ..runtime import checkpoint
@@ -156,9 +159,10 @@ def config_of(settings: dict) -> RunConfig:
 
 
 def new_settings(model, model_file: str, config: RunConfig, *, data: str | None = None, target: str | None = None,
-                 val: float | None = None, check_numerics: bool = False, grad_stats: bool = False) -> dict:
+                 val: float | None = None, check_numerics: bool = False, grad_stats: bool = False,
+                 window: int | None = None) -> dict:
     """Every setting of a new run, as settings.json records them: `config` (the flags over the train block) and
-    the data, target and validation share given (None: the train block's)."""
+    the data, target, validation share and window given (None: the train block's)."""
     s = model.settings
     spec = data or s["data"]
     if not spec:
@@ -170,7 +174,8 @@ def new_settings(model, model_file: str, config: RunConfig, *, data: str | None 
         target = s["target"]
     return {"model_file": str(model_file), "model": model.name, "model_sha256": source_sha256(model.source.text),
             "data": data_location(str(spec), base), "target": target,
-            "val": val if val is not None else s["val"], **config_settings(config),
+            "val": val if val is not None else s["val"], "window": window if window is not None else s["window"],
+            **config_settings(config),
             "check_numerics": bool(check_numerics), "grad_stats": bool(grad_stats)}
 
 
@@ -229,6 +234,7 @@ RESTORED = {
     "data": lambda s: s["data"],
     "target": lambda s: s["target"],
     "val": lambda s: s["val"],
+    "window": lambda s: s.get("window"),  # runs recorded before `window` existed had none
     "check_numerics": lambda s: s["check_numerics"],
     "grad_stats": lambda s: s["grad_stats"],
 }
@@ -354,14 +360,33 @@ def final_metrics(trainer, data, result: dict, settings: dict, seconds: float, s
                "seconds": seconds, "samples_per_second": samples_per_second,
                "seed": trainer.config.seed, "nnc_version": __version__, "model_sha256": settings["model_sha256"],
                "settings": settings}
+    if data.final_split != "test":  # a text: the final evaluation is on the validation text
+        metrics["evaluated_on"] = data.final_split
+    if data.baseline is not None:
+        metrics["baseline"] = {"name": data.baseline.name, data.baseline.metric: data.baseline.value}
+    if "perplexity" in result:
+        metrics["perplexity"] = result["perplexity"]
     if "accuracy" not in result:
-        metrics.update({f"test_{k}": v for k, v in result.items() if k != "loss"})  # mse, mae, rmse
+        metrics.update({f"test_{k}": v for k, v in result.items() if k not in ("loss", "perplexity")})  # mse, mae
         return metrics
-    metrics.update({"test_accuracy": result["accuracy"], "confusion_matrix": result["confusion"].tolist(),
-                    "precision": result["precision"].tolist(), "recall": result["recall"].tolist()})
+    metrics["test_accuracy"] = result["accuracy"]
+    if "confusion" in result:
+        metrics.update({"confusion_matrix": result["confusion"].tolist(), "precision": result["precision"].tolist(),
+                        "recall": result["recall"].tolist()})
     if data.class_names:
         metrics["class_names"] = list(data.class_names)
     return metrics
+
+
+def keep_vocabulary(folder: Path, data, resumed: bool) -> None:
+    """vocab.json for a text's run; a resumed run's text must have the characters the run started with."""
+    if not data.vocabulary:
+        return
+    path = folder / VOCAB_FILE
+    if resumed and path.exists() and read_vocabulary(path) != data.vocabulary:
+        raise NncError(f"the text {data.name} has other characters than when the run in {folder} started "
+                       f"(they are in {path})", hint="a run trains on one text: start a new run")
+    write_json(path, vocabulary_json(data.vocabulary, data.name))
 
 
 def write_metrics(folder: Path, metrics: dict, also: str | Path | None = None) -> None:

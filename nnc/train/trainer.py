@@ -26,7 +26,7 @@ from ..runtime.task import training_task
 from ..specs import Spec
 from .engines import engine
 from .evaluator import Evaluator
-from .metrics import predicted_classes
+from .metrics import correct_per_example, predicted_classes
 from .schedules import learning_rate
 
 
@@ -60,7 +60,7 @@ class EpochProgress:
 
     step: int = 0
     loss_sum: float = 0.0
-    correct: int = 0
+    correct: float = 0.0   # examples classified right (with sequence labels, each the fraction of its positions)
     seen: int = 0
 
 
@@ -174,7 +174,7 @@ class Trainer:
             seen_here += len(idx)
             if classifies:
                 truth = self.task.labels(batch[self.task.target])
-                done.correct += int((predicted_classes(values[out_node]) == truth).sum())
+                done.correct += float(correct_per_example(predicted_classes(values[out_node]), truth).sum())
             if on_step:
                 on_step(i + 1, steps, done.loss_sum / done.seen, done.correct / done.seen if classifies else None)
             if should_stop and should_stop():

@@ -12,15 +12,26 @@ small stack buffer; a loop over its rows hands each vector to a
 `store(i, j, acc, active)` callback, where the epilogue (bias, activation, the
 optimizer's update) runs before the single store. With threads, the shares
 are column blocks, or row blocks when there are too few column blocks.
+
+Batches of matrices (`emit_matmul` on [..., M, K] operands) are one GEMM over
+the stacked rows when the right factor is shared by the whole batch
+([B, T, D] @ [D, H] is [B·T, D] @ [D, H]), else a loop with one GEMM per
+element of the batch at its operands' (broadcast) offsets; the threads share
+the loop when it has an element for every share, else each GEMM.
+`emit_matmul_sum` adds the products of a batch up: Aᵀ·B is one GEMM over the
+stacked rows, the other forms accumulate one GEMM per element.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 from llvmlite import ir
 
 from .. import irmath as m, llvmutil as u
+from ..kernel_context import broadcast_strides, collapse
+from .pointwise import external_reads, finish_epilogue
 
 MR = 6         # rows of C per micro-kernel: 6 x 2 vectors + 2 B vectors + 1 broadcast fit 16 registers
 NR_VECTORS = 2
@@ -157,16 +168,128 @@ def micro_function(module: ir.Module, rows: int, nvec: int, active: int, W: int)
     return fn
 
 
+def _gemm(kc, M: int, N: int, K: int, ta: bool, tb: bool, store, a_at=0, b_at=0, split: bool | None = None,
+          panel=None) -> None:
+    """One GEMM of the anchor's operands (at element offsets a_at, b_at); the threads share it when it is
+    large enough. Asks for the packing panel unless given one (a batch loop asks once)."""
+    if panel is None and _packs(kc, M, N, tb):
+        panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width))
+    if split is None:
+        split = kc.threads > 1 and 2 * M * N * K >= PARALLEL_FLOPS
+    emit_gemm(kc, M, N, K, kc.ptr(kc.operand(0)), a_at, ta, kc.ptr(kc.operand(1)), b_at, tb, store, panel,
+              split=split)
+
+
+def _packs(kc, M: int, N: int, tb: bool) -> bool:
+    return tb or (M >= PACK_ROWS and N > NR_VECTORS * kc.width)
+
+
+def _flags(kc) -> tuple[bool, bool]:
+    return bool(kc.attrs.get("ta", False)), bool(kc.attrs.get("tb", False))
+
+
 def emit_matmul(kc) -> None:
+    """C = op(A)·op(B): one GEMM for matrices, and for a batch `[..., M, K] @ [K, N]` whose right factor is
+    shared by the whole batch (the batch's rows stacked: [count·M, K] @ [K, N]); else a loop over the
+    batch, one GEMM per element, the threads sharing the batch when it has enough elements for them."""
     a, bmat = kc.operand(0), kc.operand(1)
-    ta, tb = bool(kc.attrs.get("ta", False)), bool(kc.attrs.get("tb", False))
+    ta, tb = _flags(kc)
+    out_shape = kc.shape(kc.anchor)
+    M, N = out_shape[-2:]
+    K = kc.shape(a)[-2] if ta else kc.shape(a)[-1]
+    if len(out_shape) == 2:
+        def store(i, j, acc, active):
+            kc.emit_result([i, j], acc, kc.width, active)
+
+        _gemm(kc, M, N, K, ta, tb, store)
+        return
+    nb = len(out_shape) - 2
+    batch = out_shape[:nb]
+    a_strides, b_strides = (_batch_strides(kc.shape(x), batch) for x in (a, bmat))
+    reads = [broadcast_strides(kc.shape(r), out_shape) for r in _epilogue_reads(kc)]
+    stacked = (not ta and not any(b_strides) and a_strides == _batch_strides(batch + (M, K), batch)
+               and all(st[d] == st[d + 1] * out_shape[d + 1] for st in reads for d in range(nb)))
+    if stacked:   # the batch's rows one after another: one [count·M, K] GEMM
+        groups = [list(range(nb + 1)), [nb + 1]]
+
+        def store(i, j, acc, active):
+            kc.emit_result([i, j], acc, kc.width, active, space=out_shape, groups=groups)
+
+        _gemm(kc, math.prod(batch) * M, N, K, ta, tb, store)
+        return
+    out_strides = _batch_strides(out_shape, batch)
+    groups = collapse(batch, [a_strides, b_strides, out_strides] + [st[:nb] for st in reads])
+    sizes = [math.prod(batch[d] for d in grp) for grp in groups]
+    count = math.prod(batch)
+    parallel = kc.threads > 1 and 2 * count * M * N * K >= PARALLEL_FLOPS
+    share_batch = parallel and count >= kc.threads
+    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if _packs(kc, M, N, tb) else None
+    lo, hi = kc.share(count) if share_batch else (0, count)
+    b = kc.b
+    with u.for_range(b, hi, start=lo, name="batch", vectorize=False) as element:
+        if element is None:
+            return
+        digits = _digits(b, element, sizes)
+        a_at = u.offset(b, [(i, a_strides[grp[-1]]) for i, grp in zip(digits, groups)])
+        b_at = u.offset(b, [(i, b_strides[grp[-1]]) for i, grp in zip(digits, groups)])
+        space_groups = groups + [[nb], [nb + 1]]
+
+        def store(i, j, acc, active):
+            kc.emit_result(digits + [i, j], acc, kc.width, active, space=out_shape, groups=space_groups)
+
+        _gemm(kc, M, N, K, ta, tb, store, a_at, b_at, split=parallel and not share_batch, panel=panel)
+
+
+def emit_matmul_sum(kc) -> None:
+    """C = Σ over the batch of op(A)·op(B). Aᵀ·B is one GEMM over the stacked rows of the batch,
+    [count·R, M]ᵀ @ [count·R, N]; the other forms add one GEMM per batch element into C (each thread
+    into the blocks of C it owns in every one of them), then apply the epilogue."""
+    a, bmat = kc.operand(0), kc.operand(1)
+    ta, tb = _flags(kc)
+    a_shape, b_shape = kc.shape(a), kc.shape(bmat)
     M, N = kc.shape(kc.anchor)
-    K = kc.shape(a)[0] if ta else kc.shape(a)[1]
-    pack = tb or (M >= PACK_ROWS and N > NR_VECTORS * kc.width)
-    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if pack else None
+    K = a_shape[-2] if ta else a_shape[-1]
+    count = math.prod(a_shape[:-2])
+    if ta and not tb:
+        def store(i, j, acc, active):
+            kc.emit_result([i, j], acc, kc.width, active)
 
-    def store(i, j, acc, active):
-        kc.emit_result([i, j], acc, kc.width, active)
+        _gemm(kc, M, N, count * K, ta, tb, store)
+        return
+    b = kc.b
+    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if _packs(kc, M, N, tb) else None
+    with u.for_range(b, count, name="batch", vectorize=False) as element:
+        first = b.icmp_signed("==", element, u.i64(0))
 
-    split = kc.threads > 1 and 2 * M * N * K >= PARALLEL_FLOPS
-    emit_gemm(kc, M, N, K, kc.ptr(a), 0, ta, kc.ptr(bmat), 0, tb, store, panel, split=split)
+        def accumulate(i, j, acc, active):
+            at = u.offset(b, [(i, N), (j, 1)])
+            old = u.load_vector(b, kc.out, at, kc.width, active)
+            u.store_vector(b, b.select(first, acc, b.fadd(old, acc)), kc.out, at, active)
+
+        a_at = b.mul(element, u.i64(a_shape[-2] * a_shape[-1]))
+        b_at = b.mul(element, u.i64(b_shape[-2] * b_shape[-1]))
+        _gemm(kc, M, N, K, ta, tb, accumulate, a_at, b_at, panel=panel)
+    finish_epilogue(kc)
+
+
+def _batch_strides(shape, batch) -> list[int]:
+    """Element strides of the matrices of a [..., rows, columns] operand along the product's batch axes
+    (0 along the axes it is broadcast over)."""
+    matrix = shape[-2] * shape[-1]
+    return [s * matrix for s in broadcast_strides(shape[:-2], batch)]
+
+
+def _epilogue_reads(kc) -> list:
+    return [r for r in external_reads(kc, kc.kernel.output) if r != kc.anchor] if kc.kernel.epilogue else []
+
+
+def _digits(b, flat, sizes) -> list:
+    """The index along each of `sizes` (row-major) of the flat i64 index `flat`."""
+    digits, rest = [], flat
+    for k, size in enumerate(reversed(sizes)):
+        if k == len(sizes) - 1:
+            digits.append(rest)
+        else:
+            digits.append(b.urem(rest, u.i64(size)))
+            rest = b.udiv(rest, u.i64(size))
+    return digits[::-1]

@@ -1,13 +1,17 @@
-"""Movement kernels that really move data: transpose, slice and concat as strided copies.
+"""Movement kernels that really move data: transpose, slice, concat and strided_slice as strided copies,
+and strided_slice_grad as zeros plus a strided copy.
 
 (Reshape is a view and broadcast_to is pointwise; neither reaches here.)
-Each copy walks a block in the output's row-major order and reads the source
-through per-dim strides, so one generator serves all three.
+Each copy walks a block in row-major order and reads the source and writes the
+destination through per-dim strides (negative for a backward step), so one
+generator serves them all.
 """
 
 from __future__ import annotations
 
 import math
+
+from llvmlite import ir
 
 from .. import llvmutil as u
 from ..irmath import F32, I32
@@ -52,6 +56,31 @@ def emit_slice(kc) -> None:
     out_shape = kc.shape(kc.anchor)
     _copy(kc, out_shape, kc.ptr(x), in_strides, kc.attrs["start"] * in_strides[axis],
           contiguous_strides(out_shape), 0, _etype(kc, x))
+    finish_epilogue(kc)
+
+
+def emit_strided_slice(kc) -> None:
+    """out[k] = x[start + step·k] along every axis: the source read through its strides times the steps."""
+    x = kc.operand(0)
+    start, step = kc.attrs["start"], kc.attrs["step"]
+    in_strides = contiguous_strides(kc.shape(x))
+    out_shape = kc.shape(kc.anchor)
+    _copy(kc, out_shape, kc.ptr(x), [s * k for s, k in zip(in_strides, step)],
+          sum(s * a for s, a in zip(in_strides, start)), contiguous_strides(out_shape), 0, _etype(kc, x))
+    finish_epilogue(kc)
+
+
+def emit_strided_slice_grad(kc) -> None:
+    """dx = 0, then dx[start + step·k] = dy[k]: the copy of strided_slice with source and destination swapped."""
+    dy = kc.operand(0)
+    etype = _etype(kc, dy)
+    out_shape = kc.shape(kc.anchor)
+    with u.for_range(kc.b, math.prod(out_shape), name="zero") as i:
+        u.store(kc.b, ir.Constant(etype, 0), kc.out, i)
+    out_strides = contiguous_strides(out_shape)
+    start, step = kc.attrs["start"], kc.attrs["step"]
+    _copy(kc, kc.shape(dy), kc.ptr(dy), contiguous_strides(kc.shape(dy)), 0,
+          [s * k for s, k in zip(out_strides, step)], sum(s * a for s, a in zip(out_strides, start)), etype)
     finish_epilogue(kc)
 
 

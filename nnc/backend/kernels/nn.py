@@ -119,10 +119,12 @@ def _check_label(kc, label, classes: int) -> None:
 
 def emit_xent(kc) -> None:
     """−log softmax(logits)[label] = log Σ exp(row − max) − (row[label] − max); with one-hot targets t:
-    Σ t·(log Σ − (row − max)). Shifting each logit before the subtraction keeps large logits exact."""
+    Σ t·(log Σ − (row − max)). Shifting each logit before the subtraction keeps large logits exact. A row is
+    the classes (last axis) of one position; logits of any rank are their rows one after another."""
     b = kc.b
     logits, labels = kc.operand(0), kc.operand(1)
-    rows, classes = kc.shape(logits)
+    shape = kc.shape(logits)
+    rows, classes = math.prod(shape[:-1]), shape[-1]
     x, lab = kc.ptr(logits), kc.ptr(labels)
     with u.for_range(b, rows, name="row") as r:
         base = b.mul(r, u.i64(classes))

@@ -36,20 +36,26 @@ from .elementwise import (
                           sub,
                           tanh,
 )
+from .gather import IndexUse, scatter_add, take
 from .leaf import const, count, input_ as input, param
-from .linalg import matmul
-from .movement import broadcast_to, concat, reshape, slice_ as slice, transpose
+from .linalg import matmul, matmul_sum
+from .movement import (
+                          broadcast_to,
+                          concat,
+                          reshape,
+                          slice_ as slice,
+                          strided_slice,
+                          strided_slice_grad,
+                          transpose,
+)
 from .nn import dropout_mask, log_softmax, one_hot, softmax, xent
 from .reduce import max_ as max, mean, sum_ as sum
 from .registry import (
-    CONTROL,
-    PROJECTION,
-    VJPAll,
-    defvjp_all,
                           BINARY,
                           COMPARE,
                           CONSTANT,
                           CONTRACTION,
+                          CONTROL,
                           ELEMENTWISE,
                           EXPAND,
                           GROUPS,
@@ -57,6 +63,7 @@ from .registry import (
                           MOVEMENT,
                           NORMALIZE,
                           POOL,
+                          PROJECTION,
                           RANDOM,
                           REDUCE,
                           REGISTRY,
@@ -67,7 +74,9 @@ from .registry import (
                           LabelUse,
                           NoGradient,
                           Op,
+                          VJPAll,
                           defvjp,
+                          defvjp_all,
                           get,
                           nograd,
                           ops_in,
@@ -75,6 +84,8 @@ from .registry import (
 
 # every op of the registry, by the name graphs and messages use (tests check the two agree)
 __all__ = [
+    "strided_slice", "strided_slice_grad",  # x[...] and its gradient (movement.py)
+    "matmul_sum", "scatter_add", "take", "IndexUse",  # batched products, embeddings (gather.py)
     "abs", "add", "avgpool", "avgpool_grad", "bce_logits", "broadcast_to", "concat", "const", "conv2d",
     "conv2d_grad_input", "conv2d_grad_weight", "count", "div", "dropout_mask", "elu", "equal", "exp", "greater",
     "greater_equal", "input", "item", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",

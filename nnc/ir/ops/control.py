@@ -180,8 +180,8 @@ def _scan_vjp(c, dys: dict):
     for name in wrt:
         outputs[f"d/{name}"] = gb.grads[name]
     gb.outputs = outputs
-    gb.grads = {}
-    gb.loss = None
+    gb.grads, gb.adjoints, gb.contributions = {}, {}, {}
+    gb.loss = gb.grad_of = None   # L only seeded the gradient: nothing computes it
     gb = c.simplified(gb)
 
     carry_grads = [name for name in carry_in if name in wrt]

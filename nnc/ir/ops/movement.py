@@ -1,4 +1,5 @@
-"""Movement primitives: reshape, transpose, broadcast_to, concat and slice."""
+"""Movement primitives: reshape, transpose, broadcast_to, concat, slice, and strided_slice (x[...]) with
+strided_slice_grad, its gradient: the values put back at their positions among zeros."""
 
 from __future__ import annotations
 
@@ -61,6 +62,45 @@ def _slice_ref(x, *, axis, start, stop):
     return x[tuple(index)]
 
 
+def _check_strides(op: str, full: tuple, start, step, shape) -> None:
+    """Positions start + step·k, k < shape[i], must lie inside axis i of `full`; a symbolic axis is taken whole."""
+    if not len(start) == len(step) == len(shape) == len(full):
+        raise ShapeError(f"{op}: start {list(start)}, step {list(step)} and shape {format_shape(shape)} need one "
+                         f"entry per axis of {format_shape(full)}", operand=0)
+    for axis, (dim, first, stride, size) in enumerate(zip(full, start, step, shape)):
+        if isinstance(dim, str) or isinstance(size, str):
+            if (dim, first, stride) != (size, 0, 1):
+                raise ShapeError(f"{op}: axis {axis} of {format_shape(full)} is the symbolic dim {dim}, which can "
+                                 f"only be taken whole", operand=0)
+            continue
+        last = first + stride * (size - 1)
+        if size < 1 or stride == 0 or not (0 <= first < dim and 0 <= last < dim):
+            raise ShapeError(f"{op}: positions {first}, {first + stride}, ... ({size} of them) are out of range for "
+                             f"axis {axis} of {format_shape(full)}", operand=0)
+
+
+def _strided_slice(ts, *, start, step, shape):
+    _check_strides("strided_slice", ts[0].shape, start, step, shape)
+    return TensorType(tuple(shape), ts[0].dtype)
+
+
+def _strided_slice_grad(ts, *, start, step, in_shape):
+    _check_strides("strided_slice_grad", tuple(in_shape), start, step, ts[0].shape)
+    return TensorType(tuple(in_shape), ts[0].dtype)
+
+
+def _strided_index(start, step, shape) -> tuple:
+    """The Python slices that take positions start + step·k, k < shape[i], of each axis."""
+    return tuple(slice(first, first + stride * size if first + stride * size >= 0 else None, stride)
+                 for first, stride, size in zip(start, step, shape))
+
+
+def _strided_slice_grad_ref(dy, *, start, step, in_shape):
+    dx = np.zeros(in_shape, dtype=dy.dtype)
+    dx[_strided_index(start, step, dy.shape)] = dy
+    return dx
+
+
 reshape = defop("reshape", arity=1, groups={MOVEMENT, VIEW}, shape=_reshape,
       ref=lambda x, *, shape: np.reshape(x, shape), doc="same elements, new shape", attrs=("shape",))
 transpose = defop("transpose", arity=1, groups={MOVEMENT}, shape=_transpose,
@@ -75,6 +115,13 @@ concat = defop("concat", arity=None, groups={MOVEMENT}, shape=_concat,
       doc="join tensors along an axis", attrs=("axis",))
 slice_ = defop("slice", arity=1, groups={MOVEMENT}, shape=_slice, ref=_slice_ref,
       doc="x[start:stop] along one axis", attrs=("axis", "start", "stop"))
+strided_slice = defop("strided_slice", arity=1, groups={MOVEMENT}, shape=_strided_slice,
+      ref=lambda x, *, start, step, shape: np.array(x[_strided_index(start, step, shape)], order="C"),
+      doc="x at positions start + step·k along each axis (x[a:b:c, ...]; a negative step walks backwards)",
+      attrs=("start", "step", "shape"))
+strided_slice_grad = defop("strided_slice_grad", arity=1, groups={MOVEMENT}, shape=_strided_slice_grad,
+      ref=_strided_slice_grad_ref, doc="dx of strided_slice: dy at the positions it took, zeros elsewhere",
+      attrs=("start", "step", "in_shape"))
 
 
 def _inverse(perm):
@@ -109,3 +156,9 @@ defvjp(transpose, VJP("transpose: dx = dy with the inverse permutation",
 defvjp(broadcast_to, VJP("broadcast_to: dx = dy summed over the broadcast axes", lambda c, dy: dy))
 defvjp(concat, VJP("concat: dx_i = dy sliced at x_i's place", _concat_vjp))
 defvjp(slice_, VJP("slice: dx = dy padded with zeros", _slice_vjp))
+defvjp(strided_slice, VJP("index: dx = dy at the positions taken, zeros elsewhere",
+                          lambda c, dy: c.strided_slice_grad(dy, start=c.attrs["start"], step=c.attrs["step"],
+                                                             in_shape=c.shape(c.x(0)))))
+defvjp(strided_slice_grad, VJP("strided_slice_grad: d dy = the same positions taken from the gradient",
+                               lambda c, g: c.strided_slice(g, start=c.attrs["start"], step=c.attrs["step"],
+                                                            shape=c.shape(c.x(0)))))

@@ -1,4 +1,9 @@
-"""Neural-network primitives: softmax, log-softmax, softmax cross-entropy, one-hot, dropout masks."""
+"""Neural-network primitives: softmax, log-softmax, softmax cross-entropy, one-hot, dropout masks.
+
+Cross-entropy takes logits of any rank with the classes on the last axis ([B, V], [B, T, V]) and gives
+one loss per position. The range check of class indices (and of ids, nnc/ir/ops/gather.py) lives here,
+one function for every place indices come from, and names the position of a bad one.
+"""
 
 from __future__ import annotations
 
@@ -38,48 +43,72 @@ log_softmax = defop("log_softmax", arity=1, groups={NORMALIZE}, shape=_axis_rule
 def _xent(ts):
     logits, labels = ts
     require_float("cross_entropy", logits, 0, "logits")
-    if logits.rank != 2:
-        raise ShapeError(f"cross_entropy: logits have shape {format_shape(logits.shape)}, "
-                         f"expected a 2-D [batch, classes] tensor", operand=0)
+    if logits.rank == 0:
+        raise ShapeError("cross_entropy: logits are a single number, expected a tensor whose last axis holds the "
+                         "classes, such as [batch, classes]", operand=0)
+    positions = logits.shape[:-1]
     if labels.is_float:
         if labels.shape != logits.shape:
             raise ShapeError(f"cross_entropy: one-hot targets have shape {format_shape(labels.shape)}, "
                              f"expected {format_shape(logits.shape)} like the logits", operand=1)
-    elif labels.shape != logits.shape[:1]:
+    elif labels.shape != positions:
+        what = "row" if logits.rank == 2 else "position"
+        where = "" if logits.rank == 2 else " (their last axis holds the classes)"
         raise ShapeError(f"cross_entropy: labels have shape int{format_shape(labels.shape)}, "
-                         f"expected int{format_shape(logits.shape[:1])}: one class index per row of the logits",
+                         f"expected int{format_shape(positions)}: one class index per {what} of the logits{where}",
                          operand=1)
-    elif not isinstance(logits.shape[1], int):  # class indices need a known number of classes
+    elif not isinstance(logits.shape[-1], int):  # class indices need a known number of classes
         raise ShapeError(f"cross_entropy: logits have shape {format_shape(logits.shape)}: got the symbolic dim "
-                         f"{logits.shape[1]} as the classes, expected a number", operand=0)
-    return TensorType(logits.shape[:1], logits.dtype)
+                         f"{logits.shape[-1]} as the classes, expected a number", operand=0)
+    return TensorType(positions, logits.dtype)
 
 
 def first_bad_label(labels, classes: int) -> int | None:
     """The first class index outside [0, classes) (in memory order), or None: the one range check of labels,
     wherever they come from (fed inputs, computed indices, data files, native code's report)."""
+    found = first_bad_label_at(labels, classes)
+    return None if found is None else found[0]
+
+
+def first_bad_label_at(labels, classes: int) -> tuple[int, tuple] | None:
+    """(value, position) of the first class index outside [0, classes) in memory order, or None."""
     labels = np.asarray(labels)
     if not labels.size or (labels.min() >= 0 and labels.max() < classes):
         return None
-    return int(labels[(labels < 0) | (labels >= classes)].flat[0])
+    flat = int(np.flatnonzero((labels < 0) | (labels >= classes))[0])
+    position = np.unravel_index(flat, labels.shape)
+    return int(labels.reshape(-1)[flat]), tuple(int(i) for i in position)
 
 
-def check_labels(labels, classes: int, what: str = "labels") -> None:
-    bad = first_bad_label(labels, classes)
-    if bad is not None:
-        raise NncError(f"{what} out of range: got class {bad}, expected 0 to {classes - 1}")
+def label_problem(labels, classes: int, noun: str = "class") -> str | None:
+    """What is wrong with the first index outside [0, classes), for messages: "got class 12, expected 0 to 9",
+    with its position ("got id 12 at [1, 3], ...") when the indices have several axes; None when all fit.
+    An empty `noun` leaves the word out ("got 12, ...")."""
+    found = first_bad_label_at(labels, classes)
+    if found is None:
+        return None
+    value, position = found
+    at = f" at {format_shape(position)}" if len(position) > 1 else ""
+    return f"got {noun + ' ' if noun else ''}{value}{at}, expected 0 to {classes - 1}"
+
+
+def check_labels(labels, classes: int, what: str = "labels", noun: str = "class") -> None:
+    problem = label_problem(labels, classes, noun)
+    if problem is not None:
+        raise NncError(f"{what} out of range: {problem}")
 
 
 def _xent_ref(logits, labels):
-    ls = log_softmax_ref(logits, axis=1)
+    ls = log_softmax_ref(logits, axis=-1)
     if labels.dtype.kind == "f":
-        return -(labels * ls).sum(axis=1)
-    check_labels(labels, logits.shape[1])
-    return -ls[np.arange(len(labels)), labels]
+        return -(labels * ls).sum(axis=-1)
+    check_labels(labels, logits.shape[-1])
+    return -np.take_along_axis(ls, labels[..., None].astype(np.int64), axis=-1)[..., 0]
 
 
 xent = defop("xent", arity=2, groups={NORMALIZE}, shape=_xent, ref=_xent_ref,
-      doc="per-example softmax cross-entropy from logits and int labels or one-hot targets",
+      doc="softmax cross-entropy per position (classes on the last axis) from logits and int labels or one-hot "
+          "targets",
       labels=LabelUse(1, lambda ts, attrs: ts[0].shape[-1]))
 
 
@@ -129,22 +158,26 @@ defvjp(log_softmax, VJP("log_softmax: dx = dy − softmax(x) · Σ dy", lambda c
     dy, c.mul(c.exp(c.y), c.sum(dy, axis=_axis(c), keepdims=True)))))
 
 
+def _per_position(c, dy):
+    """dy, one value per position of the logits, with a unit axis where the classes are."""
+    return c.reshape(dy, shape=c.shape(c.x(0))[:-1] + (1,))
+
+
 def _xent_dlogits(c, dy):
-    """(softmax(logits) − onehot(labels)) scaled by each example's dy: the stable form."""
+    """(softmax(logits) − onehot(labels)) scaled by each position's dy: the stable form."""
     logits, labels = c.x(0), c.x(1)
     t = c.type(logits)
-    per_row = c.reshape(dy, shape=(t.shape[0], 1))
+    per_position = _per_position(c, dy)
     if not c.type(labels).is_float:
-        onehot = c.one_hot(labels, depth=t.shape[1], dtype=t.dtype)
-        return c.mul(per_row, c.sub(c.softmax(logits, axis=1), onehot))
+        onehot = c.one_hot(labels, depth=t.shape[-1], dtype=t.dtype)
+        return c.mul(per_position, c.sub(c.softmax(logits, axis=-1), onehot))
     # soft targets need not sum to 1: d/dx of −Σ t·log_softmax(x) is softmax(x)·Σt − t
-    mass = c.sum(labels, axis=1, keepdims=True)
-    return c.mul(per_row, c.sub(c.mul(c.softmax(logits, axis=1), mass), labels))
+    mass = c.sum(labels, axis=-1, keepdims=True)
+    return c.mul(per_position, c.sub(c.mul(c.softmax(logits, axis=-1), mass), labels))
 
 
 def _xent_dtarget(c, dy):
-    t = c.type(c.x(0))
-    return c.neg(c.mul(c.reshape(dy, shape=(t.shape[0], 1)), c.log_softmax(c.x(0), axis=1)))
+    return c.neg(c.mul(_per_position(c, dy), c.log_softmax(c.x(0), axis=-1)))
 
 
 defvjp(xent, VJP("cross_entropy: dlogits = dy · (softmax(logits) − onehot(labels))", _xent_dlogits),
