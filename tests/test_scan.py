@@ -133,7 +133,7 @@ def test_compile_time_and_code_size_do_not_grow_with_the_number_of_steps():
         return time.perf_counter() - start, len(text)
 
     cost(10)  # warm up LLVM
-    (t10, size10), (t1000, size1000) = cost(10), cost(1000)
+    (t10, size10), (t1000, size1000) = (min(cost(T) for _ in range(3)) for T in (10, 1000))  # least noisy of 3
     assert size1000 <= 1.001 * size10, (size10, size1000)  # only the step counts in the code change
     assert t1000 < 1.5 * t10 + 0.05, (t10, t1000)
 

@@ -63,16 +63,20 @@ class ModuleBuilder:
         self._emit_entry(mem, body)
         return self.module, mem
 
-    def subgraph_function(self, g, targets, bindings: dict | None = None):
+    def subgraph_function(self, g, targets, bindings: dict | None = None, external=()):
         """Emit the graph `g` (a loop's body) into this module as one function that one thread runs:
         i32 (arena, state, inputs, seed, tid, gen, pool), like nnc_body; -> (function, memory plan, plan).
-        `bindings` may size its symbols differently (a share of the batch)."""
+        `bindings` may size its symbols differently (a share of the batch). Each of the targets `external`
+        that a kernel stores (one per storage) is written where the caller's input table points after
+        the inputs (`mem.external`), so the caller need not copy it out."""
         self.subgraphs += 1
         bindings = bindings or self.bindings
         plan = fuse(g, targets)
         sub = ModuleBuilder(plan, bindings, self.width, 1, self.module, f"{self.prefix}loop{self.subgraphs}_")
         calls = sub._emit_kernels()
-        mem = plan_memory(plan, bindings, sub.scratch_bytes)
+        computed = {n for k in plan.kernels for n in k.stored}
+        external = tuple(dict.fromkeys(plan.storage_of(t) for t in external if plan.storage_of(t) in computed))
+        mem = plan_memory(plan, bindings, sub.scratch_bytes, external=external)
         return sub._emit_body(mem, calls), mem, plan
 
     def _emit_kernels(self) -> list:

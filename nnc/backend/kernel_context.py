@@ -17,7 +17,7 @@ from ..ir.ops import CONSTANT
 from ..ir.types import concrete, is_dims
 from . import llvmutil as u
 from .irmath import F32, I32, const
-from .lower_pointwise import POINTWISE
+from .lower_pointwise import POINTWISE, READ_IN_PLACE
 from .memory import constant_value
 
 STATUS_BAD_LABEL = 1   # what a kernel returns when a class index is out of range
@@ -190,7 +190,7 @@ class KernelContext:
                 return memo[m]
             if m in bound:
                 v = bound[m]
-            elif m in self.fused:
+            elif m in self.fused and not self.reads_memory(m):
                 xs = [value(o) for o in self.g.operands(m)]
                 v = POINTWISE[self.g.op(m)](b, xs, self.attrs_of(m))
             else:
@@ -200,15 +200,40 @@ class KernelContext:
 
         return value(n)
 
+    def reads_memory(self, m) -> bool:
+        """Is `m` loaded from memory by this kernel: not computed in it, or a fused slice (read at its
+        place in its operand's storage)?"""
+        return m not in self.fused or self.g.op(m) in READ_IN_PLACE
+
+    def read_strides(self, m, space) -> list[int]:
+        """Element strides of the memory read for `m` at indices of the broadcast `space`: its own
+        row-major layout, or for a fused slice its operand's."""
+        if m not in self.fused:
+            return broadcast_strides(self.shape(m), space)
+        shape = self.shape(m)
+        layout = contiguous_strides(self.shape(self.g.operands(m)[0]))
+        lead = len(space) - len(shape)
+        return [0] * lead + [0 if d == 1 and s != 1 else st for d, s, st in zip(shape, space[lead:], layout)]
+
+    def _read_base(self, m) -> tuple:
+        """(storage node, element offset) where the memory read for `m` starts."""
+        if m not in self.fused:
+            return m, 0
+        x = self.g.operands(m)[0]
+        attrs = self.attrs_of(m)
+        axis = attrs["axis"] % len(self.shape(x))
+        return x, attrs["start"] * contiguous_strides(self.shape(x))[axis]
+
     def _load(self, m, space, groups, index, width, active):
         etype = ETYPES[self.dtype(m)]
         if self.g.op(m).is_a(CONSTANT) and math.prod(self.shape(m)) == 1:
             scalar = constant_value(self.g, m, self.mb.bindings).reshape(()).item()
             return const(etype if width == 1 else ir.VectorType(etype, width), scalar)
-        strides = broadcast_strides(self.shape(m), space)
+        strides = self.read_strides(m, space)
+        source, base = self._read_base(m)
         terms = [(i, strides[grp[-1]]) for i, grp in zip(index, groups)]
-        at = u.offset(self.b, terms)
-        ptr = self.ptr(m)
+        at = u.offset(self.b, terms, base)
+        ptr = self.ptr(source)
         if width == 1:
             return u.load(self.b, ptr, at, etype)
         if terms[-1][1] == 0:

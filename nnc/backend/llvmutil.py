@@ -170,3 +170,27 @@ def memset(b: ir.IRBuilder, dst, byte: int, nbytes) -> None:
 def byte_offset(b: ir.IRBuilder, ptr, nbytes) -> ir.Value:
     """`ptr` advanced by `nbytes` (an int or i64)."""
     return b.gep(ptr, [as_i64(nbytes)], inbounds=True, source_etype=ir.IntType(8))
+
+
+def transpose_tile(b: ir.IRBuilder, src, src_at, src_stride, dst, dst_at, dst_stride, width: int) -> None:
+    """Copy a width x width tile transposed: dst[dst_at + c·dst_stride + r] = src[src_at + r·src_stride + c],
+    through registers (width vector loads, log2(width) rounds of shuffles, width vector stores; any 32-bit
+    elements, since loads, shuffles and stores keep their bits). Offsets and strides are in elements.
+
+    Each round swaps the off-diagonal blocks of every 2 x 2 block of size `half`: row i (its `half` bit
+    clear) keeps its lanes without that bit and takes row i + half's lanes with it, and the other way."""
+    rows = [load_vector(b, src, offset(b, [(r, src_stride)], src_at), width) for r in range(width)]
+    half = width // 2
+    while half:
+        low = [j if not j & half else width + j - half for j in range(width)]
+        high = [j + half if not j & half else width + j for j in range(width)]
+        mask_t = ir.VectorType(I32, width)
+        for i in range(width):
+            if i & half:
+                continue
+            top, bottom = rows[i], rows[i + half]
+            rows[i] = b.shuffle_vector(top, bottom, ir.Constant(mask_t, low))
+            rows[i + half] = b.shuffle_vector(top, bottom, ir.Constant(mask_t, high))
+        half //= 2
+    for c in range(width):
+        store_vector(b, rows[c], dst, offset(b, [(c, dst_stride)], dst_at))

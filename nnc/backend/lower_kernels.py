@@ -3,7 +3,8 @@
 Every generator has one signature, `generate(kc) -> None`: it writes the loops of one kernel through
 its `KernelContext` (nnc/backend/kernel_context.py), evaluating fused pointwise nodes with the
 pointwise table (nnc/backend/lower_pointwise.py). Kernels without an anchor are pointwise loops
-(nnc/backend/kernels/pointwise.py). Leaves are storage and are in neither table.
+(nnc/backend/kernels/pointwise.py). Leaves are storage and are in neither table; nor are the ops
+pointwise kernels read in place (`READ_IN_PLACE`: slices).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ KERNELS = {
     ops.reshape: movement.emit_reshape,
     ops.transpose: movement.emit_transpose,
     ops.concat: movement.emit_concat,
-    ops.slice: movement.emit_slice,
     ops.strided_slice: movement.emit_strided_slice,
     ops.strided_slice_grad: movement.emit_strided_slice_grad,
     ops.softmax: nn.emit_softmax,

@@ -38,3 +38,8 @@ POINTWISE = {
     ops.equal: lambda b, xs, attrs: irmath.compare(b, "==", *xs),
     ops.broadcast_to: lambda b, xs, attrs: xs[0],
 }
+
+# Ops a pointwise kernel reads in place, at their position in their operand's storage, instead of
+# computing: a slice is its operand at an offset (KernelContext.read_strides). Fusion keeps their
+# operands stored, so there is memory to read.
+READ_IN_PLACE = frozenset({ops.slice})

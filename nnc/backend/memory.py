@@ -8,7 +8,9 @@ Three regions, all allocated once per compiled (graph, batch size):
           overlap share bytes (greedy best-offset placement, largest first);
   state   the parameters, then the constants, in one buffer the compiled
           code owns, so a training step can update parameters in place;
-  inputs  the caller's arrays, passed by pointer.
+  inputs  the caller's arrays, passed by pointer; a loop's body also finds there
+          the memory of the values it writes straight into its caller's
+          buffers (`external`: a step's slice of the stacked results).
 Reshape views take the storage of the node they view.
 """
 
@@ -44,6 +46,7 @@ class MemoryPlan:
     params: dict = field(default_factory=dict)         # name -> (node, Slot)
     constants: dict = field(default_factory=dict)      # node -> (value array, Slot)
     inputs: dict = field(default_factory=dict)         # name -> (node, Slot)
+    external: dict = field(default_factory=dict)       # storage node -> Slot in the input table after the inputs
     lifetimes: dict = field(default_factory=dict)      # arena storage node -> (first kernel, last kernel)
 
 
@@ -63,9 +66,10 @@ def constant_value(g, n, bindings: dict) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(np.asarray(value), shape), dtype=np.dtype(g.type_of(n).dtype))
 
 
-def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) -> MemoryPlan:
+def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0, external=()) -> MemoryPlan:
     """Place every value `plan` (a fusion KernelPlan) touches; `scratch_bytes`: kernel index -> bytes;
-    `sync_bytes` for the threads' counters (never shared with anything else)."""
+    `sync_bytes` for the threads' counters (never shared with anything else); `external`: stored nodes
+    whose memory the caller passes in the input table, after the inputs."""
     g = plan.graph
     mp = MemoryPlan()
 
@@ -93,11 +97,15 @@ def plan_memory(plan, bindings: dict, scratch_bytes: dict, sync_bytes: int = 0) 
         mp.inputs[name] = (n, slot)
         mp.slots[n] = slot
 
+    for position, n in enumerate(external, start=len(g.inputs)):
+        mp.external[n] = mp.slots[n] = Slot("input", position, nbytes(shape(n), g.type_of(n).dtype))
+
     end = len(plan.kernels)
     life: dict = {}
     for k in plan.kernels:
-        for n in k.stored:
-            life[n] = [k.index, k.index]
+        for n in k.stored:   # a concat written in place has several writers: alive from the first
+            if n not in mp.external:
+                life.setdefault(n, [k.index, k.index])[1] = k.index
     for k in plan.kernels:
         for n in k.inputs:
             root = plan.storage_of(n)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from ..ir import ops
 from ..ir.graph import Emitter, Graph
-from ..ir.ops import CONSTANT, ELEMENTWISE, EXPAND, LEAF, MOVEMENT, VIEW
+from ..ir.ops import CONSTANT, ELEMENTWISE, EXPAND, LEAF, VIEW
 from .simplify import simplify
 
 
@@ -143,7 +143,8 @@ def _keep_residuals(g, fwd: int, back: int) -> None:
                                      for o in gb.operands(n)):
             recomputed.add(n)
     used = [n for n in recomputed if any(u not in recomputed for u in gb.successors(n)) or n in gb.outputs.values()]
-    residuals = sorted(_costly_sources(gb, used, recomputed))
+    varying = _varying(gb, {gb.inputs[name] for name in (*f.carry_in, *f.seq_in) if name in gb.inputs})
+    residuals = sorted(_frontier(gb, used, recomputed, varying, from_forward))
     if not residuals:
         return
     fb = f.body.clone()
@@ -163,22 +164,38 @@ def _keep_residuals(g, fwd: int, back: int) -> None:
     replace_loop(g, back, b2, grad_of=new_fwd)
 
 
-def _costly_sources(gb, used, recomputed) -> set:
-    """The recomputed values worth keeping: walking back from the values the reverse body uses, through
-    the cheap (elementwise, broadcast, reshape) recomputation, the first costly node (a product, a
-    reduction) on each path. The cheap work on top of them is recomputed, fused with the backward
-    work, rather than stored and read back."""
+def _varying(gb, starts: set) -> set:
+    """The nodes that depend on a step's carries or sequences (the rest is the same at every step)."""
+    varying = set(starts)
+    for n in gb.topo():
+        if any(o in varying for o in gb.operands(n)):
+            varying.add(n)
+    return varying
+
+
+def _frontier(gb, used, recomputed, varying, from_forward) -> set:
+    """The recomputed values to keep: those the backward work reads (gate activations, say), each
+    stored once by the forward loop and read back, so that neither loop repeats the other's work and
+    the forward products fuse with their epilogues. A view or broadcast is kept as what it views; what
+    is the same at every step (a function of the weights alone) is recomputed, and so is an elementwise
+    function of kept values (σ(1 − σ) of a kept σ)."""
     keep, seen, stack = set(), set(), list(used)
     while stack:
         n = stack.pop()
-        if n in seen or n not in recomputed:
+        if n in seen or n not in recomputed or n not in varying:
             continue
         seen.add(n)
-        op = gb.op(n)
-        if op.is_a(ELEMENTWISE) or op.is_a(EXPAND) or op.is_a(VIEW) or op.is_a(MOVEMENT):
+        if gb.op(n).is_a(EXPAND) or gb.op(n).is_a(VIEW):
             stack.extend(gb.operands(n))
         else:
             keep.add(n)
+    available = set(from_forward) | keep
+    for n in gb.topo():
+        op = gb.op(n)
+        cheap = op.is_a(ELEMENTWISE) or op.is_a(EXPAND) or op.is_a(VIEW)
+        if n in recomputed and cheap and all(o in available or o not in varying for o in gb.operands(n)):
+            available.add(n)
+            keep.discard(n)
     return keep
 
 
@@ -208,6 +225,9 @@ def _sink(g, node: int) -> None:
         """How to get the stacked [T, ...] value of body node n after the loop."""
         if n in seqs:
             return lambda items, out: seqs[n]
+        kept_y = [name for name in ys if body.outputs[name] == n]
+        if kept_y:   # already stacked (the gradient of a sequence is often the one a sum needs)
+            return lambda items, out, name=kept_y[0]: items[name]
         if n not in new_ys:
             new_ys[n] = f"sunk/{len(new_ys)}"
         name = new_ys[n]
@@ -257,13 +277,13 @@ def _sink(g, node: int) -> None:
     new = prune_inputs(replace(loop, body=simplify(body), ys=(*ys, *new_ys.values()), accs=tuple(accs)))
     out_e = Emitter(g, **g.provenance(node))
     new_node = new.emit(out_e)
-    items = {name: out_e.item(new_node, index=new.index("y", name)) for name in new_ys.values()}
+    items = {name: out_e.item(new_node, index=new.index("y", name)) for name in new.ys}
     items.update({("acc", name): out_e.item(new_node, index=new.index("acc", name)) for name in new.accs})
     results = {(kind, name): build(items, out_e) for kind, name, build in after}
     old = Loop.of(g, node)
     for user in [u for u in g.successors(node) if g.op(u) is ops.item]:
         kind, name = old.kind_of(g.nodes[user]["attrs"]["index"])
-        target = results.get((kind, name))
+        target = results.get((kind, name)) or (items.get(name) if kind == "y" else None)
         if target is None:
             target = out_e.item(new_node, index=new.index(kind, name))
         g.replace_uses(user, target)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir import ops
 from ..ir.graph import Emitter
-from ..ir.ops import CONTROL, EXPAND, LEAF, PROJECTION, RANDOM, VIEW, Op
+from ..ir.ops import CONSTANT, CONTROL, EXPAND, LEAF, PROJECTION, RANDOM, VIEW, Op
 from ..ir.types import broadcast_shapes
 
 MAX_FOLDED_ELEMENTS = 64
@@ -173,6 +173,13 @@ RULES = [
          lambda m: m.x if tuple(m.g.nodes[m.node]["attrs"]["perm"]) == tuple(range(m.g.type_of(m.x).rank))
          else None,
          "moves no value"),
+    Rule("transpose(a) @ b → a @ b with op(a) transposed (and likewise for b), a transpose of the last two axes",
+         P(ops.matmul, X, Y), lambda m: _fold_transposes(m),
+         "the same products summed in the same order: the GEMM reads the operand in the other order"),
+    Rule("(a₁ | 0 | …) + (0 | b₂ | …) → (a₁ | b₂ | …): concats along one axis whose pieces meet only zeros",
+         P(ops.add, P(ops.concat), P(ops.concat)), lambda m: _merge_padded(m),
+         "piecewise x + 0 → x (a slice's gradient is the gradient padded with zeros; the gradients of slices "
+         "that tile a tensor meet nowhere): the sign of zero, as for x + 0"),
     Rule("sum over no axes → x", P(ops.sum, X),
          lambda m: m.x if not m.g.nodes[m.node]["attrs"].get("axis") and m.same_shape(m.x) else None,
          "a sum of one term is that term (a kernel adding it to 0 turns −0 into +0: the sign of zero)"),
@@ -189,6 +196,75 @@ RULES = [
          lambda m: m.build(ops.mul, m.x, m.y) if _broadcasts_to(m, m.x, m.y) else None,
          "the same pairs of values are multiplied"),
 ]
+
+
+def _swaps_last_two(g, n) -> bool:
+    if g.op(n) is not ops.transpose:
+        return False
+    perm = tuple(g.nodes[n]["attrs"]["perm"])
+    rank = len(perm)
+    return rank >= 2 and perm == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _fold_transposes(m):
+    """matmul(x, y) with a transposed operand read through the ta/tb flag instead of a copy."""
+    g, attrs = m.g, m.g.nodes[m.node]["attrs"]
+    flags = {"ta": bool(attrs.get("ta")), "tb": bool(attrs.get("tb"))}
+    operands = [m.x, m.y]
+    for i, flag in enumerate(("ta", "tb")):
+        if _swaps_last_two(g, operands[i]):
+            operands[i] = g.operands(operands[i])[0]
+            flags[flag] = not flags[flag]
+    if operands == [m.x, m.y]:
+        return None
+    return m.build(ops.matmul, *operands, **flags)
+
+
+def _merge_padded(m):
+    """The sum of two concats along one axis as one concat, when at every position at most one side is
+    not a constant zero; None otherwise."""
+    g, node = m.g, m.node
+    a, b = g.operands(node)
+    axis = g.nodes[a]["attrs"]["axis"] % g.type_of(node).rank
+    if g.nodes[b]["attrs"]["axis"] % g.type_of(node).rank != axis or \
+            not (g.type_of(a) == g.type_of(b) == g.type_of(node)):
+        return None
+
+    def pieces(n):   # (start, stop, node or None for a zero)
+        out, at = [], 0
+        for p in g.operands(n):
+            width = g.type_of(p).shape[axis]
+            out.append((at, at + width, None if scalar_value(g, p) == 0.0 else p))
+            at += width
+        return out
+
+    sides = pieces(a), pieces(b)
+    if not any(p is None for side in sides for _, _, p in side):
+        return None
+    cuts = sorted({c for side in sides for lo, hi, _ in side for c in (lo, hi)})
+    merged = []   # (start, stop, node or None), in order
+    for lo, hi in zip(cuts, cuts[1:]):
+        covering = [next(piece for piece in side if piece[0] <= lo < piece[1]) for side in sides]
+        values = [piece for piece in covering if piece[2] is not None]
+        if len(values) > 1:
+            return None
+        if not values:
+            if merged and merged[-1][2] is None:
+                merged[-1] = (merged[-1][0], hi, None)
+            else:
+                merged.append((lo, hi, None))
+        elif not merged or merged[-1] != values[0]:
+            merged.append(values[0])
+    zero = next(p for side in (g.operands(a), g.operands(b)) for p in side if scalar_value(g, p) == 0.0)
+    while not g.op(zero).is_a(CONSTANT):
+        zero = g.operands(zero)[0]
+    if any(d != 1 for d in g.type_of(zero).shape):
+        return None
+    shape = g.type_of(node).shape
+    operands = [p if p is not None else
+                m.build(ops.broadcast_to, zero, shape=shape[:axis] + (hi - lo,) + shape[axis + 1:])
+                for lo, hi, p in merged]
+    return operands[0] if len(operands) == 1 else m.build(ops.concat, *operands, axis=axis)
 
 
 def _negated_once(m) -> bool:

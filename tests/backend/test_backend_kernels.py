@@ -171,6 +171,26 @@ def test_movement_ops_and_views():
     run_case(g, batch=5)
 
 
+@pytest.mark.parametrize("shape,perm", [((40, 37), (1, 0)), ((32, 16), (1, 0)), ((3, 17, 50), (0, 2, 1)),
+                                        ((20, 3, 33), (2, 1, 0)), ((18, 5, 19), (1, 0, 2)),
+                                        ((2, 35, 3, 21), (3, 1, 0, 2))])
+def test_transposes_in_register_tiles_with_tails(shape, perm):
+    """Transposes that move the innermost axis copy W x W tiles through registers; the rows and columns
+    past the last whole tile (and int32 elements) must land where NumPy puts them."""
+    g = Graph()
+    x = leaf(g, "input", "x", shape)
+    ids = leaf(g, "input", "ids", shape, "int32")
+    g.outputs["t"] = g.add_op(ops.transpose, (x,), {"perm": perm})
+    g.outputs["ti"] = g.add_op(ops.transpose, (ids,), {"perm": perm})
+    exe = compile_graph(g, {}, use_cache=False)
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal(shape).astype(np.float32)
+    iv = rng.integers(-1000, 1000, shape).astype(np.int32)
+    out = exe.run({"x": xv, "ids": iv})
+    np.testing.assert_array_equal(out[g.outputs["t"]], xv.transpose(perm))
+    np.testing.assert_array_equal(out[g.outputs["ti"]], iv.transpose(perm))
+
+
 def test_dropout_mask_is_the_counter_based_stream():
     g = Graph()
     x = leaf(g, "input", "x", ("B", 37))

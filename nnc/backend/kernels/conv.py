@@ -23,7 +23,6 @@ from llvmlite import ir
 
 from .. import llvmutil as u
 from ..irmath import F32
-from ..kernel_context import broadcast_strides
 from .matmul import emit_gemm
 from .pointwise import external_reads, finish_epilogue
 
@@ -109,7 +108,7 @@ def _epilogue_fits_rows(kc, out_shape) -> bool:
     """Can the epilogue be evaluated on [N, F, Ho·Wo] (each operand constant or contiguous over Ho·Wo)?"""
     reads = [r for r in external_reads(kc, kc.kernel.output) if r != kc.anchor] if kc.kernel.epilogue else []
     for r in reads:
-        st = broadcast_strides(kc.shape(r), out_shape)
+        st = kc.read_strides(r, out_shape)
         if st[2] != st[3] * out_shape[3]:
             return False
     return True

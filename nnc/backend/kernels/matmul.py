@@ -7,7 +7,8 @@ block shape in a module (full blocks, row tails, column tails with a masked last
 vector), with the strides as arguments, so every GEMM of a model shares it and
 the module stays small. Aᵀ is just a different address of A's scalars; B's
 column panel (K x NR) is packed contiguous into kernel scratch when enough row
-blocks reuse it, and always for Bᵀ. The micro-kernel leaves its block in a
+blocks reuse it and it is deep (K large), and always for Bᵀ, W x W tiles at a
+time transposed in registers. The micro-kernel leaves its block in a
 small stack buffer; a loop over its rows hands each vector to a
 `store(i, j, acc, active)` callback, where the epilogue (bias, activation, the
 optimizer's update) runs before the single store. With threads, the shares
@@ -37,6 +38,7 @@ MR = 6         # rows of C per micro-kernel: 6 x 2 vectors + 2 B vectors + 1 bro
 NR_VECTORS = 2
 PARALLEL_FLOPS = 400_000   # smaller products are not worth splitting between threads
 PACK_ROWS = 4 * MR         # B's panels are packed when this many rows of C will reuse them
+PACK_DEPTH = 640           # and they are this deep: shallower strided panels stream as fast unpacked
 
 
 def gemm_scratch_bytes(K: int, tb: bool, width: int) -> int:
@@ -78,10 +80,7 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
 
     def column_block(j0, cols: int):
         if tb:
-            with u.for_range(b, cols, name="jj", vectorize=False) as jj:
-                row_start = u.offset(b, [(b.add(j0, jj) if not isinstance(j0, int) else u.plus(b, jj, j0), K)], b_at)
-                with u.for_range(b, K, name="pack", vectorize=False) as k:
-                    u.store(b, u.load(b, bmat, b.add(row_start, k)), panel, b.add(b.mul(k, u.i64(NR)), jj))
+            _pack_transposed(kc, bmat, b_at, j0, cols, K, panel)
 
             def source_at(k, jv):
                 return u.offset(b, [(k, NR)], jv)
@@ -119,6 +118,28 @@ def emit_gemm(kc, M: int, N: int, K: int, a, a_at, ta: bool, bmat, b_at, tb: boo
     if tail_cols:
         with kc.on_thread(kc.threads - 1) if split_cols else _nothing():
             column_block(u.i64(full_cols * NR), tail_cols)
+
+
+def _pack_transposed(kc, bmat, b_at, j0, cols: int, K: int, panel) -> None:
+    """panel[k·NR + jj] = B[j0 + jj, k] for jj < cols, k < K (B is N x K at element offset b_at): W x W tiles
+    transposed in registers for full column blocks, then element by element for what is left of K (and
+    for a column tail)."""
+    b, W = kc.b, kc.width
+    NR = NR_VECTORS * W
+    first_row = u.offset(b, [(j0, K)], b_at)
+    tiled = K // W * W if cols == NR else 0
+    if tiled:
+        with u.for_range(b, K // W, name="kt", vectorize=False) as kt:
+            k0 = b.mul(kt, u.i64(W))
+            for v in range(NR_VECTORS):
+                u.transpose_tile(b, bmat, b.add(u.plus(b, first_row, v * W * K), k0), K,
+                                 panel, u.offset(b, [(k0, NR)], v * W), NR, W)
+    if tiled == K:
+        return
+    with u.for_range(b, cols, name="jj", vectorize=False) as jj:
+        row_start = b.add(first_row, b.mul(jj, u.i64(K)))
+        with u.for_range(b, K, start=tiled, name="pack", vectorize=False) as k:
+            u.store(b, u.load(b, bmat, b.add(row_start, k)), panel, b.add(b.mul(k, u.i64(NR)), jj))
 
 
 @contextmanager
@@ -172,7 +193,7 @@ def _gemm(kc, M: int, N: int, K: int, ta: bool, tb: bool, store, a_at=0, b_at=0,
           panel=None) -> None:
     """One GEMM of the anchor's operands (at element offsets a_at, b_at); the threads share it when it is
     large enough. Asks for the packing panel unless given one (a batch loop asks once)."""
-    if panel is None and _packs(kc, M, N, tb):
+    if panel is None and _packs(kc, M, N, K, tb):
         panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width))
     if split is None:
         split = kc.threads > 1 and 2 * M * N * K >= PARALLEL_FLOPS
@@ -180,8 +201,8 @@ def _gemm(kc, M: int, N: int, K: int, ta: bool, tb: bool, store, a_at=0, b_at=0,
               split=split)
 
 
-def _packs(kc, M: int, N: int, tb: bool) -> bool:
-    return tb or (M >= PACK_ROWS and N > NR_VECTORS * kc.width)
+def _packs(kc, M: int, N: int, K: int, tb: bool) -> bool:
+    return tb or (M >= PACK_ROWS and N > NR_VECTORS * kc.width and K >= PACK_DEPTH)
 
 
 def _flags(kc) -> tuple[bool, bool]:
@@ -206,7 +227,7 @@ def emit_matmul(kc) -> None:
     nb = len(out_shape) - 2
     batch = out_shape[:nb]
     a_strides, b_strides = (_batch_strides(kc.shape(x), batch) for x in (a, bmat))
-    reads = [broadcast_strides(kc.shape(r), out_shape) for r in _epilogue_reads(kc)]
+    reads = [kc.read_strides(r, out_shape) for r in _epilogue_reads(kc)]
     stacked = (not ta and not any(b_strides) and a_strides == _batch_strides(batch + (M, K), batch)
                and all(st[d] == st[d + 1] * out_shape[d + 1] for st in reads for d in range(nb)))
     if stacked:   # the batch's rows one after another: one [count·M, K] GEMM
@@ -223,7 +244,7 @@ def emit_matmul(kc) -> None:
     count = math.prod(batch)
     parallel = kc.threads > 1 and 2 * count * M * N * K >= PARALLEL_FLOPS
     share_batch = parallel and count >= kc.threads
-    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if _packs(kc, M, N, tb) else None
+    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if _packs(kc, M, N, K, tb) else None
     lo, hi = kc.share(count) if share_batch else (0, count)
     b = kc.b
     with u.for_range(b, hi, start=lo, name="batch", vectorize=False) as element:
@@ -257,7 +278,7 @@ def emit_matmul_sum(kc) -> None:
         _gemm(kc, M, N, count * K, ta, tb, store)
         return
     b = kc.b
-    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if _packs(kc, M, N, tb) else None
+    panel = kc.request_scratch(gemm_scratch_bytes(K, True, kc.width)) if _packs(kc, M, N, K, tb) else None
     with u.for_range(b, count, name="batch", vectorize=False) as element:
         first = b.icmp_signed("==", element, u.i64(0))
 

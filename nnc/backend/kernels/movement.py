@@ -1,5 +1,5 @@
-"""Movement kernels that really move data: transpose, slice, concat and strided_slice as strided copies,
-and strided_slice_grad as zeros plus a strided copy.
+"""Movement kernels that really move data: transpose, concat and strided_slice as strided copies,
+and strided_slice_grad as zeros plus a strided copy (a slice is read in place by pointwise kernels).
 
 (Reshape is a view and broadcast_to is pointwise; neither reaches here.)
 Each copy walks a block in row-major order and reads the source and writes the
@@ -40,23 +40,49 @@ def _etype(kc, n):
 
 def emit_transpose(kc) -> None:
     x = kc.operand(0)
-    perm = kc.attrs["perm"]
+    perm = list(kc.attrs["perm"])
     in_strides = contiguous_strides(kc.shape(x))
     out_shape = kc.shape(kc.anchor)
-    _copy(kc, out_shape, kc.ptr(x), [in_strides[p] for p in perm], 0, contiguous_strides(out_shape), 0,
-          _etype(kc, x))
+    src_strides, dst_strides = [in_strides[p] for p in perm], contiguous_strides(out_shape)
+    rank, W = len(perm), kc.width
+    across = perm.index(rank - 1) if rank else None   # the output axis that runs along the input's rows
+    if rank >= 2 and across != rank - 1 and W > 1 and out_shape[across] >= W and out_shape[-1] >= W:
+        _tiled_copy(kc, out_shape, kc.ptr(x), src_strides, dst_strides, across)
+    else:
+        _copy(kc, out_shape, kc.ptr(x), src_strides, 0, dst_strides, 0, _etype(kc, x))
     finish_epilogue(kc)
 
 
-def emit_slice(kc) -> None:
-    x = kc.operand(0)
-    shape = kc.shape(x)
-    axis = kc.attrs["axis"] % len(shape)
-    in_strides = contiguous_strides(shape)
-    out_shape = kc.shape(kc.anchor)
-    _copy(kc, out_shape, kc.ptr(x), in_strides, kc.attrs["start"] * in_strides[axis],
-          contiguous_strides(out_shape), 0, _etype(kc, x))
-    finish_epilogue(kc)
+def _tiled_copy(kc, space, src, src_strides, dst_strides, across: int) -> None:
+    """The strided copy of a transpose whose innermost axis moves: W x W tiles transposed in registers
+    (contiguous along the input's last axis `across` of the output, and along the output's last axis),
+    the rows and columns past the last whole tile element by element."""
+    b, W = kc.b, kc.width
+    last = len(space) - 1
+    full = {across: space[across] // W * W, last: space[last] // W * W}
+    outer = [d for d in range(len(space)) if d not in full]
+
+    def nest(index: dict, dims):
+        if dims:
+            with u.for_range(b, space[dims[0]], name=f"d{dims[0]}") as i:
+                nest({**index, dims[0]: i}, dims[1:])
+            return
+        with u.for_range(b, full[across] // W, name="ta", vectorize=False) as ta, \
+                u.for_range(b, full[last] // W, name="tl", vectorize=False) as tl:
+            at = {**index, across: b.mul(ta, u.i64(W)), last: b.mul(tl, u.i64(W))}
+            u.transpose_tile(b, src, u.offset(b, [(at[d], src_strides[d]) for d in at]), src_strides[last],
+                             kc.out, u.offset(b, [(at[d], dst_strides[d]) for d in at]), dst_strides[across], W)
+
+    nest({}, outer)
+    etype = F32   # 32-bit elements either way: the copy keeps their bits
+    for d in (across, last):   # what the tiles left: the tail of one axis over the whole of the other
+        if full[d] == space[d]:
+            continue
+        rest = list(space)
+        rest[d] = space[d] - full[d]
+        if d == last and full[across] != space[across]:
+            rest[across] = full[across]   # the corner was copied with the other tail
+        _copy(kc, rest, src, src_strides, full[d] * src_strides[d], dst_strides, full[d] * dst_strides[d], etype)
 
 
 def emit_strided_slice(kc) -> None:

@@ -1,4 +1,5 @@
-"""The pointwise kernel: one loop nest over the output, every fused node computed in registers.
+"""The pointwise kernel: one loop nest over the output, every fused node computed in registers
+(and every stored node of a merged kernel written at each index).
 
 Adjacent output dims that every operand walks the same way (all broadcast or
 all contiguous) are merged, so `[B, 6, 28, 28] + [6, 1, 1]` runs as a
@@ -10,21 +11,22 @@ from __future__ import annotations
 import math
 
 from .. import llvmutil as u
-from ..kernel_context import broadcast_strides, collapse, contiguous_strides
+from ..kernel_context import collapse, contiguous_strides
 
 
 def external_reads(kc, root) -> list[int]:
-    """The nodes the fused expression of `root` loads from memory."""
+    """The nodes the fused expression of `root` loads from memory (a fused slice: read in place in its
+    operand, see `kc.read_strides`)."""
     seen, reads, stack = set(), [], [root]
     while stack:
         n = stack.pop()
         if n in seen:
             continue
         seen.add(n)
-        if n in kc.fused:
-            stack.extend(kc.g.operands(n))
-        else:
+        if kc.reads_memory(n):
             reads.append(n)
+        else:
+            stack.extend(kc.g.operands(n))
     return reads
 
 
@@ -49,7 +51,9 @@ def emit_pointwise(kc, reads_output: bool = False, split: bool | None = None) ->
         kc.aliases[kc.anchor] = out
     space = kc.shape(out)
     stride_lists = [contiguous_strides(space)]
-    stride_lists += [broadcast_strides(kc.shape(m), space) for m in external_reads(kc, out)]
+    for value in kc.kernel.values:
+        stride_lists += [kc.read_strides(m, space) for m in external_reads(kc, value)]
+        stride_lists += [_placement(kc, value)[1]] if value in kc.kernel.placed else []
     groups = collapse(space, stride_lists)
     sizes = [math.prod(space[d] for d in grp) for grp in groups]
     if split is None:
@@ -61,12 +65,26 @@ def emit_pointwise(kc, reads_output: bool = False, split: bool | None = None) ->
     _nest(kc, space, groups, sizes, [], split)
 
 
+def _placement(kc, value) -> tuple:
+    """(concat node, its strides, the element offset of `value`'s place) for a value written in place."""
+    c = kc.kernel.placed[value]
+    shape = kc.shape(c)
+    axis = kc.g.nodes[c]["attrs"]["axis"] % len(shape)
+    pieces = kc.g.operands(c)
+    start = sum(kc.shape(p)[axis] for p in pieces[:pieces.index(value)])
+    strides = contiguous_strides(shape)
+    return c, strides, start * strides[axis]
+
+
 def _nest(kc, space, groups, sizes, index, split: bool = False) -> None:
     depth = len(index)
     if depth == len(sizes):
-        value = kc.value_at(kc.kernel.output, space, groups, index)
-        at = u.offset(kc.b, [(i, contiguous_strides(space)[grp[-1]]) for i, grp in zip(index, groups)])
-        u.store(kc.b, value, kc.out, at)
+        memo: dict = {}   # what the kernel's outputs share is computed once
+        for value in kc.kernel.values:
+            target, strides, base = _placement(kc, value) if value in kc.kernel.placed else \
+                (value, contiguous_strides(space), 0)
+            at = u.offset(kc.b, [(i, strides[grp[-1]]) for i, grp in zip(index, groups)], base)
+            u.store(kc.b, kc.value_at(value, space, groups, index, memo=memo), kc.ptr(target), at)
         return
     if sizes[depth] == 1:
         _nest(kc, space, groups, sizes, index + [0], split)

@@ -23,7 +23,7 @@ from llvmlite import ir
 from ...ir import ops
 from .. import irmath as m, llvmutil as u
 from ..irmath import F32, I32
-from ..kernel_context import broadcast_strides, collapse
+from ..kernel_context import collapse
 from .pointwise import external_reads, finish_epilogue
 
 ACCUMULATORS = 4   # host vectors per step of a line: about an add's latency over its issue interval
@@ -110,7 +110,7 @@ def emit_reduce(kc) -> None:
     for d in reversed(kept):
         out_strides[d] = step
         step *= space[d]
-    reads = [broadcast_strides(kc.shape(r), space) for r in external_reads(kc, x)]
+    reads = [kc.read_strides(r, space) for r in external_reads(kc, x)]
     groups = collapse(space, [out_strides, *reads])
     sizes = [math.prod(space[d] for d in grp) for grp in groups]
     reduced = [out_strides[grp[-1]] == 0 and all(d in axes for d in grp) for grp in groups]

@@ -46,7 +46,8 @@ def emit_scan(kc) -> None:
     parts = _parts(kc, body, symbol, accs)
     if parts > 1:
         bindings = {**bindings, symbol: bindings[symbol] // parts}
-    fn, mem, plan = kc.mb.subgraph_function(body, outputs, bindings)
+    written = [body.outputs[name] for name in (*carry_out, *ys)]
+    fn, mem, plan = kc.mb.subgraph_function(body, outputs, bindings, external=written)
     result_types = g.type_of(scan).types
     result_bytes = [nbytes(concrete(t.shape, kc.mb.bindings), t.dtype) for t in result_types]
 
@@ -66,7 +67,7 @@ def emit_scan(kc) -> None:
     results = [kc.ptr(stored[i]) if i in stored else u.byte_offset(b, shared, offsets[i])
                for i in range(len(result_types))]
     state = _constants(kc, mem)
-    table = _pointer_array(b, max(len(mem.inputs), 1))
+    table = _pointer_array(b, max(len(mem.inputs) + len(mem.external), 1))
     operand = [kc.ptr(o) for o in g.operands(scan)]
     step_types = [body.type_of(body.inputs[name]) for name in (*carry_in, *seq_in)]
     out_types = [body.type_of(body.outputs[name]) for name in (*carry_out, *ys)]
@@ -98,15 +99,23 @@ def emit_scan(kc) -> None:
                 else:
                     ptr = operand[n_c + n_s + const_in.index(name)]
                 b.store(ptr, b.gep(table, [u.i64(slot.offset)], inbounds=True, source_etype=PTR))
+            copies, direct = [], set()   # the body writes a step's carries and outputs in place when it can
+            for index, (name, ot) in enumerate(zip((*carry_out, *ys), out_types)):
+                full = nbytes(concrete(ot.shape, kc.mb.bindings), ot.dtype)
+                dst = u.byte_offset(b, results[index], b.add(b.mul(t, u.i64(full)), rows(ot)))
+                storage = plan.storage_of(body.outputs[name])
+                if storage in mem.external and storage not in direct:
+                    direct.add(storage)
+                    offset = mem.external[storage].offset
+                    b.store(dst, b.gep(table, [u.i64(offset)], inbounds=True, source_etype=PTR))
+                else:
+                    copies.append((dst, storage, part_bytes(ot)))
             status = b.call(fn, [scratch, state, table, kc.seed, u.i64(0), ir.Constant(I32, 0),
                                  ir.Constant(PTR, None)])
             _return_if_failed(kc, status)
             regions = {"arena": scratch, "state": state, "input": table}
-            for index, (name, ot) in enumerate(zip((*carry_out, *ys), out_types)):
-                src = kc.mb.pointer(b, mem.slots[plan.storage_of(body.outputs[name])], regions)
-                full = nbytes(concrete(ot.shape, kc.mb.bindings), ot.dtype)
-                dst = b.add(b.mul(t, u.i64(full)), rows(ot))
-                u.memcpy(b, u.byte_offset(b, results[index], dst), src, part_bytes(ot))
+            for dst, storage, size in copies:
+                u.memcpy(b, dst, kc.mb.pointer(b, mem.slots[storage], regions), size)
             for k, name in enumerate(accs):
                 out = body.outputs[name]
                 src = kc.mb.pointer(b, mem.slots[plan.storage_of(out)], regions)
