@@ -4,10 +4,13 @@
     .venv/bin/python bench/train_bench.py         # full table: 1 and 2 threads, batch 32 and 128
     .venv/bin/python bench/train_bench.py --threads 2 --batches 128 --rounds 5 --models mlp
 
-The models: MLP 784-256-128-10 (ReLU, softmax cross-entropy; examples/mnist_mlp.nn) and LeNet-5
-(examples/lenet5.nn), both trained with plain SGD (lr 0.01) on the same synthetic MNIST-shaped
-data (standard-normal images, uniform labels), each step on a batch gathered from a shuffled
-index array. Each framework runs in a process of its own per thread count (thread counts are
+The models: MLP 784-256-128-10 (ReLU, softmax cross-entropy; examples/mnist_mlp.nn), LeNet-5
+(examples/lenet5.nn) and an LSTM reading MNIST rows as 28 time steps of 28 features, 128 hidden
+units, then a dense layer (examples/mnist_lstm.nn; PyTorch's nn.LSTM, JAX's lax.scan over the
+same cell), all trained with plain SGD (lr 0.01) on the same synthetic MNIST-shaped data
+(standard-normal images, uniform labels), each step on a batch gathered from a shuffled index
+array. The MLP and LeNet-5 run at batch 32 and 128, the LSTM at 64 (--batches overrides).
+Each framework runs in a process of its own per thread count (thread counts are
 fixed before the libraries start their pools: OMP/MKL/OpenBLAS variables, torch.set_num_threads,
 XLA flags; and one library's idle threads spinning on a core must not slow another down), and
 the driver interleaves them round by round, so that a noisy neighbour hits them alike. The
@@ -20,6 +23,7 @@ same thread count.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -29,7 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = {"mlp": ROOT / "examples" / "mnist_mlp.nn", "lenet": ROOT / "examples" / "lenet5.nn"}
+EXAMPLES = {"mlp": ROOT / "examples" / "mnist_mlp.nn", "lenet": ROOT / "examples" / "lenet5.nn",
+            "lstm": ROOT / "examples" / "mnist_lstm.nn"}
+NAMES = {"mlp": "MLP", "lenet": "LeNet-5", "lstm": "LSTM"}
+BATCHES = {"mlp": [32, 128], "lenet": [32, 128], "lstm": [64]}
+SEQUENCE, FEATURES, HIDDEN = 28, 28, 128   # the LSTM: MNIST rows as time steps
 LR = 0.01
 ROWS_PER_BATCH = 8          # the synthetic dataset holds this many batches
 ROUND_SECONDS = 0.4
@@ -55,7 +63,7 @@ def synthetic(model: str, rows: int, seed: int = 0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    shape = (rows, 784) if model == "mlp" else (rows, 1, 28, 28)
+    shape = {"mlp": (rows, 784), "lenet": (rows, 1, 28, 28), "lstm": (rows, SEQUENCE, FEATURES)}[model]
     return rng.standard_normal(shape).astype(np.float32), rng.integers(0, 10, rows).astype(np.int32)
 
 
@@ -117,6 +125,20 @@ class NncRunner:
 def torch_model(model: str):
     import torch.nn as nn
 
+    class LastState(nn.Module):
+        """nn.LSTM over [B, T, D], then a dense layer on the last hidden state."""
+
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(FEATURES, HIDDEN, batch_first=True)
+            self.fc = nn.Linear(HIDDEN, 10)
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.fc(h[-1])
+
+    if model == "lstm":
+        return LastState()
     if model == "mlp":
         return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
     return nn.Sequential(
@@ -171,6 +193,28 @@ def jax_model(model: str):
                 jax.random.uniform(k2, (c_out,), minval=-bound, maxval=bound))
 
     keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    if model == "lstm":   # PyTorch's cell: gates i, f, g, o; weights transposed ([D, 4H], [H, 4H])
+        bound = 1.0 / HIDDEN ** 0.5
+        k = jax.random.split(keys[0], 4)
+        params = [tuple(jax.random.uniform(kk, shape, minval=-bound, maxval=bound) for kk, shape in
+                        zip(k, ((FEATURES, 4 * HIDDEN), (HIDDEN, 4 * HIDDEN), (4 * HIDDEN,), (4 * HIDDEN,)))),
+                  dense(keys[1], HIDDEN, 10)]
+
+        def forward(p, x):
+            (w_ih, w_hh, b_ih, b_hh), (w, b) = p
+
+            def cell(carry, x_t):
+                h, c = carry
+                z = x_t @ w_ih + b_ih + h @ w_hh + b_hh
+                i, f, g, o = jnp.split(z, 4, axis=1)
+                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+                h = jax.nn.sigmoid(o) * jnp.tanh(c)
+                return (h, c), None
+
+            zeros = jnp.zeros((x.shape[0], HIDDEN), x.dtype)
+            (h, _), _ = jax.lax.scan(cell, (zeros, zeros), jnp.swapaxes(x, 0, 1))
+            return h @ w + b
+        return params, forward
     if model == "mlp":
         params = [dense(keys[0], 784, 256), dense(keys[1], 256, 128), dense(keys[2], 128, 10)]
 
@@ -299,6 +343,7 @@ def serve(framework: str, threads: int) -> None:
         cmd = json.loads(line)
         if cmd["cmd"] == "setup":
             runner = RUNNERS[framework](cmd["model"], cmd["batch"], threads)
+            gc.collect()   # each framework's setup garbage, collected before any timed round
             for _ in range(3):
                 runner.step()
             start = time.perf_counter()
@@ -361,7 +406,7 @@ def measure(threads: int, args) -> list:
     servers = {name: Server(name, threads) for name in args.frameworks}
     try:
         for model in args.models:
-            for batch in args.batches:
+            for batch in args.batches or BATCHES[model]:
                 setup = {name: s.ask(cmd="setup", model=model, batch=batch) for name, s in servers.items()}
                 steps = {name: max(3, int(ROUND_SECONDS / max(v["step"], 1e-6))) for name, v in setup.items()}
                 rates = interleaved(servers, args.rounds, lambda s, steps=steps, batch=batch:
@@ -398,7 +443,7 @@ def table(results: list) -> str:
     rows = ["| model | batch | threads | nnc | PyTorch eager | JAX jit | nnc / PyTorch | nnc / JAX |",
             "|---|---|---|---|---|---|---|---|"]
     for model, batch, threads in sorted({(r["model"], r["batch"], r["threads"]) for r in train},
-                                        key=lambda k: (k[0] != "mlp", -k[1], -k[2])):
+                                        key=lambda k: (list(EXAMPLES).index(k[0]), -k[1], -k[2])):
         rate = {f: keyed.get((model, batch, threads, f), {}).get("samples_per_second") for f in RUNNERS}
 
         def fmt(v):
@@ -406,20 +451,20 @@ def table(results: list) -> str:
 
         def ratio(a, b):
             return f"{a / b:.2f}×" if a and b else "–"
-        rows.append(f"| {'MLP' if model == 'mlp' else 'LeNet-5'} | {batch} | {threads} | {fmt(rate['nnc'])} | "
+        rows.append(f"| {NAMES[model]} | {batch} | {threads} | {fmt(rate['nnc'])} | "
                     f"{fmt(rate['pytorch'])} | {fmt(rate['jax'])} | {ratio(rate['nnc'], rate['pytorch'])} | "
                     f"{ratio(rate['nnc'], rate['jax'])} |")
     rows.append("")
     rows.append("| first step (compile) | nnc cold | nnc warm | JAX jit |")
     rows.append("|---|---|---|---|")
     for model, batch, threads in sorted({(r["model"], r["batch"], r["threads"]) for r in train},
-                                        key=lambda k: (k[0] != "mlp", -k[1], -k[2])):
+                                        key=lambda k: (list(EXAMPLES).index(k[0]), -k[1], -k[2])):
         n = keyed.get((model, batch, threads, "nnc"), {})
         j = keyed.get((model, batch, threads, "jax"), {})
 
         def sec(v):
             return f"{v:.3f} s" if v is not None else "–"
-        rows.append(f"| {'MLP' if model == 'mlp' else 'LeNet-5'} batch {batch}, {threads} thread(s) | "
+        rows.append(f"| {NAMES[model]} batch {batch}, {threads} thread(s) | "
                     f"{sec(n.get('cold'))} | {sec(n.get('warm'))} | {sec(j.get('cold'))} |")
     gemm = [r for r in results if r["kind"] == "gemm"]
     if gemm:
@@ -435,8 +480,9 @@ def table(results: list) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
-    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[32, 128])
-    p.add_argument("--models", type=lambda s: s.split(","), default=["mlp", "lenet"])
+    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="batch sizes for every model (default: each model's own)")
+    p.add_argument("--models", type=lambda s: s.split(","), default=list(EXAMPLES))
     p.add_argument("--frameworks", type=lambda s: s.split(","), default=list(RUNNERS))
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-gemm", dest="gemm", action="store_false")

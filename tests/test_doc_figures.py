@@ -170,14 +170,20 @@ MLP_MACS = 784 * 256 + 256 * 128 + 128 * 10   # examples/mnist_mlp.nn's multiply
 
 
 def forward_macs(model) -> int:
-    """Multiply-adds per example of the model's matrix products and convolutions."""
-    g, total = model.graph, 0
-    for n in g.nodes:
-        if g.op(n) in (ops.matmul, ops.conv2d):
-            weight = g.type_of(g.operands(n)[1]).shape
-            reduced = weight[0] if g.op(n) is ops.matmul else int(np.prod(weight[1:]))
-            total += int(np.prod(g.type_of(n).shape[1:])) * reduced
-    return total
+    """Multiply-adds per example of the model's matrix products and convolutions (a loop's body counted once
+    per step; symbolic dims, the batch, count once)."""
+    def macs(g) -> int:
+        total = 0
+        for n in g.nodes:
+            op = g.op(n)
+            if op in (ops.matmul, ops.conv2d):
+                weight = g.type_of(g.operands(n)[1]).shape
+                reduced = weight[-2] if op is ops.matmul else int(np.prod(weight[1:]))
+                total += int(np.prod([d for d in g.type_of(n).shape if isinstance(d, int)])) * reduced
+            elif op is ops.scan:
+                total += g.nodes[n]["attrs"]["length"] * macs(g.nodes[n]["attrs"]["body"])
+        return total
+    return macs(model.graph)
 
 
 def training_cost(argv: list[str], files: dict) -> float:
@@ -187,10 +193,17 @@ def training_cost(argv: list[str], files: dict) -> float:
         return 0.0
     source = files.get(args.model) or (REPO / args.model).read_text(encoding="utf-8")
     model = nnc.loads(source, args.model, model=args.model_name)
-    if (args.data or model.settings["data"]) not in ("mnist", "fashion-mnist"):
-        return 0.0   # the course's small tables: a second or two
+    data = args.data or model.settings["data"]
     epochs = args.epochs if args.epochs is not None else model.settings["epochs"]
-    return epochs * forward_macs(model) / MLP_MACS
+    if data in ("mnist", "fashion-mnist"):
+        examples = 60000
+    elif str(data).endswith(".txt"):   # windows of T characters
+        text = (REPO / "examples" / data) if not Path(data).is_absolute() else Path(data)
+        steps = next(d for d in model.graph.type_of(next(iter(model.graph.inputs.values()))).shape[1:])
+        examples = text.stat().st_size / steps if text.exists() else 0
+    else:
+        return 0.0   # the course's small tables and toy sets: a second or two
+    return epochs * forward_macs(model) * examples / (MLP_MACS * 60000)
 
 
 def slow(unit: Unit) -> bool:

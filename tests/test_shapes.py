@@ -369,8 +369,9 @@ def test_symbolic_batch_flows_through_a_whole_model():
 
 @pytest.mark.parametrize("body, message", [
     ("input x: [B, 16, 5, 5]\ny = dense(x, 3)\noutput y",
-     "dense: input has shape [B, 16, 5, 5], expected a 2-D [B, features] tensor"),
-    ("input x: [B]\ny = dense(x, 3)\noutput y", "dense: input has shape [B], expected a 2-D [B, features] tensor"),
+     "dense: input has shape [B, 16, 5, 5], expected [B, features] or a sequence [B, T, features]"),
+    ("input x: [B]\ny = dense(x, 3)\noutput y",
+     "dense: input has shape [B], expected [B, features] or a sequence [B, T, features]"),
     ("input x: [B, F]\ny = dense(x, 3)\noutput y", "dense: input features are the symbol F, expected a number"),
     ("input x: [B, 4]\ny = dense(x, 0)\noutput y", "dense: units must be at least 1, got 0"),
     ("input k: int[B, 4]\ny = dense(k, 2)\noutput y",

@@ -299,6 +299,37 @@ def test_vanishing_gradients_sigmoid_first_layer_orders_of_magnitude_smaller():
 
 
 @needs_dot
+def test_grad_stats_per_time_step_of_a_recurrent_layer(tmp_path, capsys):
+    """--grad-stats on a recurrent layer also records the gradient that reaches each time step; the vanilla
+    RNN's vanishes back through time (step 1 gets a tiny fraction of step 50's), the LSTM's (forget bias 1)
+    much less; the norms are the reference interpreter's; --heat draws them per step and epoch."""
+    from nnc.data import load_dataset
+    from nnc.runtime.checkpoint import load as load_checkpoint
+    from nnc.train.grad_stats import GradNormProbe, read_grad_steps
+
+    first_over_last = {}
+    for name in ("vanishing_rnn", "vanishing_lstm"):
+        run = tmp_path / name
+        assert main(["run", str(EXAMPLES / "vanishing_rnn.nn"), "--model", name, "--epochs", "2", "--grad-stats",
+                     "--out", str(run), "--quiet"]) == 0
+        steps = read_grad_steps(run)
+        assert list(steps) == ["h"] and sorted(steps["h"]) == [1, 2] and len(steps["h"][2]) == 50
+        first_over_last[name] = steps["h"][1][0] / steps["h"][1][-1]
+        model = load("vanishing_rnn.nn", name)
+        arrays, _ = load_checkpoint(run / "checkpoint.npz")
+        params = {k: v for k, v in arrays.items() if k in model.graph.params}
+        train = load_dataset("remember", model, val=0.0).train
+        _, reference = GradNormProbe(model, "reference", batch=32).norms(params, train)
+        np.testing.assert_allclose(steps["h"][2], reference["h"], rtol=1e-3, atol=1e-30)
+        out = tmp_path / f"{name}.svg"
+        assert main(["viz", "--heat", str(run), "-o", str(out)]) == 0
+        assert (tmp_path / f"{name}_steps.png").read_bytes()[:4] == b"\x89PNG"
+    assert first_over_last["vanishing_rnn"] < 1e-8 and first_over_last["vanishing_lstm"] > 1e3 * \
+        first_over_last["vanishing_rnn"]
+    capsys.readouterr()
+
+
+@needs_dot
 def test_grad_stats_run_and_heat_map(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", str(EXAMPLES / "xor.nn"), "--epochs", "3", "--grad-stats", "--out", str(run), "--quiet"]) == 0
@@ -314,7 +345,8 @@ def test_grad_stats_run_and_heat_map(tmp_path, capsys):
     arrays, _ = load_checkpoint(run / "checkpoint.npz")
     params = {k: v for k, v in arrays.items() if k in model.graph.params}
     train = load_dataset("xor", model, val=0.0).train
-    reference = GradNormProbe(model, "reference", batch=4).norms(params, train)
+    reference, steps = GradNormProbe(model, "reference", batch=4).norms(params, train)
+    assert steps == {}   # no recurrent layer
     for _, layer, norm in rows[-2:]:
         assert float(norm) == pytest.approx(reference[layer], rel=1e-4)
     out = tmp_path / "heat.svg"

@@ -22,6 +22,8 @@ def epoch_line(h, epochs: int) -> str:
     parts.append(f"{h.seconds:.1f}s")
     if h.grad_norms:
         parts.append("‖∇‖ " + " ".join(f"{k} {v:.2g}" for k, v in h.grad_norms.items()))
+    for label, norms in h.grad_steps.items():   # back through time: from the last step to the first
+        parts.append(f"‖∇{label}‖ step {len(norms)} {norms[-1]:.2g} → step 1 {norms[0]:.2g}")
     return "  ".join(parts)
 
 

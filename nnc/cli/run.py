@@ -236,10 +236,10 @@ def divergence_warning(watch, loss: float, epoch: int, step: int, config) -> str
 
 
 def record_grad_stats(trainer, h, train: dict, folder: Path) -> None:
-    """--grad-stats: this epoch's per-layer gradient norms into the history and grad_stats.csv."""
+    """--grad-stats: this epoch's per-layer (and per-step) gradient norms into the history and the CSV files."""
     from ..train.grad_stats import write_grad_stats
 
-    h.grad_norms = trainer.gradient_norms(train)
+    h.grad_norms, h.grad_steps = trainer.gradient_norms(train)
     write_grad_stats(folder, trainer.model, [*trainer.history, h])
 
 

@@ -86,9 +86,9 @@ def cmd_viz(args) -> int:
 
 
 def cmd_heat(args) -> int:
-    from ..train.grad_stats import read_grad_stats
+    from ..train.grad_stats import read_grad_stats, read_grad_steps
     from ..viz.heat import heat_diagram, plot_path
-    from ..viz.plots import plot_norms
+    from ..viz.plots import plot_norms, plot_steps
     from ..viz.render import output_format, write_diagram
 
     if not args.output:
@@ -99,7 +99,13 @@ def cmd_heat(args) -> int:
     write_diagram(heat_diagram(model, table), args.output)
     plot = plot_path(args.output)
     plot_norms(plot, table, f"{model.name}: gradient norm per layer")
-    print(f"wrote {args.output} and {plot}")
+    written = [str(args.output), str(plot)]
+    steps = read_grad_steps(args.heat)
+    if steps:   # recurrent layers: the gradient that reaches each time step
+        steps_plot = plot_path(args.output, "steps")
+        plot_steps(steps_plot, steps, f"{model.name}: gradient norm per time step")
+        written.append(str(steps_plot))
+    print(f"wrote {', '.join(written[:-1])} and {written[-1]}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 A spec is one of
 - a built-in name: `mnist`, `fashion-mnist` (also `fashion_mnist`), `and`,
-  `or`, `xor`, `spiral`, `sine`;
+  `or`, `xor`, `spiral`, `sine`, `remember`;
 - a `.csv` file (with `target` naming the target column) or an `.npz` file;
 - a `.txt` file: a text for a character-level model (nnc.data.text);
 - a folder holding the four MNIST-format IDX files.
@@ -45,9 +45,9 @@ from .sequences import check_width, sequence_layout, series_dataset
 from .splits import TEST_STREAM, VAL_STREAM, contiguous_holdout, holdout, holdout_count, sample_total
 from .tables import read_csv, read_npz
 from .text import TEXT_SUFFIXES, check_vocabulary, read_text, text_dataset
-from .toy import GATE_OUTPUTS, gate, sine, spiral
+from .toy import GATE_OUTPUTS, gate, remember, sine, spiral
 
-BUILTIN_NAMES = ("mnist", "fashion-mnist", "and", "or", "xor", "spiral", "sine")
+BUILTIN_NAMES = ("mnist", "fashion-mnist", "and", "or", "xor", "spiral", "sine", "remember")
 ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
 TABLE_SUFFIXES = (".csv",)
 DATA_HINT = (f"--data takes one of {', '.join(BUILTIN_NAMES)}, a .csv, .npz or .txt file, or a folder of "
@@ -115,6 +115,8 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
         _no_window(window, name)
         if name in IMAGE_SETS:
             return load_image_set(IMAGE_SETS[name], mirrors=mirrors, download=download, log=log)
+        if name == "remember":
+            return remember()
         return gate(name) if name in GATE_OUTPUTS else spiral()
     path = Path(spec).expanduser()
     if base_dir is not None and not path.is_absolute():

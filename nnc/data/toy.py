@@ -1,4 +1,5 @@
-"""The course's small built-in datasets: the logic gates `and`, `or`, `xor`, the 3-class `spiral` and `sine`.
+"""The course's small built-in datasets: the logic gates `and`, `or`, `xor`, the 3-class `spiral`, `sine`
+and `remember`.
 
 A gate's data is its whole truth table: x [4, 2] of 0/1 and target [4, 1].
 There is nothing else to test a gate on, so its test set is the table itself.
@@ -12,6 +13,13 @@ independent draws (seeds 0 and 1), so the test set measures generalization.
 noise of standard deviation 0.1 at steps t = 0, 1, ..., with a random phase φ;
 2,000 steps to train on (seed 0) and another 500 (seed 1) to test on, cut into
 windows of T steps whose next value is the target (nnc.data.sequences).
+
+`remember` is the memory task that shows vanishing gradients through time
+(Hochreiter and Schmidhuber's experiments, Bengio et al. 1994): sequences of
+50 steps of one value, the first ±1 and the rest standard-normal noise; the
+class is the sign of the first value (0 for −1, 1 for +1), so a recurrent
+network must carry it across all 50 steps. 10,000 sequences to train on (seed 0),
+1,000 to test on (seed 1), half of each class.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ SPIRAL_TRAIN_SEED, SPIRAL_TEST_SEED = 0, 1
 SINE_PERIOD, SINE_NOISE = 25, 0.1
 SINE_TRAIN_STEPS, SINE_TEST_STEPS = 2000, 500
 SINE_TRAIN_SEED, SINE_TEST_SEED = 0, 1
+
+REMEMBER_STEPS = 50
+REMEMBER_TRAIN, REMEMBER_TEST = 10000, 1000
+REMEMBER_TRAIN_SEED, REMEMBER_TEST_SEED = 0, 1
 
 
 def gate(name: str) -> Dataset:
@@ -72,3 +84,20 @@ def sine(layout: Layout) -> Dataset:
     return series_dataset("sine", sine_series(SINE_TRAIN_STEPS, SINE_TRAIN_SEED),
                           sine_series(SINE_TEST_STEPS, SINE_TEST_SEED), layout,
                           test_source=f"a second draw of the wave (seed {SINE_TEST_SEED})")
+
+
+def remember_sequences(count: int, seed: int, steps: int = REMEMBER_STEPS) -> tuple[np.ndarray, np.ndarray]:
+    """x float32 [count, steps, 1]: a first value of ±1, then N(0, 1) noise; labels int32: 1 where it is +1."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(count) % 2).astype(np.int32)
+    x = rng.normal(size=(count, steps, 1)).astype(np.float32)
+    x[:, 0, 0] = 2.0 * labels - 1.0
+    return x, labels
+
+
+def remember() -> Dataset:
+    train_x, train_y = remember_sequences(REMEMBER_TRAIN, REMEMBER_TRAIN_SEED)
+    test_x, test_y = remember_sequences(REMEMBER_TEST, REMEMBER_TEST_SEED)
+    return Dataset("remember", {"x": train_x, "label": train_y}, {"x": test_x, "label": test_y}, features=("x",),
+                   target="label", classes=2, test_source=f"a second draw (seed {REMEMBER_TEST_SEED})",
+                   note=f"{REMEMBER_STEPS} steps; the class is the sign of the first")

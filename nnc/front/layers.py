@@ -210,13 +210,14 @@ def chunk(b: GraphWriter, x: Tensor, n: int, axis: int = 1):
 
 @function
 def dense(b: GraphWriter, x: Tensor, units: int, bias: bool = True, init: Init = None, name: str = None):
-    """x @ weight + bias with weight [in, out]."""
+    """x @ weight + bias with weight [in, out]; on a sequence [B, T, in], at every step (as Keras)."""
     t = _float_input(b, x)
-    if t.rank != 2:
+    if t.rank not in (2, 3):
         hint = ("insert flatten(...)" if t.rank > 2
                 else f"reshape it, e.g. reshape(x, [{t.shape[0] if t.shape else 'B'}, 1])")
-        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 2-D [B, features] tensor", 0, hint)
-    features = t.shape[1]
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected [B, features] or a sequence "
+                      f"[B, T, features]", 0, hint)
+    features = t.shape[-1]
     if not isinstance(features, int):
         raise b.error(f"input features are the symbol {features}, expected a number", 0)
     if units < 1:

@@ -95,14 +95,19 @@ def _unrolled(b: GraphWriter, kind: str, x: Tensor, carries: list, weights: list
 
 
 def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences: bool, h0, c0, bidirectional: bool,
-              name: str | None, activation: str = "tanh", unroll: bool = False) -> Tensor:
+              name: str | None, activation: str = "tanh", unroll: bool = False, forget_bias: float = 0.0) -> Tensor:
     t = b.type(x)
     if not t.is_float:
         raise b.error(f"input is an int tensor {t}, expected a float [B, T, features] tensor", 0,
                       hint="int ids go through embedding(ids, vocab, dim) first")
     if t.rank != 3:
-        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 3-D [B, T, features] sequence", 0,
-                      hint="reshape(x, [B, T, features])" if t.rank == 2 else None)
+        hint = None
+        if t.rank == 2:
+            side = math.isqrt(t.shape[1]) if isinstance(t.shape[1], int) else 0
+            hint = (f"reshape it to steps of features, e.g. reshape(x, [{t.shape[0]}, {side}, {side}]): "
+                    f"{side} steps of {side} values" if side > 1 and side * side == t.shape[1]
+                    else "reshape it to [B, T, features]")
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 3-D [B, T, features] sequence", 0, hint)
     batch, steps, features = t.shape
     if not isinstance(steps, int) or not isinstance(features, int):
         raise b.error(f"input has shape {format_shape(t.shape)}: the time steps and features must be numbers", 0)
@@ -116,10 +121,11 @@ def recurrent(kind: str, b: GraphWriter, x: Tensor, units: int, return_sequences
     width = GATES[kind] * units
     k = 1 / math.sqrt(units)
     specs = []
+    bias_init = Init("forget_gate", (-k, k, units, float(forget_bias))) if forget_bias else Init("uniform", (-k, k))
     for prefix in ("", "reverse.") if bidirectional else ("",):
         specs += [(f"{prefix}weight_ih", TensorType((features, width), t.dtype), Init("uniform", (-k, k)), True),
                   (f"{prefix}weight_hh", TensorType((units, width), t.dtype), Init("uniform", (-k, k)), True),
-                  (f"{prefix}bias_ih", TensorType((width,), t.dtype), Init("uniform", (-k, k)), True),
+                  (f"{prefix}bias_ih", TensorType((width,), t.dtype), bias_init, True),
                   (f"{prefix}bias_hh", TensorType((width,), t.dtype), Init("uniform", (-k, k)), True)]
     p = b.params_for(name, specs)
     body = None if unroll else _cell(kind, batch, units, t.dtype, activation)
@@ -161,9 +167,12 @@ def rnn(b: GraphWriter, x: Tensor, units: int, activation: str = "tanh", return_
 
 
 def lstm(b: GraphWriter, x: Tensor, units: int, return_sequences: bool = False, h0: Tensor = None,
-         c0: Tensor = None, bidirectional: bool = False, unroll: bool = False, name: str = None):
-    """LSTM (PyTorch's equations, gates i, f, g, o) over [B, T, D]."""
-    return recurrent("lstm", b, x, units, return_sequences, h0, c0, bidirectional, name, unroll=unroll)
+         c0: Tensor = None, bidirectional: bool = False, unroll: bool = False, forget_bias: float = 0.0,
+         name: str = None):
+    """LSTM (PyTorch's equations, gates i, f, g, o) over [B, T, D]; `forget_bias` is added to the forget
+    gate's initial bias (1.0 is Keras's unit_forget_bias: the cell starts by keeping most of its state)."""
+    return recurrent("lstm", b, x, units, return_sequences, h0, c0, bidirectional, name, unroll=unroll,
+                     forget_bias=forget_bias)
 
 
 def gru(b: GraphWriter, x: Tensor, units: int, return_sequences: bool = False, h0: Tensor = None,

@@ -13,7 +13,8 @@ DETERMINISTIC = {"zeros", "ones", "constant"}
 
 @dataclass(frozen=True)
 class Init:
-    """A parameter initializer: zeros, ones, constant(v), normal(mean, std), uniform(lo, hi), xavier, he."""
+    """A parameter initializer: zeros, ones, constant(v), normal(mean, std), uniform(lo, hi), xavier, he, and
+    forget_gate(lo, hi, units, bias), an LSTM's input bias: uniform, plus `bias` on its forget gate."""
 
     kind: str
     args: tuple = ()

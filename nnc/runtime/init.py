@@ -37,6 +37,10 @@ def init_value(init, shape, dtype, rng: np.random.Generator) -> np.ndarray:
         v = rng.normal(args[0], args[1], shape)
     elif kind == "uniform":
         v = rng.uniform(args[0], args[1], shape)
+    elif kind == "forget_gate":   # an LSTM bias: uniform(lo, hi), plus `bias` on the forget gate's units
+        lo, hi, units, bias = args
+        v = rng.uniform(lo, hi, shape)
+        v[units:2 * units] += bias
     elif kind == "xavier":  # Glorot uniform
         fan_in, fan_out = fans(shape)
         limit = math.sqrt(6.0 / (fan_in + fan_out))

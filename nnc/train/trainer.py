@@ -98,6 +98,7 @@ class EpochStats:
     seconds: float = 0.0
     samples_per_second: float = 0.0
     grad_norms: dict = field(default_factory=dict)
+    grad_steps: dict = field(default_factory=dict)   # recurrent layer -> its gradient norm at each time step
 
 
 class Trainer:
@@ -210,8 +211,9 @@ class Trainer:
             return None
         return describe(self.step_graph, found, f"epoch {failure.epoch + 1}, step {failure.step + 1}")
 
-    def gradient_norms(self, train: dict) -> dict:
-        """Each layer's ‖d loss / d parameters‖ now, on a fixed training batch (nnc run --grad-stats)."""
+    def gradient_norms(self, train: dict) -> tuple[dict, dict]:
+        """Each layer's ‖d loss / d parameters‖ now, on a fixed training batch, and each recurrent layer's
+        gradient norm at each time step (nnc run --grad-stats)."""
         from .grad_stats import GradNormProbe
 
         if getattr(self, "_grad_probe", None) is None:

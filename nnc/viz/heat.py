@@ -53,6 +53,7 @@ def heat_diagram(model, table: dict, epoch: int | None = None) -> str:
     return layers_view(model.graph, opts).source()
 
 
-def plot_path(output: str | Path) -> Path:
+def plot_path(output: str | Path, what: str = "norms") -> Path:
+    """Where the plot beside a heat diagram goes: OUT_norms.png (per layer), OUT_steps.png (per time step)."""
     output = Path(output)
-    return output.with_name(output.stem + "_norms.png")
+    return output.with_name(f"{output.stem}_{what}.png")

@@ -99,6 +99,33 @@ def plot_norms(path: Path, table: dict, title: str) -> None:
     save_figure(fig, path)
 
 
+def plot_steps(path: Path, table: dict, title: str) -> None:
+    """A heat map per recurrent layer: the gradient norm that reaches each time step (rows, step 1 at the
+    bottom) after each epoch (columns), colour on a log scale shared by the layers:
+    {layer: {epoch: [norm at step 1, 2, ...]}} as grad_steps.csv holds it."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    grids = {}
+    for layer, epochs in table.items():
+        order = sorted(epochs)
+        grids[layer] = (order, np.maximum(np.array([epochs[e] for e in order]).T, 1e-30))
+    values = np.concatenate([g.ravel() for _, g in grids.values()])
+    scale = LogNorm(vmin=values.min(), vmax=values.max())
+    fig = Figure(figsize=(3.2 * len(grids) + 1.4, 4.0))
+    axes = fig.subplots(1, len(grids), squeeze=False)[0]
+    for ax, (layer, (order, grid)) in zip(axes, grids.items()):
+        image = ax.imshow(grid, origin="lower", aspect="auto", norm=scale, cmap="viridis",
+                          extent=(order[0] - 0.5, order[-1] + 0.5, 0.5, grid.shape[0] + 0.5))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("time step")
+        ax.set_title(layer, fontsize=9)
+    fig.colorbar(image, ax=list(axes), label="‖d loss / d step's input‖")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
 def save_figure(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
