@@ -20,3 +20,11 @@ for act in sigmoid relu; do
   nnc viz --heat "$run/$act" -o docs/vanishing_${act}_heat.svg   # also docs/vanishing_${act}_heat_norms.png
 done
 rm -rf "$run"
+# vanishing gradients through time: the gradient that reaches each step of a 50-step sequence, each epoch
+run=$(mktemp -d)
+for model in vanishing_rnn vanishing_lstm; do
+  nnc run examples/vanishing_rnn.nn --model $model --grad-stats --out "$run/$model" --quiet
+  nnc viz --heat "$run/$model" -o "$run/${model}_heat.svg"
+  cp "$run/${model}_heat_steps.png" docs/
+done
+rm -rf "$run"

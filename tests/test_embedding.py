@@ -105,3 +105,21 @@ def test_an_input_of_ids_is_a_feature_not_the_target():
                           "  pred = embedding(ids, 10, 8) @ w\n  output pred\n  loss mse(pred, y)\n}\n")
     task = training_task(regressor.graph)
     assert (task.kind, task.target) == (REGRESSION, "y")
+
+
+def test_ids_out_of_range_in_the_training_data_are_named_with_their_sample_and_position(tmp_path):
+    from conftest import run_main
+
+    (tmp_path / "tags.nn").write_text(
+        "model tags {\n  input ids: int[B, 6]\n  input tags: int[B, 6]\n  param w: [4, 3] = xavier\n"
+        "  logits = embedding(ids, 10, 4) @ w\n  output logits\n  loss cross_entropy(logits, tags)\n}\n",
+        encoding="utf-8")
+    ids = np.zeros((12, 6), np.int64)
+    ids[8, 4] = 12
+    np.savez(tmp_path / "d.npz", ids=ids, tags=np.zeros((12, 6), np.int64))
+    result = run_main("run", "tags.nn", "--data", "d.npz", "--out", "run", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "id 12 in array ids (sample 9, position [4] of the training data) is out of range for model 'tags': " \
+           "expected 0 to 9" in result.stderr
+    assert "hint: its input 'ids' indexes a table of 10 rows" in result.stderr
+    assert not (tmp_path / "run").exists()

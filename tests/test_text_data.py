@@ -277,8 +277,8 @@ TRAIN_TEXT = "train {\n  data = \"t.txt\"\n  optimizer = adam(lr=0.1)\n  epochs 
 @pytest.mark.skipif(not HAS_EMBEDDING, reason=NEEDS_EMBEDDING)
 @pytest.mark.parametrize("window, flags, source", [
     ("32", [], "the model"),
-    # a symbolic T takes the run's window; the reference interpreter sizes T from the data (the native training
-    # engine compiles every symbolic dim at the batch size)
+    # a symbolic T takes the run's window, and both engines size T from the data (not from the batch)
+    ("T", ["--window", "32"], "window = 32"),
     ("T", ["--window", "32", "--backend", "reference"], "window = 32"),
 ])
 def test_nnc_run_on_a_text_reports_perplexity_next_to_the_unigram_baseline(tmp_path, window, flags, source):
@@ -299,6 +299,11 @@ def test_nnc_run_on_a_text_reports_perplexity_next_to_the_unigram_baseline(tmp_p
     assert metrics["perplexity"] < baseline                  # a bigram model knows more than the frequencies
     assert read_vocabulary(tmp_path / "run" / VOCAB_FILE) == vocabulary_of(text)
     assert not (tmp_path / "run" / "confusion.png").exists()
+    # nnc eval --data on the trained parameters prints what the run ended with
+    evaluated = run_main("eval", "bigram.nn", "--params", "run", "--data", "t.txt", *flags[:2], cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"validation perplexity {metrics['perplexity']:.4g} per character" in evaluated.stdout
+    assert f"perplexity {baseline:.4g}" in evaluated.stdout
 
 
 @pytest.mark.skipif(not HAS_EMBEDDING, reason=NEEDS_EMBEDDING)

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from ..fileio import save_npz
 from ..text import value_text
-from .options import FLOAT_DTYPES, gather_inputs, gather_params, gather_random, load_model, model_options, value_options
+from .options import (
+    FLOAT_DTYPES,
+    gather_inputs,
+    gather_params,
+    gather_random,
+    load_model,
+    model_options,
+    value_options,
+    window_option,
+)
 from .report import evaluation_text
 
 
@@ -17,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--save-params", metavar="P.npz", help="write the parameters used here")
     p.add_argument("--data", metavar="DATA", help="evaluate on this dataset's test set instead (mnist, FILE.csv, ...)")
     p.add_argument("--target", metavar="COLUMN", help="with --data FILE.csv: the column to predict")
+    window_option(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -40,16 +50,14 @@ def cmd_eval(args) -> int:
 
 
 def eval_on_data(args, model) -> int:
-    """nnc eval --data: the test set (the training set when the data has none) through the model, with the
-    metrics nnc run prints."""
+    """nnc eval --data: the data's final part (its test part, a text's validation part, else the training
+    set) through the model, with the metrics and the naive baseline nnc run prints."""
     from ..data import load_for_model
-    from ..train.evaluator import Evaluator
+    from ..train.evaluator import Evaluator, final_evaluation
 
     params = gather_params(args, model)
-    data = load_for_model(model, data=args.data, target=args.target, val=0.0, seed=args.seed)
-    split = data.test if data.test is not None else data.train
-    evaluator = Evaluator(model, args.backend or "llvm", params)
-    result = evaluator.evaluate(split, detailed=evaluator.task.classifies)
-    which = "test" if data.test is not None else "training"
-    print(evaluation_text(which, result, data.describe()))
+    data = load_for_model(model, data=args.data, target=args.target, val=0.0, seed=args.seed,
+                           window=args.window)
+    which, result = final_evaluation(Evaluator(model, args.backend or "llvm", params), data)
+    print(evaluation_text(which, result, data.describe(), baseline=data.baseline))
     return 0

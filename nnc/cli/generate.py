@@ -32,10 +32,10 @@ PAD = " "   # what a context shorter than the model's T is padded with on the le
 
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="sample text from a trained character-level model",
-                       description="Sample text from a character model trained by `nnc run` on a text; --seed "
-                                   "also seeds the sampling.")
+                       description="Sample text from a character model trained by `nnc run` on a text.")
     model_options(p)
-    params_options(p)
+    params_options(p, seed_help="seed for the sampling (and --random-params); the same seed writes the same text "
+                   "(default 0)")
     p.add_argument("--prime", required=True, metavar="TEXT", help="the text to continue (its characters must be in "
                    "the vocabulary)")
     p.add_argument("--length", type=positive_int, default=200, metavar="N", help="characters to add (default 200)")

@@ -94,13 +94,13 @@ def model_options(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--model", dest="model_name", metavar="NAME", help="which model of the file (default: the first)")
 
 
-def params_options(p: argparse.ArgumentParser) -> None:
+def params_options(p: argparse.ArgumentParser, seed_help: str = "seed for --random-params and --random-inputs "
+                   "(default 0)") -> None:
     p.add_argument("--params", metavar="RUN_DIR", help="the parameters: a run folder (what nnc run printed), its "
                    "checkpoint.npz, or a .npz of arrays keyed by parameter name")
     p.add_argument("--random-params", action="store_true", help="draw the randomly initialized parameters not "
                    "given by --params (seeded by --seed) instead of refusing to compute with them")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random-params and --random-inputs "
-                   "(default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help=seed_help)
 
 
 def backend_option(p: argparse.ArgumentParser, help: str | None = None, default: str | None = None) -> None:
@@ -190,3 +190,9 @@ def gather_params(args, model) -> dict:
     if missing:
         print(f"random parameters (seed {args.seed}): {', '.join(missing)}")
     return model.complete_params(given, args.seed)
+
+
+def window_option(p) -> None:
+    """--window: sequence data's steps per window (nnc run, nnc eval --data)."""
+    p.add_argument("--window", type=positive_int, metavar="N", help="sequence data: steps per window when the "
+                   "model's sequence length is symbolic; a CSV file becomes one series")

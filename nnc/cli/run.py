@@ -32,6 +32,7 @@ from .options import (
     positive_float,
     positive_int,
     val_amount,
+    window_option,
 )
 from .progress import Progress
 from .report import epoch_line, evaluation_text, fitted_params_text
@@ -46,8 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data", metavar="DATA", help="mnist, fashion-mnist, and, or, xor, spiral, sine, FILE.csv, "
                    "FILE.npz or FILE.txt (default: the train block's data)")
     p.add_argument("--target", metavar="COLUMN", help="the CSV column to predict (with --window: the series)")
-    p.add_argument("--window", type=positive_int, metavar="N", help="sequence data: steps per window when the "
-                   "model's sequence length is symbolic; a CSV file becomes one series")
+    window_option(p)
     p.add_argument("--epochs", type=positive_int, help="passes over the training set")
     p.add_argument("--batch", type=positive_int, help="examples per training step")
     p.add_argument("--lr", type=positive_float, help="learning rate")
@@ -87,6 +87,7 @@ def cmd_run(args) -> int:
     from ..data import load_for_model
     from ..model import load
     from ..train import runfolder
+    from ..train.engines import data_sizes
     from ..train.trainer import DivergenceWatch, Trainer
 
     started = time.perf_counter()
@@ -113,7 +114,7 @@ def cmd_run(args) -> int:
     config = runfolder.config_of(settings)
     data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed,
                           window=settings.get("window"))
-    trainer = Trainer(model, config)
+    trainer = Trainer(model, config, sizes=data_sizes(model.graph, data.train))
     trainer.check_numerics = settings["check_numerics"]
     watch, resume_at = DivergenceWatch(), None
     if saved is not None:
@@ -203,18 +204,16 @@ def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progres
     """The trained model on the test set (the training set when the data has none): printed, metrics.json
     (and --metrics-json), the figures."""
     from ..train import runfolder
+    from ..train.evaluator import final_evaluation
     from ..viz.plots import plot_confusion, plot_curves
 
     classifies = trainer.task.classifies
-    has_test = data.test is not None and data.n_test
-    text = bool(data.vocabulary)  # a character model: perplexity, and no confusion matrix of every character
     trainer.evaluator.params = trainer.model_params()
-    result = trainer.evaluator.evaluate(data.test if has_test else data.train, detailed=classifies and not text,
-                                        perplexity=text)
+    which, result = final_evaluation(trainer.evaluator, data)
     seconds = time.perf_counter() - started
     metrics = runfolder.final_metrics(trainer, data, result, settings, seconds, samples_per_second)
     progress.print()
-    progress.print(evaluation_text(data.final_split if has_test else "training", result, baseline=data.baseline))
+    progress.print(evaluation_text(which, result, baseline=data.baseline))
     if "confusion" in result:
         plot_confusion(folder / runfolder.CONFUSION, result["confusion"])
     elif not classifies and data.baseline is None:  # a sequence model's parameters are too many to show

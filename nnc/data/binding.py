@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NncError
-from ..ir.ops.nn import first_bad_label
+from ..ir.ops.nn import first_bad_label, first_bad_label_at
 from ..ir.types import format_shape, numpy_dtype
 from ..runtime.task import BINARY, CLASSIFICATION, Task
 from .dataset import Dataset
@@ -110,7 +110,9 @@ class _Fit:
             return np.eye(classes, dtype=numpy_dtype(t.dtype))[labels]
         shaped = self.reshape(array, t)
         if not t.is_float:
-            return self.labels(shaped, self.task.classes if is_target else None)
+            if is_target:
+                return self.labels(shaped, self.task.classes)
+            return self.ids(shaped, self.model.graph.label_classes(self.model.graph.inputs[self.binding.input]))
         if is_target and self.task.kind == BINARY:
             self.check_binary(shaped)
         return shaped.astype(numpy_dtype(t.dtype), copy=False)
@@ -172,6 +174,20 @@ class _Fit:
                     f"e.g. dense(..., {int(high) + 1})" if classes is not None and high >= classes else None)
             raise self.error(f"label {bad:g} in the {self.part_name} data is out of range for model "
                              f"'{self.model.name}': expected {limit}", hint=hint)
+        return array.astype(np.int32, copy=False)
+
+    def ids(self, array: np.ndarray, rows: int | None) -> np.ndarray:
+        """Int ids (an embedding's, a one_hot's) as int32, each within [0, rows) where the model says how many
+        there may be: the first one outside is named with its sample and position."""
+        self.labels(array, None)   # whole numbers, not negative
+        found = first_bad_label_at(array, rows) if rows is not None else None
+        if found is not None:
+            value, (sample, *position) = found
+            at = f", position {format_shape(position)}" if position else ""
+            raise self.error(f"id {value} in {self.what} (sample {sample + 1}{at} of the {self.part_name} data) is "
+                             f"out of range for model '{self.model.name}': expected 0 to {rows - 1}",
+                             hint=f"its input '{self.binding.input}' indexes a table of {rows} rows: make the table "
+                                  f"larger or the ids smaller")
         return array.astype(np.int32, copy=False)
 
     def check_binary(self, array: np.ndarray) -> None:

@@ -20,8 +20,8 @@ class NativeEngine:
     """The graph compiled for one batch size: `run_batch` is one native call on rows gathered into buffers
     bound once (the training hot path)."""
 
-    def __init__(self, graph, batch: int, targets, threads: int | None = None):
-        self.exe = compile_graph(graph, {s: batch for s in _symbols(graph)}, targets, threads=threads)
+    def __init__(self, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None):
+        self.exe = compile_graph(graph, bindings(graph, batch, sizes), targets, threads=threads)
         self.compile_seconds = self.exe.stats["compile_seconds"]
         self._buffers: dict = {}
         self._views: dict | None = None
@@ -60,7 +60,7 @@ class NativeEngine:
 class ReferenceEngine:
     """The same interface on the NumPy reference interpreter, which keeps the parameters itself."""
 
-    def __init__(self, graph, batch: int, targets, threads: int | None = None):
+    def __init__(self, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None):
         self.graph = graph
         self.targets = list(targets) + list(graph.updates.values())
         self.params = init_params(graph)
@@ -85,10 +85,25 @@ class ReferenceEngine:
 ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
 
 
-def engine(backend: str, graph, batch: int, targets, threads: int | None = None):
-    """The engine running `graph` on `backend` (checked by nnc.runtime.execute.check_backend)."""
-    return ENGINES[check_backend(backend)](graph, batch, targets, threads=threads)
+def engine(backend: str, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None):
+    """The engine running `graph` on `backend` (checked by nnc.runtime.execute.check_backend); `sizes` gives
+    the symbolic dims other than the batch (a sequence's T), see `data_sizes`."""
+    return ENGINES[check_backend(backend)](graph, batch, targets, threads=threads, sizes=sizes)
 
 
-def _symbols(graph) -> set:
-    return {d for n in graph.inputs.values() for d in graph.type_of(n).shape if isinstance(d, str)}
+def bindings(graph, batch: int, sizes: dict | None = None) -> dict:
+    """Every symbolic dim of the inputs: `sizes` where given, else the batch size."""
+    return {s: (sizes or {}).get(s, batch) for n in graph.inputs.values() for s in graph.type_of(n).shape
+            if isinstance(s, str)}
+
+
+def data_sizes(graph, arrays: dict) -> dict:
+    """The size of each symbolic dim past the first (the batch) of the inputs, read off the data's arrays:
+    {"T": 64} for `input text: int[B, T]` fed windows of 64 characters."""
+    sizes = {}
+    for name, n in graph.inputs.items():
+        if name in arrays:
+            for d, size in zip(graph.type_of(n).shape[1:], np.shape(arrays[name])[1:]):
+                if isinstance(d, str):
+                    sizes.setdefault(d, int(size))
+    return sizes

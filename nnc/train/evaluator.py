@@ -68,3 +68,14 @@ class Evaluator:
             precision, recall = precision_recall(counts)
             result.update(confusion=counts, precision=precision, recall=recall)
         return result
+
+
+def final_evaluation(evaluator, data) -> tuple[str, dict]:
+    """What `nnc run` ends with and `nnc eval --data` prints: the model on the data's final part (its test
+    part, a text's validation part, the training set when there is neither), with a classifier's confusion
+    matrix, or a character model's perplexity instead (no matrix of every character) -> (which, result)."""
+    has_test = data.test is not None and data.n_test
+    text = bool(data.vocabulary)
+    result = evaluator.evaluate(data.test if has_test else data.train,
+                                detailed=evaluator.task.classifies and not text, perplexity=text)
+    return (data.final_split if has_test else "training"), result

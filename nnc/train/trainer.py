@@ -102,14 +102,16 @@ class EpochStats:
 
 
 class Trainer:
-    def __init__(self, model, config: RunConfig):
+    def __init__(self, model, config: RunConfig, sizes: dict | None = None):
+        """`sizes`: symbolic dims other than the batch, from the data (engines.data_sizes)."""
         self.model = model
         self.config = config
         self.task = training_task(model.graph)
         self.step_graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
         start = time.perf_counter()
         targets = [self.step_graph.loss, self.step_graph.outputs[self.task.output]]
-        self.step = engine(config.backend, self.step_graph, config.batch, targets, threads=config.threads)
+        self.step = engine(config.backend, self.step_graph, config.batch, targets, threads=config.threads,
+                           sizes=sizes)
         self.compile_seconds = time.perf_counter() - start
         self.step.set_params(init_params(self.step_graph, config.seed))
         self.evaluator = Evaluator(model, config.backend)
