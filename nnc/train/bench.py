@@ -57,7 +57,8 @@ def synthetic_data(graph, rows: int, classes: int | None, seed: int = 0) -> dict
         t = graph.type_of(n)
         shape = tuple(rows if isinstance(d, str) else d for d in t.shape)
         if t.dtype == "int32":
-            data[name] = rng.integers(0, classes or 2, size=shape).astype(np.int32)
+            high = graph.label_classes(n) or classes or 2   # an embedding's ids below its table's rows
+            data[name] = rng.integers(0, high, size=shape).astype(np.int32)
         else:
             data[name] = rng.standard_normal(shape).astype(np.dtype(t.dtype))
     return data

@@ -32,12 +32,12 @@ def const(g: Graph, value) -> int:
 
 def random_values(g: Graph, bindings: dict, rng, positive=(), classes: int = 10) -> tuple[dict, dict]:
     """Random float32 inputs and params (standard normal; uniform in [0.5, 2] for names in `positive`),
-    int32 labels below `classes`."""
+    int32 labels and ids below the classes the graph indexes them by (`classes` when nothing says)."""
     def value(name, n):
         t = g.type_of(n)
         shape = concrete(t.shape, bindings)
         if t.dtype == "int32":
-            return rng.integers(0, classes, size=shape).astype(np.int32)
+            return rng.integers(0, g.label_classes(n) or classes, size=shape).astype(np.int32)
         if name in positive:
             return rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
         return rng.standard_normal(shape).astype(np.float32)
