@@ -28,3 +28,8 @@ for model in vanishing_rnn vanishing_lstm; do
   cp "$run/${model}_heat_steps.png" docs/
 done
 rm -rf "$run"
+# a GAN's digits after its 20 epochs (about four minutes on two cores)
+run=$(mktemp -d)
+nnc run examples/mnist_gan.nn --out "$run/gan" --quiet
+cp "$run/gan/samples_epoch_20.png" docs/mnist_gan_samples.png
+rm -rf "$run"

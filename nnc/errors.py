@@ -14,6 +14,7 @@ The CLI prints `format()` and exits 1; a traceback appears only with --debug.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 
@@ -103,6 +104,14 @@ def caret_lines(loc: Loc) -> str:
         width = min(width, MAX_SHOWN_LINE)
     width = max(1, min(width, max(len(line) - start, 1)))
     return f"  {line}\n  {' ' * start}^{'~' * (width - 1)}"
+
+
+def closest(name: str, choices) -> str | None:
+    """The choice `name` most likely stands for, for a `did you mean` (never to accept it): the same word in
+    another case, else the nearest spelling (difflib), else None."""
+    lowered = {choice.lower(): choice for choice in choices}
+    near = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    return lowered[near[0]] if near else None
 
 
 class ShapeError(Exception):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -10,7 +13,7 @@ import numpy as np
 
 from .errors import NncError
 from .front.builder import build
-from .front.settings import read_train_block
+from .front.settings import check_names, read_train_block
 from .front.syntax import parse, read_source
 from .passes import pipeline
 from .runtime.checkpoint import model_params
@@ -61,6 +64,8 @@ class Model:
         self.source = program.source
         self.settings = read_train_block(program.trains)
         self.graph = build(program, model_ast, training=False)
+        check_names(program.trains, self.graph)
+        self.params: dict | None = None   # what fit or load_params gave; eval, grad and evaluate use them
 
     @cached_property
     def training_graph(self):
@@ -118,7 +123,7 @@ class Model:
         """The parameters `params` gives (a run folder, a checkpoint or parameter .npz, a dict of arrays, or
         None) plus initial values for the rest: constant initializers always; random ones (seeded) only
         with `random_params`, else leaving one out is an error that names it."""
-        given = model_params(params, self)
+        given = model_params(params if params is not None else self.params, self)
         missing = [name for name in self.random_param_names() if name not in given]
         if missing and not random_params:
             raise MissingParams(self, missing)
@@ -144,6 +149,110 @@ class Model:
         if loss in values:
             result["loss"] = values[loss]
         return result
+
+    # ---- training -------------------------------------------------------------------
+
+    def load_params(self, source) -> Model:
+        """Take the parameters of a run folder, checkpoint, parameter .npz or dict (checked against the model)
+        as the model's: eval, grad and evaluate use them from now on."""
+        self.params = model_params(source, self)
+        return self
+
+    def fit(self, data=None, *, epochs: int | None = None, batch: int | None = None, lr: float | None = None,
+            optimizer: str | None = None, schedule: str | None = None, weight_decay: float | None = None,
+            clip: float | None = None, seed: int | None = None, val=None, threads: int | None = None,
+            backend: str | None = None, steps: int | None = None, freeze=None, early_stop: int | None = None,
+            snapshots: int | None = None, init_from=None, target: str | None = None, window: int | None = None,
+            out: str | None = None, callbacks=(), progress: bool = True) -> list:
+        """Train the model as `nnc run` does (the same settings: None keeps the train block's) and keep the
+        trained parameters as the model's; -> the per-epoch history (EpochStats: train_loss, val_loss,
+        accuracies, lr, seconds, ...; a model without inputs: one dict per step). `out` writes a run folder
+        (`nnc eval --params OUT` reads it); `callbacks` are called with each epoch's EpochStats as it ends
+        (plot as it trains); `progress` prints a line per epoch."""
+        from .data import load_for_model
+        from .train import runfolder
+        from .train.config import run_config
+        from .train.engines import data_sizes
+        from .train.fit import Loop, Reporter, epoch_line, optimize
+        from .train.trainer import DivergenceWatch, Trainer
+        from .train.transfer import init_from as transfer
+
+        config = run_config(self.settings, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, schedule=schedule,
+                            weight_decay=weight_decay, clip=clip, seed=seed, backend=backend, threads=threads,
+                            steps=steps, freeze=freeze, early_stop=early_stop, snapshots=snapshots)
+
+        class Printed(Reporter):
+            """A line per epoch; in Jupyter also a line updated in place as the epoch goes."""
+
+            def __init__(self):
+                self.live = _notebook_display() if progress else None
+                self.epoch, self.last = 0, 0.0
+
+            def start_epoch(self, epoch: int, batch: int) -> None:
+                self.epoch, self.started, self.batch = epoch, time.perf_counter(), batch
+
+            def step(self, done: int, total: int, loss: float, accuracy: float | None) -> None:
+                now = time.perf_counter()
+                if self.live is None or (now - self.last < 0.5 and done < total):
+                    return
+                self.last = now
+                left = (total - done) * (now - self.started) / max(done, 1)
+                acc = f"  acc {100 * accuracy:.2f}%" if accuracy is not None else ""
+                self.live.update(f"epoch {self.epoch}/{config.epochs}: {done}/{total}  loss {loss:.4f}{acc}  "
+                                 f"ETA {left:.0f}s")
+
+            def epoch_end(self, stats, shown: bool) -> None:
+                if progress:
+                    print(epoch_line(stats, config.epochs), flush=True)
+
+            def say(self, text: str) -> None:
+                if progress:
+                    print(text, flush=True)
+
+            def warn(self, text: str) -> None:
+                print(text, file=sys.stderr, flush=True)
+
+        folder_of = (lambda settings: runfolder.new_run(out, self, settings, False, self.source.filename)) if out \
+            else (lambda settings: contextlib.nullcontext(None))
+        if not self.graph.inputs:
+            trainer = Trainer(self, config)
+            settings = runfolder.new_settings(self, self.source.filename, config) if out else {}
+            with folder_of(settings) as folder:
+                rows = optimize(trainer, config.steps or 100, folder, Printed())
+                if folder is not None:
+                    runfolder.save_state(folder, trainer, DivergenceWatch())
+            self.params = trainer.model_params()
+            return rows
+        spec = data if data is not None else self.settings["data"]
+        bound = load_for_model(self, data=data, target=target, val=val, seed=config.seed, window=window)
+        trainer = Trainer(self, config, sizes=data_sizes(self.graph, bound.train))
+        if init_from is not None:
+            moved = transfer(trainer, init_from)
+            if progress:
+                print(moved.describe(init_from))
+        settings = runfolder.new_settings(self, self.source.filename, config, data=str(spec), target=target,
+                                          val=val, window=window) if out else {}
+        with folder_of(settings) as folder:
+            outcome = Loop(trainer, bound, folder, Printed(), callbacks=callbacks).run()
+        if outcome.status == "diverged":
+            raise NncError(f"training stopped: {outcome.message}", hint="lower the learning rate or clip the "
+                           "gradients") from outcome.located
+        if outcome.message and progress:
+            print(outcome.message)
+        self.params = trainer.model_params()
+        return trainer.history
+
+    def evaluate(self, data=None, params=None, *, target: str | None = None, window: int | None = None,
+                 backend: str | None = None) -> dict:
+        """The model's metrics on a dataset's final part (its test set; a text's validation part; else the
+        training set), as `nnc run` ends with: loss, accuracy (a classifier), MSE/MAE (a regression), ..."""
+        from .data import load_for_model
+        from .train.evaluator import Evaluator, final_evaluation
+
+        bound = load_for_model(self, data=data, target=target, val=0.0, window=window)
+        evaluator = Evaluator(self, backend or "llvm", self.complete_params(params, random_params=False))
+        which, result = final_evaluation(evaluator, bound)
+        return {"evaluated_on": which, **result}
 
     def resolve(self, name: str | None, graph=None) -> tuple[str, int]:
         """A statement, input, parameter or output name -> (name, node); None -> the loss or single output."""
@@ -206,11 +315,13 @@ class Model:
             cache[key] = pipeline.gradient(self.training_graph, of=of_node, wrt=list(wrt), keep=list(keep))
         return cache[key]
 
-    def training_step(self, spec=None, *, weight_decay: float = 0.0, clip: float | None = None):
+    def training_step(self, spec=None, *, weight_decay: float = 0.0, clip: float | None = None,
+                      loss: str | None = None, frozen=()):
         """The graph of one training step with the optimizer `spec` (a nnc.specs.Spec; default: the train
-        block's): forward, backward and update (nnc.passes.pipeline.training_step)."""
+        block's): forward, backward and update (nnc.passes.pipeline.training_step) of the parameters loss
+        `loss` trains (a model with several losses has one step per loss) less the `frozen` ones."""
         return pipeline.training_step(self.training_graph, spec or self.settings["optimizer"],
-                                      weight_decay=weight_decay, clip=clip)
+                                      weight_decay=weight_decay, clip=clip, loss=loss, frozen=frozen)
 
     def random_inputs(self, batch: int = 4, seed: int = 0, names=None) -> dict:
         """Random values for the inputs: floats ~ N(0, 1); int labels in the range their consumer expects."""
@@ -274,3 +385,27 @@ def _select(program, name: str | None, filename: str) -> Model:
     if name not in seen:
         raise NncError(f"{filename} has no model '{name}'", hint=f"its models: {', '.join(seen)}")
     return Model(program, seen[name])
+
+
+class _NotebookLine:
+    """One text output of a Jupyter cell, replaced in place (IPython's display with a display_id)."""
+
+    def __init__(self, display):
+        self.display, self.handle = display, None
+
+    def update(self, text: str) -> None:
+        if self.handle is None:
+            self.handle = self.display(text, display_id=True)
+        else:
+            self.handle.update(text)
+
+
+def _notebook_display() -> _NotebookLine | None:
+    """A line to update in place when running in a Jupyter kernel, else None (plain lines are printed)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return None
+    from IPython.display import display
+
+    return _NotebookLine(display)

@@ -8,15 +8,16 @@ arguments is a `Spec`.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
-from .errors import Loc, NncError
+from .errors import Loc, NncError, closest
 
 OPTIMIZERS = {
     "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False},
     "momentum": {"lr": 0.01, "momentum": 0.9, "nesterov": False},
     "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
+    "adagrad": {"lr": 0.01, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
+    "adadelta": {"lr": 1.0, "rho": 0.9, "eps": 1e-6},
     "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "adamw": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
 }
@@ -25,8 +26,9 @@ SCHEDULES = {
     "step": {"every": 1, "gamma": 0.1},
     "exponential": {"gamma": 0.95},
     "cosine": {"min_lr": 0.0},
-    "warmup": {"epochs": 1, "then": "constant"},
+    "warmup": {"epochs": 1, "then": "constant", "start": 0.0},
     "cyclic": {"low": 0.0001, "high": 0.01, "period": 2},
+    "plateau": {"factor": 0.1, "patience": 10, "min_lr": 0.0, "threshold": 0.0001},
 }
 
 
@@ -44,9 +46,9 @@ def check_name(table: dict, name: str, what: str, loc: Loc | None = None) -> str
     """`name` if `table` has it; else an NncError naming the choices (and the closest one)."""
     if name in table:
         return name
-    close = difflib.get_close_matches(name, list(table), n=1)
+    close = closest(name, table)
     raise NncError(f"unknown {what} '{name}'", loc,
-                   hint=f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(table)}")
+                   hint=f"did you mean '{close}'?" if close else f"choose one of {', '.join(table)}")
 
 
 def optimizer_spec(name: str, **args) -> Spec:

@@ -34,13 +34,18 @@ def summary_text(model) -> str:
     def line(r):
         return f" {r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   {r[3]:>{widths[3]}}"
 
-    trainable = sum(c for name, c in counts.items() if g.nodes[g.params[name]]["attrs"]["trainable"])
+    from .ir.graph import under_prefix
+
+    prefixes = tuple(model.settings.get("freeze") or ())   # the train block's `freeze`: not trained either
+    trainable = sum(c for name, c in counts.items() if g.nodes[g.params[name]]["attrs"]["trainable"]
+                    and not any(under_prefix(name, p) for p in prefixes))
     frozen = sum(counts.values()) - trainable
     nbytes = sum(c * np.dtype(model.param_types[name].dtype).itemsize for name, c in counts.items())
     out = [f"model {model.name}  ({model.source.filename})", rule, line(header), rule]
     out += [line(r) for r in rows]
     out.append(rule)
-    out.append(f" parameters: {trainable:,} trainable, {frozen:,} non-trainable ({_bytes(nbytes)})")
+    frozen_text = f" (frozen: {', '.join(prefixes)})" if prefixes else ""
+    out.append(f" parameters: {trainable:,} trainable, {frozen:,} non-trainable{frozen_text} ({_bytes(nbytes)})")
     outs = ", ".join(f"{k} {g.type_of(n)}" for k, n in g.outputs.items()) or "none"
     out.append(f" outputs: {outs}")
     if g.loss is not None:

@@ -160,7 +160,8 @@ def test_default_initializers_depend_on_rank():
 
 
 def test_duplicate_parameter_names_from_name_argument():
-    err = build_error('input x: [B, 2]\na = dense(x, 2, name="p")\nb = dense(x, 2, name="p")\noutput a, b')
+    # name="p" twice shares p's parameters (tests/test_sharing.py); a name taken from the variable never does
+    err = build_error('input x: [B, 2]\na = dense(x, 2, name="p")\np = dense(x, 2)\noutput a, p')
     assert "duplicate parameter name 'p.weight'" in err.message
     assert err.loc.span.line == 5  # body lines start at 3: a blank line for blocks, then `model m {`
 
@@ -258,7 +259,7 @@ def test_every_example_builds_a_valid_graph(path):
     m = nnc.load(path)
     verify(m.graph)
     verify(m.training_graph)
-    assert m.outputs
+    assert m.outputs or not m.graph.inputs   # a model without inputs may be a bare function to minimize
     assert "graph:" in m.summary()
 
 

@@ -180,7 +180,7 @@ def test_eval_data_mistakes_exit_1(args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "the following arguments are required: COMMAND"),
+    (["--debug"], "the following arguments are required: COMMAND"),
     (["frobnicate", CIRCUIT], "argument COMMAND: invalid choice: 'frobnicate'"),
     (["check"], "the following arguments are required: MODEL.nn"),
     (["eval", CIRCUIT, "--bogus"], "unrecognized arguments: --bogus"),

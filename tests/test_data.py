@@ -12,6 +12,8 @@ from __future__ import annotations
 import gzip
 import http.server
 import os
+import re
+import shutil
 import signal
 import socket
 import struct
@@ -27,7 +29,7 @@ import pytest
 from conftest import EXAMPLES, nnc_env, run_main
 
 import nnc
-from nnc.data import load_dataset, load_for_model, open_dataset
+from nnc.data import fetch, load_dataset, load_for_model, open_dataset
 from nnc.data.fetch import KnownFile, cache_root, fetch_files, sha256_of
 from nnc.data.images import IDX_FILE_NAMES, ImageSet, load_image_set
 from nnc.errors import NncError
@@ -294,6 +296,38 @@ def test_a_part_file_of_a_live_download_is_left_alone(dirs, mirror):
     live.write_bytes(b"in progress")
     fetch_files("tiny", TINY.files, [mirror.serve("good", TINY_FILES)])
     assert live.exists()
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
+
+
+def test_a_download_prints_its_progress_on_stderr(dirs, mirror, monkeypatch, capsys):
+    """Not on a terminal: the URL and size, a line every LOG_SECONDS (bytes, percent, rate, time left) and one at
+    the end; a file found in the cache prints nothing."""
+    _, cache = dirs
+    url = mirror.serve("tiny", TINY_FILES)
+    rate = r"\d+(\.\d)? (bytes|kB|MB)/s"
+    fetch_files("tiny", TINY.files, [url])  # a few kB: done well within the 30 s between two lines of a log
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [
+        text for f in TINY.files
+        for text in (f"downloading {url}{f.name} ({size_text(f.size)})", f"  {size_text(f.size)}")]
+    monkeypatch.setattr(fetch, "LOG_SECONDS", 0.0)  # now a line after every read
+    monkeypatch.setattr(fetch, "READ_CHUNK", 4096)
+    shutil.rmtree(cache / "tiny")
+    fetch_files("tiny", TINY.files, [url])
+    lines = iter(capsys.readouterr().err.splitlines())
+    for f in TINY.files:
+        assert next(lines) == f"downloading {url}{f.name} ({size_text(f.size)})"
+        for done in [*range(4096, f.size, 4096), f.size]:
+            so_far = rf"  {re.escape(size_text(done))} of {re.escape(size_text(f.size))}"
+            assert re.fullmatch(rf"{so_far} \({100 * done // f.size}%\), {rate}, \d+(\.\d)?s left",
+                                line := next(lines)), line
+        assert re.fullmatch(rf"  {re.escape(size_text(f.size))} in \d+\.\ds \({rate}\)", line := next(lines)), line
+    assert next(lines, None) is None
+    fetch_files("tiny", TINY.files, [url])
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])

@@ -39,7 +39,8 @@ def small_graph():
 
 def test_every_table_is_an_attribute_and_clones_independently():
     g, x, y, s = small_graph()
-    assert set(TABLES) == {"inputs", "params", "outputs", "updates", "values", "grads", "adjoints", "contributions"}
+    assert set(TABLES) == {"inputs", "params", "outputs", "updates", "values", "grads", "adjoints", "contributions",
+                           "losses"}
     c = g.clone()
     c.outputs["z"] = x
     c.loss = None

@@ -171,7 +171,8 @@ def test_optimizer_flag_keeps_the_train_blocks_lr_setting():
     model = nnc.loads("model m { input x: [B, 1] y = dense(x, 1) output y loss mean(y) } "
                       "train { optimizer = sgd lr = 0.5 }")
     flags = dict(optimizer=None, lr=None, schedule=None, epochs=None, batch=None, weight_decay=None, clip=None,
-                 seed=None, backend="reference", threads=None)
+                 seed=None, backend="reference", threads=None, steps=None, freeze=None, early_stop=None,
+                 snapshots=None)
     assert config_from(model, argparse.Namespace(**flags)).optimizer.args["lr"] == 0.5
     flags["optimizer"] = "momentum"
     assert config_from(model, argparse.Namespace(**flags)).optimizer.args == {

@@ -132,6 +132,9 @@ GOOD = [
     ("one_hot", [I("B")], {"depth": 10}, T("B", 10)),
     ("one_hot", [I("B")], {"depth": 3, "dtype": F64}, T("B", 3, dtype=F64)),
     ("dropout_mask", [T("B", 3)], {"p": 0.5}, T("B", 3)),
+    ("random_normal", [], {"shape": ("B", 8)}, T("B", 8)),
+    ("random_normal", [], {"shape": (2, 3), "mean": 4.0, "std": 1.25}, T(2, 3)),
+    ("stop_gradient", [T("B", 3)], {}, T("B", 3)),
     # reductions
     ("sum", [T("B", 3)], {}, T()),
     ("sum", [I("B")], {}, I()),
@@ -159,6 +162,7 @@ BAD = [
     ("sign", [I(2)], {}, "expected a float tensor"),
     ("step", [I(2)], {}, "expected a float tensor"),
     ("neg", [T(2), T(2)], {}, "neg: takes 1 operand(s), got 2"),
+    ("stop_gradient", [T(2), T(2)], {}, "stop_gradient: takes 1 operand(s), got 2"),
     ("add", [T("B", 3), T("B", 4)], {}, "add: shapes [B, 3] and [B, 4] do not broadcast: dim 3 against 4"),
     ("add", [T("B", 3), T("N", 3)], {}, "do not broadcast: dim B against N"),   # symbols never unify
     ("add", [T("B"), I("B")], {}, "add: cannot mix int and float tensors: got [B] and int[B]"),
@@ -243,6 +247,7 @@ BAD = [
     ("xent", [I("B", 10), I("B")], {}, "logits is an int tensor"),
     ("one_hot", [T("B")], {"depth": 3}, "one_hot: labels are a float tensor [B], expected int class indices"),
     ("dropout_mask", [T("B", 3)], {"p": 1.0}, "dropout: rate p=1.0, expected 0 <= p < 1"),
+    ("random_normal", [], {"shape": (2,), "std": -1.0}, "normal: std=-1.0, expected std >= 0"),
     ("dropout_mask", [I("B", 3)], {"p": 0.5}, "dropout: input is an int tensor"),
     ("sum", [T("B", 3)], {"axis": 2}, "sum: axis 2 is out of range"),
     ("sum", [T("B", 3)], {"axis": (1, -1)}, "sum: repeated axis in [1, -1]"),

@@ -202,6 +202,26 @@ def test_xent_int_labels_on_sequences():
     check(g, ["x"], {"x": RNG.normal(size=(2, 3, 5)) * 10, "labels": np.array([[0, 4, 2], [2, 1, 4]])})
 
 
+def test_stop_gradient_passes_no_gradient_and_held_differences_agree():
+    """Σ stop_gradient(x) · x · c: the gradient comes through the second factor only (x · c, not 2x · c), and
+    central differences agree once the stopped value is held fixed (nnc/runtime/gradcheck.py)."""
+    from nnc.runtime.gradcheck import hold_stopped
+
+    g = Graph()
+    t = TensorType((3, 4), "float64")
+    x, cot = (g.add_op(ops.input, (), {"name": name, "type": t}, type=t) for name in ("x", "cot"))
+    g.inputs.update(x=x, cot=cot)
+    y = g.add_op(ops.mul, (g.add_op(ops.stop_gradient, (x,)), x))
+    g.loss = g.add_op(ops.sum, (g.add_op(ops.mul, (y, cot)),), {"axis": None, "keepdims": False})
+    values = {"x": RNG.normal(size=(3, 4)), "cot": RNG.normal(size=(3, 4))}
+    gg = grad(g, wrt=["x"])
+    verify(gg)
+    symbolic = run(gg, values, {}, float_dtype=np.float64)[gg.grads["x"]]
+    np.testing.assert_allclose(symbolic, values["x"] * values["cot"], rtol=1e-12)
+    np.testing.assert_allclose(numeric_grad(hold_stopped(g, values, {}), values, "x"), symbolic, rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(numeric_grad(g, values, "x"), 2 * symbolic, rtol=TOL, atol=TOL)  # not held: 2x · c
+
+
 def test_every_op_has_a_vjp_rule():
     missing = [name for name, op in REGISTRY.items() if op.vjp is None]
     assert not missing, f"ops without a VJP rule: {missing}"

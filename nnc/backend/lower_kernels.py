@@ -34,6 +34,7 @@ KERNELS = {
     ops.xent: nn.emit_xent,
     ops.one_hot: nn.emit_one_hot,
     ops.dropout_mask: nn.emit_dropout_mask,
+    ops.random_normal: nn.emit_random_normal,
     ops.scan: scan.emit_scan,
     ops.sum: reduce.emit_reduce,
     ops.mean: reduce.emit_reduce,

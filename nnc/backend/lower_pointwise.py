@@ -25,6 +25,7 @@ POINTWISE = {
     ops.sign: lambda b, xs, attrs: irmath.sign(b, xs[0]),
     ops.step: lambda b, xs, attrs: irmath.step(b, xs[0]),
     ops.neg: lambda b, xs, attrs: irmath.negate(b, xs[0]),
+    ops.stop_gradient: lambda b, xs, attrs: xs[0],  # the value itself: only the gradient pass sees a difference
     ops.add: lambda b, xs, attrs: irmath.arith(b, "fadd", "add", *xs),
     ops.sub: lambda b, xs, attrs: irmath.arith(b, "fsub", "sub", *xs),
     ops.mul: lambda b, xs, attrs: irmath.arith(b, "fmul", "mul", *xs),

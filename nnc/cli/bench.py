@@ -1,29 +1,34 @@
-"""`nnc bench MODEL.nn`: its options and what it prints; the measurement is nnc.train.bench's."""
+"""`nnc bench MODEL.nn`: its options and what it prints; the measurement is nnc.train.bench's.
+
+Threads and the optimizer default to what `nnc run` would use: the flag, else the train block's, else every core
+this process may use (at most 8); more threads than cores need --oversubscribe.
+"""
 
 from __future__ import annotations
 
 import json
 
 from ..train.bench import ROUNDS, measure
-from .options import load_model, model_options, positive_int
+from .options import load_model, model_options, optimizer_option, positive_int, threads_options
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time a model's compiled training step on synthetic data")
     model_options(p)
     p.add_argument("--batch", type=positive_int, metavar="N", help="batch size (default: the train block's)")
-    p.add_argument("--threads", type=positive_int, default=1, metavar="T", help="threads for the native code")
-    p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw "
-                   "(default: the train block's)")
+    threads_options(p)
+    optimizer_option(p)
     p.add_argument("--rounds", type=positive_int, default=ROUNDS, metavar="R", help="timed rounds (median)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
+    from ..train.config import threads_of  # loads the trainer: when the command runs, not when nnc builds its parser
+
     model = load_model(args)
     batch = args.batch or model.settings["batch"]
-    result = measure(model, batch, args.threads, args.optimizer, rounds=args.rounds)
+    result = measure(model, batch, threads_of(model.settings, args.threads), args.optimizer, rounds=args.rounds)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -7,7 +7,9 @@ them to a command's parser; `load_model`, `gather_inputs`, `gather_random`
 and `gather_params` turn the parsed options into the model, its inputs and
 its parameters (`--at` sets both: a name that is a parameter sets that
 parameter). The argument types make argparse refuse a bad value with exit
-status 2 before any work.
+status 2 before any work, and so does `check_threads` (run by nnc.cli.main
+once the flags are parsed) for more --threads than cores without
+--oversubscribe.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import NncError
 from ..fileio import load_npz
 from ..ir.types import format_shape
 from ..runtime.execute import BACKENDS
+from ..specs import OPTIMIZERS, SCHEDULES
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -95,9 +98,12 @@ def model_options(p: argparse.ArgumentParser, optional: bool = False) -> None:
 
 
 def params_options(p: argparse.ArgumentParser, seed_help: str = "seed for --random-params and --random-inputs "
-                   "(default 0)") -> None:
-    p.add_argument("--params", metavar="RUN_DIR", help="the parameters: a run folder (what nnc run printed), its "
-                   "checkpoint.npz, or a .npz of arrays keyed by parameter name")
+                   "(default 0)", several: bool = False) -> None:
+    """`several`: --params takes one or more sources (nnc eval: an ensemble; see `param_sources`)."""
+    p.add_argument("--params", metavar="RUN_DIR", nargs="+" if several else None,
+                   help="the parameters: a run folder (what nnc run printed), its checkpoint.npz, or a .npz of "
+                   "arrays keyed by parameter name" + ("; several make an ensemble: each member is evaluated "
+                                                       "and so is the mean of their predictions" if several else ""))
     p.add_argument("--random-params", action="store_true", help="draw the randomly initialized parameters not "
                    "given by --params (seeded by --seed) instead of refusing to compute with them")
     p.add_argument("--seed", type=nonnegative_int, default=0, help=seed_help)
@@ -107,13 +113,49 @@ def backend_option(p: argparse.ArgumentParser, help: str | None = None, default:
     p.add_argument("--backend", choices=BACKENDS, default=default, help=help)
 
 
-def value_options(p: argparse.ArgumentParser) -> None:
-    """What a command computes with: inputs (given or random), parameters, the float precision and the backend."""
+def optimizer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--optimizer", metavar="NAME", choices=tuple(OPTIMIZERS),
+                   help=f"{', '.join(OPTIMIZERS)} (default: the train block's)")
+
+
+def schedule_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--schedule", metavar="NAME", choices=tuple(SCHEDULES),
+                   help=f"the learning-rate schedule: {', '.join(SCHEDULES)} (default: the train block's)")
+
+
+def threads_options(p: argparse.ArgumentParser) -> None:
+    """--threads (default: the train block's, else nnc.train.config.default_threads) and --oversubscribe, which
+    allows more threads than cores (`check_threads`, run by nnc.cli.main once the flags are parsed)."""
+    p.add_argument("--threads", type=positive_int, metavar="T", help="threads for the native code (default: the "
+                   "train block's, else every core this process may use, at most 8)")
+    p.add_argument("--oversubscribe", action="store_true", help="allow --threads above the cores this process may "
+                   "use")
+    p.set_defaults(validate=check_threads)
+
+
+def check_threads(args) -> None:
+    """More --threads than cores only slows a step down (it waits for its slowest share, and a thread without a
+    core is the slowest), so it is refused unless --oversubscribe says it is meant."""
+    from ..train.config import usable_cores
+
+    if args.threads is None or args.oversubscribe:
+        return
+    cores = usable_cores()
+    if args.threads > cores:
+        raise argparse.ArgumentTypeError(
+            f"argument --threads: got {args.threads}, expected at most {cores}, the cores this process may use\n"
+            f"hint: use --threads {cores} or fewer, or add --oversubscribe to run {args.threads} threads on "
+            f"{cores} core{'s' if cores > 1 else ''} anyway (usually slower)")
+
+
+def value_options(p: argparse.ArgumentParser, several_params: bool = False) -> None:
+    """What a command computes with: inputs (given or random), parameters (`several_params`: one or more sets,
+    an ensemble), the float precision and the backend."""
     p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
                    help="input and parameter values, e.g. --at x=-2 y=5 z=-4 or --at 'w=[[20],[20]]' b=-30 "
                    "(numbers or JSON lists; a parameter given here overrides --params)")
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
-    params_options(p)
+    params_options(p, several=several_params)
     p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
     p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
                    help="feed random values (batch BATCH, default 4) to inputs not given")
@@ -174,15 +216,26 @@ def gather_random(args, model, inputs: dict) -> dict:
     return {**model.random_inputs(batch, args.seed, missing), **inputs}
 
 
-def gather_params(args, model) -> dict:
-    """--params (a run folder, a checkpoint or a parameter .npz), the parameters --at names over it, and initial
-    values for the parameters they do not give: constant initializers always, random ones only with
-    --random-params (said on stdout, as random inputs are); without it a randomly initialized parameter left out
-    is an error that names it."""
+def param_sources(args) -> list:
+    """What --params gives, as a list: [None] when absent, one source, or several (nnc eval's ensembles)."""
+    given = getattr(args, "params", None)
+    return list(given) if isinstance(given, list) else [given]
+
+
+def gather_params(args, model, source=None) -> dict:
+    """--params (a run folder, a checkpoint or a parameter .npz; `source`: one of several, an ensemble's member),
+    the parameters --at names over it, and initial values for the parameters they do not give: constant
+    initializers always, random ones only with --random-params (said on stdout, as random inputs are); without
+    it a randomly initialized parameter left out is an error that names it."""
     from ..model import MissingParams
     from ..runtime.checkpoint import model_params
 
-    given = model_params(args.params, model)
+    if source is None:
+        sources = param_sources(args)
+        if len(sources) > 1:
+            raise NncError(f"--params: got {len(sources)} sets of parameters, expected one here")
+        source = sources[0]
+    given = model_params(source, model)
     given.update(at_values(args, model)[1])
     missing = [name for name in model.random_param_names() if name not in given]
     if missing and not args.random_params:
@@ -196,3 +249,20 @@ def window_option(p) -> None:
     """--window: sequence data's steps per window (nnc run, nnc eval --data)."""
     p.add_argument("--window", type=positive_int, metavar="N", help="sequence data: steps per window when the "
                    "model's sequence length is symbolic; a CSV file becomes one series")
+
+
+def class_list(text: str) -> tuple:
+    """--classes 0-4 or 0,2,4: class numbers."""
+    try:
+        if "-" in text:
+            lo, hi = (int(t) for t in text.split("-"))
+            return tuple(range(lo, hi + 1))
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class numbers such as 0-4 or 0,2,4, got '{text}'") from None
+
+
+def classes_option(p) -> None:
+    """--classes: a classification's data restricted to some classes (nnc run, nnc eval --data)."""
+    p.add_argument("--classes", type=class_list, metavar="0-4", help="only the examples of these classes "
+                   "(e.g. 0-4 or 0,2,4); labels keep their numbers")

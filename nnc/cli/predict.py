@@ -1,4 +1,5 @@
-"""`nnc predict`: one input (an image file, .npy or .npz) through a trained model; the class and probabilities."""
+"""`nnc predict`: one input (an image file, .npy or .npz) through a trained model; the class and probabilities
+(a scalar output, one value for the whole input batch, is printed as it is)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from ..ir import ops
 from ..ir.types import format_shape
 from ..runtime.execute import run_graph
 from ..runtime.task import task_of
+from ..text import value_text
+from ..train.metrics import probabilities
 from .options import backend_option, gather_params, load_model, model_options, params_options
 
 IMAGE_SUFFIXES = {".png"}
@@ -91,15 +94,6 @@ def fit_to(arr: np.ndarray, declared: tuple, name: str, path: Path) -> np.ndarra
     return arr.reshape((arr.size // size, *per_example))
 
 
-def probabilities(output: np.ndarray, graph, out_node) -> np.ndarray:
-    if graph.op(out_node) in (ops.softmax, ops.sigmoid):
-        return output
-    if output.shape[-1] == 1:
-        return 1 / (1 + np.exp(-output))
-    e = np.exp(output - output.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def cmd_predict(args) -> int:
     model = load_model(args)
     inputs = read_input(Path(args.input), model)
@@ -108,8 +102,11 @@ def cmd_predict(args) -> int:
     out_name = task_of(g).output
     out_node = g.outputs[out_name]
     batch = len(next(iter(inputs.values())))
-    output = run_graph(g, inputs, params, [out_node], backend=args.backend)[out_node]
-    probs = probabilities(output, g, out_node)
+    output = np.asarray(run_graph(g, inputs, params, [out_node], backend=args.backend)[out_node])
+    if output.ndim == 0:
+        print(f"{out_name} = {value_text(output)}")
+        return 0
+    probs = probabilities(output, g.op(out_node) in (ops.softmax, ops.sigmoid))
     for i, row in enumerate(probs.reshape(batch, -1)):
         prefix = f"[{i}] " if batch > 1 else ""
         if row.size == 1:

@@ -8,25 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def epoch_line(h, epochs: int) -> str:
-    """One epoch's statistics (an EpochStats) as `nnc run` prints them."""
-    parts = [f"epoch {h.epoch}/{epochs}", f"loss {h.train_loss:.4f}"]
-    if h.train_accuracy is not None:
-        parts.append(f"acc {100 * h.train_accuracy:.2f}%")
-    if h.val_loss is not None:
-        parts.append(f"val_loss {h.val_loss:.4f}")
-    if h.val_accuracy is not None:
-        parts.append(f"val_acc {100 * h.val_accuracy:.2f}%")
-    parts.append(f"{h.samples_per_second / 1000:.1f}k samples/s" if h.samples_per_second >= 1000
-                 else f"{h.samples_per_second:.0f} samples/s")
-    parts.append(f"{h.seconds:.1f}s")
-    if h.grad_norms:
-        parts.append("‖∇‖ " + " ".join(f"{k} {v:.2g}" for k, v in h.grad_norms.items()))
-    for label, norms in h.grad_steps.items():   # back through time: from the last step to the first
-        parts.append(f"‖∇{label}‖ step {len(norms)} {norms[-1]:.2g} → step 1 {norms[0]:.2g}")
-    return "  ".join(parts)
-
-
 def evaluation_text(which: str, result: dict, data_description: str | None = None, baseline=None) -> str:
     """An evaluation's result (Evaluator.evaluate, detailed for a classifier) on the `which` set ("test",
     "validation" or "training"); `data_description` ends a classifier's accuracy line when given; `baseline`

@@ -24,20 +24,28 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ..text import value_text
 from .options import (
     backend_option,
+    classes_option,
     load_model,
     model_options,
     nonnegative_int,
+    optimizer_option,
     positive_float,
     positive_int,
+    schedule_option,
+    threads_options,
     val_amount,
     window_option,
 )
 from .progress import Progress
-from .report import epoch_line, evaluation_text, fitted_params_text
+from .report import evaluation_text, fitted_params_text
 
-SAVE_EVERY_SECONDS = 5.0   # checkpoints after an epoch at most this often (and always at the end)
+DEFAULT_STEPS = 100        # a model without inputs, when neither --steps nor the train block says
+GRID = 41                  # the contour plot of two parameters evaluates the loss on GRID × GRID points
 MAX_EPOCH_LINES = 25       # longer runs print every k-th epoch; history.csv has them all
 
 
@@ -51,15 +59,25 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=positive_int, help="passes over the training set")
     p.add_argument("--batch", type=positive_int, help="examples per training step")
     p.add_argument("--lr", type=positive_float, help="learning rate")
-    p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw")
-    p.add_argument("--schedule", metavar="NAME", help="constant, step, exponential, cosine, warmup or cyclic")
+    optimizer_option(p)
+    schedule_option(p)
     p.add_argument("--weight-decay", type=float, metavar="L", help="L2 weight decay (decoupled for adamw)")
     p.add_argument("--clip", type=positive_float, metavar="NORM", help="clip gradients to this global norm")
     p.add_argument("--val", type=val_amount, metavar="N", help="validation examples taken from the training "
                    "set: a count or a fraction")
+    p.add_argument("--steps", type=positive_int, help="a model without inputs: steps of gradient descent on its "
+                   f"parameters (default: the train block's, else {DEFAULT_STEPS})")
+    p.add_argument("--init-from", metavar="RUN", help="start from the parameters of this run folder or checkpoint "
+                   "that have the same names (transfer learning); the others start as declared")
+    p.add_argument("--freeze", metavar="PREFIXES", help="comma-separated parameter-name prefixes training leaves "
+                   "unchanged (e.g. h1,h2)")
+    p.add_argument("--early-stop", type=positive_int, metavar="N", help="stop after N epochs without a better "
+                   "validation loss and keep the best epoch's parameters (needs --val)")
+    p.add_argument("--snapshots", type=positive_int, metavar="N", help="keep the parameters every N epochs "
+                   "(snapshot_epoch_N.npz: members of an ensemble)")
+    classes_option(p)
     p.add_argument("--seed", type=nonnegative_int, help="makes the run reproducible")
-    p.add_argument("--threads", type=positive_int, help="threads for the native code (default: the train "
-                   "block's, else every core this process may use, at most 8)")
+    threads_options(p)
     backend_option(p, "native code (default) or the NumPy reference interpreter")
     p.add_argument("--out", metavar="DIR", help="the run folder, new or empty (default runs/<model>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="with --out: clear the earlier run in DIR first")
@@ -80,7 +98,9 @@ def config_from(model, args):
 
     return run_config(model.settings, epochs=args.epochs, batch=args.batch, lr=args.lr, optimizer=args.optimizer,
                       schedule=args.schedule, weight_decay=args.weight_decay, clip=args.clip, seed=args.seed,
-                      backend=args.backend, threads=args.threads)
+                      backend=args.backend, threads=args.threads, steps=args.steps,
+                      freeze=args.freeze.split(",") if args.freeze else None, early_stop=args.early_stop,
+                      snapshots=args.snapshots)
 
 
 def cmd_run(args) -> int:
@@ -88,7 +108,9 @@ def cmd_run(args) -> int:
     from ..model import load
     from ..train import runfolder
     from ..train.engines import data_sizes
+    from ..train.fit import check_validation
     from ..train.trainer import DivergenceWatch, Trainer
+    from ..train.transfer import init_from
 
     started = time.perf_counter()
     saved = None
@@ -109,94 +131,198 @@ def cmd_run(args) -> int:
         model = load_model(args)
         settings = runfolder.new_settings(model, args.model, config_from(model, args), data=args.data,
                                           target=args.target, val=args.val, check_numerics=args.check_numerics,
-                                          grad_stats=args.grad_stats, window=args.window)
+                                          grad_stats=args.grad_stats, window=args.window,
+                                          classes=args.classes)
         data_spec = args.data  # as given, for its messages; settings.json keeps where it was found
     config = runfolder.config_of(settings)
+    progress = Progress(config.epochs, quiet=args.quiet)
+    progress.print(f"nnc run: {model.name} ({args.model})")   # before the data loads and the code compiles
+    if not model.graph.inputs:   # gradient descent on a function of the parameters: no data
+        progress.status("  compiling the training step ...")
+        trainer = Trainer(model, config)
+        with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
+            return _optimize(args, trainer, folder, settings, started, progress)
+    progress.status(f"  loading {data_spec or settings['data']} ...")
     data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed,
-                          window=settings.get("window"))
+                          window=settings.get("window"), classes=settings.get("classes"))
+    progress.print(f"  data {data.describe().removeprefix('data ')}")
+    check_validation(config, data)
+    progress.status(f"  compiling the training step{'s' if len(model.graph.losses) > 1 else ''} ...")
     trainer = Trainer(model, config, sizes=data_sizes(model.graph, data.train))
     trainer.check_numerics = settings["check_numerics"]
+    transfer = init_from(trainer, args.init_from) if getattr(args, "init_from", None) and not args.resume else None
     watch, resume_at = DivergenceWatch(), None
     if saved is not None:
         resume_at, watch = runfolder.restore(trainer, folder, saved)
     if args.resume:
         runfolder.write_settings(folder, settings)  # --epochs may have extended the run
-        return _train(args, trainer, data, folder, settings, watch, resume_at, started)
+        return _train(args, trainer, data, folder, settings, watch, resume_at, started, progress)
     with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
-        return _train(args, trainer, data, folder, settings, watch, resume_at, started)
+        return _train(args, trainer, data, folder, settings, watch, resume_at, started, progress,
+                      transfer.describe(args.init_from) if transfer else None)
 
 
-def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, started: float) -> int:
-    """The epochs still to train, with the progress display, Ctrl-C and checkpoints, then the evaluation."""
+def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, started: float, progress,
+           transferred: str | None = None) -> int:
+    """The epochs still to train (nnc.train.fit.Loop) with the progress display and Ctrl-C, then the
+    evaluation."""
     from ..train import runfolder
-    from ..train.trainer import Interrupted, NonFiniteLoss
+    from ..train.fit import Loop
     from ..viz.plots import import_matplotlib_meanwhile
 
     config = trainer.config
-    progress = Progress(config.epochs, quiet=args.quiet)
-    progress.print(f"nnc run: {trainer.model.name} on {data.describe()}")
-    progress.print(f"  {config.optimizer}, schedule {config.schedule.name}, batch {config.batch}, "
-                   f"{config.epochs} epochs, seed {config.seed}, backend {config.backend}"
-                   f"{f', {config.threads} threads' if config.backend == 'llvm' else ''} "
-                   f"(compiled in {trainer.compile_seconds:.2f}s)")
+    _header(progress, trainer, f"batch {config.batch}, {config.epochs} epochs")
     if args.resume:
         progress.print(f"  resuming {folder} after epoch {trainer.epoch}" +
                        (f", step {resume_at.step}" if resume_at and resume_at.step else ""))
     progress.print(f"  run folder: {folder}")
+    if transferred:
+        progress.print(transferred)
     runfolder.keep_vocabulary(folder, data, resumed=bool(args.resume))
     import_matplotlib_meanwhile()
-    n_train = len(next(iter(data.train.values())))
-    samples = 0
-    train_seconds = 0.0
-    every = max(1, -(-config.epochs // MAX_EPOCH_LINES))
-    last_save = time.perf_counter()
-
-    def on_step(done: int, total: int, loss: float, accuracy: float | None) -> None:
-        progress.step(done, total, loss, accuracy)
-        if watch.diverged(loss):
-            progress.warn(divergence_warning(watch, loss, trainer.epoch + 1, done, config))
-
-    try:
-        with _StopFlag() as stop:
-            while trainer.epoch < config.epochs:
-                progress.start_epoch(trainer.epoch + 1, config.batch)
-                try:
-                    h = trainer.train_epoch(data.train, on_step, lambda: stop.set, resume=resume_at)
-                except Interrupted as it:
-                    saved = runfolder.save_state(folder, trainer, watch, it.progress)
-                    progress.end_epoch(f"interrupted: checkpoint saved in {saved}")
-                    print(f"resume with: nnc run {shlex.quote(str(args.model))} --resume {shlex.quote(str(folder))}")
-                    return 130
-                resume_at = None
-                samples += n_train - n_train % config.batch
-                train_seconds += h.seconds
-                if data.val is not None and data.n_val:
-                    ev = trainer.evaluate(data.val)
-                    h.val_loss, h.val_accuracy = ev["loss"], ev.get("accuracy")
-                if settings["grad_stats"]:
-                    record_grad_stats(trainer, h, data.train, folder)
-                trainer.history.append(h)
-                final = trainer.epoch == config.epochs
-                if final or time.perf_counter() - last_save >= SAVE_EVERY_SECONDS:
-                    runfolder.save_state(folder, trainer, watch)
-                    last_save = time.perf_counter()
-                if final or h.epoch % every == 0 or h.epoch == 1 or progress.live:
-                    progress.end_epoch(epoch_line(h, config.epochs))
-    except NonFiniteLoss as bad:
+    loop = Loop(trainer, data, folder, _ProgressReporter(progress), watch=watch, resume_at=resume_at,
+                grad_stats=settings["grad_stats"], lines=MAX_EPOCH_LINES,
+                callbacks=[_SampleGrids(trainer, data, folder)] if samples_shape(trainer) else [])
+    with _StopFlag() as stop:
+        outcome = loop.run(lambda: stop.set)
+    if outcome.status == "interrupted":
+        progress.end_epoch(f"interrupted: checkpoint saved in {outcome.saved}")
+        print(f"resume with: nnc run {shlex.quote(str(args.model))} --resume {shlex.quote(str(folder))}")
+        return 130
+    if outcome.status == "diverged":
         progress.end_epoch("")
-        print(f"nnc: training stopped: {bad}", file=sys.stderr)
-        located = trainer.locate_nonfinite(data.train, bad)
-        if located is not None:
-            print(located.format(), file=sys.stderr)
-        state, global_step, begun = trainer.epoch_start  # the state before the failing epoch: all finite
-        trainer.load_state(state)
-        trainer.global_step = global_step
-        saved = runfolder.save_state(folder, trainer, watch, begun)
-        print(f"nnc: kept the last good checkpoint (after epoch {trainer.epoch}"
-              f"{f', step {begun.step}' if begun.step else ''}) in {saved}", file=sys.stderr)
+        print(f"nnc: training stopped: {outcome.message}", file=sys.stderr)
+        if outcome.located is not None:
+            print(outcome.located.format(), file=sys.stderr)
+        begun = outcome.saved and trainer.epoch
+        print(f"nnc: kept the last good checkpoint (after epoch {begun or 0}) in {outcome.saved}", file=sys.stderr)
         return 1
-    samples_per_second = samples / train_seconds if train_seconds else 0.0
-    return _finish(args, trainer, data, folder, settings, progress, started, samples_per_second)
+    if outcome.message:
+        progress.print(outcome.message)
+    return _finish(args, trainer, data, folder, settings, progress, started, outcome.samples_per_second)
+
+
+def _header(progress, trainer, length: str) -> None:
+    config = trainer.config
+    losses = f", losses {' → '.join(n for n in trainer.cycle)}" if len(trainer.engines) > 1 else ""
+    frozen = f", frozen {', '.join(config.freeze)}" if config.freeze else ""
+    progress.print(f"  {config.optimizer}, schedule {config.schedule.name}, {length}, seed {config.seed}, "
+                   f"backend {config.backend}{f', {config.threads} threads' if config.backend == 'llvm' else ''}"
+                   f"{losses}{frozen} (compiled in {trainer.compile_seconds:.2f}s)")
+
+
+SAMPLES = 64   # generated images per grid
+
+
+def samples_shape(trainer) -> tuple | None:
+    """A generative model's (a GAN's) output as images, [H, W] or [1, H, W], or None."""
+    from ..runtime.task import GENERATIVE
+
+    if trainer.task.kind != GENERATIVE or trainer.task.output is None:
+        return None
+    shape = trainer.model.graph.type_of(trainer.model.graph.outputs[trainer.task.output]).shape[1:]
+    images = len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
+    return shape if images and all(isinstance(d, int) and d >= 8 for d in shape[-2:]) else None
+
+
+class _SampleGrids:
+    """After each epoch: samples_epoch_N.png, SAMPLES generated images from the same noise every epoch (the
+    step seed is fixed), so the grids show the generator learning."""
+
+    def __init__(self, trainer, data, folder: Path):
+        self.trainer, self.folder = trainer, folder
+        # the inputs only size the batch: the samples are drawn from noise
+        self.inputs = {k: np.zeros((SAMPLES, *v.shape[1:]), v.dtype) for k, v in data.train.items()}
+
+    def __call__(self, stats) -> None:
+        from ..runtime.execute import run_graph
+        from ..viz.plots import save_image_grid
+
+        g = self.trainer.model.graph
+        node = g.outputs[self.trainer.task.output]
+        images = run_graph(g, self.inputs, self.trainer.model_params(), [node], backend=self.trainer.config.backend,
+                           seed=0)[node]
+        save_image_grid(self.folder / f"samples_epoch_{stats.epoch}.png", images)
+
+
+class _ProgressReporter:
+    """nnc.train.fit's Reporter on the terminal's Progress."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def start_epoch(self, epoch: int, batch: int) -> None:
+        self.progress.start_epoch(epoch, batch)
+
+    def step(self, done, total, loss, accuracy) -> None:
+        self.progress.step(done, total, loss, accuracy)
+
+    def epoch_end(self, stats, shown: bool) -> None:
+        from ..train.fit import epoch_line
+
+        if shown or self.progress.live:
+            self.progress.end_epoch(epoch_line(stats, self.progress.epochs))
+
+    def warn(self, text: str) -> None:
+        self.progress.warn(text)
+
+    def say(self, text: str) -> None:
+        self.progress.print(text)
+
+
+def _optimize(args, trainer, folder: Path, settings: dict, started: float, progress) -> int:
+    """A model without inputs: steps of gradient descent on its parameters, each printed (the parameters
+    too when they are few), the trajectory in the run folder (and its path on the loss's contours when there
+    are two scalar parameters); then the parameters and outputs reached."""
+    from ..runtime.execute import run_graph
+    from ..train import runfolder
+    from ..train.fit import TRAJECTORY, optimize
+
+    steps = trainer.config.steps or DEFAULT_STEPS
+    progress.print("  no inputs: gradient descent on its parameters, no data")
+    _header(progress, trainer, f"{steps} steps")
+    progress.print(f"  run folder: {folder}")
+    rows = optimize(trainer, steps, folder, _ProgressReporter(progress))
+    params = trainer.model_params()
+    g = trainer.model.graph
+    outputs = run_graph(g, {}, params, list(g.outputs.values()), backend=trainer.config.backend,
+                        seed=trainer.global_step) if g.outputs else {}
+    progress.print()
+    for name, node in g.outputs.items():
+        value = np.asarray(outputs[node])
+        progress.print(f"{name}: mean {value.mean():.4g}, std {value.std():.4g} over {value.size:,} values"
+                       if value.size > 6 else f"{name} = {value_text(value)}")
+    scalars = [n for n in g.params if params[n].size == 1]
+    if len(g.params) == 2 and len(scalars) == 2:
+        _plot_path(folder / TRAJECTORY.replace(".csv", ".png"), trainer, rows, scalars)
+    runfolder.save_state(folder, trainer, _no_watch())
+    metrics = {"steps": len(rows) - 1, "loss": rows[-1]["loss"], "settings": settings,
+               "seconds": time.perf_counter() - started}
+    runfolder.write_metrics(folder, metrics, args.metrics_json)
+    progress.print(f"done in {metrics['seconds']:.1f}s; wrote {folder}/")
+    return 0 if np.isfinite(rows[-1]["loss"]) else 1
+
+
+def _plot_path(path: Path, trainer, rows: list, names: list) -> None:
+    """The loss on a grid around the path of two scalar parameters, and the path over its contours."""
+    from ..runtime.execute import run_graph
+    from ..viz.plots import plot_trajectory
+
+    points = np.array([[float(row[n].reshape(())) for n in names] for row in rows])
+    finite = points[np.isfinite(points).all(axis=1)]
+    lo, hi = finite.min(axis=0), finite.max(axis=0)
+    pad = np.maximum((hi - lo) * 0.25, 0.5)
+    xs, ys = (np.linspace(lo[i] - pad[i], hi[i] + pad[i], GRID) for i in range(2))
+    g = trainer.model.graph
+    losses = np.array([[float(run_graph(g, {}, {names[0]: np.float32(x), names[1]: np.float32(y)}, [g.loss],
+                                        backend=trainer.config.backend)[g.loss]) for x in xs] for y in ys])
+    plot_trajectory(path, names, finite, xs, ys, losses)
+
+
+def _no_watch():
+    from ..train.trainer import DivergenceWatch
+
+    return DivergenceWatch()
 
 
 def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progress, started: float,
@@ -213,33 +339,20 @@ def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progres
     seconds = time.perf_counter() - started
     metrics = runfolder.final_metrics(trainer, data, result, settings, seconds, samples_per_second)
     progress.print()
-    progress.print(evaluation_text(which, result, baseline=data.baseline))
+    if len(trainer.engines) > 1:   # a GAN: its first loss on the examples it was not trained on
+        progress.print(f"{which} {trainer.loss_names[0]} {result['loss']:.6g}")
+    else:
+        progress.print(evaluation_text(which, result, baseline=data.baseline))
     if "confusion" in result:
         plot_confusion(folder / runfolder.CONFUSION, result["confusion"])
-    elif not classifies and data.baseline is None:  # a sequence model's parameters are too many to show
+    elif not classifies and data.baseline is None and trainer.task.target is not None:  # a regression's
+        # parameters (not a sequence model's, nor a GAN's: too many to show)
         progress.print(fitted_params_text(trainer.model_params()))
     runfolder.write_metrics(folder, metrics, args.metrics_json)
     if trainer.history:
         plot_curves(folder / runfolder.CURVES, trainer.history, classifies)
     progress.print(f"done in {seconds:.1f}s; wrote {folder}/")
     return 0
-
-
-def divergence_warning(watch, loss: float, epoch: int, step: int, config) -> str:
-    from ..train.trainer import DIVERGENCE_FACTOR
-
-    clip = f"a smaller --clip than {config.clip:g}" if config.clip else "--clip 1"
-    return (f"warning: the training loss grew from {watch.first:.4g} at the first step to {loss:.4g} in epoch "
-            f"{epoch} (step {step}), more than {DIVERGENCE_FACTOR:g} times: the run is diverging\n"
-            f"hint: lower the learning rate (--lr, now {config.lr:g}) or clip the gradients ({clip})")
-
-
-def record_grad_stats(trainer, h, train: dict, folder: Path) -> None:
-    """--grad-stats: this epoch's per-layer (and per-step) gradient norms into the history and the CSV files."""
-    from ..train.grad_stats import write_grad_stats
-
-    h.grad_norms, h.grad_steps = trainer.gradient_norms(train)
-    write_grad_stats(folder, trainer.model, [*trainer.history, h])
 
 
 class _StopFlag:

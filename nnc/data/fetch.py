@@ -16,6 +16,10 @@
    process was killed is deleted by the next download (or after an hour, in
    case the id was reused).
 
+A download shows its progress on stderr (`DownloadProgress`): the bytes so
+far of the total, the rate and the time left, rewritten in place on a terminal
+and as a line every LOG_SECONDS elsewhere, so a piped log shows it is alive.
+
 When a file is neither on disk nor downloadable, one error says where to put
 the files and what they are called.
 """
@@ -25,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -37,6 +43,9 @@ from ..fileio import private_temporary, remove_orphans
 DATA_DIR_ENV = "NNC_DATA_DIR"
 MIRROR_ENV = "NNC_DATASET_MIRROR"
 CHUNK = 1 << 20
+READ_CHUNK = 1 << 16        # a download reads this much at a time: its progress moves even on a slow line
+LIVE_SECONDS = 0.5          # a terminal's progress line is rewritten at most this often
+LOG_SECONDS = 30.0          # elsewhere (a pipe, a log file) a progress line this often
 DOWNLOAD_TIMEOUT_SECONDS = 30
 PART_SUFFIX = ".part"
 
@@ -130,8 +139,6 @@ def _download(f: KnownFile, mirrors: list[str], cache: Path, failures: list[str]
         return None
     for base in mirrors:
         url = base + f.name
-        if log:
-            log(f"downloading {url}")
         remove_orphans(cache, f.name, PART_SUFFIX)
         fd, tmp = private_temporary(cache, f.name, PART_SUFFIX)
         try:
@@ -155,22 +162,89 @@ def _download(f: KnownFile, mirrors: list[str], cache: Path, failures: list[str]
 
 
 def _stream_to(url: str, out, expected_size: int) -> str:
-    """Download url into `out`; the SHA-256 of what arrived. Stops early past the expected size."""
+    """Download url into `out`, showing its progress; the SHA-256 of what arrived. Stops early past the expected
+    size."""
     digest = hashlib.sha256()
     total = 0
+    progress = DownloadProgress(url, expected_size)
     request = urllib.request.Request(url, headers={"User-Agent": "nnc"})
-    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-        while chunk := response.read(CHUNK):
-            total += len(chunk)
-            if total > expected_size:
-                raise ValueError(f"larger than the expected {expected_size:,} bytes")
-            digest.update(chunk)
-            out.write(chunk)
-    if total < expected_size:  # read(n) returns what came before the connection closed, without an error
-        raise ValueError(f"the connection closed early: got {total:,} of the expected {expected_size:,} bytes")
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+            while chunk := response.read(READ_CHUNK):
+                total += len(chunk)
+                if total > expected_size:
+                    raise ValueError(f"larger than the expected {expected_size:,} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+                progress.update(total)
+        if total < expected_size:  # read(n) returns what came before the connection closed, without an error
+            raise ValueError(f"the connection closed early: got {total:,} of the expected {expected_size:,} bytes")
+    finally:
+        progress.end(total, complete=total == expected_size)
     out.flush()
     os.fsync(out.fileno())
     return digest.hexdigest()
+
+
+class DownloadProgress:
+    """One download's progress on stderr: `downloading URL (size)`, then the bytes so far, the rate and the time
+    left (on a terminal one line rewritten at most every LIVE_SECONDS, elsewhere a line every LOG_SECONDS), and
+    the size and time taken at the end. `clock` is for tests."""
+
+    def __init__(self, url: str, size: int, stream=None, clock=time.monotonic):
+        self.stream = stream or sys.stderr
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.size = size
+        self.clock = clock
+        self.started = self.shown = clock()
+        self.on_screen = False  # a live line waits to be ended
+        self._write(f"downloading {url} ({_size(size)})\n")
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if now - self.shown < (LIVE_SECONDS if self.live else LOG_SECONDS):
+            return
+        self.shown = now
+        rate = done / max(now - self.started, 1e-9)
+        self._line(f"  {_size(done)} of {_size(self.size)} ({100 * done // max(self.size, 1)}%), {_size(rate)}/s, "
+                   f"{_duration((self.size - done) / rate) if rate else '?'} left")
+
+    def end(self, done: int, complete: bool) -> None:
+        """The last line of a complete download; a failed one only ends the live line (its error follows)."""
+        if complete:
+            seconds = self.clock() - self.started
+            self._line(f"  {_size(done)} in {_duration(seconds)} ({_size(done / max(seconds, 1e-9))}/s)")
+        if self.on_screen:
+            self._write("\n")
+            self.on_screen = False
+
+    def _line(self, text: str) -> None:
+        if self.live:
+            self._write(f"\r{text}\033[K")
+            self.on_screen = True
+        else:
+            self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m {seconds:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 def _reason(err: Exception) -> str:

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import NncError
-from ..runtime.task import BINARY, CLASSIFICATION, task_of
+from ..runtime.task import BINARY, CLASSIFICATION, GENERATIVE, task_of
 from .binding import bind_part, plan_bindings
 from .dataset import Baseline, Dataset, sample_count
 from .images import IMAGE_SETS, load_idx_folder, load_image_set
@@ -91,7 +91,8 @@ class BoundData:
         if self.task == CLASSIFICATION:
             kind = f"{self.n_classes} classes" if self.n_classes else "classification"
         else:
-            kind = "binary classification" if self.task == BINARY else "regression"
+            kind = {BINARY: "binary classification", GENERATIVE: "examples of what to generate"}.get(self.task,
+                                                                                                  "regression")
         test = f", {self.n_test:,} test" if self.final_split == "test" else ""
         note = f"; {self.note}" if self.note else ""
         return (f"data {self.name}: {self.n_train:,} train, {self.n_val:,} val{test} "
@@ -221,8 +222,10 @@ def load_dataset(spec: str, model, *, target: str | None = None, val=0.0, test=N
 
 def load_for_model(model, *, data: str | None = None, target: str | None = None, val=None, test=None,
                    seed: int | None = None, mirrors: list[str] | None = None, download: bool = True,
-                   log: Callable[[str], None] | None = None, window: int | None = None) -> BoundData:
-    """The model's data with command-line values (None: not given) over its train block's.
+                   log: Callable[[str], None] | None = None, window: int | None = None,
+                   classes=None) -> BoundData:
+    """The model's data with command-line values (None: not given) over its train block's; `classes` keeps a
+    classification's examples of those classes only (digits 0 to 4 of MNIST).
 
     A `data` path from the train block is relative to the .nn file's folder, one given here to the working
     directory. The block's `target` applies to any CSV data.
@@ -235,9 +238,33 @@ def load_for_model(model, *, data: str | None = None, target: str | None = None,
     base_dir = _model_folder(model) if data is None else None
     if target is None and Path(spec).suffix.lower() in TABLE_SUFFIXES:
         target = settings["target"]
-    return load_dataset(spec, model, target=target, val=settings["val"] if val is None else val, test=test,
-                        seed=settings["seed"] if seed is None else seed, base_dir=base_dir, mirrors=mirrors,
-                        download=download, log=log, window=settings["window"] if window is None else window)
+    bound = load_dataset(spec, model, target=target, val=settings["val"] if val is None else val, test=test,
+                         seed=settings["seed"] if seed is None else seed, base_dir=base_dir, mirrors=mirrors,
+                         download=download, log=log, window=settings["window"] if window is None else window)
+    classes = classes if classes is not None else settings.get("classes")
+    return only_classes(bound, tuple(classes)) if classes else bound
+
+
+def only_classes(bound: BoundData, classes: tuple) -> BoundData:
+    """The examples of `classes` only, in every split (labels unchanged: digit 7 stays class 7)."""
+    if bound.task != CLASSIFICATION or bound.target is None or bound.train[bound.target].ndim != 1:
+        raise NncError(f"classes = {list(classes)} picks examples by their class, and {bound.name} is not labelled "
+                       f"with one class per example", hint="drop `classes`")
+    outside = [c for c in classes if bound.n_classes is not None and c >= bound.n_classes]
+    if outside:
+        raise NncError(f"classes: got class {outside[0]}, expected 0 to {bound.n_classes - 1} "
+                       f"({bound.n_classes} classes)")
+
+    def keep(part: dict) -> dict:
+        if not part:
+            return part
+        mask = np.isin(part[bound.target], classes)
+        return {k: v[mask] for k, v in part.items()}
+
+    shown = f"{classes[0]} to {classes[-1]}" if list(classes) == list(range(classes[0], classes[-1] + 1)) \
+        else ", ".join(map(str, classes))
+    return replace(bound, train=keep(bound.train), val=keep(bound.val), test=keep(bound.test),
+                   note=(bound.note + "; " if bound.note else "") + f"classes {shown} only")
 
 
 def _model_folder(model) -> Path | None:

@@ -1,9 +1,12 @@
 """The user's own data: CSV tables with a header row, and NPZ archives of arrays named after a model's inputs.
 
 A CSV file loads as one float64 array per column, named after its header.
-The `target` column is the target; the other columns, in file order, are
-the features. Every value must be a finite number; a missing or non-numeric
-value is an error at `file.csv:LINE` naming the column.
+Its columns are separated by commas, or by semicolons or tabs when the header
+row splits into more names at those (a spreadsheet set to decimal commas
+exports `;`). The `target` column is the target; the other columns, in file
+order, are the features. Every value must be a finite number; a missing or
+non-numeric value is an error at `file.csv:LINE` naming the column, and a
+decimal comma (`1,5`) is named as such.
 
 An NPZ archive binds to a model by name only: one array per input, each named
 after it. Arrays named `<input>_test` (all of them or none) form a separate
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import math
 from pathlib import Path
 
@@ -25,13 +29,14 @@ from .dataset import Dataset, sample_count
 
 TEST_SUFFIX = "_test"
 CSV_HINT = "a CSV file for nnc has a header row of column names, then one row of numbers per sample"
+SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs"}  # the first is the default
 
 
 def read_csv(path: Path, target: str | None) -> Dataset:
     """The table's columns as arrays; `target` names the target column (None: every column a feature)."""
     where = str(path)
-    header, rows = _read_rows(path)
-    columns = _parse_columns(where, header, rows)
+    header, rows, separator = _read_rows(path)
+    columns = _parse_columns(where, header, rows, separator)
     if target is not None and target not in columns:
         close = difflib.get_close_matches(target, header, n=1)
         raise NncError(f"no column '{target}' for the target: the columns are {', '.join(header)}", filename=where,
@@ -40,13 +45,15 @@ def read_csv(path: Path, target: str | None) -> Dataset:
     return Dataset(where, columns, None, features=features, target=target, unit="column")
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header's column names and (line number, fields) of each non-blank row."""
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+    """The header's column names, (line number, fields) of each non-blank row, and the column separator."""
     where = str(path)
     try:
         with reading(path, "a CSV file"), open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [(reader.line_num, row) for row in reader]
+            text = f.read()
+        separator = _separator(text)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+        rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as err:
         raise NncError(f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})",
                        filename=where, hint=CSV_HINT) from None
@@ -68,10 +75,16 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
                            filename=f"{where}:{header_line}", hint=CSV_HINT)
     if len(rows) == 1:
         raise NncError("no data: the file has a header row and no rows of numbers", filename=where)
-    return header, rows[1:]
+    return header, rows[1:], separator
 
 
-def _parse_columns(where: str, header: list[str], rows) -> dict[str, np.ndarray]:
+def _separator(text: str) -> str:
+    """The separator that splits the first non-blank line, the header, into the most names (commas on a tie)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    return max(SEPARATORS, key=lambda sep: len(next(csv.reader([header], delimiter=sep), [])))
+
+
+def _parse_columns(where: str, header: list[str], rows, separator: str) -> dict[str, np.ndarray]:
     values = np.empty((len(rows), len(header)), np.float64)
     for r, (line, fields) in enumerate(rows):
         if len(fields) != len(header):
@@ -85,6 +98,12 @@ def _parse_columns(where: str, header: list[str], rows) -> dict[str, np.ndarray]
             try:
                 value = float(text)
             except ValueError:
+                if _is_decimal_comma(text):
+                    raise NncError(f"decimal comma in column '{header[c]}': got '{text}', expected a number with a "
+                                   f"decimal point", filename=f"{where}:{line}",
+                                   hint=f"the file separates its columns with {SEPARATORS[separator]} and writes "
+                                   f"decimals with commas (a spreadsheet's export for a decimal-comma locale); "
+                                   f"export it with '.' as the decimal separator") from None
                 raise NncError(f"non-numeric value in column '{header[c]}': got '{text}', expected a number",
                                filename=f"{where}:{line}",
                                hint="every column must be numeric; encode categories as numbers") from None
@@ -93,6 +112,11 @@ def _parse_columns(where: str, header: list[str], rows) -> dict[str, np.ndarray]
                                filename=f"{where}:{line}")
             values[r, c] = value
     return {name: values[:, c].copy() for c, name in enumerate(header)}
+
+
+def _is_decimal_comma(text: str) -> bool:
+    """'1,5' or '-1.234,5': a number written with a decimal comma (and dots between thousands)."""
+    return text.count(",") == 1 and _is_number(text.replace(".", "").replace(",", "."))
 
 
 def _is_number(text: str) -> bool:

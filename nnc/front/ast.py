@@ -160,6 +160,8 @@ class Output:
 class LossStmt:
     value: object
     loc: Loc
+    name: str | None = None           # `loss d = ... trains disc`: a named loss
+    trains: tuple = ()                # ... and the parameter-name prefixes it trains (Var nodes)
 
 
 @dataclass(frozen=True)

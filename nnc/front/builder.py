@@ -9,13 +9,14 @@ block's statements in a scope of their own.
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 from dataclasses import dataclass, field
 
 from ..errors import Loc, NncError, Span
 from ..ir import ops
-from ..ir.graph import Graph, StatementInfo
+from ..ir.graph import Graph, StatementInfo, under_prefix
 from ..ir.initializer import Init
 from ..ir.types import DTYPE_NAMES, TensorType, format_shape
 from . import ast
@@ -33,7 +34,7 @@ from .values import (
     value_kind,
     value_names,
 )
-from .writer import GraphWriter, Statement, literal_init
+from .writer import PARAM_NAME, GraphWriter, Statement, literal_init
 
 # Bounds on the builder's recursion (nnc/front/syntax.py bounds one expression to 100 levels): an expression
 # level costs up to 4 Python frames and a block call 6 more, so these stay within Python's default
@@ -79,6 +80,7 @@ class Builder(GraphWriter):
         self.depth = 0
         self.current_loc: Loc | None = None
         self.arg_locs: tuple = ()
+        self.loss_clauses: list = []   # named losses, their `trains` checked once every parameter exists
 
     # ---- top level ------------------------------------------------------------
 
@@ -89,7 +91,27 @@ class Builder(GraphWriter):
         if not self.g.outputs and self.g.loss is None:
             raise NncError(f"model '{self.model.name}' has no output and no loss", self.model.name_loc,
                            hint="add `output NAME` for what the model computes")
+        for s in self.loss_clauses:
+            self.check_trains(s)
         return self.g
+
+    def check_trains(self, s: ast.LossStmt) -> None:
+        """Each prefix of `loss NAME = ... trains P, Q` names trainable parameters, and some of them reach
+        the loss (a loss that trains nothing it depends on is a mistake)."""
+        trainable = [n for n, node in self.g.params.items() if self.g.nodes[node]["attrs"]["trainable"]]
+        for var in s.trains:
+            if not any(under_prefix(n, var.name) for n in trainable):
+                close = difflib.get_close_matches(var.name, sorted({n.split(".")[0] for n in trainable}), n=1)
+                raise NncError(f"loss {s.name} trains an unknown prefix: got {var.name}, expected the name of a "
+                               f"layer or parameter ({var.name} or {var.name}.*)", var.loc,
+                               hint=f"did you mean {close[0]}?" if close else
+                               f"the trainable parameters: {', '.join(trainable) or 'none'}")
+        need = self.g.needed_for([self.g.losses[s.name]])
+        if not any(self.g.params[n] in need for n in self.g.loss_params(s.name)):
+            used = sorted({n.split(".")[0] for n in trainable if self.g.params[n] in need})
+            raise NncError(f"loss {s.name} trains no parameter it is computed from: got "
+                           f"{', '.join(v.name for v in s.trains)}, expected some of {', '.join(used) or 'none'}",
+                           s.loc, hint="its parameter group is empty: name the layers this loss should train")
 
     def statement(self, s, scope: _Scope):
         if isinstance(s, ast.InputDecl):
@@ -276,11 +298,15 @@ class Builder(GraphWriter):
     def loss(self, s: ast.LossStmt, scope: _Scope):
         if scope.block is not None:
             raise NncError("loss inside a block", s.loc, hint="declare the loss in the model")
-        if self.g.loss is not None:
-            raise NncError("a model has one loss; this is the second", s.loc,
-                           hint="add the terms into one expression: loss a + 0.01 * b")
-        info = self._info(scope, "loss", "loss", s.loc)
-        self.stmt = Statement(base="loss", label="loss", info=info)
+        label = s.name or "loss"
+        if self.g.loss is not None and (s.name is None or "loss" in self.g.losses):
+            raise NncError("a model with several losses names each and says what it trains: this is the second "
+                           "loss", s.loc, hint="loss d = ... trains disc; or add the terms into one: "
+                           "loss a + 0.01 * b")
+        if label in self.g.losses:
+            raise NncError(f"duplicate loss '{label}'", s.loc)
+        info = self._info(scope, label, "loss", s.loc)
+        self.stmt = Statement(base=label, label=label, info=info)
         value = self.expr(s.value, scope)
         if not isinstance(value, Tensor):
             raise NncError(f"loss is {value_kind(value)}, expected a scalar tensor", s.value.loc,
@@ -291,8 +317,13 @@ class Builder(GraphWriter):
                            s.value.loc, hint="reduce it, e.g. mean(...)")
         if not typ.is_float:
             raise NncError(f"loss must be a float scalar: got {typ}", s.value.loc)
-        self.g.loss = value.node
-        self.g.values.setdefault("loss", value.node)
+        if self.g.loss is None:
+            self.g.loss = value.node
+        self.g.losses[label] = value.node
+        self.g.values.setdefault(label, value.node)
+        if s.name is not None:
+            self.g.loss_groups[label] = tuple(v.name for v in s.trains)
+            self.loss_clauses.append(s)
         info.type = typ
 
     # ---- expressions ------------------------------------------------------------
@@ -528,7 +559,17 @@ class Builder(GraphWriter):
         inner = _Scope(prefix="", block=e.func)
         for p, a in zip(block.params, e.args):
             inner.env[p.name] = self.expr(a, scope)
+        named = None  # name="disc": the parameters' prefix, as for layers; a name already made shares them
         for kw in e.kwargs:
+            if kw.name == "name" and "name" not in names:
+                if named is not None:
+                    raise NncError(f"{e.func}: argument 'name' given twice", kw.loc)
+                named = self.expr(kw.value, scope)
+                if not isinstance(named, str) or isinstance(named, Symbol) or not PARAM_NAME.fullmatch(named):
+                    raise NncError(f'{e.func}: name must be a name such as "encoder": got '
+                                   f'{value_kind(named) if not isinstance(named, str) else repr(named)}',
+                                   kw.value.loc, hint="letters, digits and _, dots between parts, in quotes")
+                continue
             if kw.name not in names:
                 raise NncError(f"{e.func}: unknown keyword argument '{kw.name}'", kw.loc,
                                hint=did_you_mean(kw.name, names, "parameters"))
@@ -539,30 +580,32 @@ class Builder(GraphWriter):
         if missing:
             raise NncError(f"{e.func}: missing argument '{missing[0]}'", e.loc,
                            hint=f"{e.func} takes ({', '.join(names)})")
-        inner.prefix = self.claim_prefix(e.func, None) + "."
+        inner.prefix = self.claim_prefix(e.func, named) + "."
         before = len(self.g.params)
         self.call_stack.append(e.func)
         outer = self.stmt
         try:
-            result = None
-            for i, s in enumerate(block.body):
-                if isinstance(s, ast.Return):
-                    if i != len(block.body) - 1:
-                        raise NncError("statements after return are never run", block.body[i + 1].loc)
-                    self.stmt = Statement(base=inner.prefix.rstrip("."), label=inner.prefix + "return", info=None)
-                    result = self.returned(s.value, inner)
-                else:
-                    self.statement(s, inner)
-            if result is None:
-                raise NncError(f"block '{e.func}' has no return", block.name_loc,
-                               hint="end the block with `return EXPR`")
-        except NncError as err:  # say which call of the block went wrong
-            err.notes.append(f"in block '{e.func}' called at {e.loc.span}")
+            with self.application(e.func, inner.prefix[:-1], named is not None, e.loc):
+                result = None
+                for i, s in enumerate(block.body):
+                    if isinstance(s, ast.Return):
+                        if i != len(block.body) - 1:
+                            raise NncError("statements after return are never run", block.body[i + 1].loc)
+                        self.stmt = Statement(base=inner.prefix.rstrip("."), label=inner.prefix + "return", info=None)
+                        result = self.returned(s.value, inner)
+                    else:
+                        self.statement(s, inner)
+                if result is None:
+                    raise NncError(f"block '{e.func}' has no return", block.name_loc,
+                                   hint="end the block with `return EXPR`")
+        except NncError as err:  # say which call of the block went wrong (unless the error points at it)
+            if err.loc is not e.loc:
+                err.notes.append(f"in block '{e.func}' called at {e.loc.span}")
             raise
         finally:
             self.call_stack.pop()
             self.stmt = outer
-        if len(self.g.params) == before and outer is not None:
+        if len(self.g.params) == before and outer is not None and named is None:
             outer.param_calls -= 1  # a block without parameters claims no name
         if outer is not None and outer.info is not None:
             if not outer.info.ops or outer.info.ops[-1] != e.func:

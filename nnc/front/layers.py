@@ -82,6 +82,12 @@ def _binary(op: ops.Op):
 FUNCTIONS["maximum"] = _binary(ops.maximum)
 FUNCTIONS["minimum"] = _binary(ops.minimum)
 
+
+@function
+def stop_gradient(b: GraphWriter, x: TensorLike):
+    """x's value, as a constant for the gradient (PyTorch's x.detach(), JAX's lax.stop_gradient)."""
+    return b.prim(ops.stop_gradient, b.as_tensor(x))
+
 # ---- reductions and shapes --------------------------------------------------------------
 
 
@@ -322,8 +328,12 @@ def batchnorm(b: GraphWriter, x: Tensor, momentum: float = 0.1, eps: float = 1e-
                 ("running_mean", mu, b.const(momentum, like=x), b.const(1 - momentum, like=x)),
                 ("running_var", var, unbiased_rate, b.op(ops.sub, one, var_rate))):
             batch = b.op(ops.reshape, batch, shape=(channels,))
-            new = b.op(ops.add, b.op(ops.mul, keep, p[stat]), b.op(ops.mul, rate, batch))
-            b.g.updates[b.g.nodes[p[stat].node]["attrs"]["name"]] = new.node
+            state = b.g.nodes[p[stat].node]["attrs"]["name"]
+            # a batchnorm applied again (shared by name=) updates the statistics its first use updated, as
+            # calling one PyTorch module twice does
+            old = Tensor(b.g.updates[state]) if state in b.g.updates else p[stat]
+            new = b.op(ops.add, b.op(ops.mul, keep, old), b.op(ops.mul, rate, batch))
+            b.g.updates[state] = new.node
     else:
         centered = b.op(ops.sub, x, shaped(p["running_mean"]))
         var = shaped(p["running_var"])
@@ -355,6 +365,18 @@ def dropout(b: GraphWriter, x: Tensor, p: float = 0.5):
     if not b.training or p == 0:
         return x
     return b.op(ops.mul, x, b.op(ops.dropout_mask, x, p=p, salt=b.g.next_id))
+
+
+@function
+def randn(b: GraphWriter, shape: Dims, mean: float = 0.0, std: float = 1.0):
+    """Fresh N(mean, std²) noise of `shape` (symbolic dims allowed: [B, 8]) at every step and every call:
+    a GAN generator's latent vectors."""
+    if std < 0:
+        raise b.error(f"std must be at least 0, got {std}", 2)
+    dims = tuple(str(d) if isinstance(d, str) else d for d in shape)
+    if any(isinstance(d, int) and d < 1 for d in dims):
+        raise b.error(f"every dim of shape must be at least 1, got {format_shape(dims)}", 0)
+    return b.op(ops.random_normal, shape=dims, mean=float(mean), std=float(std), salt=b.g.next_id)
 
 
 # ---- sequences: embeddings and attention ---------------------------------------------------

@@ -27,6 +27,12 @@ SETTINGS = {
     "val": ("float", 0.0),
     "threads": ("int", None),
     "window": ("int", None),
+    "steps": ("int", None),          # a model without inputs: training steps (there are no epochs of data)
+    "alternate": ("names", None),    # several losses: the cycle of steps, one loss per batch
+    "freeze": ("names", None),       # parameter-name prefixes training leaves unchanged
+    "early_stop": ("int", None),     # epochs without a better validation loss before stopping
+    "snapshots": ("int", None),      # keep the parameters every N epochs (snapshot_epoch_N.npz)
+    "classes": ("ints", None),       # a classification's data: only the examples of these classes
 }
 
 
@@ -68,6 +74,9 @@ def _argument(table: dict, name: str, param: str, expr):
     if not isinstance(default, bool) and isinstance(default, (int, float)) and (
             isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
         raise NncError(f"{name}: {param} must be a number of 0 or more, got {shown}", expr.loc)
+    if table is SCHEDULES and (name, param) == ("plateau", "factor") and value >= 1:
+        raise NncError(f"plateau: factor must be below 1, got {value}", expr.loc,
+                       hint="the rate is multiplied by it on each plateau: factor=0.5 halves it")
     return value
 
 
@@ -125,6 +134,15 @@ def read_train_block(trains: tuple) -> dict:
             values[s.name] = _spec(s.value, SCHEDULES, "schedule")
             continue
         v = _plain(s.value)
+        if kind == "names":
+            values[s.name] = _names(s.name, v, s.value)
+            continue
+        if kind == "ints":
+            items = v if isinstance(v, list) else [v]
+            if not items or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
+                raise NncError(f"{s.name} must be a list of class numbers such as [0, 1, 2, 3, 4]", s.value.loc)
+            values[s.name] = tuple(items)
+            continue
         least = 0 if s.name == "seed" else 1  # seed 0 is as good a seed as any
         if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
             wanted = "an integer of 0 or more" if least == 0 else "a positive integer"
@@ -140,3 +158,34 @@ def read_train_block(trains: tuple) -> dict:
     if values["lr"] is not None:
         values["optimizer"] = Spec(values["optimizer"].name, {**values["optimizer"].args, "lr": values["lr"]})
     return values
+
+
+def _names(setting: str, value, expr) -> tuple:
+    """`freeze = h1` or `freeze = [h1, h2]`: a tuple of names."""
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(n, str) for n in names):
+        raise NncError(f"{setting} must be a name or a list of names such as [h1, h2]", expr.loc)
+    return tuple(names)
+
+
+def check_names(trains: tuple, graph) -> None:
+    """The train block's names against the model: `alternate` names its losses, `freeze` prefixes its
+    trainable parameters; a name that matches nothing is a located error."""
+    from ..ir.graph import under_prefix
+
+    for s in (trains[0].settings if trains else ()):
+        if s.name not in ("alternate", "freeze"):
+            continue
+        items = s.value.items if isinstance(s.value, ast.ListExpr) else [s.value]
+        for item, name in zip(items, _names(s.name, _plain(s.value), s.value)):
+            if s.name == "alternate" and name not in graph.losses:
+                raise NncError(f"alternate: unknown loss: got {name}, expected one of "
+                               f"{', '.join(graph.losses) or 'none'} (the losses of model '{graph.model}')", item.loc,
+                               hint="alternate lists loss names, one per training step: [d, d, g]")
+            trainable = [n for n, node in graph.params.items() if graph.nodes[node]["attrs"]["trainable"]]
+            if s.name == "freeze" and not any(under_prefix(n, name) for n in trainable):
+                close = difflib.get_close_matches(name, sorted({n.split(".")[0] for n in trainable}), n=1)
+                raise NncError(f"freeze: no trainable parameter under this prefix: got {name}, expected the name of "
+                               f"a layer or parameter of model '{graph.model}'", item.loc,
+                               hint=f"did you mean {close[0]}?" if close else
+                               f"the trainable parameters: {', '.join(trainable)}")

@@ -113,6 +113,9 @@ class _ToAst(Transformer_NonRecursive):
     def loss_stmt(self, meta, value):
         return ast.LossStmt(value, self._loc(meta))
 
+    def named_loss(self, meta, name, value, *trains):
+        return ast.LossStmt(value, self._loc(meta), str(name), tuple(ast.Var(str(t), self._tloc(t)) for t in trains))
+
     def return_stmt(self, meta, *values):
         if len(values) == 1:
             return ast.Return(values[0], self._loc(meta))

@@ -3,13 +3,16 @@
 Every node it adds is located at the call being built (a shape error points
 at the argument at fault), belongs to the current statement, and is counted
 against the memory limit; parameters are named `<statement>.<param>` (or by the
-call's `name=`), checked and initialized by their `Init`. The AST walk that
-drives it is nnc/front/builder.py.
+call's `name=`), checked and initialized by their `Init`. Each application of a
+layer or block is a `Use` of its parameter prefix; a later call that names that
+prefix with `name=` applies the same layer again and shares its parameters, which
+must come out the same. The AST walk that drives it is nnc/front/builder.py.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +39,17 @@ class Statement:
     used: set = field(default_factory=set)
 
 
+@dataclass
+class Use:
+    """One application of a layer or block whose parameters share a prefix (`h1` of h1.weight)."""
+
+    what: str          # the function or block applied: dense, disc
+    prefix: str
+    loc: Loc | None    # the call
+    first: Use | None  # the earlier application this one repeats (name= of a prefix already made), or None
+    params: dict = field(default_factory=dict)  # every parameter it asked for: name -> (TensorType, Init, trainable)
+
+
 class GraphWriter:
     """Adds the primitive nodes and parameters of the calls being built to the graph `g`."""
 
@@ -46,6 +60,8 @@ class GraphWriter:
         self.arg_locs: tuple = ()            # its arguments', by position
         self._call_name: str | None = None   # the function it calls
         self.param_bytes = 0                 # of the parameters made so far
+        self.uses: dict[str, Use] = {}       # parameter prefix -> the application that made it
+        self.applying: list[Use] = []        # the applications being built, outermost first
 
     def as_tensor(self, v, like=None, loc: Loc | None = None) -> Tensor:
         """Numbers become scalar constants, and lists of numbers (`Literal`s) constant tensors, in the dtype
@@ -111,10 +127,19 @@ class GraphWriter:
     # ---- parameters --------------------------------------------------------------------
 
     def new_param(self, name: str, typ: TensorType, init: Init, loc: Loc, trainable: bool = True) -> int:
+        """The parameter `name`: made here, or, inside a repeated application, the one its first made."""
+        for use in self.applying:
+            use.params[name] = (typ, init, trainable)
+        repeats = [use for use in self.applying if use.first is not None]
+        if repeats:
+            return self._shared_param(name, typ, init, trainable, repeats[-1])
         if name in self.g.params:
             first = self.g.nodes[self.g.params[name]]["loc"]
+            hint = "give the layer another name= or assign it to another variable"
+            if self.applying:
+                hint += f'; name="{self.applying[-1].prefix}" on this call would share the parameters made first'
             raise NncError(f"duplicate parameter name '{name}'" + (f" (first made at {first.span})" if first else ""),
-                           loc, hint="give the layer another name= or assign it to another variable")
+                           loc, hint=hint)
         what = f"{self._call_name}: the {name.rsplit('.', 1)[-1]}" if self._call_name else f"param '{name}'"
         symbolic = [d for d in typ.shape if not isinstance(d, int)]
         if symbolic:  # e.g. batchnorm over a transposed [784, B]: its "channels" are the batch
@@ -135,6 +160,54 @@ class GraphWriter:
         if self.stmt and self.stmt.info is not None:
             self.stmt.info.params.append(name)
         return node
+
+    def _shared_param(self, name: str, typ: TensorType, init: Init, trainable: bool, use: Use) -> int:
+        """A parameter of a repeated application: the one its first application made, which must have come out
+        the same; else a located error at the repeated call naming what differs."""
+        first = use.first
+        if name not in first.params:
+            raise NncError(f"{use.what}: the parameter '{name}' is not among those it shares: got a new parameter, "
+                           f"expected only the {len(first.params)} made {_where_first(first)}", use.loc,
+                           hint=_SHARE_HINT)
+        want_type, want_init, want_trainable = first.params[name]
+        got = want = None
+        if typ.shape != want_type.shape:
+            got, want = f"shape {format_shape(typ.shape)}", format_shape(want_type.shape)
+        elif typ.dtype != want_type.dtype:
+            got, want = DTYPE_NAMES.get(typ.dtype, typ.dtype), DTYPE_NAMES.get(want_type.dtype, want_type.dtype)
+        elif init != want_init or trainable != want_trainable:
+            got, want = f"the initializer {_init_text(init)}", _init_text(want_init)
+        if got is not None:
+            raise NncError(f"{use.what}: the shared parameter '{name}' differs: got {got}, expected {want} as "
+                           f"{_where_first(first)}", use.loc, hint=_SHARE_HINT)
+        return self.g.params[name]
+
+    @contextmanager
+    def application(self, what: str, prefix: str, explicit: bool, loc: Loc | None):
+        """Build one application of a layer or block whose parameters are named `prefix.*`. Given an explicit
+        `name=` of a prefix already made, it applies that layer or block again: every parameter it asks for is
+        one the first application made, the same, and it asks for all of them."""
+        first = self.uses.get(prefix) if explicit else None
+        if first is not None and first.what != what:
+            raise NncError(f'{what}: name="{prefix}" names the {first.what} applied{_at_line(first)}: got {what}, '
+                           f"expected {first.what} to share its parameters", loc,
+                           hint=f'a name= of parameters already made applies that layer again; give this {what} '
+                                f'another name for parameters of its own')
+        use = Use(what, prefix, loc, first)
+        made_before = prefix in self.uses
+        self.applying.append(use)
+        try:
+            yield use
+        finally:
+            self.applying.pop()
+        if first is not None:
+            missing = [name for name in first.params if name not in use.params]
+            if missing:
+                raise NncError(f"{what}: the shared parameter '{missing[0]}' is left out: got {len(use.params)} of "
+                               f"the {len(first.params)} parameters made {_where_first(first)}, expected all",
+                               loc, hint=_SHARE_HINT)
+        elif use.params and not made_before:  # a block without parameters leaves its name free
+            self.uses[prefix] = use  # the block, not the layer inside it that took the block's prefix
 
     def claim_prefix(self, op: str, explicit: str | None) -> str:
         """The parameter-name prefix of a parametric call in the current statement."""
@@ -190,10 +263,11 @@ class GraphWriter:
                              hint="letters, digits and _, dots between parts; checkpoints and h1.weight use it")
         prefix = self.claim_prefix(self._call_name, name)
         out = {}
-        for pname, typ, init, trainable in specs:
-            if isinstance(init, Literal):  # init=[[...]]: every value written out
-                init = literal_init(init, f"{self._call_name}: the {pname}", typ)
-            out[pname] = Tensor(self.new_param(f"{prefix}.{pname}", typ, init, self.current_loc, trainable))
+        with self.application(self._call_name, prefix, name is not None, self.current_loc):
+            for pname, typ, init, trainable in specs:
+                if isinstance(init, Literal):  # init=[[...]]: every value written out
+                    init = literal_init(init, f"{self._call_name}: the {pname}", typ)
+                out[pname] = Tensor(self.new_param(f"{prefix}.{pname}", typ, init, self.current_loc, trainable))
         return out
 
 
@@ -215,6 +289,22 @@ def literal_init(lit: Literal, what: str, typ: TensorType) -> Init:
 def _nested_tuple(values):
     """Nested lists as nested tuples of floats: an Init's arguments stay hashable."""
     return tuple(_nested_tuple(v) for v in values) if isinstance(values, list) else float(values)
+
+
+_SHARE_HINT = ("a layer or block applied again takes inputs of the same size and the same arguments; give this "
+               "one another name= for parameters of its own")
+
+
+def _at_line(use: Use) -> str:
+    return f" at line {use.loc.span.line}" if use.loc else ""
+
+
+def _where_first(first: Use) -> str:
+    return f"where {first.prefix} was first applied{_at_line(first)}"
+
+
+def _init_text(init: Init) -> str:
+    return "of values written out" if init.kind == "constant" and isinstance(init.args[0], tuple) else str(init)
 
 
 def _init_reach(init: Init) -> float:

@@ -53,6 +53,8 @@ TABLES = {
     "grads": "wrt name (or node) -> its gradient node, after the grad pass",
     "adjoints": "forward node -> d(of)/d(node), after the grad pass",
     "contributions": "(user, operand index) -> that use's share of the operand's gradient, after grad",
+    "losses": "loss name -> its scalar node: every loss of a model (`loss` is the first, the one of a one-loss "
+              "model, named 'loss')",
 }
 ROOTS = ("loss", "grad_of")  # single node references: the loss; what the grad pass differentiated
 
@@ -73,6 +75,7 @@ class Graph(nx.MultiDiGraph):
         self.training = training
         self.statements: list = []
         self.optimizer: dict | None = None
+        self.loss_groups: dict[str, tuple] = {}   # named loss -> the parameter-name prefixes it trains
         self._tables: dict[str, dict] = {name: {} for name in TABLES}
         self._roots: dict[str, int | None] = dict.fromkeys(ROOTS)
         self._next_id = 0
@@ -94,7 +97,17 @@ class Graph(nx.MultiDiGraph):
     grads = _table("grads")
     adjoints = _table("adjoints")
     contributions = _table("contributions")
+    losses = _table("losses")
     del _table
+
+    def loss_params(self, name: str | None = None) -> list[str]:
+        """The trainable parameters loss `name` (default: the first) trains: those under the prefixes of its
+        `trains` clause (`disc` names disc and disc.*), every one when it has none."""
+        prefixes = self.loss_groups.get(name or next(iter(self.losses), "loss"), ())
+        names = [n for n, node in self.params.items() if self.nodes[node]["attrs"]["trainable"]]
+        if not prefixes:
+            return names
+        return [n for n in names if any(under_prefix(n, p) for p in prefixes)]
 
     @property
     def next_id(self) -> int:
@@ -150,6 +163,7 @@ class Graph(nx.MultiDiGraph):
         g = Graph(model=self.model, source=self.source, training=self.training)
         g.statements = list(self.statements)
         g.optimizer = copy.deepcopy(self.optimizer)
+        g.loss_groups = dict(self.loss_groups)
         g._tables = {name: dict(table) for name, table in self._tables.items()}
         g._roots = dict(self._roots)
         g._next_id = self._next_id
@@ -199,7 +213,7 @@ class Graph(nx.MultiDiGraph):
 
     def roots(self) -> list[int]:
         """The nodes whose values the model exposes: outputs, loss, state updates."""
-        out = [*self.outputs.values(), *self.updates.values(), *self.grads.values()]
+        out = [*self.outputs.values(), *self.updates.values(), *self.grads.values(), *self.losses.values()]
         return out + [n for n in self._roots.values() if n is not None]
 
     def needed_for(self, targets) -> set[int]:
@@ -352,3 +366,8 @@ def verify(g: Graph, *, check_types: bool = True) -> None:
             raise GraphError(f"{kind} {n} is not in the graph")
     if g.loss is not None and check_types and g.type_of(g.loss).shape != ():
         raise GraphError(f"loss {g.describe(g.loss)} is not a scalar")
+
+
+def under_prefix(name: str, prefix: str) -> bool:
+    """`disc` is a prefix of disc and disc.h1.weight, not of discriminator.weight."""
+    return name == prefix or name.startswith(prefix + ".")

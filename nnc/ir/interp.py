@@ -25,8 +25,8 @@ def bind_inputs(g, inputs: dict, float_dtype=np.float32, needed=None) -> tuple[d
     bindings: dict[str, int] = {}
     values = {}
     for name, node in g.inputs.items():
-        if needed is not None and node not in needed:
-            continue
+        if needed is not None and node not in needed and name not in inputs:
+            continue   # (an input fed though not needed still sizes its symbols: randn([B, 8]) reads B)
         typ = g.type_of(node)
         if name not in inputs:
             raise NncError(f"missing input '{name}': expected {describe(typ)}", _declared_loc(g, node),
@@ -111,6 +111,8 @@ def run(g, inputs: dict, params: dict, *, targets=None, float_dtype=np.float32, 
                 continue
             if op.is_a(RANDOM):
                 attrs["rng"] = np.random.default_rng([seed & 0xFFFFFFFF, attrs.get("salt", n)])
+                if op is ops.random_normal:   # noise follows native code's stream (dropout masks do not)
+                    attrs["seed"] = seed
             if op.is_a(CONTROL):
                 attrs["run_graph"] = lambda body, feed: _run_body(body, feed, float_dtype, seed)
             args = [values[o] for o in data["operands"]]

@@ -6,8 +6,8 @@ trainable parameter the nodes of the optimizer's update; `graph.updates`
 maps each parameter and each optimizer state (`optimizer/<param>/m`, ...) to
 its new value. The learning rate is an input (`optimizer/lr`) so schedules
 never recompile; the step count `optimizer/step` is state. The formulas follow
-PyTorch's (SGD with momentum / Nesterov, RMSProp, Adam and AdamW with bias
-correction), so results can be compared one to one.
+PyTorch's (SGD with momentum / Nesterov, RMSProp, Adagrad, Adadelta, Adam and
+AdamW with bias correction), so results can be compared one to one.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ class _Emitter(Emitter):
     def const(self, value: float, dtype: str = "float32") -> int:
         return super().const(float(value), dtype)
 
-    def state(self, name: str, like: TensorType, init: str = "zeros") -> int:
+    def state(self, name: str, like: TensorType, init: Init | None = None) -> int:
         typ = TensorType(like.shape, like.dtype)
-        node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": Init(init), "trainable": False},
-                             type=typ, stmt="optimizer", layer=self.name)
+        attrs = {"name": name, "type": typ, "init": init or Init("zeros"), "trainable": False}
+        node = self.g.add_op(ops.param, (), attrs, type=typ, stmt="optimizer", layer=self.name)
         self.g.params[name] = node
         return node
 
@@ -47,13 +47,15 @@ def decays(g, param_node) -> bool:
     return g.type_of(param_node).rank >= 2
 
 
-def trainable(g) -> list[str]:
-    """The names of the parameters training updates; an error when there is nothing to train."""
+def trainable(g, loss: str | None = None, frozen=()) -> list[str]:
+    """The names of the parameters a step on `loss` (default: the first) updates: its group less the
+    `frozen` ones; an error when there is nothing to train."""
     if g.loss is None:
         raise NncError(f"model '{g.model}' has no loss to train", hint="declare one: loss mse(pred, target)")
-    names = [n for n, node in g.params.items() if g.nodes[node]["attrs"]["trainable"]]
+    names = [n for n in g.loss_params(loss) if n not in frozen]
     if not names:
-        raise NncError(f"model '{g.model}' has no trainable parameters")
+        what = f"loss {loss}" if loss and len(g.losses) > 1 else f"model '{g.model}'"
+        raise NncError(f"{what} has no trainable parameters" + (" left: every one is frozen" if frozen else ""))
     return names
 
 
@@ -72,8 +74,9 @@ def optimizer_update(spec: Spec, weight_decay: float = 0.0, clip: float | None =
             grads = _clip_by_global_norm(e, grads, clip)
         if spec.name == "adamw" and weight_decay:
             args["weight_decay"] = weight_decay
-        step_rule = {"sgd": _sgd, "momentum": _sgd, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}[spec.name]
-        shared = _step_counter(e) if spec.name in ("adam", "adamw") else None
+        step_rule = {"sgd": _sgd, "momentum": _sgd, "rmsprop": _rmsprop, "adagrad": _adagrad, "adadelta": _adadelta,
+                     "adam": _adam, "adamw": _adam}[spec.name]
+        shared = _step_counter(e) if spec.name in ("adam", "adamw", "adagrad") else None
         for name in names:
             p = g.params[name]
             dw = grads[name]
@@ -123,6 +126,30 @@ def _rmsprop(e, name, p, dw, lr, args, _t):
     s1 = e.add(e.mul(e.const(rho), s), e.mul(e.const(1 - rho), e.square(dw)))
     e.g.updates[f"optimizer/{name}/square_avg"] = s1
     return e.sub(p, e.div(e.mul(lr, dw), e.add(e.sqrt(s1), e.const(args["eps"]))))
+
+
+def _adagrad(e, name, p, dw, lr, args, t):
+    """s = s + g² (s starts at initial_accumulator_value);  p −= lr/(1 + (t − 1)·lr_decay) · g / (√s + ε)."""
+    s = e.state(f"optimizer/{name}/sum", e.g.type_of(p), Init("constant", (float(args["initial_accumulator_value"]),)))
+    s1 = e.add(s, e.square(dw))
+    e.g.updates[f"optimizer/{name}/sum"] = s1
+    if args["lr_decay"]:
+        lr = e.div(lr, e.add(e.const(1.0), e.mul(e.sub(t, e.const(1.0)), e.const(args["lr_decay"]))))
+    return e.sub(p, e.div(e.mul(lr, dw), e.add(e.sqrt(s1), e.const(args["eps"]))))
+
+
+def _adadelta(e, name, p, dw, lr, args, _t):
+    """s = ρ·s + (1 − ρ)·g²;  Δ = √(u + ε) / √(s + ε) · g;  u = ρ·u + (1 − ρ)·Δ²;  p −= lr·Δ."""
+    rho = args["rho"]
+    eps = e.const(args["eps"])
+    s = e.state(f"optimizer/{name}/square_avg", e.g.type_of(p))
+    u = e.state(f"optimizer/{name}/acc_delta", e.g.type_of(p))
+    s1 = e.add(e.mul(e.const(rho), s), e.mul(e.const(1 - rho), e.square(dw)))
+    delta = e.mul(e.div(e.sqrt(e.add(u, eps)), e.sqrt(e.add(s1, eps))), dw)
+    u1 = e.add(e.mul(e.const(rho), u), e.mul(e.const(1 - rho), e.square(delta)))
+    e.g.updates[f"optimizer/{name}/square_avg"] = s1
+    e.g.updates[f"optimizer/{name}/acc_delta"] = u1
+    return e.sub(p, e.mul(lr, delta))
 
 
 def _adam(e, name, p, dw, lr, args, t):

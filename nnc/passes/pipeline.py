@@ -29,6 +29,8 @@ from .loops import keep_forward_values, sink_out_of_loops
 from .optim import optimizer_update, trainable
 from .simplify import simplify
 
+STATE_PREFIX = "optimizer/"  # the optimizer's state parameters (nnc.passes.optim)
+
 
 @dataclass(frozen=True)
 class Pass:
@@ -95,8 +97,44 @@ def unsimplified_gradient(g: Graph, of=None, wrt=None) -> Graph:
     return run(g, [SHAPES, differentiate(of, wrt)])
 
 
-def training_step(g: Graph, spec, *, weight_decay: float = 0.0, clip: float | None = None) -> Graph:
-    """One training step of the training graph `g`: forward, backward and the update of every trainable
-    parameter by the optimizer `spec` (a nnc.specs.Spec), compiled together as one graph."""
+def training_step(g: Graph, spec, *, weight_decay: float = 0.0, clip: float | None = None,
+                  loss: str | None = None, frozen=()) -> Graph:
+    """One training step of the training graph `g`: forward, backward and the update by the optimizer `spec`
+    (a nnc.specs.Spec) of the parameters loss `loss` trains (default: the first loss; all of a one-loss
+    model's) less the `frozen` ones, compiled together as one graph."""
     update = Pass("optimizer", optimizer_update(spec, weight_decay, clip))
-    return run(g, [SHAPES, differentiate(wrt=trainable(g)), *LOOPS, update, SIMPLIFY])
+    wrt = trainable(g, loss, frozen)
+    if loss is None:
+        return run(g, [SHAPES, differentiate(wrt=wrt), *LOOPS, update, SIMPLIFY])
+    return run(g, [Pass(f"loss {loss}", select_loss(loss)), SHAPES, differentiate(wrt=wrt), *LOOPS, update,
+                   Pass("optimizer state of the loss", own_optimizer_state(loss)), SIMPLIFY])
+
+
+def select_loss(name: str):
+    """The graph with loss `name` as its only loss (the others and what only they need are dropped)."""
+    def select(g: Graph) -> Graph:
+        g = g.clone()
+        g.loss = g.losses[name]
+        g.losses = {name: g.loss}
+        g.values = {k: n for k, n in g.values.items() if k == name or k not in g.loss_groups}
+        keep = g.needed_for(g.roots()) | set(g.inputs.values())   # the inputs still size the batch (randn)
+        g.remove_nodes_from([n for n in list(g.nodes) if n not in keep])
+        g.forget_dead()
+        return g
+    return select
+
+
+def own_optimizer_state(loss: str):
+    """Each loss has an optimizer of its own (as each of a GAN's two networks has in PyTorch): its state
+    `optimizer/...` is renamed `optimizer[loss]/...`, so two losses' steps never share moments or a count."""
+    def rename(g: Graph) -> Graph:
+        g = g.clone()
+        for old in [name for name in g.params if name.startswith(STATE_PREFIX)]:
+            new = f"optimizer[{loss}]/{old[len(STATE_PREFIX):]}"
+            node = g.params.pop(old)
+            g.nodes[node]["attrs"]["name"] = new
+            g.params[new] = node
+            if old in g.updates:
+                g.updates[new] = g.updates.pop(old)
+        return g
+    return rename

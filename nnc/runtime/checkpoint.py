@@ -92,6 +92,8 @@ def model_params(source, model) -> dict:
     """
     if source is None:
         return {}
+    if isinstance(source, str) and "+" in source and not Path(source).exists():
+        return merged_params(source.split("+"), model)
     if isinstance(source, Mapping):
         where = None  # shapes are checked where the arrays are used, with the same message on every backend
         arrays = {str(k): np.asarray(v) for k, v in source.items()}
@@ -105,7 +107,7 @@ def model_params(source, model) -> dict:
         raise NncError(f"params: got {type(source).__name__}, expected {PARAMS_HELP}")
     expected = {name: t.shape for name, t in model.param_types.items()}
     if meta is not None:
-        arrays = {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}
+        arrays = {k: v for k, v in arrays.items() if not k.startswith(("optimizer/", "optimizer["))}  # its state
         check_against(where, arrays, expected)
         return arrays
     unknown = sorted(set(arrays) - set(expected))
@@ -115,3 +117,20 @@ def model_params(source, model) -> dict:
     if where is not None:
         check_against(where, arrays, {k: expected[k] for k in arrays})
     return arrays
+
+
+def merged_params(sources: list[str], model) -> dict:
+    """`A+B`: the parameters of A, then those of B that the model has (by name) over them, ...: a fine-tuned
+    trunk under the head of the run it started from."""
+    merged = model_params(sources[0], model)
+    expected = {name: tuple(t.shape) for name, t in model.param_types.items()}
+    for source in sources[1:]:
+        path = checkpoint_path(source)
+        arrays, _ = _read(path)
+        taken = {k: v for k, v in arrays.items() if k in expected}
+        if not taken:
+            raise NncError(f"params: {source} holds none of the parameters of model '{model.name}'",
+                           hint="A+B takes B's parameters that have the model's names over A's")
+        check_against(str(path), taken, {k: expected[k] for k in taken})
+        merged.update(taken)
+    return merged

@@ -59,7 +59,8 @@ def run_graph(g, inputs: dict, params: dict, targets, *, float_dtype=np.float32,
                 bindings.setdefault(d, 1)
     exe = _executable(g, targets, bindings)
     names = {node: name for name, node in g.inputs.items()}
-    feed = {names[node]: np.array(arr, dtype=g.type_of(node).dtype, order="C") for node, arr in values.items()}
+    feed = {names[node]: np.array(arr, dtype=g.type_of(node).dtype, order="C") for node, arr in values.items()
+            if node in needed}
     pnames = {node: name for name, node in g.params.items()}
     exe.set_params({pnames[node]: arr for node, arr in checked.items() if pnames[node] in exe.params})
     with located_by_interpreter(g, inputs, params, targets, seed, float_dtype):

@@ -9,6 +9,7 @@ The target is the input the loss compares the prediction against:
 - else the float input that binary_cross_entropy (a binary classification),
   mse or mae (a regression) compares the prediction with;
 - else the one float input the loss needs but no output does (a regression).
+A model with several losses (a GAN) is generative: no target, every input a feature.
 Every other input is a feature input. The output that is evaluated is the
 first (in graph order) that the loss depends on, else the first output.
 """
@@ -24,6 +25,7 @@ from ..ir import ops
 from ..ir.ops import IndexUse
 
 CLASSIFICATION, BINARY, REGRESSION = "classification", "binary", "regression"
+GENERATIVE = "generative"   # several losses (a GAN): no target; the data are examples of what to generate
 COMPARING_LAYERS = {"mse": ops.sub, "mae": ops.sub, "binary_cross_entropy": ops.bce_logits}
 
 
@@ -37,7 +39,7 @@ class Task:
 
     @property
     def classifies(self) -> bool:
-        return self.kind != REGRESSION
+        return self.kind not in (REGRESSION, GENERATIVE)
 
     def labels(self, targets: np.ndarray) -> np.ndarray:
         """Class indices from the target input's values: int labels of any shape ([N], or [N, T] for a
@@ -54,6 +56,8 @@ def task_of(g) -> Task:
     outputs = {n: name for name, n in g.outputs.items()}
     if g.loss is None:
         return Task(REGRESSION, next(iter(g.outputs), None), None)
+    if len(g.losses) > 1:
+        return Task(GENERATIVE, next(iter(g.outputs), None), None)
     need = g.needed_for([g.loss])
     output = next((outputs[n] for n in g.topo() if n in outputs and n in need), next(iter(g.outputs), None))
     by_node = {node: name for name, node in g.inputs.items()}

@@ -20,7 +20,8 @@ MAX_DEFAULT_THREADS = 8  # the kernels of a small model split into more shares t
 def run_config(settings: dict, *, epochs: int | None = None, batch: int | None = None, lr: float | None = None,
                optimizer: str | None = None, schedule: str | None = None, weight_decay: float | None = None,
                clip: float | None = None, seed: int | None = None, backend: str | None = None,
-               threads: int | None = None) -> RunConfig:
+               threads: int | None = None, steps: int | None = None, freeze=None, early_stop: int | None = None,
+               snapshots: int | None = None) -> RunConfig:
     """The RunConfig of a model whose train block resolved to `settings` (Model.settings), with the values given."""
     s = settings
     optimizer_spec = s["optimizer"]
@@ -38,13 +39,28 @@ def run_config(settings: dict, *, epochs: int | None = None, batch: int | None =
         clip=clip if clip is not None else s["clip"],
         seed=seed if seed is not None else s["seed"],
         backend=backend or "llvm",
-        threads=next(t for t in (threads, s["threads"], default_threads()) if t is not None))
+        threads=threads_of(s, threads),
+        steps=steps if steps is not None else s["steps"],
+        alternate=tuple(s["alternate"] or ()),
+        freeze=tuple(freeze) if freeze is not None else tuple(s["freeze"] or ()),
+        early_stop=early_stop if early_stop is not None else s["early_stop"],
+        snapshots=snapshots if snapshots is not None else s["snapshots"])
+
+
+def threads_of(settings: dict, threads: int | None = None) -> int:
+    """The threads of a run (nnc run) or a measurement (nnc bench): `threads` if given, else the train block's,
+    else `default_threads()`."""
+    return next(t for t in (threads, settings["threads"], default_threads()) if t is not None)
 
 
 def default_threads() -> int:
     """Threads when neither the run nor the train block says: the cores this process may use."""
+    return max(1, min(usable_cores(), MAX_DEFAULT_THREADS))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which taskset and containers narrow)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT_THREADS))
+        return os.cpu_count() or 1

@@ -5,6 +5,8 @@ statistics) through nnc.runtime.execute.run_graph, which compiles once per
 chunk size and checks the arrays it is handed; the task (nnc.runtime.task)
 says which output is scored against which input and how. A character model's
 evaluation can add the perplexity (exp of the mean cross-entropy per character).
+A scalar output (shape []) over a split is the mean of its chunks' values weighted by
+their sizes (`join_chunks`).
 """
 
 from __future__ import annotations
@@ -31,20 +33,21 @@ class Evaluator:
         self.params = params
 
     def predict(self, data: dict) -> tuple[float, np.ndarray]:
-        """(mean loss, stacked outputs) over a whole split."""
+        """(mean loss, outputs) over a whole split, the chunks' outputs joined by `join_chunks`."""
         n = len(next(iter(data.values()))) if data else 0
         if n == 0:
             raise NncError("nothing to evaluate: the split has no examples")
         g = self.model.graph
         loss_node, out_node = g.loss, g.outputs[self.task.output]
-        total, outputs = 0.0, []
+        total, outputs, sizes = 0.0, [], []
         for start in range(0, n, EVAL_BATCH):
             chunk = {k: v[start:start + EVAL_BATCH] for k, v in data.items() if k in g.inputs}
             values = run_graph(g, chunk, self.params, [loss_node, out_node], backend=self.backend)
             m = len(next(iter(chunk.values())))
             total += float(values[loss_node]) * m
-            outputs.append(values[out_node])
-        return total / n, np.concatenate(outputs)
+            outputs.append(np.asarray(values[out_node]))
+            sizes.append(m)
+        return total / n, join_chunks(outputs, sizes)
 
     def evaluate(self, data: dict, detailed: bool = False, perplexity: bool = False) -> dict:
         """The loss and the task's metrics; `detailed`: a classifier's confusion matrix, precision and recall;
@@ -74,8 +77,25 @@ def final_evaluation(evaluator, data) -> tuple[str, dict]:
     """What `nnc run` ends with and `nnc eval --data` prints: the model on the data's final part (its test
     part, a text's validation part, the training set when there is neither), with a classifier's confusion
     matrix, or a character model's perplexity instead (no matrix of every character) -> (which, result)."""
-    has_test = data.test is not None and data.n_test
+    which, split = final_split(data)
     text = bool(data.vocabulary)
-    result = evaluator.evaluate(data.test if has_test else data.train,
-                                detailed=evaluator.task.classifies and not text, perplexity=text)
-    return (data.final_split if has_test else "training"), result
+    result = evaluator.evaluate(split, detailed=evaluator.task.classifies and not text, perplexity=text)
+    return which, result
+
+
+def final_split(data) -> tuple[str, dict]:
+    """The part of `data` a final evaluation scores: its test part (a text's validation part), else the training
+    set -> (which, arrays)."""
+    if data.test is not None and data.n_test:
+        return data.final_split, data.test
+    return "training", data.train
+
+
+def join_chunks(outputs: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """One output over a whole split from its values on chunks of `sizes` examples: per-example outputs
+    concatenated along the batch axis; a scalar output (rank 0, e.g. `s = mean(y)`: one value per chunk) becomes
+    the mean of the chunks' values weighted by their sizes, which is exactly the whole split's value for a mean
+    over the batch (of a sum over the batch it gives the chunks' sums weighted by size, not the split's sum)."""
+    if outputs[0].ndim == 0:
+        return np.asarray(np.average(np.stack(outputs), weights=sizes), dtype=outputs[0].dtype)
+    return np.concatenate(outputs)

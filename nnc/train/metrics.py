@@ -1,9 +1,22 @@
 """Evaluation metrics: accuracy, confusion matrix, per-class precision and recall, regression errors, the mean
-cross-entropy of a sequence of classes (a text's perplexity)."""
+cross-entropy of a sequence of classes (a text's perplexity), and a classifier's probabilities from its output."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..ir import ops
+
+
+def probabilities(output: np.ndarray, normalized: bool = False) -> np.ndarray:
+    """A classifier's class probabilities from its output: the output itself when `normalized` (it is a softmax's
+    or a sigmoid's), else the sigmoid of one logit per example ([N, 1]) or the softmax over the classes (the last
+    axis) of logits (or of log-probabilities, which gives the probabilities back)."""
+    if normalized:
+        return output
+    if output.shape[-1] == 1:
+        return ops.sigmoid.ref(output)
+    return ops.softmax.ref(output, axis=-1)
 
 
 def predicted_classes(output: np.ndarray) -> np.ndarray:

@@ -56,6 +56,7 @@ CONFUSION = "confusion.png"
 RUN_MARKS = (SETTINGS, CHECKPOINT, METRICS, HISTORY)  # a folder holding one of these is a run's
 DEFAULT_ROOT = Path("runs")
 CONFIG_KEYS = ("epochs", "batch", "weight_decay", "clip", "seed", "backend", "threads")
+NEWER_CONFIG_KEYS = {"steps": None, "alternate": (), "freeze": (), "early_stop": None, "snapshots": None}
 
 
 def timestamp() -> str:
@@ -150,21 +151,28 @@ def spec_from_json(data: dict) -> Spec:
 
 def config_settings(config: RunConfig) -> dict:
     return {**{k: getattr(config, k) for k in CONFIG_KEYS}, "optimizer": spec_json(config.optimizer),
-            "schedule": spec_json(config.schedule)}
+            "schedule": spec_json(config.schedule),
+            **{k: list(v) if isinstance(v, tuple) else v for k in NEWER_CONFIG_KEYS for v in [getattr(config, k)]}}
 
 
 def config_of(settings: dict) -> RunConfig:
     return RunConfig(optimizer=spec_from_json(settings["optimizer"]), schedule=spec_from_json(settings["schedule"]),
-                     **{k: settings[k] for k in CONFIG_KEYS})
+                     **{k: settings[k] for k in CONFIG_KEYS},
+                     **{k: tuple(v) if isinstance(v, list) else v
+                        for k, default in NEWER_CONFIG_KEYS.items() for v in [settings.get(k, default)]})
 
 
 def new_settings(model, model_file: str, config: RunConfig, *, data: str | None = None, target: str | None = None,
                  val: float | None = None, check_numerics: bool = False, grad_stats: bool = False,
-                 window: int | None = None) -> dict:
+                 window: int | None = None, classes=None) -> dict:
     """Every setting of a new run, as settings.json records them: `config` (the flags over the train block) and
     the data, target, validation share and window given (None: the train block's)."""
     s = model.settings
     spec = data or s["data"]
+    if not spec and not model.graph.inputs:   # a model without inputs trains on its parameters alone
+        return {"model_file": str(model_file), "model": model.name, "model_sha256": source_sha256(model.source.text),
+                "data": None, "target": None, "val": 0.0, "window": None, **config_settings(config),
+                "check_numerics": bool(check_numerics), "grad_stats": False}
     if not spec:
         raise NncError(f"no data for model '{model.name}'", hint="give --data mnist (or a .csv / .npz file), "
                        "or `data = ...` in the train block")
@@ -175,6 +183,7 @@ def new_settings(model, model_file: str, config: RunConfig, *, data: str | None 
     return {"model_file": str(model_file), "model": model.name, "model_sha256": source_sha256(model.source.text),
             "data": data_location(str(spec), base), "target": target,
             "val": val if val is not None else s["val"], "window": window if window is not None else s["window"],
+            "classes": list(classes) if classes else (list(s["classes"]) if s.get("classes") else None),
             **config_settings(config),
             "check_numerics": bool(check_numerics), "grad_stats": bool(grad_stats)}
 
@@ -318,6 +327,8 @@ def restore(trainer, folder: Path, saved: tuple[dict, dict]) -> tuple[EpochProgr
     trainer.epoch = int(meta.get("epoch", 0))
     trainer.global_step = int(meta.get("global_step", 0))
     trainer.history = [EpochStats(**h) for h in meta.get("history", [])]
+    if trainer.plateau is not None and meta.get("plateau"):
+        trainer.plateau.load_state(meta["plateau"])
     return EpochProgress(**meta.get("epoch_progress", {})), DivergenceWatch(**meta.get("divergence", {}))
 
 
@@ -331,7 +342,8 @@ def save_state(folder: Path, trainer, watch: DivergenceWatch, progress: EpochPro
     meta = {"model": trainer.model.name, "epoch": trainer.epoch, "step": progress.step,
             "global_step": trainer.global_step, "seed": trainer.config.seed, "optimizer": str(trainer.config.optimizer),
             "epoch_progress": asdict(progress), "divergence": asdict(watch),
-            "history": [asdict(h) for h in trainer.history]}
+            "history": [asdict(h) for h in trainer.history],
+            "plateau": trainer.plateau.state() if trainer.plateau is not None else None}
     path = folder / CHECKPOINT
     checkpoint.save(path, trainer.state(), meta)
     write_history(folder / HISTORY, trainer.history)

@@ -22,12 +22,12 @@ from ..data import splits
 from ..errors import NncError
 from ..passes.optim import LR
 from ..runtime.init import init_params
-from ..runtime.task import training_task
+from ..runtime.task import task_of, training_task
 from ..specs import Spec
 from .engines import engine
 from .evaluator import Evaluator
 from .metrics import correct_per_example, predicted_classes
-from .schedules import learning_rate
+from .schedules import learning_rate, plateau_for
 
 
 @dataclass
@@ -41,6 +41,11 @@ class RunConfig:
     seed: int = 0
     backend: str = "llvm"
     threads: int | None = None
+    steps: int | None = None        # a model without inputs trains for steps, not epochs
+    alternate: tuple = ()           # several losses: the cycle of their steps (default: each in turn)
+    freeze: tuple = ()              # parameter-name prefixes left unchanged
+    early_stop: int | None = None   # patience, in epochs, on the validation loss
+    snapshots: int | None = None    # keep the parameters every this many epochs
 
     @property
     def lr(self) -> float:
@@ -62,6 +67,7 @@ class EpochProgress:
     loss_sum: float = 0.0
     correct: float = 0.0   # examples classified right (with sequence labels, each the fraction of its positions)
     seen: int = 0
+    losses: dict = field(default_factory=dict)   # several losses: name -> (sum of loss × examples, examples)
 
 
 DIVERGENCE_FACTOR = 1000.0
@@ -99,22 +105,39 @@ class EpochStats:
     samples_per_second: float = 0.0
     grad_norms: dict = field(default_factory=dict)
     grad_steps: dict = field(default_factory=dict)   # recurrent layer -> its gradient norm at each time step
+    losses: dict = field(default_factory=dict)   # a model with several losses: each one's mean over its steps
 
 
 class Trainer:
     def __init__(self, model, config: RunConfig, sizes: dict | None = None):
-        """`sizes`: symbolic dims other than the batch, from the data (engines.data_sizes)."""
+        """`sizes`: symbolic dims other than the batch, from the data (engines.data_sizes).
+
+        A model with several losses gets one compiled step per loss (each updating its own parameter group
+        with an optimizer of its own), stepped in the cycle `config.alternate` (default: each loss in turn),
+        one batch per step; after a step the parameters it changed are copied into the other steps."""
         self.model = model
         self.config = config
-        self.task = training_task(model.graph)
-        self.step_graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip)
+        # a model without inputs trains on its parameters alone: it need not have an output to evaluate
+        self.task = training_task(model.graph) if model.graph.inputs else task_of(model.graph)
+        losses = list(model.training_graph.losses)
+        self.loss_names = losses if len(losses) > 1 else [None]
+        self.cycle = list(config.alternate) or self.loss_names
         start = time.perf_counter()
-        targets = [self.step_graph.loss, self.step_graph.outputs[self.task.output]]
-        self.step = engine(config.backend, self.step_graph, config.batch, targets, threads=config.threads,
-                           sizes=sizes)
+        self.graphs, self.engines = {}, {}
+        for name in self.loss_names:
+            graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip,
+                                        loss=name, frozen=frozen_names(model.training_graph, config.freeze))
+            targets = [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
+            self.graphs[name] = graph
+            self.engines[name] = engine(config.backend, graph, config.batch, targets, threads=config.threads,
+                                        sizes=sizes)
+        self.step_graph, self.step = self.graphs[self.loss_names[0]], self.engines[self.loss_names[0]]
         self.compile_seconds = time.perf_counter() - start
-        self.step.set_params(init_params(self.step_graph, config.seed))
-        self.evaluator = Evaluator(model, config.backend)
+        initial = init_params(model.training_graph, config.seed)
+        for name, eng in self.engines.items():
+            eng.set_params({**init_params(self.graphs[name], config.seed), **initial})
+        self.evaluator = Evaluator(model, config.backend) if model.graph.inputs else None
+        self.plateau = plateau_for(config.schedule, config.lr)
         self.epoch = 0          # epochs completed
         self.global_step = 0
         self.check_numerics = False  # also stop on a non-finite output, not only a non-finite loss
@@ -124,10 +147,22 @@ class Trainer:
 
     def state(self) -> dict:
         """Every parameter and optimizer state, keyed by name, as arrays (copies)."""
-        return {k: np.array(v) for k, v in self.step.params.items()}
+        return {k: np.array(v) for eng in self.engines.values() for k, v in eng.params.items()}
 
     def load_state(self, state: dict) -> None:
-        self.step.set_params(state)
+        for eng in self.engines.values():
+            eng.set_params({k: v for k, v in state.items() if k in eng.params})
+
+    def _share(self, name) -> None:
+        """After a step on loss `name`: the parameters it updated, into every other loss's step."""
+        if len(self.engines) == 1:
+            return
+        source = self.engines[name].params
+        for other, eng in self.engines.items():
+            if other != name:
+                for param in self.graphs[name].updates:
+                    if param in eng.params and not param.startswith("optimizer"):
+                        eng.params[param][...] = source[param]
 
     def model_params(self) -> dict:
         return {k: v for k, v in self.state().items() if k in self.model.graph.params}
@@ -142,7 +177,32 @@ class Trainer:
         return splits.epoch_order(n, seed=self.config.seed, epoch=epoch)
 
     def lr_at(self, epoch: float) -> float:
-        return learning_rate(self.config.schedule, self.config.lr, epoch, self.config.epochs)
+        return learning_rate(self.config.schedule, self.config.lr, epoch, self.config.epochs, self.plateau)
+
+    def observe_validation(self, val_loss: float) -> None:
+        """After an epoch's validation: a plateau schedule may lower the rate of the next epochs."""
+        if self.plateau is not None:
+            self.plateau.observe(val_loss)
+
+    # ---- a model without inputs ---------------------------------------------------------
+
+    def step_once(self, extra: dict) -> float:
+        """One step of a model without inputs on its parameters (the first loss of the cycle): -> the loss
+        before the step."""
+        name = self.cycle[self.global_step % len(self.cycle)]
+        values, _ = self.engines[name].run_batch({}, np.empty(0, np.int64), extra,
+                                                 self.config.seed * 1_000_003 + self.global_step)
+        self._share(name)
+        self.global_step += 1
+        return float(values[self.graphs[name].loss])
+
+    def loss_now(self) -> float:
+        """The loss at the current parameters of a model without inputs (evaluation form)."""
+        from ..runtime.execute import run_graph
+
+        g = self.model.graph
+        return float(run_graph(g, {}, self.model_params(), [g.loss], backend=self.config.backend,
+                               seed=self.global_step)[g.loss])
 
     def train_epoch(self, train: dict, on_step=None, should_stop=None,
                     resume: EpochProgress | None = None) -> EpochStats:
@@ -155,39 +215,47 @@ class Trainer:
         if steps == 0:
             raise NncError(f"the training set has {n} examples, fewer than one batch of {cfg.batch}",
                            hint=f"use --batch {n} or less")
-        done = replace(resume) if resume is not None else EpochProgress()
+        done = replace(resume, losses=dict(resume.losses)) if resume is not None else EpochProgress()
         order = self.epoch_order(n, self.epoch)
-        self.epoch_start = (self.state(), self.global_step, replace(done))  # to replay up to a failing step
-        loss_node = self.step_graph.loss
-        out_node = self.step_graph.outputs[self.task.output]
-        classifies = self.task.classifies
+        self.epoch_start = (self.state(), self.global_step, replace(done, losses=dict(done.losses)))  # for replays
+        classifies = self.task.classifies and len(self.engines) == 1
         start, seen_here = time.perf_counter(), 0
         lr_array = np.zeros((), dtype=np.float32)
         for i in range(done.step, steps):
             idx = order[i * cfg.batch:(i + 1) * cfg.batch]
             lr_array[...] = self.lr_at(self.epoch + i / steps)
-            values, batch = self.step.run_batch(train, idx, {LR: lr_array}, cfg.seed * 1_000_003 + self.global_step)
+            name = self.cycle[self.global_step % len(self.cycle)]
+            graph = self.graphs[name]
+            values, batch = self.engines[name].run_batch(train, idx, {LR: lr_array},
+                                                         cfg.seed * 1_000_003 + self.global_step)
+            self._share(name)
             self.global_step += 1
-            loss = float(values[loss_node])
+            loss = float(values[graph.loss])
             if not np.isfinite(loss) or (self.check_numerics and not _finite(values)):
                 raise NonFiniteLoss(self.epoch, i, loss)
             done.step = i + 1
             done.loss_sum += loss * len(idx)
             done.seen += len(idx)
+            if name is not None:
+                total, count = done.losses.get(name, (0.0, 0))
+                done.losses[name] = (total + loss * len(idx), count + len(idx))
             seen_here += len(idx)
             if classifies:
+                out_node = graph.outputs[self.task.output]
                 truth = self.task.labels(batch[self.task.target])
                 done.correct += float(correct_per_example(predicted_classes(values[out_node]), truth).sum())
             if on_step:
                 on_step(i + 1, steps, done.loss_sum / done.seen, done.correct / done.seen if classifies else None)
             if should_stop and should_stop():
-                raise Interrupted(self.epoch, replace(done))
+                raise Interrupted(self.epoch, replace(done, losses=dict(done.losses)))
         seconds = time.perf_counter() - start
         self.epoch += 1
         return EpochStats(self.epoch, done.loss_sum / max(done.seen, 1),
                           done.correct / done.seen if classifies and done.seen else None,
                           lr=self.lr_at(self.epoch - 1 + (steps - 1) / steps), seconds=seconds,
-                          samples_per_second=seen_here / max(seconds, 1e-9))
+                          samples_per_second=seen_here / max(seconds, 1e-9),
+                          losses={k: done.losses[k][0] / max(done.losses[k][1], 1) for k in self.loss_names
+                                  if k in done.losses})
 
     def locate_nonfinite(self, train: dict, failure: NonFiniteLoss) -> NncError | None:
         """Replay the epoch natively up to the failing step, then run that step on the interpreter
@@ -249,3 +317,16 @@ class NonFiniteLoss(Exception):
 
 def _finite(values: dict) -> bool:
     return all(np.all(np.isfinite(v)) for v in values.values() if np.asarray(v).dtype.kind == "f")
+
+
+def frozen_names(g, prefixes) -> tuple:
+    """The trainable parameters under the `freeze` prefixes (nnc.front.settings checked each matches one)."""
+    from ..ir.graph import under_prefix
+
+    trainable = [n for n, node in g.params.items() if g.nodes[node]["attrs"]["trainable"]]
+    for p in prefixes:
+        if not any(under_prefix(n, p) for n in trainable):
+            raise NncError(f"--freeze: no trainable parameter under this prefix: got {p}, expected the name of a "
+                           f"layer or parameter of model '{g.model}'",
+                           hint=f"the trainable parameters: {', '.join(trainable)}")
+    return tuple(n for n in trainable if any(under_prefix(n, p) for p in prefixes))

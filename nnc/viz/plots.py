@@ -130,3 +130,49 @@ def save_figure(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_trajectory(path: Path, names: list[str], points: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                    losses: np.ndarray) -> None:
+    """The path of gradient descent on two scalar parameters (`points` [steps + 1, 2]) over the contours of
+    the loss (`losses` [len(ys), len(xs)] on the grid xs × ys), start and end marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 4.4))
+    ax = fig.subplots()
+    finite = losses[np.isfinite(losses)]
+    levels = np.quantile(finite, np.linspace(0, 1, 16)) if finite.size else 10
+    contours = ax.contour(xs, ys, losses, levels=np.unique(levels), cmap="viridis", linewidths=0.8)
+    ax.clabel(contours, fontsize=7, fmt="%.3g")
+    ax.plot(points[:, 0], points[:, 1], "o-", color="tab:red", markersize=3, linewidth=1)
+    ax.plot(*points[0], "s", color="black", label="start")
+    ax.plot(*points[-1], "*", color="tab:red", markersize=10, label=f"step {len(points) - 1}")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title("gradient descent on the loss")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def image_grid(images: np.ndarray, columns: int = 8, scale: int = 2) -> np.ndarray:
+    """Images [N, H, W] (or [N, 1, H, W]) with values in [0, 1] tiled in rows of `columns` with a 2-pixel
+    gap, as uint8 grey levels enlarged `scale` times."""
+    images = np.asarray(images, dtype=np.float32).reshape(len(images), *np.shape(images)[-2:])
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    grid = np.ones((rows * (h + 2) + 2, columns * (w + 2) + 2), np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = image
+    pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+    return pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def save_image_grid(path: Path, images: np.ndarray, columns: int = 8) -> None:
+    """A grid of generated images (a GAN's samples) as a PNG, written atomically."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image_grid(images, columns)).save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -9,10 +9,10 @@ import pytest
 from backend_support import assert_matches, const, leaf, random_values
 
 from nnc.backend import compile_graph
-from nnc.backend.rng import dropout_mask_numpy
 from nnc.errors import NncError
 from nnc.ir import ops
 from nnc.ir.graph import Graph
+from nnc.ir.rng import dropout_mask_numpy
 
 
 def run_case(g, batch=None, seed=0, positive=(), **tol):

@@ -13,10 +13,10 @@ import math
 import numpy as np
 from llvmlite import ir
 
+from ...ir.rng import GOLDEN, MASK32
 from .. import irmath as m, llvmutil as u
 from ..irmath import F32, I32, I64
 from ..kernel_context import STATUS_BAD_LABEL
-from ..rng import GOLDEN, MASK32
 from .pointwise import finish_epilogue
 from .reduce import combine, reduce_line
 
@@ -166,23 +166,52 @@ def _mix32(b, x):
     return b.xor(x, b.lshr(x, ir.Constant(I32, 16)))
 
 
-def emit_dropout_mask(kc) -> None:
-    """keep = uniform(seed, salt, i) >= p, the stream of nnc.backend.rng; mask = keep / (1 − p)."""
+def _stream_key(kc):
+    """The per-node key of nnc.ir.rng.stream_key, from the step seed and the node's salt."""
     b = kc.b
-    p = float(kc.attrs["p"])
     salt = int(kc.attrs.get("salt", kc.anchor))
     seed = kc.seed
     lo = b.trunc(seed, I32)
     hi = b.trunc(b.lshr(seed, ir.Constant(I64, 32)), I32)
     key = _mix32(b, ir.Constant(I32, (salt + GOLDEN) & MASK32))
     key = _mix32(b, b.xor(hi, key))
-    key = _mix32(b, b.xor(lo, key))
+    return _mix32(b, b.xor(lo, key))
+
+
+def _uniform(b, index, key, offset: float = 0.0):
+    """uniform(key, index) of nnc.ir.rng: 24 hashed bits as a float32 in [0, 1) (+ offset · 2⁻²⁴)."""
+    h = _mix32(b, b.add(b.mul(index, ir.Constant(I32, GOLDEN)), key))
+    h = _mix32(b, b.xor(h, key))
+    bits = b.uitofp(b.lshr(h, ir.Constant(I32, 8)), F32)
+    return b.fmul(b.fadd(bits, ir.Constant(F32, offset)), ir.Constant(F32, 2.0 ** -24))
+
+
+def emit_random_normal(kc) -> None:
+    """mean + std · z with z = √(−2 ln u₁) · cos(2π u₂) (Box–Muller) from the uniforms 2i and 2i + 1 of
+    the node's counter-based stream (nnc.ir.rng: `normal_numpy` is its NumPy twin); u₁ in (0, 1)."""
+    b = kc.b
+    key = _stream_key(kc)
+    mean, std = float(kc.attrs.get("mean", 0.0)), float(kc.attrs.get("std", 1.0))
+    with u.for_range(b, math.prod(kc.shape(kc.anchor)), name="i") as i:
+        pair = b.mul(b.trunc(i, I32), ir.Constant(I32, 2))
+        u1 = _uniform(b, pair, key, offset=0.5)
+        u2 = _uniform(b, b.add(pair, ir.Constant(I32, 1)), key)
+        radius = m.intrinsic(b, "sqrt", [b.fmul(ir.Constant(F32, -2.0), m.log(b, u1))])
+        angle = b.fmul(u2, ir.Constant(F32, float(np.float32(2 * np.pi))))
+        z = b.fmul(radius, m.intrinsic(b, "cos", [angle]))
+        u.store(b, b.fadd(ir.Constant(F32, mean), b.fmul(ir.Constant(F32, std), z)), kc.out, i)
+    finish_epilogue(kc)
+
+
+def emit_dropout_mask(kc) -> None:
+    """keep = uniform(seed, salt, i) >= p, the stream of nnc.ir.rng; mask = keep / (1 − p)."""
+    b = kc.b
+    p = float(kc.attrs["p"])
+    key = _stream_key(kc)
     keep_value = ir.Constant(F32, float(np.float32(1.0 / (1.0 - p))))
     threshold = ir.Constant(F32, float(np.float32(p)))
     with u.for_range(b, math.prod(kc.shape(kc.anchor)), name="i") as i:
-        h = _mix32(b, b.add(b.mul(b.trunc(i, I32), ir.Constant(I32, GOLDEN)), key))
-        h = _mix32(b, b.xor(h, key))
-        uniform = b.fmul(b.uitofp(b.lshr(h, ir.Constant(I32, 8)), F32), ir.Constant(F32, 2.0 ** -24))
+        uniform = _uniform(b, b.trunc(i, I32), key)
         keep = b.fcmp_ordered(">=", uniform, threshold)
         u.store(b, b.select(keep, keep_value, ir.Constant(F32, 0.0)), kc.out, i)
     finish_epilogue(kc)

@@ -33,6 +33,7 @@ from .elementwise import (
                           sqrt,
                           square,
                           step,
+                          stop_gradient,
                           sub,
                           tanh,
 )
@@ -48,7 +49,7 @@ from .movement import (
                           strided_slice_grad,
                           transpose,
 )
-from .nn import dropout_mask, log_softmax, one_hot, softmax, xent
+from .nn import dropout_mask, log_softmax, one_hot, random_normal, softmax, xent
 from .reduce import max_ as max, mean, sum_ as sum
 from .registry import (
                           BINARY,
@@ -86,11 +87,12 @@ from .registry import (
 __all__ = [
     "strided_slice", "strided_slice_grad",  # x[...] and its gradient (movement.py)
     "matmul_sum", "scatter_add", "take", "IndexUse",  # batched products, embeddings (gather.py)
+    "random_normal",  # noise (nn.py)
     "abs", "add", "avgpool", "avgpool_grad", "bce_logits", "broadcast_to", "concat", "const", "conv2d",
     "conv2d_grad_input", "conv2d_grad_weight", "count", "div", "dropout_mask", "elu", "equal", "exp", "greater",
     "greater_equal", "input", "item", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",
     "maxpool_grad", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow", "relu", "scan", "reshape", "sigmoid",
-    "sign", "slice", "softmax", "sqrt", "square", "step", "sub", "sum", "tanh", "transpose", "xent",
+    "sign", "slice", "softmax", "sqrt", "square", "step", "stop_gradient", "sub", "sum", "tanh", "transpose", "xent",
     "BINARY", "COMPARE", "CONTROL", "PROJECTION", "VJPAll", "defvjp_all",
     "CONSTANT", "CONTRACTION", "ELEMENTWISE", "EXPAND", "GROUPS", "LEAF", "MOVEMENT", "NORMALIZE", "POOL", "RANDOM",
     "REDUCE", "REGISTRY", "UNARY", "VIEW", "VJP", "Group", "LabelUse", "NoGradient", "Op", "defvjp", "get", "nograd",

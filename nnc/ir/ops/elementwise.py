@@ -1,4 +1,5 @@
-"""Elementwise primitives: unary math, arithmetic with broadcasting, binary cross-entropy from logits, comparisons.
+"""Elementwise primitives: unary math, stop_gradient, arithmetic with broadcasting, binary cross-entropy from
+logits, comparisons.
 
 Each op is a module-level name (`relu = unary(...)`) so that its gradient rule
 is attached right below its definition (its LLVM lowering is in nnc/backend/lower_pointwise.py).
@@ -106,6 +107,13 @@ step = unary("step", _same_dtype(lambda x: x >= 0), "the perceptron's threshold:
 nograd(step, "step is piecewise constant: its derivative is 0 wherever it exists")
 neg = defop("neg", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary, ref=np.negative, doc="−x")
 defvjp(neg, VJP("neg: dx = −dy", lambda c, dy: c.neg(dy), partial="−1"))
+# The forward value unchanged, the gradient cut: nothing flows back to x through it, whatever x's other
+# uses pass on. No rewrite removes it, so every gradient pass sees it; compiled, it is the value itself
+# inside the loop it fuses into. Finite differences see the identity, so nnc/runtime/gradcheck.py holds
+# its value fixed.
+stop_gradient = defop("stop_gradient", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary,
+                      ref=lambda x: x, doc="x, with no gradient flowing back into x (PyTorch's detach)")
+nograd(stop_gradient, "stop_gradient passes its value on as a constant: by definition no gradient flows into x")
 
 # The float functions users call by name, e.g. relu(x); leaky_relu and elu take alpha too.
 UNARY_FLOAT = (relu, sigmoid, tanh, exp, log, sqrt, abs_, square, sign, step)

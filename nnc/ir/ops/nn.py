@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import NncError, ShapeError
+from ..rng import normal_numpy
 from ..types import TensorType, format_shape, normalize_axis, require_float
 from .registry import NORMALIZE, RANDOM, VJP, LabelUse, defop, defvjp, nograd
 
@@ -182,5 +183,21 @@ def _xent_dtarget(c, dy):
 
 defvjp(xent, VJP("cross_entropy: dlogits = dy · (softmax(logits) − onehot(labels))", _xent_dlogits),
        VJP("cross_entropy: dtarget = −dy · log_softmax(logits)", _xent_dtarget))
+def _normal_rule(ts, *, shape, mean=0.0, std=1.0, salt=0):
+    if std < 0:
+        raise ShapeError(f"normal: std={std}, expected std >= 0")
+    return TensorType(tuple(shape), "float32")
+
+
+def _normal_ref(*, shape, mean=0.0, std=1.0, salt=0, rng=None, seed=0):
+    """The native code's draws exactly: the counter-based stream of nnc.ir.rng under the step seed."""
+    return normal_numpy(tuple(shape), seed, salt, mean, std)
+
+
+random_normal = defop("random_normal", arity=0, groups={RANDOM}, shape=_normal_rule, ref=_normal_ref,
+      doc="a fresh draw of N(mean, std²) noise each step (a GAN's latent vectors)",
+      attrs=("shape", "mean", "std", "salt"))
+
 nograd(one_hot, "class indices are integers")
+nograd(random_normal, "noise is not a function of anything")
 nograd(dropout_mask, "the mask is random, not a function of x's values")

@@ -1,4 +1,4 @@
-"""The counter-based random stream of dropout masks, and its NumPy twin.
+"""The counter-based random stream of dropout masks and noise (random_normal), and its NumPy twins.
 
 Element i of the mask of a dropout node with salt s under step seed k is kept
 when `uniform(k, s, i) >= p`, where `uniform` hashes (k, s, i) with the
@@ -33,13 +33,22 @@ def stream_key(seed: int, salt: int) -> int:
     return int(mix32(np.uint32(lo) ^ k))
 
 
-def uniform_numpy(count: int, seed: int, salt: int) -> np.ndarray:
+def uniform_numpy(count: int, seed: int, salt: int, offset: float = 0.0) -> np.ndarray:
     key = np.uint32(stream_key(seed, salt))
     with np.errstate(over="ignore"):
         index = np.arange(count, dtype=np.uint32)
         h = mix32(index * np.uint32(GOLDEN) + key)
         h = mix32(h ^ key)
-    return (h >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)
+    return ((h >> np.uint32(8)).astype(np.float32) + np.float32(offset)) * np.float32(2.0 ** -24)
+
+
+def normal_numpy(shape, seed: int, salt: int, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
+    """The native random_normal's draws: Box–Muller on the uniforms 2i (shifted into (0, 1)) and 2i + 1."""
+    count = int(np.prod(shape))
+    u = uniform_numpy(2 * count, seed, salt).reshape(count, 2)
+    u1 = uniform_numpy(2 * count, seed, salt, offset=0.5).reshape(count, 2)[:, 0]
+    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u[:, 1])
+    return (mean + std * z).reshape(shape).astype(np.float32)
 
 
 def dropout_mask_numpy(shape, p: float, seed: int, salt: int) -> np.ndarray:
