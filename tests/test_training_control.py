@@ -366,3 +366,70 @@ def test_piped_progress_prints_a_line_every_30_seconds_with_the_whole_runs_eta(m
     assert len(lines) == 3            # at 30 s, 60 s and 90 s
     assert lines[0].startswith("  epoch 1/3: step 30/100  loss 0.5000")
     assert lines[0].endswith("ETA 1m 10s, run 4m 30s")   # 70 s of this epoch, then two of 100 s
+
+
+# ---- cross-validation --------------------------------------------------------------------------------------
+
+CV_MODEL = """model cv {
+  input x: [B, 2]
+  input label: int[B]
+  logits = dense(relu(dense(x, 16)), 3)
+  output logits
+  loss cross_entropy(logits, label)
+}
+
+train {
+  data      = "cv.csv"
+  target    = label
+  optimizer = adam(lr=0.01)
+  epochs    = 10
+  batch     = 16
+}
+"""
+
+
+def cv_files(tmp_path, n=100):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 2))
+    label = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 0] > 1).astype(int)
+    rows = "".join(f"{a:.4f},{b:.4f},{c}\n" for (a, b), c in zip(x, label))
+    (tmp_path / "cv.csv").write_text("a,b,label\n" + rows, encoding="utf-8")
+    (tmp_path / "cv.nn").write_text(CV_MODEL, encoding="utf-8")
+
+
+def test_folds_cover_the_data_once_and_are_seeded():
+    from nnc.train.folds import fold_indices
+
+    parts = fold_indices(103, 5, seed=3)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(103))
+    assert sorted(len(p) for p in parts) == [20, 20, 21, 21, 21]
+    assert all(np.array_equal(a, b) for a, b in zip(parts, fold_indices(103, 5, seed=3)))
+    assert not np.array_equal(parts[0], fold_indices(103, 5, seed=4)[0])
+
+
+def test_cross_validation_reports_each_fold_and_the_mean_and_std(tmp_path):
+    cv_files(tmp_path)
+    result = run_main("run", "cv.nn", "--folds", "4", "--out", "r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [x for x in result.stdout.splitlines() if x.startswith("fold ")]
+    assert [x.split(":")[0] for x in lines] == ["fold 1/4", "fold 2/4", "fold 3/4", "fold 4/4"]
+    assert all("trained on 75, scored on 25" in x for x in lines)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    accuracy = metrics["cross_validation"]["accuracy"]
+    shown = [float(x.split("accuracy ")[1].split("%")[0]) / 100 for x in lines]
+    assert accuracy["folds"] == pytest.approx(shown, abs=5e-5)
+    assert accuracy["mean"] == pytest.approx(np.mean(accuracy["folds"]))
+    assert accuracy["std"] == pytest.approx(np.std(accuracy["folds"], ddof=1))
+    assert f"accuracy {100 * accuracy['mean']:.2f}% ± {100 * accuracy['std']:.2f}%" in result.stdout
+    assert all((tmp_path / "r" / f"fold_{i}" / "checkpoint.npz").exists() for i in range(1, 5))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data", "spiral"], "folds = 3 holds each part of the data out in turn, but spiral has a fixed test set"),
+    (["--val", "10"], "folds = 3 validates each model on its fold: drop `val`"),
+])
+def test_folds_refuse_a_fixed_test_set_and_a_validation_split(tmp_path, flags, message):
+    cv_files(tmp_path)
+    result = run_main("run", "cv.nn", "--folds", "3", *flags, "--out", "r", cwd=tmp_path)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()

@@ -76,6 +76,8 @@ def add_parser(sub) -> None:
     p.add_argument("--snapshots", type=positive_int, metavar="N", help="keep the parameters every N epochs "
                    "(snapshot_epoch_N.npz: members of an ensemble)")
     classes_option(p)
+    p.add_argument("--folds", type=positive_int, metavar="K", help="K-fold cross-validation: train K models, "
+                   "each scored on the fold it did not see; report each and the mean ± std")
     p.add_argument("--seed", type=nonnegative_int, help="makes the run reproducible")
     threads_options(p)
     backend_option(p, "native code (default) or the NumPy reference interpreter")
@@ -133,6 +135,7 @@ def cmd_run(args) -> int:
                                           target=args.target, val=args.val, check_numerics=args.check_numerics,
                                           grad_stats=args.grad_stats, window=args.window,
                                           classes=args.classes)
+        settings["folds"] = args.folds or model.settings.get("folds")
         data_spec = args.data  # as given, for its messages; settings.json keeps where it was found
     config = runfolder.config_of(settings)
     progress = Progress(config.epochs, quiet=args.quiet)
@@ -146,6 +149,9 @@ def cmd_run(args) -> int:
     data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed,
                           window=settings.get("window"), classes=settings.get("classes"))
     progress.print(f"  data {data.describe().removeprefix('data ')}")
+    if settings.get("folds"):
+        with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
+            return _cross_validate(args, model, config, data, settings, folder, progress, started)
     check_validation(config, data)
     progress.status(f"  compiling the training step{'s' if len(model.graph.losses) > 1 else ''} ...")
     trainer = Trainer(model, config, sizes=data_sizes(model.graph, data.train))
@@ -200,6 +206,81 @@ def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, 
     if outcome.message:
         progress.print(outcome.message)
     return _finish(args, trainer, data, folder, settings, progress, started, outcome.samples_per_second)
+
+
+def _cross_validate(args, model, config, data, settings: dict, folder: Path, progress, started: float) -> int:
+    """--folds K: K models trained from the same initialization, each on all folds but one and scored on that
+    one; each fold's result, then the mean ± standard deviation; metrics.json holds them all."""
+    from ..train import runfolder
+    from ..train.engines import data_sizes
+    from ..train.evaluator import final_evaluation
+    from ..train.fit import Loop
+    from ..train.folds import FoldResult, check_folds, fold_data, fold_indices, summary
+    from ..train.trainer import Trainer
+
+    k = settings["folds"]
+    check_folds(k, data)
+    results = []
+    for i, held in enumerate(fold_indices(data.n_train, k, config.seed), 1):
+        part = fold_data(data, held)
+        trainer = Trainer(model, config, sizes=data_sizes(model.graph, part.train))
+        if i == 1:
+            _header(progress, trainer, f"batch {config.batch}, {config.epochs} epochs, {k} folds")
+            progress.print(f"  run folder: {folder}")
+        (folder / f"fold_{i}").mkdir()
+        with _StopFlag() as stop:
+            outcome = Loop(trainer, part, folder / f"fold_{i}", _QuietReporter(progress)).run(lambda: stop.set)
+        if outcome.status in ("interrupted", "diverged"):
+            progress.print(f"fold {i}: {outcome.status} {outcome.message}".rstrip())
+            return 130 if outcome.status == "interrupted" else 1
+        trainer.evaluator.params = trainer.model_params()
+        _, result = final_evaluation(trainer.evaluator, part)
+        results.append(FoldResult(i, part.n_train, len(held), result))
+        progress.print(f"fold {i}/{k}: trained on {part.n_train:,}, scored on {len(held):,}: {_scores(result)}")
+    totals = summary(results)
+    shown = "  ".join(f"{name} {_pm(name, s)}" for name, s in totals.items() if name in ("accuracy", "loss", "mse"))
+    progress.print()
+    progress.print(f"cross-validation, {k} folds: {shown} (mean ± std over the folds)")
+    seconds = time.perf_counter() - started
+    runfolder.write_metrics(folder, {"model": model.name, "folds": k, "cross_validation": totals,
+                                     "settings": settings, "seconds": seconds}, args.metrics_json)
+    progress.print(f"done in {seconds:.1f}s; wrote {folder}/")
+    return 0
+
+
+def _scores(result: dict) -> str:
+    parts = [f"accuracy {100 * result['accuracy']:.2f}%"] if "accuracy" in result else []
+    parts += [f"{name} {result[name]:.4g}" for name in ("loss", "mse", "mae") if name in result]
+    return ", ".join(parts)
+
+
+def _pm(name: str, s: dict) -> str:
+    if name == "accuracy":
+        return f"{100 * s['mean']:.2f}% ± {100 * s['std']:.2f}%"
+    return f"{s['mean']:.4g} ± {s['std']:.2g}"
+
+
+class _QuietReporter:
+    """A fold's epochs: the live bar only; the fold's result line says the rest."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def start_epoch(self, epoch: int, batch: int) -> None:
+        self.progress.start_epoch(epoch, batch)
+
+    def step(self, done, total, loss, accuracy) -> None:
+        self.progress.step(done, total, loss, accuracy)
+
+    def epoch_end(self, stats, shown: bool) -> None:
+        if self.progress.live:
+            self.progress.end_epoch("")
+
+    def warn(self, text: str) -> None:
+        self.progress.warn(text)
+
+    def say(self, text: str) -> None:
+        self.progress.print(text)
 
 
 def _header(progress, trainer, length: str) -> None:

@@ -33,6 +33,7 @@ SETTINGS = {
     "early_stop": ("int", None),     # epochs without a better validation loss before stopping
     "snapshots": ("int", None),      # keep the parameters every N epochs (snapshot_epoch_N.npz)
     "classes": ("ints", None),       # a classification's data: only the examples of these classes
+    "folds": ("int", None),          # K-fold cross-validation: K models, each scored on the fold it did not see
 }
 
 
