@@ -58,6 +58,7 @@ def golden_cases():
         "mnist_mlp_ops.dot": lambda: diagram(mlp, "ops"),
         "mnist_mlp_backward.dot": lambda: diagram(mlp, "backward"),
         "mnist_mlp_fused.dot": lambda: diagram(mlp, "fused"),
+        "resnet_mini_layers.dot": lambda: diagram(load("resnet_mini.nn"), "layers"),
     }
 
 
@@ -71,6 +72,23 @@ def test_golden_dot(name):
 
 
 # ---- structure and labels of each view ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.nn")), ids=lambda p: p.stem)
+def test_the_layers_view_connects_every_statement_block_calls_included(path):
+    """Every box but an input has an edge in, and every box an edge out (to another box or out of the
+    diagram): a block call is one box whose inputs and outputs are connected."""
+    import re
+
+    text = diagram(nnc.load(path), "layers")
+    boxes = set(re.findall(r'^\s*"(s:[^"]+)" \[', text, re.M))
+    edges = re.findall(r'^\s*"([^"]+)" -> "([^"]+)"', text, re.M)
+    heads, tails = {h for _, h in edges}, {t for t, _ in edges}
+    g = nnc.load(path).graph
+    sources = {f"s:{info.label}" for info in g.statements if info.kind in ("input", "param")}
+    sources |= {f"s:{info.label}" for info in g.statements if info.ops and info.ops[0] == "randn"}
+    assert boxes and not boxes - sources - heads, f"{path.name}: boxes with no edge in"
+    assert not boxes - tails, f"{path.name}: boxes with no edge out"
 
 
 def test_layers_view_boxes_shapes_and_parameter_counts():

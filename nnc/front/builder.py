@@ -584,6 +584,9 @@ class Builder(GraphWriter):
         before = len(self.g.params)
         self.call_stack.append(e.func)
         outer = self.stmt
+        outermost = self.call_stmt is None   # nodes of nested calls belong to the model statement too
+        if outermost:
+            self.call_stmt = outer.label if outer is not None else None
         try:
             with self.application(e.func, inner.prefix[:-1], named is not None, e.loc):
                 result = None
@@ -605,6 +608,8 @@ class Builder(GraphWriter):
         finally:
             self.call_stack.pop()
             self.stmt = outer
+            if outermost:
+                self.call_stmt = None
         if len(self.g.params) == before and outer is not None and named is None:
             outer.param_calls -= 1  # a block without parameters claims no name
         if outer is not None and outer.info is not None:

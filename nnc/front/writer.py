@@ -56,6 +56,7 @@ class GraphWriter:
     def __init__(self, g: Graph):
         self.g = g
         self.stmt: Statement | None = None       # the statement being built
+        self.call_stmt: str | None = None         # inside a block call: the model's statement that called it
         self.current_loc: Loc | None = None  # the call being built
         self.arg_locs: tuple = ()            # its arguments', by position
         self._call_name: str | None = None   # the function it calls
@@ -95,7 +96,7 @@ class GraphWriter:
         typ = TensorType(written.shape, dtype)
         self._check_size("the list", typ, loc)
         node = self.g.add_op(ops.const, (), {"value": value, "type": typ}, type=typ, loc=loc,
-                             stmt=self.stmt.label if self.stmt else None, layer="const")
+                             stmt=self.stmt.label if self.stmt else None, call=self.call_stmt, layer="const")
         return Tensor(node)
 
     def _check_size(self, what: str, typ: TensorType, loc: Loc | None, hint: str | None = None) -> int:
@@ -111,7 +112,7 @@ class GraphWriter:
         """Add a primitive node; a shape error points at the operand at fault."""
         try:
             node = self.g.add_op(op, [t.node for t in operands], attrs, loc=loc,
-                                 stmt=self.stmt.label if self.stmt else None, layer=layer or op.name)
+                                 stmt=self.stmt.label if self.stmt else None, call=self.call_stmt, layer=layer or op.name)
         except ShapeError as err:
             where = loc
             if err.operand is not None and err.operand < len(operand_locs) and operand_locs[err.operand]:
@@ -155,7 +156,8 @@ class GraphWriter:
             raise NncError(f"the parameters would take {limits.format_bytes(self.param_bytes)} with '{name}', "
                            f"expected at most {limits.limit_text()} in all", loc, hint="make the model smaller")
         node = self.g.add_op(ops.param, (), {"name": name, "type": typ, "init": init, "trainable": trainable},
-                             type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, layer="param")
+                             type=typ, loc=loc, stmt=self.stmt.label if self.stmt else name, call=self.call_stmt,
+                             layer="param")
         self.g.params[name] = node
         if self.stmt and self.stmt.info is not None:
             self.stmt.info.params.append(name)

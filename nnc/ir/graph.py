@@ -40,8 +40,9 @@ class StatementInfo:
     loc: Loc | None = None
 
 
-# the node attributes that say where a node came from (`step`: the time step of an unrolled recurrent layer)
-PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule", "step")
+# the node attributes that say where a node came from (`step`: the time step of an unrolled recurrent layer;
+# `call`: for a node made inside a block call, the model statement that called the block)
+PROVENANCE = ("loc", "stmt", "layer", "grad_of", "rule", "step", "call")
 
 # The graph-level tables of node references, each key -> node id:
 TABLES = {

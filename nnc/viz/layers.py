@@ -27,17 +27,26 @@ def box_id(label: str) -> str:
     return f"s:{label}"
 
 
+def box_of(data: dict, boxes) -> str | None:
+    """The box a node is drawn in: its statement's, or for a node made inside a block call (statements
+    `r1.h`, `disc.h`, ...) the box of the model statement that called the block."""
+    stmt = data.get("call") or data.get("stmt")
+    return stmt if stmt in boxes else None
+
+
 def statement_edges(g, boxes) -> dict:
-    """(from statement, to statement) -> [(operand node, user node, operand index)] in graph order."""
+    """(from statement, to statement) -> [(operand node, user node, operand index)] in graph order; the
+    statements inside a block call count as the call's."""
     edges: dict = {}
     for n in g.topo():
         data = g.nodes[n]
-        if data.get("grad_of") is not None or data.get("stmt") not in boxes:
+        dst = box_of(data, boxes)
+        if data.get("grad_of") is not None or dst is None:
             continue
         for i, o in enumerate(data["operands"]):
-            src = g.nodes[o].get("stmt")
-            if src in boxes and src != data["stmt"]:
-                edges.setdefault((src, data["stmt"]), []).append((o, n, i))
+            src = box_of(g.nodes[o], boxes)
+            if src is not None and src != dst:
+                edges.setdefault((src, dst), []).append((o, n, i))
     return edges
 
 
@@ -57,8 +66,8 @@ def layers_view(g, opts: Options | None = None):
         dot.edge(box_id(src), box_id(dst), label=edge_label(opts, o, _partial(opts, g, o, dst, uses), shape),
                  **opts.edge_style(g, o, uses[0][1]))
     for name, n in result_sinks(g):
-        stmt = g.nodes[n].get("stmt")
-        if stmt in boxes:
+        stmt = box_of(g.nodes[n], boxes)
+        if stmt is not None:
             dot.node(f"out:{name}", name, shape="plaintext")
             shape = type_text(g.type_of(n)) if opts.ann is None else None
             dot.edge(box_id(stmt), f"out:{name}", label=edge_label(opts, n, None, shape))
@@ -68,7 +77,9 @@ def layers_view(g, opts: Options | None = None):
 def result_sinks(g) -> list:
     """(label, node) for each output and the loss: drawn as an arrow leaving the diagram."""
     sinks = [(f"output {name}", n) for name, n in g.outputs.items()]
-    if g.loss is not None:
+    if len(g.losses) > 1:
+        sinks += [(f"loss {name}", n) for name, n in g.losses.items()]
+    elif g.loss is not None:
         sinks.append(("loss", g.loss))
     return sinks
 
