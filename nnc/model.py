@@ -92,13 +92,14 @@ class Model:
     def __repr__(self) -> str:
         return f"<nnc.Model {self.name}: {len(self.graph)} ops, {sum(self.param_counts().values()):,} parameters>"
 
-    def view(self, view: str = "layers"):
+    def view(self, view: str = "layers", training: bool = False):
         """The model drawn as `nnc viz --view VIEW` draws it (layers, ops, backward or fused kernels): a
-        Diagram that Jupyter shows and `.save("x.svg")` writes."""
+        Diagram that Jupyter shows and `.save("x.svg")` writes; `training=True` draws the training form
+        (dropout, batch statistics)."""
         from .viz import diagram
         from .viz.render import Diagram
 
-        return Diagram(diagram(self, view))
+        return Diagram(diagram(self, view, training=training))
 
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a model as its layers diagram (None without Graphviz: the text repr is used)."""
@@ -163,12 +164,13 @@ class Model:
             clip: float | None = None, seed: int | None = None, val=None, threads: int | None = None,
             backend: str | None = None, steps: int | None = None, freeze=None, early_stop: int | None = None,
             snapshots: int | None = None, init_from=None, target: str | None = None, window: int | None = None,
-            out: str | None = None, callbacks=(), progress: bool = True) -> list:
+            out: str | None = None, callbacks=(), progress: bool = True, **data_controls) -> list:
         """Train the model as `nnc run` does (the same settings: None keeps the train block's) and keep the
         trained parameters as the model's; -> the per-epoch history (EpochStats: train_loss, val_loss,
         accuracies, lr, seconds, ...; a model without inputs: one dict per step). `out` writes a run folder
         (`nnc eval --params OUT` reads it); `callbacks` are called with each epoch's EpochStats as it ends
-        (plot as it trains); `progress` prints a line per epoch."""
+        (plot as it trains); `progress` prints a line per epoch. The data controls of the train block are
+        keywords too: classes, train_size, label_noise, shuffle_labels, test, standardize."""
         from .data import load_for_model
         from .train import runfolder
         from .train.config import run_config
@@ -224,7 +226,11 @@ class Model:
             self.params = trainer.model_params()
             return rows
         spec = data if data is not None else self.settings["data"]
-        bound = load_for_model(self, data=data, target=target, val=val, seed=config.seed, window=window)
+        unknown = set(data_controls) - DATA_CONTROLS
+        if unknown:
+            raise TypeError(f"fit() got an unexpected keyword argument '{sorted(unknown)[0]}'")
+        bound = load_for_model(self, data=data, target=target, val=val, seed=config.seed, window=window,
+                               **data_controls)
         trainer = Trainer(self, config, sizes=data_sizes(self.graph, bound.train))
         if init_from is not None:
             moved = transfer(trainer, init_from)
@@ -385,6 +391,9 @@ def _select(program, name: str | None, filename: str) -> Model:
     if name not in seen:
         raise NncError(f"{filename} has no model '{name}'", hint=f"its models: {', '.join(seen)}")
     return Model(program, seen[name])
+
+
+DATA_CONTROLS = {"classes", "train_size", "label_noise", "shuffle_labels", "test", "standardize"}
 
 
 class _NotebookLine:

@@ -1,10 +1,12 @@
-"""`nnc check`'s table: one row per statement, like Keras's model.summary()."""
+"""`nnc check`'s table: one row per statement, like Keras's model.summary(), with each statement's parameters and
+multiply-adds (counted by nnc/passes/costs.py); and the same as JSON for `nnc check --json`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .ir.types import TensorType, format_shape
+from .passes.costs import Macs, batch_symbols, graph_macs, statement_macs
 from .text import ops_text
 
 
@@ -16,42 +18,93 @@ def _type_text(t: TensorType | tuple | None) -> str:
     return str(t) if t.shape or t.dtype != "float32" else "[] scalar"
 
 
-def summary_text(model) -> str:
+def summary_rows(model) -> list[dict]:
+    """One dict per statement (outputs are a mark, not a row): name, op, output_shape, params, macs (Macs)."""
     g = model.graph
     counts = model.param_counts()
-    rows = []
-    for info in g.statements:
-        if info.kind == "output":
-            continue
-        ops = ops_text(info.ops) or "(value)"
-        n = sum(counts.get(p, 0) for p in info.params)
-        rows.append((info.label, ops, _type_text(info.type), f"{n:,}"))
-    header = ("name", "op", "output shape", "params")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    widths[1] = min(widths[1], 40)
-    rule = "─" * (sum(widths) + 3 * 3 + 2)
+    macs = statement_macs(g)
+    return [{"name": info.label, "op": ops_text(info.ops) or "(value)", "output_shape": _type_text(info.type),
+             "params": sum(counts.get(p, 0) for p in info.params), "macs": macs.get(info.label, Macs())}
+            for info in g.statements if info.kind != "output"]
 
-    def line(r):
-        return f" {r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   {r[3]:>{widths[3]}}"
 
+def summary_totals(model) -> dict:
+    """The whole model's parameters (trainable, non-trainable, bytes) and multiply-adds."""
     from .ir.graph import under_prefix
 
+    g = model.graph
+    counts = model.param_counts()
     prefixes = tuple(model.settings.get("freeze") or ())   # the train block's `freeze`: not trained either
     trainable = sum(c for name, c in counts.items() if g.nodes[g.params[name]]["attrs"]["trainable"]
                     and not any(under_prefix(name, p) for p in prefixes))
-    frozen = sum(counts.values()) - trainable
     nbytes = sum(c * np.dtype(model.param_types[name].dtype).itemsize for name, c in counts.items())
+    return {"params": sum(counts.values()), "trainable": trainable, "non_trainable": sum(counts.values()) - trainable,
+            "frozen": list(prefixes), "bytes": nbytes, "macs": graph_macs(g), "batch": sorted(batch_symbols(g))}
+
+
+def macs_text(macs: Macs, batch) -> list[str]:
+    """The footer's lines on the count of multiply-adds and what it counts."""
+    per = " per example" if batch else ""
+    short = f" ({macs.short()})" if macs.fixed is not None and macs.fixed >= 1000 else ""
+    lines = [f" MACs: {macs}{per}{short}: {COUNTED}",
+             f"       ({LEFT_OUT})"]
+    if macs.symbols:
+        dims = ", ".join(sorted(macs.symbols))
+        them = "it" if len(macs.symbols) == 1 else "them"
+        lines.append(f"       ({dims}: symbolic, so the count is a formula in {them})")
+    return lines
+
+
+COUNTED = "matrix products and convolutions, one per weight use"
+LEFT_OUT = "pooling, elementwise ops and normalization left out, as in published counts"
+
+
+def summary_text(model) -> str:
+    g = model.graph
+    rows = [(r["name"], r["op"], r["output_shape"], f"{r['params']:,}", str(r["macs"])) for r in summary_rows(model)]
+    header = ("name", "op", "output shape", "params", "MACs")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+    widths[1] = min(widths[1], 40)
+    rule = "─" * (sum(widths) + 3 * 4 + 2)
+
+    def line(r):
+        return (f" {r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   {r[3]:>{widths[3]}}"
+                f"   {r[4]:>{widths[4]}}")
+
+    totals = summary_totals(model)
     out = [f"model {model.name}  ({model.source.filename})", rule, line(header), rule]
     out += [line(r) for r in rows]
     out.append(rule)
+    prefixes = totals["frozen"]
     frozen_text = f" (frozen: {', '.join(prefixes)})" if prefixes else ""
-    out.append(f" parameters: {trainable:,} trainable, {frozen:,} non-trainable{frozen_text} ({_bytes(nbytes)})")
+    out.append(f" parameters: {totals['trainable']:,} trainable, {totals['non_trainable']:,} non-trainable"
+               f"{frozen_text} ({_bytes(totals['bytes'])})")
+    out += macs_text(totals["macs"], totals["batch"])
     outs = ", ".join(f"{k} {g.type_of(n)}" for k, n in g.outputs.items()) or "none"
     out.append(f" outputs: {outs}")
     if g.loss is not None:
         out.append(" loss: " + ops_text(_loss_ops(g)))
     out.append(f" graph: {len(g)} primitive ops")
     return "\n".join(out)
+
+
+def summary_json(model) -> dict:
+    """`nnc check --json`: the table and the totals for scripts. A count of multiply-adds is a number, or a
+    formula such as "12288*T" when it grows with a symbolic dim other than the batch."""
+    g = model.graph
+    totals = summary_totals(model)
+    return {"model": model.name, "file": str(model.source.filename),
+            "layers": [{**r, "macs": _json_macs(r["macs"])} for r in summary_rows(model)],
+            "totals": {k: _json_macs(v) if k == "macs" else v for k, v in totals.items() if k != "batch"},
+            "batch": totals["batch"],     # the dims counted once: with one, the MACs are per example
+            "macs_counted": f"{COUNTED} ({LEFT_OUT})",
+            "outputs": {k: str(g.type_of(n)) for k, n in g.outputs.items()},
+            "loss": ops_text(_loss_ops(g)) if g.loss is not None else None,
+            "primitive_ops": len(g)}
+
+
+def _json_macs(macs: Macs) -> int | str:
+    return macs.fixed if macs.fixed is not None else macs.formula()
 
 
 def _loss_ops(g):
@@ -67,4 +120,4 @@ def _bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-__all__ = ["summary_text", "format_shape"]
+__all__ = ["summary_json", "summary_rows", "summary_text", "summary_totals", "format_shape"]

@@ -6,6 +6,8 @@ whole pipeline is checked on the example models.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -29,37 +31,42 @@ def test_circuit_gradients_match_the_course():
     assert float(r.intermediates["q"]) == -4
 
 
+CHAIN_AT = {"x1": 2.0, "x2": 1.0, "x3": -1.0, "x4": 0.5, "y": 1.0}
+
+
 def test_chain_rule_network_matches_hand_derivation():
+    """The course's network: z1k = Σ_j x_j·W[k, j] (hidden unit 1's weights w1j, 2's u1j, 3's v1j), a1k = σ(z1k),
+    a2 = z2 = Σ_k a1k·w2k, L = (y − a2)²; every gradient from the course's chain-rule factors."""
     m = nnc.load("examples/mlp_chain_rule.nn")
-    x = np.array([1.0, 0.0, 1.0, 0.0])
-    y = 1.0
-    inputs = {f"x{i + 1}": x[i] for i in range(4)} | {"y": y}
+    x = np.array([CHAIN_AT[f"x{j}"] for j in (1, 2, 3, 4)])
+    y = CHAIN_AT["y"]
     p = m.init_params()
-    w = np.array([[float(p[f"w{i}{j}"]) for j in (1, 2, 3)] for i in (1, 2, 3, 4)])
-    v = np.array([float(p[f"v{j}"]) for j in (1, 2, 3)])
+    hidden = ("w1", "u1", "v1")
+    w = np.array([[float(p[f"{unit}{j}"]) for j in (1, 2, 3, 4)] for unit in hidden])
+    v = np.array([float(p[f"w2{k}"]) for k in (1, 2, 3)])
     sig = lambda t: 1 / (1 + np.exp(-t))  # noqa: E731
-    a1 = sig(x @ w)
-    a2 = sig(a1 @ v)
-    # ∂L/∂w_ij = ∂L/∂a2 · ∂a2/∂z2 · ∂z2/∂a1j · ∂a1j/∂z1j · ∂z1j/∂w_ij
-    dL_da2 = -2 * (y - a2)
-    dz2 = dL_da2 * a2 * (1 - a2)
-    expected_w = np.outer(x, dz2 * v * a1 * (1 - a1))
-    expected_v = dz2 * a1
-    r = m.grad(inputs, p, float_dtype=np.float64)
-    for i in range(4):
-        for j in range(3):
-            assert r.grads[f"w{i + 1}{j + 1}"] == pytest.approx(expected_w[i, j], rel=1e-12, abs=1e-15)
-    for j in range(3):
-        assert r.grads[f"v{j + 1}"] == pytest.approx(expected_v[j], rel=1e-12)
+    a1 = sig(w @ x)
+    a2 = a1 @ v                                  # the output is linear: ∂a2/∂z2 = 1
+    dL_dz2 = -2 * (y - a2) * 1
+    expected_w = np.outer(dL_dz2 * v * a1 * (1 - a1), x)   # ∂L/∂a2 · ∂a2/∂z2 · ∂z2/∂a1k · ∂a1k/∂z1k · ∂z1k/∂w
+    r = m.grad(CHAIN_AT, p, float_dtype=np.float64)
+    assert float(r.value) == pytest.approx((y - a2) ** 2, rel=1e-12)
+    for k, unit in enumerate(hidden):
+        for j in range(4):
+            assert r.grads[f"{unit}{j + 1}"] == pytest.approx(expected_w[k, j], rel=1e-12, abs=1e-15)
+    for k in range(3):
+        assert r.grads[f"w2{k + 1}"] == pytest.approx(dL_dz2 * a1[k], rel=1e-12)
 
 
-def test_gates_route_gradients():
+def test_gates_route_gradients_as_the_course_says():
+    """f = 2·(x·y + max(z, w)) at 3, -4, 2, -1: add distributes, max routes, mul switches."""
     m = nnc.load("examples/gates.nn")
     r = m.grad({"x": 3, "y": -4, "z": 2, "w": -1}, intermediates=True)
-    # s = -1 > p = -2: max routes everything to s; add distributes it to x and y; mul's side gets 0
-    assert {k: float(v) for k, v in r.grads.items()} == {"x": 2, "y": 2, "z": 0, "w": 0}
-    r = m.grad({"x": 1, "y": 1, "z": 3, "w": 4})  # now p = 12 wins: mul switches, dz = 2·w, dw = 2·z
-    assert {k: float(v) for k, v in r.grads.items()} == {"x": 0, "y": 0, "z": 8, "w": 6}
+    assert float(r.value) == -20
+    assert {k: float(v) for k, v in r.grads.items()} == {"x": -8, "y": 6, "z": 2, "w": 0}
+    assert {k: float(v) for k, v in r.intermediates.items()} == {"p": 2, "m": 2, "s": 2, "f": 1}
+    r = m.grad({"x": 1, "y": 5, "z": -3, "w": 4})   # now w is the larger: max routes everything to it
+    assert {k: float(v) for k, v in r.grads.items()} == {"x": 10, "y": 2, "z": 0, "w": 2}
 
 
 def test_backward_nodes_record_provenance():
@@ -169,8 +176,11 @@ def test_grad_check_passes_for_every_example(path, capsys):
         args += ["--at", "x=3", "y=-4", "z=2", "w=-1"]
     if path.stem == "resnet_mini":  # the interpreter's convolutions are slow: a representative subset
         args += ["--wrt", "stem.weight,r1.h.bias,r2.h_2.weight,r2.h_2.batchnorm.gamma,wide.weight,image"]
+    if path.stem == "cifar_cnn":
+        args += ["--wrt", "s1.h.weight,s3.h_2.batchnorm.gamma,h.weight,logits.bias"]
     if path.stem == "mlp_chain_rule":
-        args = ["grad", str(path), "--check", "--check-entries", "6", "--at", "x1=1", "x2=0", "x3=1", "x4=0", "y=1"]
+        at = [f"{k}={v}" for k, v in CHAIN_AT.items()]
+        args = ["grad", str(path), "--check", "--check-entries", "6", "--at", *at]
     assert main(args) == 0, capsys.readouterr()
     assert "FAIL" not in capsys.readouterr().out
 
@@ -205,7 +215,18 @@ def test_explain_walks_the_circuit(capsys):
 
 
 def test_explain_prints_the_chain_rule_product(capsys):
-    assert main(["explain", "examples/mlp_chain_rule.nn", "--at", "x1=1", "x2=0", "x3=1", "x4=0", "y=1"]) == 0
+    """∂L/∂w11 as the course derives it: five factors, the alias a2 = z2 among them, each with its value."""
+    at = [f"{k}={v}" for k, v in CHAIN_AT.items()]
+    assert main(["explain", "examples/mlp_chain_rule.nn", "--at", *at, "--of", "L"]) == 0
     out = capsys.readouterr().out
-    line = next(ln for ln in out.splitlines() if ln.strip().startswith("dloss/dw11 = ∂loss"))
-    assert "∂loss/∂a2 · ∂a2/∂z2 · ∂z2/∂a11 · ∂a11/∂z11 · ∂z11/∂w11" in line
+    line = next(ln.strip() for ln in out.splitlines() if ln.strip().startswith("dL/dw11 = ∂L"))
+    assert line.startswith("dL/dw11 = ∂L/∂a2 · ∂a2/∂z2 · ∂z2/∂a11 · ∂a11/∂z11 · ∂z11/∂w11 = "), line
+    factors = [float(f) for f in re.findall(r"\(([^)]*)\)", line.split(" = ")[2])]
+    p = nnc.load("examples/mlp_chain_rule.nn").init_params()
+    x = [CHAIN_AT[f"x{j}"] for j in (1, 2, 3, 4)]
+    sig = lambda t: 1 / (1 + np.exp(-t))  # noqa: E731
+    a1 = [sig(sum(xj * float(p[f"{unit}{j + 1}"]) for j, xj in enumerate(x))) for unit in ("w1", "u1", "v1")]
+    a2 = sum(a * float(p[f"w2{k + 1}"]) for k, a in enumerate(a1))
+    course = [-2 * (CHAIN_AT["y"] - a2), 1.0, float(p["w21"]), a1[0] * (1 - a1[0]), x[0]]
+    assert factors == pytest.approx(course, rel=1e-5)
+    assert float(line.rsplit(" = ", 1)[1]) == pytest.approx(np.prod(course), rel=1e-5)

@@ -270,7 +270,7 @@ def test_summary_counts_parameters():
     lines = text.splitlines()
     assert lines[0] == "model mnist_mlp  (examples/mnist_mlp.nn)"
     h1 = next(line for line in lines if line.split()[:1] == ["h1"])
-    assert h1.split() == ["h1", "dense", "→", "relu", "[B,", "256]", "200,960"]
+    assert h1.split() == ["h1", "dense", "→", "relu", "[B,", "256]", "200,960", "200,704"]   # params, MACs
     assert " loss: cross_entropy" in lines
 
 

@@ -103,7 +103,7 @@ def test_a_checkpoint_of_another_shape_names_missing_extra_and_wrong_shape_param
     with pytest.raises(NncError) as err:
         checkpoint.model_params(path, model)
     assert err.value.format().split("\n")[0] == (
-        f"{path}: error: the parameters do not fit this model: 'h.weight' has shape [3, 2], expected [2, 2]; "
+        f"{path}: error: the parameters do not fit this model: 'h.weight' has shape [3, 2], expected [2, 8]; "
         f"missing 'z.bias' [1]; extra 'extra.weight'")
 
 

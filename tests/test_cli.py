@@ -52,7 +52,7 @@ def test_check_passes_every_example_and_prints_the_summary(path, checked_example
     lines = result.stdout.splitlines()
     model = nnc.load(path)
     assert lines[0] == f"model {model.name}  (examples/{path.name})"
-    assert lines[2].split() == ["name", "op", "output", "shape", "params"]
+    assert lines[2].split() == ["name", "op", "output", "shape", "params", "MACs"]
     assert any(line.startswith(" parameters: ") for line in lines)
     assert any(line.startswith(" graph: ") and line.endswith(" primitive ops") for line in lines)
     for name in model.inputs:
@@ -62,9 +62,10 @@ def test_check_passes_every_example_and_prints_the_summary(path, checked_example
 def test_check_summary_of_lenet(checked_examples):
     text = checked_examples[REPO / "examples" / "lenet5.nn"].stdout
     rows = {line.split()[0]: line for line in text.splitlines()[4:] if line.startswith(" ") and "─" not in line}
-    assert "conv2d → relu → maxpool" in rows["c1"] and "[B, 6, 14, 14]" in rows["c1"] and rows["c1"].endswith(" 156")
-    assert "[B, 16, 5, 5]" in rows["c2"] and rows["c2"].endswith("2,416")
-    assert "flatten → dense → relu" in rows["h1"] and rows["h1"].endswith("48,120")
+    assert "conv2d → relu → maxpool" in rows["c1"] and "[B, 6, 14, 14]" in rows["c1"]
+    assert rows["c1"].split()[-2:] == ["156", "117,600"]                  # params, MACs: 28·28·6·25
+    assert "[B, 16, 5, 5]" in rows["c2"] and rows["c2"].split()[-2:] == ["2,416", "240,000"]
+    assert "flatten → dense → relu" in rows["h1"] and rows["h1"].split()[-2:] == ["48,120", "48,000"]
     assert " outputs: logits [B, 10]" in text and " loss: cross_entropy" in text
 
 
@@ -126,7 +127,7 @@ def test_out_save_params_and_params_round_trip(tmp_path):
     assert y.shape == (5, 1) and loss.shape == ()
     with np.load(params) as saved:
         assert sorted(saved.files) == ["h.bias", "h.weight", "z.bias", "z.weight"]
-        assert saved["h.weight"].shape == (2, 2)
+        assert saved["h.weight"].shape == (2, 8)
         expected = nnc.load(REPO / "examples" / "xor.nn").init_params(seed=3)
         for name in saved.files:
             np.testing.assert_array_equal(saved[name], expected[name])

@@ -29,7 +29,7 @@ import nnc
 from nnc.cli.main import make_parser
 from nnc.cli.run import config_from
 from nnc.data.load import load_for_model
-from nnc.ir import ops
+from nnc.passes.costs import graph_macs
 from nnc.train.trainer import Trainer
 
 # ---- matching figures against what nnc prints ------------------------------------------------
@@ -170,20 +170,10 @@ MLP_MACS = 784 * 256 + 256 * 128 + 128 * 10   # examples/mnist_mlp.nn's multiply
 
 
 def forward_macs(model) -> int:
-    """Multiply-adds per example of the model's matrix products and convolutions (a loop's body counted once
-    per step; symbolic dims, the batch, count once)."""
-    def macs(g) -> int:
-        total = 0
-        for n in g.nodes:
-            op = g.op(n)
-            if op in (ops.matmul, ops.conv2d):
-                weight = g.type_of(g.operands(n)[1]).shape
-                reduced = weight[-2] if op is ops.matmul else int(np.prod(weight[1:]))
-                total += int(np.prod([d for d in g.type_of(n).shape if isinstance(d, int)])) * reduced
-            elif op is ops.scan:
-                total += g.nodes[n]["attrs"]["length"] * macs(g.nodes[n]["attrs"]["body"])
-        return total
-    return macs(model.graph)
+    """Multiply-adds per example, as `nnc check` counts them (nnc/passes/costs.py); a symbolic dim other than
+    the batch counts as 1."""
+    count = graph_macs(model.graph)
+    return count.at(**dict.fromkeys(count.symbols, 1))
 
 
 def training_cost(argv: list[str], files: dict) -> float:

@@ -178,7 +178,7 @@ def test_a_member_that_does_not_fit_is_named(runs, tmp_path):
     other = run_main("eval", spiral, "--data", "spiral", "--params", runs / "a", runs / "xa")
     assert other.returncode == 1 and other.stdout == ""
     assert other.stderr.startswith(f"error: member 2 of the ensemble ({runs / 'xa'}): the parameters do not fit "
-                                   "this model: 'h.weight' has shape [2, 2], expected [2, 16]"), other.stderr
+                                   "this model: 'h.weight' has shape [2, 8], expected [2, 16]"), other.stderr
     assert "Traceback" not in other.stderr
     with np.load(runs / "a" / "checkpoint.npz") as f:
         np.savez(tmp_path / "part.npz", **{k: f[k] for k in ("h.weight", "h.bias", "logits.bias")})

@@ -20,7 +20,7 @@ from nnc.errors import NncError
 
 XOR = EXAMPLES / "xor.nn"
 XOR_MISSING = ("error: no values for the randomly initialized parameters of model 'xor': "
-               "h.weight [2, 2], z.weight [2, 1]")
+               "h.weight [2, 8], z.weight [8, 1]")
 CLI_HINT = ("hint: give trained values with --params RUN_DIR (a run folder, a checkpoint or a parameter .npz), "
             "or add --random-params to compute with seeded random values")
 CASES = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
@@ -88,7 +88,7 @@ def test_a_partial_parameter_file_names_what_it_lacks(tmp_path):
     refused = run_main("eval", XOR, "--at", "x=[[0,1]]", "--params", partial)
     assert refused.returncode == 1
     assert refused.stderr.startswith(
-        "error: no values for the randomly initialized parameters of model 'xor': z.weight [2, 1]\nhint: give")
+        "error: no values for the randomly initialized parameters of model 'xor': z.weight [8, 1]\nhint: give")
     filled = run_main("eval", XOR, "--at", "x=[[0,1]]", "--params", partial, "--random-params")
     assert filled.returncode == 0, filled.stderr
     assert filled.stdout.startswith("random parameters (seed 0): z.weight\n")

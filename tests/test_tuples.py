@@ -83,7 +83,7 @@ def test_statement_labels_values_and_summary_rows():
                                                                        "c_3"]
     assert g.outputs["h"] == g.values["h_3"] and g.outputs["c"] == g.values["c_3"]
     rows = [line.split() for line in model.summary().splitlines()]
-    assert ["h_2,", "c_2", "index", "→", "lstm_cell", "[B,", "4],", "[B,", "4]", "0"] in rows
+    assert ["h_2,", "c_2", "index", "→", "lstm_cell", "[B,", "4],", "[B,", "4]", "0", "96"] in rows   # 2·16 + 4·16 MACs
 
 
 CELL = """
@@ -120,9 +120,9 @@ def test_nnc_check_and_the_layers_diagram_show_one_statement(tmp_path):
     result = run_main("check", "cell.nn", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[6:9] == [" h, c       cell            [B, 4], [B, 4]       32",
-                          " h_2, c_2   cell            [B, 4], [B, 4]       32",
-                          " p, q       dense → split   [B, 3], [B, 3]       24"]
+    assert lines[6:9] == [" h, c       cell            [B, 4], [B, 4]       32     28",
+                          " h_2, c_2   cell            [B, 4], [B, 4]       32     28",
+                          " p, q       dense → split   [B, 3], [B, 3]       24     18"]
     dot = diagram(nnc.loads(CELL), "layers")
     assert "h_2, c_2" in dot and "[B, 4], [B, 4]" in dot
 

@@ -375,3 +375,16 @@ def test_grad_stats_run_and_heat_map(tmp_path, capsys):
     capsys.readouterr()
     assert main(["viz", "--heat", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_training_form_draws_dropout_where_the_evaluation_form_has_none(tmp_path, capsys):
+    from nnc.cli.main import main
+
+    path = EXAMPLES / "fashion_mlp.nn"
+    evaluation = diagram(nnc.load(path), "layers")
+    training = diagram(nnc.load(path), "layers", training=True)
+    assert "dropout (training only)" in evaluation and "dropout_mask" not in diagram(nnc.load(path), "ops")
+    assert "dense → relu → dropout<br/>" in training
+    assert main(["viz", str(path), "--train", "-o", str(tmp_path / "t.dot")]) == 0
+    assert "dropout" in (tmp_path / "t.dot").read_text()
+    assert "dropout" in nnc.load(path).view("ops", training=True).source

@@ -80,7 +80,7 @@ def check(g, names, values, tol=TOL):
         assert err < tol, f"{name}: relative error {err:.2e}\nsymbolic {symbolic}\nnumeric {numeric}"
 
 
-UNARY = ["relu", "sigmoid", "tanh", "exp", "abs", "square", "neg"]
+UNARY = ["relu", "sigmoid", "tanh", "exp", "abs", "square", "neg", "identity"]
 CASES = [(name, [(3, 4)], {}, ()) for name in UNARY] + [
     ("log", [(3, 4)], {}, (0,)),
     ("sqrt", [(3, 4)], {}, (0,)),
@@ -132,10 +132,31 @@ CASES = [(name, [(3, 4)], {}, ()) for name in UNARY] + [
     ("conv2d", [(2, 2, 7, 7), (3, 2, 3, 3)], {"stride": 2, "pad": 0}, ()),
     ("conv2d_grad_input", [(2, 4, 3, 3), (4, 3, 3, 3)], {"stride": 2, "pad": 1, "in_shape": (2, 3, 6, 6)}, ()),
     ("conv2d_grad_weight", [(2, 3, 6, 6), (2, 4, 3, 3)], {"stride": 2, "pad": 1, "kshape": (4, 3, 3, 3)}, ()),
+    # grouped (depthwise in the second) and dilated convolutions, and their backward forms
+    ("conv2d", [(2, 4, 6, 5), (6, 2, 3, 2)], {"stride": 1, "pad": 1, "groups": 2, "dilation": 2}, ()),
+    ("conv2d", [(1, 3, 7, 7), (6, 1, 3, 3)], {"stride": 2, "pad": 2, "groups": 3, "dilation": 3}, ()),
+    ("conv2d_grad_input", [(2, 4, 3, 3), (4, 2, 3, 3)], {"stride": 2, "pad": 1, "in_shape": (2, 4, 7, 8),
+                                                        "groups": 2, "dilation": 2}, ()),
+    ("conv2d_grad_weight", [(2, 4, 7, 7), (2, 6, 3, 3)], {"stride": 2, "pad": 1, "kshape": (6, 2, 3, 3),
+                                                         "groups": 2, "dilation": 2}, ()),
+    ("upsample", [(2, 2, 3, 4)], {"factor": 2, "mode": "nearest"}, ()),
+    ("upsample", [(2, 2, 3, 4)], {"factor": 3, "mode": "bilinear"}, ()),
+    ("upsample_grad", [(2, 2, 6, 4)], {"factor": 2, "mode": "nearest"}, ()),
+    ("upsample_grad", [(1, 2, 9, 6)], {"factor": 3, "mode": "bilinear"}, ()),
     ("maxpool", [(2, 3, 6, 6)], {"size": 2, "stride": 2}, ()),
     ("maxpool", [(1, 2, 7, 7)], {"size": 3, "stride": 2}, ()),
     ("avgpool", [(2, 3, 6, 6)], {"size": 2, "stride": 2}, ()),
     ("avgpool_grad", [(2, 3, 3, 3)], {"size": 2, "stride": 2, "in_shape": (2, 3, 6, 6)}, ()),
+    # padded windows (−inf for the max, zeros for the mean) and ceil_mode's last window reaching past the padding
+    ("maxpool", [(1, 2, 5, 5)], {"size": 3, "stride": 1, "pad": 1}, ()),
+    ("maxpool", [(1, 2, 6, 5)], {"size": 3, "stride": 2, "pad": 1, "ceil_mode": True}, ()),
+    ("avgpool", [(1, 2, 6, 6)], {"size": 2, "stride": 2, "pad": 1}, ()),
+    ("avgpool", [(2, 2, 5, 6)], {"size": 3, "stride": 2, "pad": 1, "ceil_mode": True, "count_include_pad": False}, ()),
+    ("avgpool_grad", [(2, 2, 3, 3)], {"size": 3, "stride": 2, "pad": 1, "ceil_mode": True, "count_include_pad": False,
+                                      "in_shape": (2, 2, 5, 5)}, ()),
+    ("softplus", [(3, 4)], {}, ()),
+    ("softplus", [(3, 4)], {"beta": 2.0, "threshold": 1.0}, ()),   # some entries above the threshold: the identity
+    ("xlogy", [(3, 4), (4,)], {}, (1,)),
     ("softmax", [(3, 5)], {"axis": -1}, ()),
     ("softmax", [(3, 5)], {"axis": 0}, ()),
     ("log_softmax", [(3, 5)], {"axis": 1}, ()),

@@ -195,6 +195,19 @@ def bce_logits(b, z, t):
     return b.fadd(b.fsub(relu(b, z), b.fmul(z, t)), soft)
 
 
+def softplus(b, x, beta: float, threshold: float):
+    """PyTorch's: log1p(e^(β·x)) / β, and x itself where β·x > threshold (e^(β·x) is never taken of more)."""
+    z = b.fmul(x, fconst(x, beta))
+    soft = b.fdiv(log1p(b, exp(b, z)), fconst(x, beta))
+    return b.select(b.fcmp_ordered(">", z, fconst(x, threshold)), x, soft)
+
+
+def xlogy(b, x, y):
+    """x · log(y), 0 where x = 0, NaN where y is NaN (torch.xlogy)."""
+    product = b.select(b.fcmp_ordered("==", x, fconst(x, 0.0)), fconst(x, 0.0), b.fmul(x, log(b, y)))
+    return b.select(is_nan(b, y), y, product)
+
+
 def power(b, x, y):
     """x ** y like NumPy (C99 pow) for float32: a finite negative base needs an integer exponent; 1 ** y and
     (-1) ** ±inf are 1; -0.0 and -inf keep their sign for odd integer exponents."""

@@ -10,12 +10,14 @@ pointwise kernels read in place (`READ_IN_PLACE`: slices).
 from __future__ import annotations
 
 from ..ir import ops
-from .kernels import conv, gather, matmul, movement, nn, pool, reduce, scan
+from .kernels import conv, gather, matmul, movement, nn, pool, reduce, scan, upsample
 
 KERNELS = {
     ops.conv2d: conv.emit_conv2d,
     ops.conv2d_grad_input: conv.emit_conv2d_grad_input,
     ops.conv2d_grad_weight: conv.emit_conv2d_grad_weight,
+    ops.upsample: upsample.emit_upsample,
+    ops.upsample_grad: upsample.emit_upsample_grad,
     ops.maxpool: pool.emit_maxpool,
     ops.avgpool: pool.emit_avgpool,
     ops.maxpool_grad: pool.emit_maxpool_grad,

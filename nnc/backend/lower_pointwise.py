@@ -15,6 +15,7 @@ POINTWISE = {
     ops.relu: lambda b, xs, attrs: irmath.relu(b, xs[0]),
     ops.leaky_relu: lambda b, xs, attrs: irmath.leaky_relu(b, xs[0], attrs.get("alpha", 0.01)),
     ops.elu: lambda b, xs, attrs: irmath.elu(b, xs[0], attrs.get("alpha", 1.0)),
+    ops.softplus: lambda b, xs, attrs: irmath.softplus(b, xs[0], attrs.get("beta", 1.0), attrs.get("threshold", 20.0)),
     ops.sigmoid: lambda b, xs, attrs: irmath.sigmoid(b, xs[0]),
     ops.tanh: lambda b, xs, attrs: irmath.tanh(b, xs[0]),
     ops.exp: lambda b, xs, attrs: irmath.exp(b, xs[0]),
@@ -25,6 +26,7 @@ POINTWISE = {
     ops.sign: lambda b, xs, attrs: irmath.sign(b, xs[0]),
     ops.step: lambda b, xs, attrs: irmath.step(b, xs[0]),
     ops.neg: lambda b, xs, attrs: irmath.negate(b, xs[0]),
+    ops.identity: lambda b, xs, attrs: xs[0],
     ops.stop_gradient: lambda b, xs, attrs: xs[0],  # the value itself: only the gradient pass sees a difference
     ops.add: lambda b, xs, attrs: irmath.arith(b, "fadd", "add", *xs),
     ops.sub: lambda b, xs, attrs: irmath.arith(b, "fsub", "sub", *xs),
@@ -34,6 +36,7 @@ POINTWISE = {
     ops.maximum: lambda b, xs, attrs: irmath.maximum(b, *xs),
     ops.minimum: lambda b, xs, attrs: irmath.minimum(b, *xs),
     ops.bce_logits: lambda b, xs, attrs: irmath.bce_logits(b, *xs),
+    ops.xlogy: lambda b, xs, attrs: irmath.xlogy(b, *xs),
     ops.greater: lambda b, xs, attrs: irmath.compare(b, ">", *xs),
     ops.greater_equal: lambda b, xs, attrs: irmath.compare(b, ">=", *xs),
     ops.equal: lambda b, xs, attrs: irmath.compare(b, "==", *xs),

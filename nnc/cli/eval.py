@@ -1,7 +1,10 @@
 """`nnc eval MODEL.nn`: the forward pass on given (or random) inputs, every output printed; with --data,
 the model's metrics on a dataset's test set instead. `--params A B C` evaluates an ensemble: each member
 and the mean of their predictions on the data (nnc.train.ensemble), or each output averaged over the
-members without data."""
+members without data. With --data, parameters from a run are scored on the data as the run saw it: its
+features standardized with the statistics the run kept, and the test part the run held out (`test`, with the
+run's seed) unless --test says otherwise. `--tta` (else the train block's `tta`) scores one set of parameters by
+its class probabilities averaged over views of each image (nnc.train.augment)."""
 
 from __future__ import annotations
 
@@ -17,10 +20,12 @@ from .options import (
     load_model,
     model_options,
     param_sources,
+    val_amount,
     value_options,
     window_option,
 )
 from .report import evaluation_text
+from .run import tta_option
 
 
 def add_parser(sub) -> None:
@@ -33,6 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--target", metavar="COLUMN", help="with --data FILE.csv: the column to predict")
     window_option(p)
     classes_option(p)
+    tta_option(p)
+    p.add_argument("--test", type=val_amount, metavar="N", help="with --data: a table's test examples held out at "
+                   "random, a count or a fraction (default: the run's, else the train block's)")
     p.set_defaults(func=cmd_eval, eval_parser=p)
 
 
@@ -96,16 +104,28 @@ def eval_on_data(args, model, members: list[tuple[str, dict]]) -> int:
     set) through the model, with the metrics and the naive baseline nnc run prints; with several members,
     each member's scores and the ensemble's."""
     from ..data import load_for_model
+    from ..specs import specs_text
+    from ..train.augment import tta_evaluation, tta_text
     from ..train.ensemble import evaluate_ensemble
     from ..train.evaluator import Evaluator, final_evaluation, final_split
+    from ..train.runfolder import standardization_for
 
-    data = load_for_model(model, data=args.data, target=args.target, val=0.0, seed=args.seed,
-                          window=args.window, classes=args.classes)
+    test, seed = held_out_test(args)
+    data = load_for_model(model, data=args.data, target=args.target, val=0.0, test=test, seed=seed,
+                          window=args.window, classes=args.classes,
+                          statistics=standardization_for(model, param_sources(args)))
     backend = args.backend or "llvm"
+    tta = args.tta if args.tta is not None else model.settings["tta"] or ()
     if len(members) == 1:
-        which, result = final_evaluation(Evaluator(model, backend, members[0][1]), data)
-        print(evaluation_text(which, result, data.describe(), baseline=data.baseline))
+        evaluator = Evaluator(model, backend, members[0][1])
+        which, result = tta_evaluation(evaluator, data, tta) if tta else final_evaluation(evaluator, data)
+        if tta:
+            print(tta_text(which, result["tta"]))
+        print(evaluation_text(which, result, data.describe(), baseline=data.baseline, class_names=data.class_names))
         return 0
+    if args.tta:
+        raise NncError(f"--tta {specs_text(args.tta)} with an ensemble of {len(members)}: an ensemble is scored on "
+                       "the original images", hint="drop --tta, or evaluate each member alone with it")
     which, split = final_split(data)
     scored, together = evaluate_ensemble(model, [params for _, params in members], split, backend,
                                          perplexity=bool(data.vocabulary))
@@ -117,6 +137,22 @@ def eval_on_data(args, model, members: list[tuple[str, dict]]) -> int:
     if data.baseline is not None:
         print(data.baseline.text())
     return 0
+
+
+def held_out_test(args) -> tuple:
+    """(test, seed) of the data split: --test with --seed; else the test split the run of --params recorded, with
+    its seed; else (None: the train block's, --seed)."""
+    from ..train.runfolder import SETTINGS, read_settings, run_folder_of
+
+    if args.test is not None:
+        return args.test, args.seed
+    folders = {run_folder_of(s) for s in param_sources(args) if s is not None and "+" not in str(s)}
+    folder = folders.pop() if len(folders) == 1 else None
+    if folder is not None and (folder / SETTINGS).exists():
+        recorded = read_settings(folder)
+        if recorded.get("test"):
+            return recorded["test"], recorded["seed"]
+    return None, args.seed
 
 
 def scores_text(which: str, result: dict) -> str:

@@ -148,12 +148,17 @@ def check_threads(args) -> None:
             f"{cores} core{'s' if cores > 1 else ''} anyway (usually slower)")
 
 
+def at_option(p: argparse.ArgumentParser, example: str = "--at x=-2 y=5 z=-4 or --at 'w=[[20],[20]]' b=-30") -> None:
+    """--at NAME=VALUE ...: input and parameter values (`at_values` sorts them); `example` shows a command's use."""
+    p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
+                   help=f"input and parameter values, e.g. {example} (numbers or JSON lists; a parameter given here "
+                   "overrides --params)")
+
+
 def value_options(p: argparse.ArgumentParser, several_params: bool = False) -> None:
     """What a command computes with: inputs (given or random), parameters (`several_params`: one or more sets,
     an ensemble), the float precision and the backend."""
-    p.add_argument("--at", nargs="+", type=assignment, metavar="NAME=VALUE",
-                   help="input and parameter values, e.g. --at x=-2 y=5 z=-4 or --at 'w=[[20],[20]]' b=-30 "
-                   "(numbers or JSON lists; a parameter given here overrides --params)")
+    at_option(p)
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
     params_options(p, several=several_params)
     p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")

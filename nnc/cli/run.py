@@ -18,6 +18,7 @@ parser.
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import signal
 import sys
@@ -75,7 +76,21 @@ def add_parser(sub) -> None:
                    "validation loss and keep the best epoch's parameters (needs --val)")
     p.add_argument("--snapshots", type=positive_int, metavar="N", help="keep the parameters every N epochs "
                    "(snapshot_epoch_N.npz: members of an ensemble)")
+    p.add_argument("--augment", type=augmentations, metavar="LIST", help="random transforms of each training "
+                   "batch's images, in order: flip, crop(pad=4), shift(max=2), scale(min=0.9,max=1.1), "
+                   "noise(std=0.05), e.g. flip,crop(pad=2); none for none (default: the train block's)")
+    tta_option(p)
     classes_option(p)
+    p.add_argument("--test", type=val_amount, metavar="N", help="data without a test part (a table): test examples "
+                   "held out of it at random, a count or a fraction")
+    p.add_argument("--train-size", type=positive_int, metavar="N", help="train on a seeded subset of N training "
+                   "examples (taken after the validation and test examples are held out)")
+    p.add_argument("--label-noise", type=probability, metavar="P", help="replace each training label, with "
+                   "probability P, by another class drawn at random (seeded); validation and test labels stay")
+    p.add_argument("--shuffle-labels", action="store_true", help="permute the training labels (random labels: "
+                   "what a network can memorize)")
+    p.add_argument("--standardize", action="store_true", help="scale the features to zero mean and unit variance "
+                   "with the training part's statistics (kept with the run for nnc predict and nnc eval)")
     p.add_argument("--folds", type=positive_int, metavar="K", help="K-fold cross-validation: train K models, "
                    "each scored on the fold it did not see; report each and the mean ± std")
     p.add_argument("--seed", type=nonnegative_int, help="makes the run reproducible")
@@ -94,15 +109,59 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def tta_option(p) -> None:
+    """--tta (nnc run, nnc eval --data): test-time augmentation of the final evaluation."""
+    p.add_argument("--tta", type=test_time_augmentations, metavar="LIST", help="test-time augmentation of the final "
+                   "evaluation: a classifier's probabilities averaged over views of each image: flip (and its "
+                   "mirror), crops(pad=4) (the centre and four corner crops), or flip,crops; none for none "
+                   "(default: the train block's)")
+
+
+def augmentations(text: str) -> tuple:
+    """--augment: Specs of nnc.specs.AUGMENTATIONS (nnc.specs.parse_specs); a mistake is argparse's (exit 2)."""
+    from ..specs import AUGMENTATIONS
+
+    return _specs(text, AUGMENTATIONS, "augmentation")
+
+
+def test_time_augmentations(text: str) -> tuple:
+    """--tta: Specs of nnc.specs.TTA."""
+    from ..specs import TTA
+
+    return _specs(text, TTA, "test-time augmentation")
+
+
+def _specs(text: str, table: dict, noun: str) -> tuple:
+    from ..errors import NncError
+    from ..specs import parse_specs
+
+    try:
+        return parse_specs(text, table, noun)
+    except NncError as err:
+        raise argparse.ArgumentTypeError(err.message + (f"\nhint: {err.hint}" if err.hint else "")) from None
+
+
+def probability(text: str) -> float:
+    """--label-noise: a probability, 0 to 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability such as 0.2, got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1, got {text}")
+    return v
+
+
 def config_from(model, args):
-    """The RunConfig of `model`'s train block with the flags over it."""
+    """The RunConfig of `model`'s train block with the flags over it (a Namespace made without --augment and
+    --tta, as a script may make one, keeps the train block's)."""
     from ..train.config import run_config
 
     return run_config(model.settings, epochs=args.epochs, batch=args.batch, lr=args.lr, optimizer=args.optimizer,
                       schedule=args.schedule, weight_decay=args.weight_decay, clip=args.clip, seed=args.seed,
                       backend=args.backend, threads=args.threads, steps=args.steps,
                       freeze=args.freeze.split(",") if args.freeze else None, early_stop=args.early_stop,
-                      snapshots=args.snapshots)
+                      snapshots=args.snapshots, augment=getattr(args, "augment", None), tta=getattr(args, "tta", None))
 
 
 def cmd_run(args) -> int:
@@ -134,7 +193,9 @@ def cmd_run(args) -> int:
         settings = runfolder.new_settings(model, args.model, config_from(model, args), data=args.data,
                                           target=args.target, val=args.val, check_numerics=args.check_numerics,
                                           grad_stats=args.grad_stats, window=args.window,
-                                          classes=args.classes)
+                                          classes=args.classes, test=args.test, train_size=args.train_size,
+                                          label_noise=args.label_noise, shuffle_labels=args.shuffle_labels,
+                                          standardize=args.standardize)
         settings["folds"] = args.folds or model.settings.get("folds")
         data_spec = args.data  # as given, for its messages; settings.json keeps where it was found
     config = runfolder.config_of(settings)
@@ -147,7 +208,10 @@ def cmd_run(args) -> int:
             return _optimize(args, trainer, folder, settings, started, progress)
     progress.status(f"  loading {data_spec or settings['data']} ...")
     data = load_for_model(model, data=data_spec, target=settings["target"], val=settings["val"], seed=config.seed,
-                          window=settings.get("window"), classes=settings.get("classes"))
+                          window=settings.get("window"), classes=settings.get("classes"), test=settings.get("test"),
+                          train_size=settings.get("train_size"), label_noise=settings.get("label_noise"),
+                          shuffle_labels=settings.get("shuffle_labels"), standardize=settings.get("standardize"),
+                          statistics=runfolder.standardization_of(folder) if args.resume else None)
     progress.print(f"  data {data.describe().removeprefix('data ')}")
     if settings.get("folds"):
         with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
@@ -185,6 +249,7 @@ def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, 
     if transferred:
         progress.print(transferred)
     runfolder.keep_vocabulary(folder, data, resumed=bool(args.resume))
+    runfolder.keep_standardization(folder, data)
     import_matplotlib_meanwhile()
     loop = Loop(trainer, data, folder, _ProgressReporter(progress), watch=watch, resume_at=resume_at,
                 grad_stats=settings["grad_stats"], lines=MAX_EPOCH_LINES,
@@ -284,12 +349,15 @@ class _QuietReporter:
 
 
 def _header(progress, trainer, length: str) -> None:
+    from ..specs import specs_text
+
     config = trainer.config
     losses = f", losses {' → '.join(n for n in trainer.cycle)}" if len(trainer.engines) > 1 else ""
     frozen = f", frozen {', '.join(config.freeze)}" if config.freeze else ""
+    augment = f", augment {specs_text(config.augment)}" if config.augment else ""
     progress.print(f"  {config.optimizer}, schedule {config.schedule.name}, {length}, seed {config.seed}, "
                    f"backend {config.backend}{f', {config.threads} threads' if config.backend == 'llvm' else ''}"
-                   f"{losses}{frozen} (compiled in {trainer.compile_seconds:.2f}s)")
+                   f"{losses}{frozen}{augment} (compiled in {trainer.compile_seconds:.2f}s)")
 
 
 SAMPLES = 64   # generated images per grid
@@ -411,19 +479,23 @@ def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progres
     """The trained model on the test set (the training set when the data has none): printed, metrics.json
     (and --metrics-json), the figures."""
     from ..train import runfolder
+    from ..train.augment import tta_evaluation, tta_text
     from ..train.evaluator import final_evaluation
     from ..viz.plots import plot_confusion, plot_curves
 
     classifies = trainer.task.classifies
     trainer.evaluator.params = trainer.model_params()
-    which, result = final_evaluation(trainer.evaluator, data)
+    tta = trainer.config.tta
+    which, result = tta_evaluation(trainer.evaluator, data, tta) if tta else final_evaluation(trainer.evaluator, data)
     seconds = time.perf_counter() - started
     metrics = runfolder.final_metrics(trainer, data, result, settings, seconds, samples_per_second)
     progress.print()
     if len(trainer.engines) > 1:   # a GAN: its first loss on the examples it was not trained on
         progress.print(f"{which} {trainer.loss_names[0]} {result['loss']:.6g}")
     else:
-        progress.print(evaluation_text(which, result, baseline=data.baseline))
+        if "tta" in result:
+            progress.print(tta_text(which, result["tta"]))
+        progress.print(evaluation_text(which, result, baseline=data.baseline, class_names=data.class_names))
     if "confusion" in result:
         plot_confusion(folder / runfolder.CONFUSION, result["confusion"])
     elif not classifies and data.baseline is None and trainer.task.target is not None:  # a regression's

@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--of", metavar="NAME", help="the scalar whose gradients are drawn (default: the loss, or the "
                    "single output)")
     p.add_argument("--partials", action="store_true", help="also write the local derivative on each edge")
+    p.add_argument("--train", action="store_true", help="draw the training form: dropout masks and batch "
+                   "statistics (the default is the evaluation form)")
     p.add_argument("--steps", metavar="DIR", help="write one SVG per backward step into DIR")
     p.add_argument("--html", metavar="FILE", help="write the backward steps as one self-contained web page")
     p.add_argument("--heat", metavar="RUN_DIR", help="colour the layers by the gradient norms a run recorded "
@@ -60,7 +62,7 @@ def cmd_viz(args) -> int:
         ann = annotate(model, inputs, params, of=args.of, backend=backend, seed=args.seed,
                        need_gradients=bool(args.steps or args.html))
     if args.output:
-        write_diagram(diagram(model, args.view, ann, args.partials), args.output)
+        write_diagram(diagram(model, args.view, ann, args.partials, training=args.train), args.output)
         print(f"wrote {args.output}")
     if args.steps or args.html:
         from ..runtime.explain import Explainer

@@ -10,11 +10,13 @@ The trainer calls
     ... evaluate on data.val, then once on data.test
 
 Modules: `load` (specs, splits, BoundData), `images` (MNIST, Fashion-MNIST),
+`cifar` (CIFAR-10, CIFAR-100: their archives and record format),
 `fetch` (files on disk, the cache, downloads), `idx` (the IDX format), `toy`
 (gates, spiral, sine), `tables` (CSV, NPZ), `text` (texts for character models,
 their vocabulary), `sequences` (windows of a sequence for a model, series),
-`binding` (arrays to inputs), `splits` (seeded splits, contiguous ones for
-windows, and batch order), `dataset` (the Dataset and Baseline types).
+`binding` (arrays to inputs, standardization), `splits` (seeded splits,
+contiguous ones for windows, training subsets, label noise and shuffling, and
+batch order), `dataset` (the Dataset and Baseline types).
 """
 
 from .dataset import Baseline, Dataset

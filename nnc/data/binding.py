@@ -10,7 +10,10 @@ reads a row per time step, and becomes [N, 784, 1] for one that reads a pixel
 per step; one symbolic dim takes the size the others leave, so [B, T, 28] and
 [B, T, 1] work too), cast to the input's dtype, and labels are
 checked against the classes the model has. Anything that does not fit is one
-error naming both shapes.
+error naming both shapes; so is a channels-last input ([B, 32, 32, 3]) for
+channels-first images ([N, 3, 32, 32]), which a reshape would scramble.
+`Standardization` scales bound features to zero mean and unit variance with
+statistics of the training part (`standardize = true`).
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ class _Fit:
         if all(isinstance(d, int) for d in declared):
             expected = math.prod(declared)
             if got == expected:
+                self.check_channels(sample, declared, t)
                 return array.reshape((len(array), *declared))
         elif len(sample) == len(declared) and all(not isinstance(d, int) or d == s
                                                   for s, d in zip(sample, declared)):
@@ -154,6 +158,15 @@ class _Fit:
                          f"{format_shape(array.shape)} ({got} values per sample), expected {t}{per_sample}",
                          hint=f"model '{self.model.name}' declares `input {self.binding.input}: {t}`; the data "
                               f"must match it after the first (batch) dimension, up to a reshape")
+
+    def check_channels(self, sample: tuple, declared: tuple, t) -> None:
+        """Images [C, H, W] for an input [H, W, C]: a reshape would scramble the pixels, so it is an error."""
+        if len(sample) == 3 and tuple(declared) == (*sample[1:], sample[0]) and tuple(sample) != tuple(declared):
+            name = self.binding.input
+            raise self.error(f"{self.what} does not fit the model's input '{name}': got {format_shape(sample)} per "
+                             f"sample, channels first, expected {t}, channels last",
+                             hint=f"nnc's images are channels first ([C, H, W], as in PyTorch) and are not "
+                                  f"transposed: declare `input {name}: [B, {', '.join(map(str, sample))}]`")
 
     def labels(self, array: np.ndarray, classes: int | None) -> np.ndarray:
         """Whole-number class indices as int32, within [0, classes)."""
@@ -217,3 +230,53 @@ def _unbound(dataset: Dataset, model, task: Task, missing: list[str]) -> NncErro
                     filename=dataset.name,
                     hint=f"name the data's arrays after model '{model.name}''s inputs "
                          f"({', '.join(inputs)}), or give the model one feature input and one target input")
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """x -> (x - mean) / std for each float feature input, value by value of a sample, with the mean and the
+    (population) standard deviation of the training part; a constant feature keeps std 1, as scikit-learn's
+    StandardScaler does. The run folder keeps it as JSON (`to_json`), for nnc predict and nnc eval."""
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, part: dict[str, np.ndarray], inputs: list[str]) -> Standardization:
+        """The statistics of `inputs` in `part` (the training part)."""
+        std = {n: part[n].std(axis=0, dtype=np.float64) for n in inputs}
+        return cls({n: part[n].mean(axis=0, dtype=np.float64) for n in inputs},
+                   {n: np.where(s > 0, s, 1.0) for n, s in std.items()})
+
+    def apply(self, part: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+        """`part` with its standardized inputs scaled (new arrays, of the same dtype); `where` names the data."""
+        out = dict(part)
+        for name, mean in self.mean.items():
+            if name not in part:
+                continue
+            x = part[name]
+            if x.shape[1:] != mean.shape:
+                raise NncError(f"{where}: input '{name}' has samples of shape {format_shape(x.shape[1:])}, expected "
+                               f"{format_shape(mean.shape)}, the shape its standardization statistics were taken at")
+            out[name] = ((x - mean) / self.std[name]).astype(x.dtype)
+        return out
+
+    def to_json(self) -> dict:
+        return {name: {"mean": mean.tolist(), "std": self.std[name].tolist()} for name, mean in self.mean.items()}
+
+    @classmethod
+    def from_json(cls, data, where: str) -> Standardization:
+        try:
+            mean = {str(n): np.asarray(v["mean"], np.float64) for n, v in data.items()}
+            std = {str(n): np.asarray(v["std"], np.float64) for n, v in data.items()}
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise NncError(f"{where} is damaged ({type(err).__name__}: {err})",
+                           hint="it holds each input's mean and std, written by nnc run") from None
+        if any(mean[n].shape != std[n].shape or not (std[n] > 0).all() for n in mean):
+            raise NncError(f"{where} is damaged: a mean and a std of different shapes, or a std that is not positive")
+        return cls(mean, std)
+
+    def same_as(self, other: Standardization | None) -> bool:
+        return other is not None and self.mean.keys() == other.mean.keys() and all(
+            np.array_equal(self.mean[n], other.mean[n]) and np.array_equal(self.std[n], other.std[n])
+            for n in self.mean)

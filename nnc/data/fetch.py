@@ -89,8 +89,9 @@ def sha256_of(path: Path) -> str:
 
 
 def fetch_files(dataset: str, files: tuple[KnownFile, ...], mirrors: list[str], *, download: bool = True,
-                log: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """A verified local path for each file (by name), found or downloaded in the order the module describes."""
+                log: Callable[[str], None] | None = None, alternative: str = "") -> dict[str, Path]:
+    """A verified local path for each file (by name), found or downloaded in the order the module describes;
+    `alternative` ends the hint of the error when they are not available (what else the user may provide)."""
     user_dir = user_data_dir()
     cache = cache_root() / dataset
     found, missing = {}, []
@@ -105,7 +106,7 @@ def fetch_files(dataset: str, files: tuple[KnownFile, ...], mirrors: list[str], 
         path = _download(f, mirrors, cache, failures, log) if download else None
         if path is None:
             lacking = [m for m in missing if m.name not in found]
-            raise _not_available(dataset, files, lacking, failures, user_dir, cache, download)
+            raise _not_available(dataset, files, lacking, failures, user_dir, cache, download, alternative)
         found[f.name] = path
     return found
 
@@ -258,14 +259,15 @@ def _reason(err: Exception) -> str:
 
 
 def _not_available(dataset: str, files, missing, failures: list[str], user_dir: Path | None, cache: Path,
-                   download: bool) -> NncError:
+                   download: bool, alternative: str = "") -> NncError:
     names = ", ".join(f.name for f in files)
     where_user = (f"${DATA_DIR_ENV}/{dataset}/ (here {user_dir / dataset}/)" if user_dir
                   else f"${DATA_DIR_ENV}/{dataset}/ ({DATA_DIR_ENV} is not set)")
     lacking = ", ".join(f.name for f in missing)
     how = "downloads are off" if not download else "the download failed"
     what = f"the {len(files)} original files" if len(files) > 1 else "the original file"
+    also = f"; {alternative}" if alternative else ""
     err = NncError(f"dataset '{dataset}' is not available: {lacking} not found on disk and {how}",
-                   hint=f"put {what} {names} in {where_user} or in {cache}/")
+                   hint=f"put {what} {names} in {where_user} or in {cache}/{also}")
     err.notes.extend(failures)
     return err

@@ -85,7 +85,8 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
     if absent:
         raise NncError(f"folder {folder} lacks {', '.join(absent)}",
                        hint=f"a folder of IDX data holds the four files {', '.join(IDX_FILE_NAMES)} "
-                            f"(gzip-compressed or not)")
+                            f"(gzip-compressed or not); a folder of CIFAR data the binary batches, "
+                            f"data_batch_1.bin ... test_batch.bin or train.bin and test.bin")
     return _dataset(name, paths, ())
 
 

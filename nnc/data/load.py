@@ -1,11 +1,12 @@
 """The trainer's entry point: a data spec and a model in, arrays ready to feed out (`BoundData`).
 
 A spec is one of
-- a built-in name: `mnist`, `fashion-mnist` (also `fashion_mnist`), `and`,
-  `or`, `xor`, `spiral`, `sine`, `remember`;
+- a built-in name: `mnist`, `fashion-mnist` (also `fashion_mnist`), `cifar10`,
+  `cifar100` (also `cifar-10`, `cifar-100`; `target` `fine` or `coarse` picks
+  CIFAR-100's labels), `and`, `or`, `xor`, `spiral`, `sine`, `remember`;
 - a `.csv` file (with `target` naming the target column) or an `.npz` file;
 - a `.txt` file: a text for a character-level model (nnc.data.text);
-- a folder holding the four MNIST-format IDX files.
+- a folder holding the four MNIST-format IDX files, or CIFAR's binary batches.
 Sequence data (a text, `sine`, a `.csv` file with `window = N`: one column as
 a series) is cut into windows that fit the model (nnc.data.sequences), so it
 opens with the model in hand.
@@ -24,6 +25,13 @@ Splits, as a Keras user would expect them:
   (seeded), before the validation samples are taken.
 Windows of one sequence are held out in contiguous blocks (nnc.data.splits);
 a text always keeps a validation part and is finally evaluated on it.
+
+Then the dataset controls of the train block (`with_controls`), on the
+training part only unless said: `classes` keeps some classes (every part);
+`train_size` a seeded subset of the training examples; `label_noise` and
+`shuffle_labels` change training labels (never validation or test ones);
+`standardize` scales the features of every part with the training part's
+statistics (or the statistics a run kept, for evaluation and prediction).
 The same seed gives the same splits; `describe()` is the run header's line.
 """
 
@@ -38,20 +46,33 @@ import numpy as np
 
 from ..errors import NncError
 from ..runtime.task import BINARY, CLASSIFICATION, GENERATIVE, task_of
-from .binding import bind_part, plan_bindings
+from .binding import Standardization, bind_part, plan_bindings
+from .cifar import CIFAR_SETS, cifar_format, load_cifar, load_cifar_folder
 from .dataset import Baseline, Dataset, sample_count
 from .images import IMAGE_SETS, load_idx_folder, load_image_set
 from .sequences import check_width, sequence_layout, series_dataset
-from .splits import TEST_STREAM, VAL_STREAM, contiguous_holdout, holdout, holdout_count, sample_total
+from .splits import (
+    TEST_STREAM,
+    VAL_STREAM,
+    contiguous_holdout,
+    holdout,
+    holdout_count,
+    noisy_labels,
+    sample_total,
+    shuffled_labels,
+    subset_indices,
+    take,
+)
 from .tables import read_csv, read_npz
 from .text import TEXT_SUFFIXES, check_vocabulary, read_text, text_dataset
 from .toy import GATE_OUTPUTS, gate, remember, sine, spiral
 
-BUILTIN_NAMES = ("mnist", "fashion-mnist", "and", "or", "xor", "spiral", "sine", "remember")
-ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+BUILTIN_NAMES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "and", "or", "xor", "spiral", "sine", "remember")
+ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
+           "cifar-100": "cifar100"}
 TABLE_SUFFIXES = (".csv",)
 DATA_HINT = (f"--data takes one of {', '.join(BUILTIN_NAMES)}, a .csv, .npz or .txt file, or a folder of "
-             f"IDX files")
+             f"IDX or CIFAR files")
 WINDOW_HINT = "window applies to sequence data: a .txt text, sine, or a .csv file read as one series"
 
 
@@ -73,6 +94,7 @@ class BoundData:
     baseline: Baseline | None = None    # a naive predictor's score on the evaluated part
     final_split: str = "test"           # what the final evaluation is on: "test", or "validation" for a text
     note: str = ""                      # how sequence data was cut, for the header
+    standardization: Standardization | None = None   # the features' scaling (`standardize`), kept with the run
 
     @property
     def n_train(self) -> int:
@@ -107,6 +129,9 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
     if not isinstance(spec, str) or not spec.strip():
         raise NncError(f"no data given: got {spec!r}", hint=DATA_HINT)
     name = ALIASES.get(spec.lower(), spec.lower())
+    if name in CIFAR_SETS:
+        _no_window(window, name)
+        return load_cifar(CIFAR_SETS[name], target=target, mirrors=mirrors, download=download, log=log)
     if name in BUILTIN_NAMES:
         if target is not None:
             raise NncError(f"--target applies to CSV data: '{name}' has fixed features and target",
@@ -126,6 +151,9 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
         if window is not None:
             return _csv_series(path, target, model, window)
         return read_csv(path, target)
+    if path.is_dir() and cifar_format(path) is not None:
+        _no_window(window, str(path))
+        return load_cifar_folder(path, target)
     if target is not None:
         raise NncError(f"--target applies to CSV data, not to {path}")
     if path.suffix.lower() in TEXT_SUFFIXES:
@@ -149,6 +177,21 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
                    hint=f"did you mean '{ALIASES.get(close[0], close[0])}'?" if close else DATA_HINT)
 
 
+def takes_target(spec: str, base_dir: str | Path | None = None) -> bool:
+    """Whether the train block's `target` applies to the data `spec` names: a CSV file's column to predict, or
+    which of CIFAR-100's labels to learn (the set, or a folder of its files)."""
+    if Path(spec).suffix.lower() in TABLE_SUFFIXES:
+        return True
+    name = ALIASES.get(spec.lower(), spec.lower())
+    if name in BUILTIN_NAMES:
+        return name in CIFAR_SETS and len(CIFAR_SETS[name].format.labels) > 1
+    path = Path(spec).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    found = cifar_format(path) if path.is_dir() else None
+    return found is not None and len(found[0].labels) > 1
+
+
 def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) -> BoundData:
     """Bind a dataset to the model's inputs and split it into train, val and test (see the module docstring).
 
@@ -169,7 +212,9 @@ def bind_dataset(dataset: Dataset, model, *, val=0.0, test=None, seed: int = 0) 
     how = "in blocks of consecutive windows" if dataset.overlap else "at random"
     if dataset.test is not None:
         if held:
-            raise NncError(f"'{dataset.name}' has its own test set ({dataset.test_source}): drop the test split")
+            raise NncError(f"test = {test:g} holds a test split out of the training data, and '{dataset.name}' has "
+                           f"its own test set ({dataset.test_source})",
+                           hint="drop `test` (--test): the final evaluation is on that test set")
         sample_count(dataset.test, dataset.name)
         train_raw, test_raw, test_source = table, dataset.test, dataset.test_source
     elif held:
@@ -223,12 +268,15 @@ def load_dataset(spec: str, model, *, target: str | None = None, val=0.0, test=N
 def load_for_model(model, *, data: str | None = None, target: str | None = None, val=None, test=None,
                    seed: int | None = None, mirrors: list[str] | None = None, download: bool = True,
                    log: Callable[[str], None] | None = None, window: int | None = None,
-                   classes=None) -> BoundData:
+                   classes=None, train_size: int | None = None, label_noise: float | None = None,
+                   shuffle_labels: bool | None = None, standardize: bool | None = None,
+                   statistics: Standardization | None = None) -> BoundData:
     """The model's data with command-line values (None: not given) over its train block's; `classes` keeps a
-    classification's examples of those classes only (digits 0 to 4 of MNIST).
+    classification's examples of those classes only (digits 0 to 4 of MNIST), then the other dataset controls
+    apply (`with_controls`); `statistics` (a run's) standardize the features instead of the training part's.
 
     A `data` path from the train block is relative to the .nn file's folder, one given here to the working
-    directory. The block's `target` applies to any CSV data.
+    directory. The block's `target` applies to any CSV data and to CIFAR-100 (`takes_target`).
     """
     settings = model.settings
     spec = data if data is not None else settings["data"]
@@ -236,13 +284,138 @@ def load_for_model(model, *, data: str | None = None, target: str | None = None,
         raise NncError(f"model '{model.name}' has no data to train on", hint=f"{DATA_HINT}; or set `data = NAME` "
                                                                            f"in the model file's train block")
     base_dir = _model_folder(model) if data is None else None
-    if target is None and Path(spec).suffix.lower() in TABLE_SUFFIXES:
+    if target is None and takes_target(spec, base_dir):
         target = settings["target"]
-    bound = load_dataset(spec, model, target=target, val=settings["val"] if val is None else val, test=test,
-                         seed=settings["seed"] if seed is None else seed, base_dir=base_dir, mirrors=mirrors,
-                         download=download, log=log, window=settings["window"] if window is None else window)
+    seed = settings["seed"] if seed is None else seed
+    dataset = open_dataset(spec, target=target, base_dir=base_dir, mirrors=mirrors, download=download, log=log,
+                           model=model, window=settings["window"] if window is None else window)
+    bound = bind_dataset(dataset, model, val=settings["val"] if val is None else val,
+                         test=settings["test"] if test is None else test, seed=seed)
     classes = classes if classes is not None else settings.get("classes")
-    return only_classes(bound, tuple(classes)) if classes else bound
+    if classes:
+        bound = only_classes(bound, tuple(classes))
+    return with_controls(bound, dataset, model, seed=seed, classes=classes,
+                         train_size=settings["train_size"] if train_size is None else train_size,
+                         label_noise=settings["label_noise"] if label_noise is None else label_noise,
+                         shuffle_labels=settings["shuffle_labels"] if shuffle_labels is None else shuffle_labels,
+                         standardize=settings["standardize"] if standardize is None else standardize,
+                         statistics=statistics)
+
+
+def with_controls(bound: BoundData, dataset: Dataset, model, *, seed: int = 0, classes=None,
+                  train_size: int | None = None, label_noise: float = 0.0, shuffle_labels: bool = False,
+                  standardize: bool = False, statistics: Standardization | None = None) -> BoundData:
+    """`bound` with the dataset controls applied, in this order: a seeded subset of `train_size` training
+    examples; the training labels shuffled, then each changed with probability `label_noise` (among `classes`
+    when given); every part's features standardized with `statistics`, else (`standardize`) with the training
+    part's. When the test part is the training part (a table without a test part), it stays the training
+    examples, with their true labels."""
+    train, test, notes = bound.train, bound.test, []
+    same = test is train
+    test_source = bound.test_source
+    if train_size is not None:
+        n = bound.n_train
+        if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1:
+            raise NncError(f"train_size must be a positive integer, got {train_size!r}")
+        if train_size > n:
+            left = f", left after holding out {bound.n_val:,} for validation" if bound.n_val else ""
+            raise NncError(f"train_size: got {train_size:,}, expected at most {n:,}, the training examples of "
+                           f"{bound.name}{left}", hint=f"train_size = {n} or fewer")
+        if train_size < n:
+            train = take(train, subset_indices(n, train_size, seed))
+            notes.append(f"train_size {train_size:,} of {n:,}")
+            if same:
+                test, test_source = train, f"the {train_size:,} training examples, no separate test set"
+    if label_noise or shuffle_labels:
+        clean = train
+        train, note = _changed_labels(bound, model, train, label_noise, shuffle_labels, classes, seed)
+        notes.append(note)
+        if same:
+            test = clean   # the true labels
+    stats = statistics
+    if stats is None and standardize:
+        stats = Standardization.of(train, _feature_inputs(bound, dataset, model))
+    if stats is not None:
+        _check_table(dataset)
+        scaled = stats.apply(train, dataset.name)
+        test = scaled if test is train else stats.apply(test, dataset.name)
+        train, val = scaled, stats.apply(bound.val, dataset.name)
+        notes.append(f"{', '.join(stats.mean)} standardized" +
+                     (" (the run's statistics)" if statistics is not None else " (training statistics)"))
+    else:
+        val = bound.val
+    if not notes:
+        return bound
+    return replace(bound, train=train, val=val, test=test, test_source=test_source, standardization=stats,
+                   note="; ".join([bound.note, *notes] if bound.note else notes))
+
+
+def _feature_inputs(bound: BoundData, dataset: Dataset, model) -> list[str]:
+    """The inputs `standardize` scales: the model's float inputs other than the target."""
+    _check_table(dataset)
+    inputs = [n for n, t in model.inputs.items() if t.is_float and n != bound.target and n in bound.train]
+    if not inputs:
+        raise NncError(f"standardize scales a model's float feature inputs, and model '{model.name}' has none "
+                       f"(its target: {bound.target})", hint="drop `standardize`")
+    return inputs
+
+
+def _check_table(dataset: Dataset) -> None:
+    if dataset.divisors or dataset.overlap or dataset.vocabulary:
+        what = "images whose pixels are already scaled to 0..1" if dataset.divisors else "a sequence"
+        raise NncError(f"standardize scales the features of a table (a CSV or NPZ file), and {dataset.name} is "
+                       f"{what}", hint="drop `standardize` (--standardize)")
+
+
+def _changed_labels(bound: BoundData, model, train: dict, label_noise: float, shuffle_labels: bool, classes,
+                    seed: int) -> tuple[dict, str]:
+    """The training part with its labels shuffled and/or noisy, and the note that says so."""
+    what = "label_noise" if label_noise else "shuffle_labels"
+    if not 0 <= label_noise <= 1:
+        raise NncError(f"label_noise is a probability: got {label_noise}, expected a number from 0 to 1")
+    if bound.task not in (CLASSIFICATION, BINARY) or bound.target is None:
+        kind = {GENERATIVE: "generative"}.get(bound.task, "a regression")
+        raise NncError(f"{what} changes the labels of a classification, and model '{model.name}' is {kind}"
+                       + (f" (its target '{bound.target}' holds numbers to predict)" if bound.target else ""),
+                       hint=f"drop `{what}`; it applies to models trained with cross_entropy or "
+                            f"binary_cross_entropy on class labels")
+    y = train[bound.target]
+    if bound.task == BINARY:
+        if not np.isin(y, (0, 1)).all():
+            raise NncError(f"{what}: the targets of '{bound.target}' must be 0 or 1 to change them, and "
+                           f"{bound.name} has others (soft targets)", hint=f"drop `{what}`")
+        labels, known = y.astype(np.int64), np.array([0, 1])
+    else:
+        one_hot = y.dtype.kind == "f"
+        if one_hot and not (np.isin(y, (0, 1)).all() and (y.sum(axis=-1) == 1).all()):
+            raise NncError(f"{what}: the targets of '{bound.target}' must be class labels or one-hot rows to "
+                           f"change them, and {bound.name} has others (soft targets)", hint=f"drop `{what}`")
+        labels = y.argmax(axis=-1) if one_hot else y
+        if classes:
+            known = np.unique(np.asarray(classes))
+        elif bound.n_classes is not None:
+            known = np.arange(bound.n_classes)
+        else:
+            raise NncError(f"{what}: the number of classes of model '{model.name}' is not known",
+                           hint="give the classes, e.g. classes = [0, 1, 2]")
+    if len(known) < 2:
+        raise NncError(f"{what} needs two classes or more to change a label into another: got {len(known)}")
+    changed = labels
+    if shuffle_labels:
+        changed = shuffled_labels(changed, seed)
+    if label_noise:
+        changed = noisy_labels(changed, known.astype(labels.dtype), label_noise, seed)
+    if bound.task == BINARY:
+        new = changed.astype(y.dtype)
+    elif y.dtype.kind == "f":
+        new = np.eye(y.shape[-1], dtype=y.dtype)[changed]
+    else:
+        new = changed.astype(y.dtype, copy=False)
+    parts = ["training labels shuffled"] if shuffle_labels else []
+    if label_noise:
+        parts.append(f"label noise {label_noise:g}")
+    moved = int(np.count_nonzero(changed != labels))
+    return {**train, bound.target: new}, f"{' and '.join(parts)}: {moved:,} of {labels.size:,} labels changed"
 
 
 def only_classes(bound: BoundData, classes: tuple) -> BoundData:

@@ -1,4 +1,5 @@
-"""Seeded splits of bound arrays (validation, held-out test) and the per-epoch mini-batch order.
+"""Seeded splits of bound arrays (validation, held-out test, a training subset), the seeded changes of training
+labels (noise, shuffling) and the per-epoch mini-batch order.
 
 Every random choice comes from its own generator: a holdout from
 `default_rng([seed, HOLDOUT, stream])`, epoch k's order from `default_rng([seed, k])`
@@ -24,6 +25,8 @@ import numpy as np
 from ..errors import NncError
 
 HOLDOUT, TEST_STREAM, VAL_STREAM = 0, 1, 2   # holdouts draw from [seed, HOLDOUT, stream], epochs from [seed, epoch]
+SUBSET_STREAM, NOISE_STREAM, SHUFFLE_STREAM = 3, 4, 5   # train_size, label_noise, shuffle_labels: [seed, HOLDOUT, s]
+FOLD_STREAM = 6   # cross-validation's fold assignment (nnc.train.folds): [seed, HOLDOUT, FOLD_STREAM]
 HOLDOUT_BLOCKS = 100   # a contiguous holdout takes whole blocks of about 1% of the windows ...
 BLOCK_OVERLAPS = 4     # ... each at least 4 times as long as the run of windows one window overlaps
 
@@ -87,6 +90,31 @@ def contiguous_indices(n: int, count: int, seed: int, stream: int, overlap: int,
                        f"of {block:,} consecutive ones, and a training window may not overlap a held-out one",
                        hint=f"hold out fewer, such as {what} = 0.1, or give more data")
     return rest, np.flatnonzero(held)
+
+
+def subset_indices(n: int, count: int, seed: int) -> np.ndarray:
+    """`count` of the samples 0..n-1 chosen at random by the seed, in their original order. They are the first
+    `count` of one seeded permutation, so with the same seed a smaller subset lies inside a larger one (the
+    points of a learning curve are nested)."""
+    order = np.random.default_rng([_seed(seed), HOLDOUT, SUBSET_STREAM]).permutation(n)
+    return np.sort(order[:count])
+
+
+def noisy_labels(labels: np.ndarray, classes: np.ndarray, p: float, seed: int) -> np.ndarray:
+    """`labels` (each one of the sorted `classes`) with each label, with probability p, replaced by one of the
+    other classes drawn uniformly; seeded."""
+    rng = np.random.default_rng([_seed(seed), HOLDOUT, NOISE_STREAM])
+    changed = rng.random(labels.shape) < p
+    step = rng.integers(1, len(classes), size=labels.shape)   # 1 .. C-1 classes further on: never the label itself
+    position = np.searchsorted(classes, labels)
+    out = labels.copy()
+    out[changed] = classes[(position[changed] + step[changed]) % len(classes)]
+    return out
+
+
+def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
+    """`labels` permuted over the samples (the first axis), seeded: each sample gets another's label."""
+    return labels[np.random.default_rng([_seed(seed), HOLDOUT, SHUFFLE_STREAM]).permutation(len(labels))]
 
 
 def take(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:

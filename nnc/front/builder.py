@@ -236,6 +236,14 @@ class Builder(GraphWriter):
             if len(value) != 1:
                 raise NncError(f"got 1 name, expected {len(value)} values", s.target_loc, hint=several_hint(value))
             value = value[0]
+        if isinstance(s.value, ast.Var) and isinstance(value, Tensor):   # `a2 = z2`: a node under the new name
+            outer, self.stmt = self.stmt, Statement(base=label, label=label, info=info)
+            try:
+                value = self.apply(ops.identity, [value], s.loc)
+            finally:
+                self.stmt = outer
+            if info is not None:
+                info.ops.append("=")
         scope.env[s.target] = value
         if isinstance(value, Tensor):
             self.g.values[label] = value.node
@@ -308,6 +316,8 @@ class Builder(GraphWriter):
         info = self._info(scope, label, "loss", s.loc)
         self.stmt = Statement(base=label, label=label, info=info)
         value = self.expr(s.value, scope)
+        if isinstance(s.value, ast.Var) and isinstance(value, Tensor):   # `loss L`: the loss is a node of its own
+            value = self.apply(ops.identity, [value], s.loc)
         if not isinstance(value, Tensor):
             raise NncError(f"loss is {value_kind(value)}, expected a scalar tensor", s.value.loc,
                            hint=several_hint(value))

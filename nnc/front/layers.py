@@ -15,6 +15,7 @@ import numpy as np
 
 from ..ir import ops
 from ..ir.initializer import Init
+from ..ir.ops.conv import UPSAMPLE_MODES
 from ..ir.ops.elementwise import UNARY_FLOAT
 from ..ir.types import TensorType, format_shape
 from .recurrent import RECURRENT
@@ -72,6 +73,14 @@ def elu(b: GraphWriter, x: Tensor, alpha: float = 1.0):
     return b.prim(ops.elu, x, alpha=alpha)
 
 
+@function
+def softplus(b: GraphWriter, x: Tensor, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + e^(beta·x)) / beta, and x itself where beta·x > threshold (PyTorch's softplus)."""
+    if beta == 0:
+        raise b.error("beta must not be 0, got 0", 1, hint="softplus divides by beta; beta=1.0 is the usual one")
+    return b.prim(ops.softplus, x, beta=beta, threshold=threshold)
+
+
 def _binary(op: ops.Op):
     def fn(builder: GraphWriter, a: TensorLike, b: TensorLike):  # the user's names: maximum(a, b)
         return builder.prim(op, builder.as_tensor(a, like=b), builder.as_tensor(b, like=a))
@@ -81,6 +90,12 @@ def _binary(op: ops.Op):
 
 FUNCTIONS["maximum"] = _binary(ops.maximum)
 FUNCTIONS["minimum"] = _binary(ops.minimum)
+
+
+@function
+def xlogy(builder: GraphWriter, x: TensorLike, y: TensorLike):
+    """x · log(y), and 0 where x = 0 (torch.xlogy): Σ p · log p of a one-hot p is 0, not NaN."""
+    return builder.prim(ops.xlogy, builder.as_tensor(x, like=y), builder.as_tensor(y, like=x))
 
 
 @function
@@ -236,10 +251,8 @@ def dense(b: GraphWriter, x: Tensor, units: int, bias: bool = True, init: Init =
     return b.op(ops.add, y, p["bias"]) if bias else y
 
 
-@function
-def conv2d(b: GraphWriter, x: Tensor, filters: int, kernel: Size, stride: int = 1, pad: int = 0,
-           bias: bool = True, init: Init = None, name: str = None):
-    """Cross-correlation of NCHW input with [filters, channels, kh, kw] weights."""
+def _conv_input(b: GraphWriter, x: Tensor) -> TensorType:
+    """The [B, C, H, W] input of a convolution layer, or a located error (with a reshape hint for [B, H·W])."""
     t = _float_input(b, x)
     if t.rank != 4:
         hint = None
@@ -249,36 +262,116 @@ def conv2d(b: GraphWriter, x: Tensor, filters: int, kernel: Size, stride: int = 
                     if side * side == t.shape[1] else "reshape it to [B, channels, height, width] first")
         raise b.error(f"input has shape {format_shape(t.shape)}, expected a 4-D [B, channels, height, width] tensor",
                       0, hint)
+    return t
+
+
+def _conv_arguments(b: GraphWriter, channels, filters: int, kernel, stride: int, pad: int, groups: int,
+                    dilation: int, at: dict) -> tuple[int, int]:
+    """Check a convolution layer's numbers (`at`: argument positions by name); (kh, kw)."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     if filters < 1:
         raise b.error(f"filters must be at least 1, got {filters}", 1)
     if kh < 1 or kw < 1:
         raise b.error(f"kernel must be at least 1x1, got {kh}x{kw}", 2)
-    specs = [("weight", TensorType((filters, t.shape[1], kh, kw), t.dtype), init or Init("xavier"), True)]
+    for what, value, least in (("stride", stride, 1), ("pad", pad, 0), ("groups", groups, 1),
+                               ("dilation", dilation, 1)):
+        if value < least:
+            raise b.error(f"{what} must be {'at least 1' if least else '0 or more'}, got {value}", at[what])
+    if isinstance(channels, int) and (channels % groups or filters % groups):
+        common = [str(d) for d in range(1, min(channels, filters) + 1) if channels % d == 0 and filters % d == 0]
+        raise b.error(f"groups must divide the {channels} input channels and the {filters} filters, got {groups}",
+                      at["groups"], hint=f"groups that divide both: {', '.join(common)}")
+    return kh, kw
+
+
+def _conv_bias(b: GraphWriter, y: Tensor, p: dict, filters: int) -> Tensor:
+    return b.op(ops.add, y, b.op(ops.reshape, p["bias"], shape=(filters, 1, 1))) if "bias" in p else y
+
+
+@function
+def conv2d(b: GraphWriter, x: Tensor, filters: int, kernel: Size, stride: int = 1, pad: int = 0, groups: int = 1,
+           dilation: int = 1, bias: bool = True, init: Init = None, name: str = None):
+    """Cross-correlation of NCHW input with [filters, channels / groups, kh, kw] weights."""
+    t = _conv_input(b, x)
+    kh, kw = _conv_arguments(b, t.shape[1], filters, kernel, stride, pad, groups, dilation,
+                             {"stride": 3, "pad": 4, "groups": 5, "dilation": 6})
+    channels = t.shape[1] // groups if isinstance(t.shape[1], int) else t.shape[1]
+    specs = [("weight", TensorType((filters, channels, kh, kw), t.dtype), init or Init("xavier"), True)]
     if bias:
         specs.append(("bias", TensorType((filters,), t.dtype), Init("zeros"), True))
-    if stride < 1:
-        raise b.error(f"stride must be at least 1, got {stride}")
-    if pad < 0:
-        raise b.error(f"pad must be 0 or more, got {pad}")
     p = b.params_for(name, specs)
-    y = b.op(ops.conv2d, x, p["weight"], stride=stride, pad=pad)
+    y = b.op(ops.conv2d, x, p["weight"], stride=stride, pad=pad, groups=groups, dilation=dilation)
+    return _conv_bias(b, y, p, filters)
+
+
+@function
+def conv_transpose2d(b: GraphWriter, x: Tensor, filters: int, kernel: Size, stride: int = 1, pad: int = 0,
+                     output_pad: int = 0, groups: int = 1, dilation: int = 1, bias: bool = True, init: Init = None,
+                     name: str = None):
+    """The transpose of conv2d (PyTorch's ConvTranspose2d), weight [channels, filters / groups, kh, kw]: what
+    conv2d's input gradient computes, so a conv2d of the same numbers maps the result back to x's size."""
+    t = _conv_input(b, x)
+    if not all(isinstance(d, int) for d in t.shape[2:]):
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected numbers for its height and width, not "
+                      f"symbols", 0)
+    kh, kw = _conv_arguments(b, t.shape[1], filters, kernel, stride, pad, groups, dilation,
+                             {"stride": 3, "pad": 4, "groups": 6, "dilation": 7})
+    if not 0 <= output_pad < stride:
+        raise b.error(f"output_pad must be 0 or more and less than stride ({stride}), got {output_pad}", 5,
+                      hint="output_pad adds the rows and columns a stride above 1 leaves out of the output size"
+                      if stride > 1 else "with stride 1 every output size is reached without it")
+    ho, wo = ((size - 1) * stride - 2 * pad + dilation * (k - 1) + output_pad + 1
+              for size, k in ((t.shape[2], kh), (t.shape[3], kw)))
+    if ho < 1 or wo < 1:
+        raise b.error(f"pad={pad} leaves an output of {ho}x{wo} from the {t.shape[2]}x{t.shape[3]} input, expected "
+                      f"at least 1x1", 4, hint="use less padding or a larger kernel")
+    specs = [("weight", TensorType((t.shape[1], filters // groups, kh, kw), t.dtype), init or Init("xavier"), True)]
     if bias:
-        y = b.op(ops.add, y, b.op(ops.reshape, p["bias"], shape=(filters, 1, 1)))
-    return y
+        specs.append(("bias", TensorType((filters,), t.dtype), Init("zeros"), True))
+    p = b.params_for(name, specs)
+    y = b.op(ops.conv2d_grad_input, x, p["weight"], stride=stride, pad=pad, in_shape=(t.shape[0], filters, ho, wo),
+             groups=groups, dilation=dilation)
+    return _conv_bias(b, y, p, filters)
 
 
-def _pool(op: ops.Op):
-    def fn(b: GraphWriter, x: Tensor, size: int, stride: int = None):
-        if size < 1:
-            raise b.error(f"size must be at least 1, got {size}", 1)
-        return b.prim(op, x, size=size, stride=stride if stride is not None else size)
-    fn.__name__ = op.name
-    return fn
+@function
+def upsample(b: GraphWriter, x: Tensor, factor: int, mode: str = "nearest"):
+    """[B, C, H, W] -> [B, C, H·factor, W·factor], nearest or bilinear (PyTorch's align_corners=False)."""
+    t = _float_input(b, x)
+    if t.rank != 4:
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected a 4-D [B, channels, height, width] tensor",
+                      0)
+    if factor < 1:
+        raise b.error(f"factor must be at least 1, got {factor}", 1)
+    if mode not in UPSAMPLE_MODES:
+        raise b.error(f'mode must be "nearest" or "bilinear", got "{mode}"', 2)
+    return b.prim(ops.upsample, x, factor=factor, mode=mode)
 
 
-FUNCTIONS["maxpool"] = _pool(ops.maxpool)
-FUNCTIONS["avgpool"] = _pool(ops.avgpool)
+def _window(b: GraphWriter, size: int, stride: int | None, pad: int) -> dict:
+    """A pooling call's window attributes, checked: stride defaults to size, pad is at most half the window."""
+    if size < 1:
+        raise b.error(f"size must be at least 1, got {size}", 1)
+    if stride is not None and stride < 1:
+        raise b.error(f"stride must be at least 1, got {stride}", 2)
+    if not 0 <= pad <= size // 2:
+        raise b.error(f"pad must be between 0 and {size // 2} (half the window), got {pad}", 3,
+                      hint="as in PyTorch: with more, a window could hold padding only" if pad > 0 else None)
+    return {"size": size, "stride": stride if stride is not None else size, "pad": pad}
+
+
+@function
+def maxpool(b: GraphWriter, x: Tensor, size: int, stride: int = None, pad: int = 0, ceil_mode: bool = False):
+    """The largest value of each size x size window (PyTorch's MaxPool2d): padding counts as −inf."""
+    return b.prim(ops.maxpool, x, **_window(b, size, stride, pad), ceil_mode=ceil_mode)
+
+
+@function
+def avgpool(b: GraphWriter, x: Tensor, size: int, stride: int = None, pad: int = 0, ceil_mode: bool = False,
+            count_include_pad: bool = True):
+    """The mean of each size x size window (PyTorch's AvgPool2d): padding counts as zeros."""
+    return b.prim(ops.avgpool, x, **_window(b, size, stride, pad), ceil_mode=ceil_mode,
+                  count_include_pad=count_include_pad)
 
 
 @function
@@ -349,11 +442,82 @@ def layernorm(b: GraphWriter, x: Tensor, eps: float = 1e-5, name: str = None):
         raise b.error(f"input has shape {format_shape(t.shape)}, expected a numeric last dim", 0)
     vec = TensorType((t.shape[-1],), t.dtype)
     p = b.params_for(name, [("gamma", vec, Init("ones"), True), ("beta", vec, Init("zeros"), True)])
-    mu = b.op(ops.mean, x, axis=-1, keepdims=True)
-    centered = b.op(ops.sub, x, mu)
-    var = b.op(ops.mean, b.op(ops.square, centered), axis=-1, keepdims=True)
-    xhat = b.op(ops.div, centered, b.op(ops.sqrt, b.op(ops.add, var, b.const(eps, like=x))))
-    return b.op(ops.add, b.op(ops.mul, xhat, p["gamma"]), p["beta"])
+    return b.op(ops.add, b.op(ops.mul, _standardize(b, x, -1, eps), p["gamma"]), p["beta"])
+
+
+def _standardize(b: GraphWriter, x: Tensor, axes, eps: float) -> Tensor:
+    """(x − mean) / √(var + eps) over `axes`, with the biased variance (as PyTorch's norms)."""
+    centered = b.op(ops.sub, x, b.op(ops.mean, x, axis=axes, keepdims=True))
+    var = b.op(ops.mean, b.op(ops.square, centered), axis=axes, keepdims=True)
+    return b.op(ops.div, centered, b.op(ops.sqrt, b.op(ops.add, var, b.const(eps, like=x))))
+
+
+def _channels_first(b: GraphWriter, t: TensorType, min_rank: int, expected: str) -> int:
+    """The channels of [B, C, ...], whose dims after the batch must be numbers."""
+    if t.rank < min_rank or not all(isinstance(d, int) for d in t.shape[1:]):
+        raise b.error(f"input has shape {format_shape(t.shape)}, expected {expected} with numbers after the batch "
+                      f"dim", 0)
+    return t.shape[1]
+
+
+def _per_channel(b: GraphWriter, y: Tensor, name: str | None, t: TensorType) -> Tensor:
+    """y · gamma + beta with gamma and beta [C] (ones and zeros at first), broadcast over [B, C, ...]."""
+    vec = TensorType((t.shape[1],), t.dtype)
+    p = b.params_for(name, [("gamma", vec, Init("ones"), True), ("beta", vec, Init("zeros"), True)])
+    view = (t.shape[1],) + (1,) * (t.rank - 2)
+    return b.op(ops.add, b.op(ops.mul, y, b.op(ops.reshape, p["gamma"], shape=view)),
+                b.op(ops.reshape, p["beta"], shape=view))
+
+
+@function
+def instancenorm(b: GraphWriter, x: Tensor, eps: float = 1e-5, affine: bool = False, name: str = None):
+    """PyTorch's InstanceNorm2d (1d on [B, C, L]): each example's channels normalized over their positions, with
+    the example's statistics in training and evaluation alike; affine=true scales and shifts each channel."""
+    t = _float_input(b, x)
+    _channels_first(b, t, 3, "[B, C, H, W] or [B, C, L]")
+    if name is not None and not affine:
+        raise b.error(f'name= names parameters: got name="{name}" with affine=false, which has none, expected '
+                      f'affine=true', 3, hint="affine=true gives each channel a gamma and a beta")
+    y = _standardize(b, x, tuple(range(2, t.rank)), eps)
+    return _per_channel(b, y, name, t) if affine else y
+
+
+@function
+def groupnorm(b: GraphWriter, x: Tensor, groups: int, eps: float = 1e-5, name: str = None):
+    """PyTorch's GroupNorm: the channels of [B, C, ...] in `groups` groups, each example's group normalized over
+    its channels and positions, then gamma and beta per channel."""
+    t = _float_input(b, x)
+    channels = _channels_first(b, t, 2, "[B, C, ...]")
+    if groups < 1 or channels % groups:
+        divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+        raise b.error(f"groups must divide the {channels} channels of {format_shape(t.shape)}: got {groups}, expected "
+                      f"one of {', '.join(map(str, divisors[:12]))}{', ...' if len(divisors) > 12 else ''}", 1)
+    grouped = b.op(ops.reshape, x, shape=(t.shape[0], groups, math.prod(t.shape[1:]) // groups))
+    y = b.op(ops.reshape, _standardize(b, grouped, 2, eps), shape=t.shape)
+    return _per_channel(b, y, name, t)
+
+
+@function
+def lrn(b: GraphWriter, x: Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+    """PyTorch's LocalResponseNorm (AlexNet's): x / (k + alpha/size · Σ x²)^beta, the sum over `size` channels
+    around each (size // 2 before it, (size − 1) // 2 after), zeros beyond the first and last channel."""
+    t = _float_input(b, x)
+    channels = _channels_first(b, t, 3, "[B, C, H, W] or [B, C, L]")
+    if size < 1:
+        raise b.error(f"size must be at least 1, got {size}", 1)
+    squares = b.op(ops.square, x)
+
+    def zeros(count: int) -> list:
+        return [b.op(ops.broadcast_to, b.const(0, like=x), shape=t.shape[:1] + (count,) + t.shape[2:])] if count else []
+
+    pieces = zeros(size // 2) + [squares] + zeros((size - 1) // 2)
+    padded = b.op(ops.concat, *pieces, axis=1) if len(pieces) > 1 else squares
+    total = None
+    for i in range(size):
+        window = b.op(ops.slice, padded, axis=1, start=i, stop=i + channels) if size > 1 else squares
+        total = window if total is None else b.op(ops.add, total, window)
+    scale = b.op(ops.add, b.op(ops.mul, total, b.const(alpha / size, like=x)), b.const(k, like=x))
+    return b.op(ops.div, x, b.op(ops.pow, scale, b.const(beta, like=x)))
 
 
 @function
@@ -363,6 +527,8 @@ def dropout(b: GraphWriter, x: Tensor, p: float = 0.5):
     if not 0 <= p < 1:
         raise b.error(f"rate p must be in [0, 1), got {p}", 1)
     if not b.training or p == 0:
+        if p > 0:
+            b.note_layer("dropout (training only)")
         return x
     return b.op(ops.mul, x, b.op(ops.dropout_mask, x, p=p, salt=b.g.next_id))
 

@@ -9,7 +9,19 @@ from __future__ import annotations
 import difflib
 
 from ..errors import NncError
-from ..specs import OPTIMIZERS, SCHEDULES, Spec, check_name
+from ..specs import (
+    AUGMENTATIONS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TTA,
+    Spec,
+    argument_problem,
+    argument_value,
+    check_name,
+    image_inputs,
+    no_image_input,
+    spec_problem,
+)
 from . import ast
 
 SETTINGS = {
@@ -34,6 +46,13 @@ SETTINGS = {
     "snapshots": ("int", None),      # keep the parameters every N epochs (snapshot_epoch_N.npz)
     "classes": ("ints", None),       # a classification's data: only the examples of these classes
     "folds": ("int", None),          # K-fold cross-validation: K models, each scored on the fold it did not see
+    "augment": ("augment", None),    # random transforms of each training batch's images: [flip, crop(pad=4)]
+    "tta": ("tta", None),            # test-time augmentation of the final evaluation: flip or [flip, crops]
+    "test": ("float", 0.0),          # data without a test part: samples held out as one (a count or fraction)
+    "train_size": ("int", None),     # a seeded subset of this many training examples
+    "label_noise": ("float", 0.0),   # each training label, with this probability, replaced by another class
+    "shuffle_labels": ("bool", False),  # the training labels permuted (random labels)
+    "standardize": ("bool", False),  # features scaled with the training part's mean and standard deviation
 }
 
 
@@ -68,6 +87,12 @@ def _argument(table: dict, name: str, param: str, expr):
             raise NncError("warmup(then=warmup) would never end", expr.loc,
                            hint="use then=constant, step, exponential, cosine or cyclic")
         return then
+    if table is AUGMENTATIONS or table is TTA:
+        value = _plain(expr)
+        problem = argument_problem(name, param, "a call" if isinstance(value, ast.Call) else value)
+        if problem:
+            raise NncError(problem, expr.loc)
+        return argument_value(name, param, value)
     value, default = _plain(expr), table[name][param]
     shown = "a call" if isinstance(value, ast.Call) else str(value).lower() if isinstance(value, bool) else value
     if isinstance(default, bool) and not isinstance(value, bool):
@@ -134,6 +159,9 @@ def read_train_block(trains: tuple) -> dict:
         if kind == "schedule":
             values[s.name] = _spec(s.value, SCHEDULES, "schedule")
             continue
+        if kind in ("augment", "tta"):
+            values[s.name] = _spec_list(s.name, s.value)
+            continue
         v = _plain(s.value)
         if kind == "names":
             values[s.name] = _names(s.name, v, s.value)
@@ -144,6 +172,12 @@ def read_train_block(trains: tuple) -> dict:
                 raise NncError(f"{s.name} must be a list of class numbers such as [0, 1, 2, 3, 4]", s.value.loc)
             values[s.name] = tuple(items)
             continue
+        if kind == "bool":
+            if not isinstance(v, bool):
+                raise NncError(f"{s.name} must be true or false, got {v if not isinstance(v, ast.Call) else 'a call'}",
+                               s.value.loc)
+            values[s.name] = v
+            continue
         least = 0 if s.name == "seed" else 1  # seed 0 is as good a seed as any
         if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
             wanted = "an integer of 0 or more" if least == 0 else "a positive integer"
@@ -152,6 +186,9 @@ def read_train_block(trains: tuple) -> dict:
         if kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
             raise NncError(f"{s.name} must be a number of 0 or more, got "
                            f"{v if not isinstance(v, ast.Call) else 'a call'}", s.value.loc)
+        if s.name == "label_noise" and v > 1:
+            raise NncError(f"label_noise is a probability: got {v}, expected a number from 0 to 1", s.value.loc,
+                           hint="label_noise = 0.2 changes about one training label in five")
         if kind == "str" and not isinstance(v, str):
             raise NncError(f"{s.name} must be a name or a string, got {v if not isinstance(v, ast.Call) else 'a call'}",
                            s.value.loc)
@@ -159,6 +196,23 @@ def read_train_block(trains: tuple) -> dict:
     if values["lr"] is not None:
         values["optimizer"] = Spec(values["optimizer"].name, {**values["optimizer"].args, "lr": values["lr"]})
     return values
+
+
+def _spec_list(setting: str, expr) -> tuple:
+    """`augment = flip` or `augment = [flip, crop(pad=4)]` (`tta = [flip, crops]`): a tuple of Specs."""
+    table, noun = (AUGMENTATIONS, "augmentation") if setting == "augment" else (TTA, "test-time augmentation")
+    specs = []
+    for item in expr.items if isinstance(expr, ast.ListExpr) else [expr]:
+        if not isinstance(item, (ast.Var, ast.Call)):
+            raise NncError(f"{setting} must be a name or a list of names and calls such as "
+                           f"{'[flip, crop(pad=4)]' if table is AUGMENTATIONS else '[flip, crops(pad=2)]'}", item.loc)
+        spec = _spec(item, table, noun)
+        twice = any(s.name == spec.name for s in specs)
+        problem = spec_problem(spec) or (f"{spec.name} given twice" if twice else None)
+        if problem:
+            raise NncError(f"{setting}: {problem}", item.loc)
+        specs.append(spec)
+    return tuple(specs)
 
 
 def _names(setting: str, value, expr) -> tuple:
@@ -171,10 +225,13 @@ def _names(setting: str, value, expr) -> tuple:
 
 def check_names(trains: tuple, graph) -> None:
     """The train block's names against the model: `alternate` names its losses, `freeze` prefixes its
-    trainable parameters; a name that matches nothing is a located error."""
+    trainable parameters, `augment` and `tta` need an image input; a name that matches nothing is a located
+    error."""
     from ..ir.graph import under_prefix
 
     for s in (trains[0].settings if trains else ()):
+        if s.name in ("augment", "tta") and _spec_list(s.name, s.value) and not image_inputs(graph):
+            raise no_image_input(s.name, graph, s.value.loc)
         if s.name not in ("alternate", "freeze"):
             continue
         items = s.value.items if isinstance(s.value, ast.ListExpr) else [s.value]

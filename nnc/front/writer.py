@@ -108,11 +108,19 @@ class GraphWriter:
                            f"expected at most {limits.limit_text()}", loc, hint=hint)
         return size
 
+    def note_layer(self, name: str) -> None:
+        """Record in the statement's summary a layer that adds no node in this form of the model (dropout
+        in evaluation: it still shows in `nnc check` and the diagrams, marked)."""
+        info = self.stmt.info if self.stmt else None
+        if info is not None and (not info.ops or info.ops[-1] != name):
+            info.ops.append(name)
+
     def apply(self, op: ops.Op, operands, loc: Loc, operand_locs=(), layer: str | None = None, **attrs) -> Tensor:
         """Add a primitive node; a shape error points at the operand at fault."""
         try:
             node = self.g.add_op(op, [t.node for t in operands], attrs, loc=loc,
-                                 stmt=self.stmt.label if self.stmt else None, call=self.call_stmt, layer=layer or op.name)
+                                 stmt=self.stmt.label if self.stmt else None, call=self.call_stmt,
+                                 layer=layer or op.name)
         except ShapeError as err:
             where = loc
             if err.operand is not None and err.operand < len(operand_locs) and operand_locs[err.operand]:

@@ -138,6 +138,8 @@ def _if_same(m, n):
 
 
 RULES = [
+    Rule("identity(x) → x", P(ops.identity, X), lambda m: m.x,
+         "exact: a name given to a value (a2 = z2) is the value"),
     Rule("x · 1 → x", P(ops.mul, X, ONE, commute=True), lambda m: _if_same(m, m.x),
          "exact: 1 is the identity of ·"),
     Rule("x · −1 → −x", P(ops.mul, X, MINUS_ONE, commute=True),

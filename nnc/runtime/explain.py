@@ -61,6 +61,8 @@ class Explainer:
         names = {}
         for label, n in g.values.items():
             names.setdefault(n, label)
+        for name, n in (*g.params.items(), *g.inputs.items()):   # parameters by their names: h1.weight
+            names.setdefault(n, name)
         for n in g.nodes:
             if n in names or g.nodes[n].get("grad_of") is not None:
                 continue
@@ -97,21 +99,76 @@ class Explainer:
         for u, edges in sorted(groups.items()):
             total = sum(self.values[node] for _, _, node in edges)
             direct = (edges[0][0], edges[0][1]) if len(edges) == 1 and edges[0][0] == u else None
-            out.append((u, total, direct))
+            out.append((u, total, direct, edges[0][:2] if len(edges) == 1 else None))
         return out
 
-    def partial_text(self, u: int, n: int, direct) -> str:
-        """∂u/∂n written with names when the rule has a template, else as ∂u/∂n."""
-        if direct is not None:
-            user, index = direct
-            rule = self.g.op(user).vjp_rule(index)
-            operands = self.g.operands(user)
-            if rule.partial is not None and all(o in self.names for o in operands):
-                try:
-                    return rule.partial.format(*[self.names[o] for o in operands], y=self.names[user])
-                except (IndexError, KeyError):
-                    pass
-        return f"∂{self.names[u]}/∂{self.names[n]}"
+    def partial_text(self, u: int, n: int, edge) -> str:
+        """∂u/∂n written with names: the product of the local derivatives along the one path from n to u
+        inside u's statement, numbers multiplied out (−2·(y − a2) for (y − a2) ** 2); else ∂u/∂n."""
+        factors = self._chain(u, edge) if edge is not None else None
+        if factors is None:
+            return f"∂{self.names[u]}/∂{self.names[n]}"
+        number, symbols = 1.0, []
+        for f in factors:
+            try:
+                number *= float(f.replace("−", "-"))
+            except ValueError:
+                symbols.append(f)
+        body = "·".join(symbols)
+        if not body:
+            return text.number(number)
+        if number == 1:
+            return body
+        return ("−" if number == -1 else f"{text.number(number)}·") + body
+
+    def _chain(self, u: int, edge) -> list[str] | None:
+        """The local derivatives, as text, from the use `edge` = (user, operand index) up to the statement
+        value u through nodes of u's statement each used once; None when the path forks or a rule has no
+        template."""
+        user, index = edge
+        factors = []
+        while True:
+            local = self._local(user, index)
+            if local is None:
+                return None
+            factors.extend(local)
+            if user == u:
+                return factors
+            nxt = [(w, i) for w in self.g.successors(user)
+                   if self.g.nodes[w].get("grad_of") is None and self.statement_value(w) == u
+                   for i, o in enumerate(self.g.operands(w)) if o == user]
+            if len(nxt) != 1:
+                return None
+            user, index = nxt[0]
+
+    def _local(self, user: int, index: int) -> list[str] | None:
+        """∂user/∂(operand index) as factors of text (a squared base gives 2 and the base)."""
+        g = self.g
+        op, operands = g.op(user), g.operands(user)
+        if op is ops.pow and index == 0 and g.op(operands[1]) is ops.const:
+            k = float(np.asarray(g.nodes[operands[1]]["attrs"]["value"]))
+            base = self.expr(operands[0])
+            return [text.number(k), base if k == 2 else f"{base}^{text.number(k - 1)}"]
+        rule = op.vjp_rule(index)
+        if rule.partial is None:
+            return None
+        try:
+            return [rule.partial.format(*[self.expr(o) for o in operands], y=self.expr(user))]
+        except (IndexError, KeyError):
+            return None
+
+    def expr(self, n: int) -> str:
+        """A node as text: its name, or for an unnamed node the expression that computes it."""
+        g = self.g
+        if n in self._named or g.op(n) is ops.const:
+            return self.names[n]
+        op, args = g.op(n), [self.expr(o) for o in g.operands(n)]
+        infix = {ops.add: "+", ops.sub: "−", ops.mul: "·", ops.div: "/", ops.pow: "^", ops.matmul: "@"}
+        if op in infix and len(args) == 2:
+            return f"({args[0]} {infix[op]} {args[1]})"
+        if op is ops.neg:
+            return f"−{args[0]}"
+        return f"{op.name}({', '.join(args)})"
 
     def steps(self) -> list[Step]:
         adj = self.g.adjoints
@@ -123,15 +180,48 @@ class Explainer:
             if n == self.of:
                 out.append(Step(n, self.names[n], [], value, f"{self.d(n)} = 1"))
                 continue
-            terms = []
-            for u, total, direct in self.uses(n):
+            terms, matrix = [], None
+            uses = self.uses(n)
+            if len(uses) == 1 and uses[0][3] is not None:
+                matrix = self._matrix_rule(uses[0][0], n, uses[0][3])
+            for u, total, direct, edge in uses:
                 up = self.values[adj[u]]
                 pv = None
                 if np.asarray(up).size == 1 and np.asarray(total).size == 1 and _one(up) != 0:
                     pv = _one(total) / _one(up)
-                terms.append((self.names[u], self.partial_text(u, n, direct), up, pv, self._rule(direct)))
-            out.append(Step(n, self.names[n], terms, value, self._line(n, terms, value)))
+                terms.append((self.names[u], self.partial_text(u, n, edge), up, pv, self._rule(direct)))
+            line = self._line(n, terms, value)
+            if matrix is not None and np.asarray(value).size != 1:
+                line = f"{self.d(n)} = {matrix}  → {_fmt(value)}"
+            out.append(Step(n, self.names[n], terms, value, line))
         return out
+
+    def _matrix_rule(self, u: int, n: int, edge) -> str | None:
+        """The tensor chain rule of a matrix product on the path from n to u, with shapes: for W in x @ W,
+        dW = xᵀ · dY; for x, dx = dY · Wᵀ, where dY (the gradient at the product) is d(target)/du times the
+        local derivatives of what follows the product in u's statement (a bias: 1, relu: [z > 0])."""
+        user, index = edge
+        g = self.g
+        if g.op(user) is not ops.matmul or index not in (0, 1):
+            return None
+        after = []
+        if user != u:
+            nxt = [(w, i) for w in g.successors(user) if g.nodes[w].get("grad_of") is None
+                   and self.statement_value(w) == u for i, o in enumerate(g.operands(w)) if o == user]
+            if len(nxt) != 1 or (factors := self._chain(u, nxt[0])) is None:
+                return None
+            after = [f for f in factors if f != "1"]
+        dy = "·".join([self.d_name(self.names[u]), *after]) if after else self.d_name(self.names[u])
+        dy = f"({dy})" if after else dy
+        a, b = g.operands(user)
+        sa, sb, sy = (text.shape_text(g.type_of(o).shape) for o in (a, b, user))
+        if index == 1:
+            rule = f"{self.expr(a)}ᵀ · {dy}"
+            shapes = f"{text.shape_text(g.type_of(b).shape)} = {_transposed(sa)}·{sy}"
+        else:
+            rule = f"{dy} · {self.expr(b)}ᵀ"
+            shapes = f"{text.shape_text(g.type_of(a).shape)} = {sy}·{_transposed(sb)}"
+        return f"{rule}   {shapes}"
 
     def _rule(self, direct) -> str:
         if direct is None:
@@ -174,7 +264,7 @@ class Explainer:
                 uses = self.uses(node)
                 if len(uses) != 1:
                     break
-                u, total, _ = uses[0]
+                u, total, _, _ = uses[0]
                 up = self.values[adj[u]]
                 if np.asarray(up).size != 1 or _one(up) == 0:
                     break
@@ -202,3 +292,11 @@ class Explainer:
 
 def explain_text(model, inputs, params, of=None, seed=0, backend=None, float_dtype=np.float32) -> str:
     return Explainer(model, inputs, params, of, seed, backend, float_dtype).text()
+
+
+def _transposed(shape: str) -> str:
+    """[784, B] from [B, 784]: the last two dims of a shape's text swapped."""
+    dims = shape.strip("[]").split(", ")
+    if len(dims) >= 2:
+        dims[-2], dims[-1] = dims[-1], dims[-2]
+    return "[" + ", ".join(dims) + "]"

@@ -21,8 +21,9 @@ def run_config(settings: dict, *, epochs: int | None = None, batch: int | None =
                optimizer: str | None = None, schedule: str | None = None, weight_decay: float | None = None,
                clip: float | None = None, seed: int | None = None, backend: str | None = None,
                threads: int | None = None, steps: int | None = None, freeze=None, early_stop: int | None = None,
-               snapshots: int | None = None) -> RunConfig:
-    """The RunConfig of a model whose train block resolved to `settings` (Model.settings), with the values given."""
+               snapshots: int | None = None, augment: tuple | None = None, tta: tuple | None = None) -> RunConfig:
+    """The RunConfig of a model whose train block resolved to `settings` (Model.settings), with the values given
+    (`augment`, `tta`: Specs, as nnc.specs.parse_specs reads a flag's; () for none)."""
     s = settings
     optimizer_spec = s["optimizer"]
     if optimizer:
@@ -44,7 +45,9 @@ def run_config(settings: dict, *, epochs: int | None = None, batch: int | None =
         alternate=tuple(s["alternate"] or ()),
         freeze=tuple(freeze) if freeze is not None else tuple(s["freeze"] or ()),
         early_stop=early_stop if early_stop is not None else s["early_stop"],
-        snapshots=snapshots if snapshots is not None else s["snapshots"])
+        snapshots=snapshots if snapshots is not None else s["snapshots"],
+        augment=tuple(augment) if augment is not None else tuple(s.get("augment") or ()),
+        tta=tuple(tta) if tta is not None else tuple(s.get("tta") or ()))
 
 
 def threads_of(settings: dict, threads: int | None = None) -> int:

@@ -3,7 +3,10 @@
 The trainer steps its training graph with one; `nnc bench` times one. An
 engine keeps the parameters and state between steps (in the native code's
 state buffer, or in arrays for the interpreter) and gathers each batch into
-buffers bound once, so a training step costs one native call.
+buffers bound once, so a training step costs one native call. An engine's
+`transform` (the trainer's augmentation, nnc.train.augment) changes each
+gathered batch in place before the step: `transform(batch, seed)`, with the
+step's seed.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ class NativeEngine:
     """The graph compiled for one batch size: `run_batch` is one native call on rows gathered into buffers
     bound once (the training hot path)."""
 
-    def __init__(self, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None):
+    def __init__(self, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None,
+                 transform=None):
         self.exe = compile_graph(graph, bindings(graph, batch, sizes), targets, threads=threads)
         self.compile_seconds = self.exe.stats["compile_seconds"]
+        self.transform = transform
         self._buffers: dict = {}
         self._views: dict | None = None
         self._rows = 0
@@ -50,6 +55,8 @@ class NativeEngine:
             np.take(v, idx, axis=0, out=buffers[k], mode="clip")
         for k, v in extra.items():
             buffers[k][...] = v
+        if self.transform is not None:
+            self.transform(buffers, seed)
         with located_by_interpreter(self.exe.graph, buffers, dict(self.exe.params), self.exe.targets, seed):
             self.exe.step(seed)
         if self._views is None:   # the targets stay where they are from one step to the next
@@ -60,11 +67,13 @@ class NativeEngine:
 class ReferenceEngine:
     """The same interface on the NumPy reference interpreter, which keeps the parameters itself."""
 
-    def __init__(self, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None):
+    def __init__(self, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None,
+                 transform=None):
         self.graph = graph
         self.targets = list(targets) + list(graph.updates.values())
         self.params = init_params(graph)
         self.compile_seconds = 0.0
+        self.transform = transform
 
     def set_params(self, params: dict) -> None:
         for k, v in params.items():
@@ -79,16 +88,20 @@ class ReferenceEngine:
 
     def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
         batch = {k: v[idx] for k, v in data.items()} | extra
+        if self.transform is not None:
+            self.transform(batch, seed)
         return self.run(batch, seed), batch
 
 
 ENGINES = {"llvm": NativeEngine, "reference": ReferenceEngine}
 
 
-def engine(backend: str, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None):
+def engine(backend: str, graph, batch: int, targets, threads: int | None = None, sizes: dict | None = None,
+           transform=None):
     """The engine running `graph` on `backend` (checked by nnc.runtime.execute.check_backend); `sizes` gives
-    the symbolic dims other than the batch (a sequence's T), see `data_sizes`."""
-    return ENGINES[check_backend(backend)](graph, batch, targets, threads=threads, sizes=sizes)
+    the symbolic dims other than the batch (a sequence's T), see `data_sizes`; `transform(batch, seed)` changes
+    each gathered batch in place before its step."""
+    return ENGINES[check_backend(backend)](graph, batch, targets, threads=threads, sizes=sizes, transform=transform)
 
 
 def bindings(graph, batch: int, sizes: dict | None = None) -> dict:

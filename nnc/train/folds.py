@@ -9,15 +9,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..data.splits import sample_total, take
+from ..data.splits import FOLD_STREAM, HOLDOUT, sample_total, take
 from ..errors import NncError
-
-FOLD_STREAM = 7   # the random stream of the fold assignment (the holdouts use others: nnc.data.splits)
 
 
 def fold_indices(n: int, k: int, seed: int) -> list[np.ndarray]:
     """K disjoint sets of sample indices covering 0..n-1, sizes differing by at most one, seeded."""
-    order = np.random.default_rng([seed & 0xFFFFFFFF, FOLD_STREAM]).permutation(n)
+    order = np.random.default_rng([seed & 0xFFFFFFFF, HOLDOUT, FOLD_STREAM]).permutation(n)
     return [np.sort(part) for part in np.array_split(order, k)]
 
 
@@ -28,7 +26,11 @@ def check_folds(k: int, data) -> None:
         raise NncError(f"folds must be 2 or more, got {k}")
     if data.n_val:
         raise NncError(f"folds = {k} validates each model on its fold: drop `val`")
-    if data.test is not data.train:
+    if data.standardization is not None:
+        raise NncError(f"folds = {k} with standardize: each fold would need statistics of its own training part, "
+                       f"which nnc does not compute yet", hint="cross-validate without standardize")
+    whole_table = data.test is data.train or "no separate test set" in data.test_source
+    if not whole_table:
         raise NncError(f"folds = {k} holds each part of the data out in turn, but {data.name} has a fixed test set "
                        f"({data.test_source})", hint="cross-validate data without its own test part (a table), "
                        "or train once with `val` for a validation split")

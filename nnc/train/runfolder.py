@@ -16,7 +16,10 @@ checkpoint leaves no folder behind (`new_run`). It holds
 - metrics.json: the final metrics; curves.png and confusion.png, drawn by
   nnc.viz.plots; grad_stats.csv and .json (grad_stats.py);
 - vocab.json: a text's characters in id order (nnc.data.text), for
-  `nnc generate`; a resumed run checks that the text still has them,
+  `nnc generate`; a resumed run checks that the text still has them;
+- standardize.json: the mean and standard deviation its features were
+  standardized with (`standardize`), which `nnc predict` and `nnc eval
+  --params RUN` apply to raw features and a resumed run keeps,
 
 so `nnc run MODEL --resume DIR` restores the run from the folder alone: the
 settings it recorded hold (a contradicting flag is refused, a larger --epochs
@@ -37,13 +40,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.load import ALIASES, BUILTIN_NAMES, TABLE_SUFFIXES
+from ..data.binding import Standardization
+from ..data.load import ALIASES, BUILTIN_NAMES, takes_target
 from ..data.text import VOCAB_FILE, read_vocabulary, vocabulary_json
 from ..errors import NncError
 from ..fileio import atomic_write
 from ..runtime import checkpoint
 from ..runtime.checkpoint import CHECKPOINT
-from ..specs import Spec
+from ..specs import Spec, specs_text
 from ..version import __version__
 from .trainer import DivergenceWatch, EpochProgress, EpochStats, RunConfig
 
@@ -53,10 +57,12 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
+STANDARDIZATION = "standardize.json"
 RUN_MARKS = (SETTINGS, CHECKPOINT, METRICS, HISTORY)  # a folder holding one of these is a run's
 DEFAULT_ROOT = Path("runs")
 CONFIG_KEYS = ("epochs", "batch", "weight_decay", "clip", "seed", "backend", "threads")
-NEWER_CONFIG_KEYS = {"steps": None, "alternate": (), "freeze": (), "early_stop": None, "snapshots": None}
+NEWER_CONFIG_KEYS = {"steps": None, "alternate": (), "freeze": (), "early_stop": None, "snapshots": None,
+                     "augment": (), "tta": ()}
 
 
 def timestamp() -> str:
@@ -152,21 +158,24 @@ def spec_from_json(data: dict) -> Spec:
 def config_settings(config: RunConfig) -> dict:
     return {**{k: getattr(config, k) for k in CONFIG_KEYS}, "optimizer": spec_json(config.optimizer),
             "schedule": spec_json(config.schedule),
-            **{k: list(v) if isinstance(v, tuple) else v for k in NEWER_CONFIG_KEYS for v in [getattr(config, k)]}}
+            **{k: [spec_json(x) if isinstance(x, Spec) else x for x in v] if isinstance(v, tuple) else v
+               for k in NEWER_CONFIG_KEYS for v in [getattr(config, k)]}}
 
 
 def config_of(settings: dict) -> RunConfig:
     return RunConfig(optimizer=spec_from_json(settings["optimizer"]), schedule=spec_from_json(settings["schedule"]),
                      **{k: settings[k] for k in CONFIG_KEYS},
-                     **{k: tuple(v) if isinstance(v, list) else v
-                        for k, default in NEWER_CONFIG_KEYS.items() for v in [settings.get(k, default)]})
+                     **{k: tuple(spec_from_json(x) if isinstance(x, dict) else x for x in v) if isinstance(v, list)
+                        else v for k, default in NEWER_CONFIG_KEYS.items() for v in [settings.get(k, default)]})
 
 
 def new_settings(model, model_file: str, config: RunConfig, *, data: str | None = None, target: str | None = None,
                  val: float | None = None, check_numerics: bool = False, grad_stats: bool = False,
-                 window: int | None = None, classes=None) -> dict:
+                 window: int | None = None, classes=None, test=None, train_size: int | None = None,
+                 label_noise: float | None = None, shuffle_labels: bool = False, standardize: bool = False) -> dict:
     """Every setting of a new run, as settings.json records them: `config` (the flags over the train block) and
-    the data, target, validation share and window given (None: the train block's)."""
+    the data, target, validation share, window and dataset controls given (None, or False for a switch: the
+    train block's)."""
     s = model.settings
     spec = data or s["data"]
     if not spec and not model.graph.inputs:   # a model without inputs trains on its parameters alone
@@ -178,12 +187,17 @@ def new_settings(model, model_file: str, config: RunConfig, *, data: str | None 
                        "or `data = ...` in the train block")
     # given data is relative to the working directory, the train block's `data` to the model file
     base = None if data else Path(model_file).parent
-    if target is None and Path(str(spec)).suffix.lower() in TABLE_SUFFIXES:
+    if target is None and takes_target(str(spec), base):
         target = s["target"]
     return {"model_file": str(model_file), "model": model.name, "model_sha256": source_sha256(model.source.text),
             "data": data_location(str(spec), base), "target": target,
             "val": val if val is not None else s["val"], "window": window if window is not None else s["window"],
             "classes": list(classes) if classes else (list(s["classes"]) if s.get("classes") else None),
+            "test": test if test is not None else s["test"],
+            "train_size": train_size if train_size is not None else s["train_size"],
+            "label_noise": label_noise if label_noise is not None else s["label_noise"],
+            "shuffle_labels": bool(shuffle_labels or s["shuffle_labels"]),
+            "standardize": bool(standardize or s["standardize"]),
             **config_settings(config),
             "check_numerics": bool(check_numerics), "grad_stats": bool(grad_stats)}
 
@@ -244,8 +258,15 @@ RESTORED = {
     "target": lambda s: s["target"],
     "val": lambda s: s["val"],
     "window": lambda s: s.get("window"),  # runs recorded before `window` existed had none
+    "test": lambda s: s.get("test", 0.0),  # nor these dataset controls
+    "train_size": lambda s: s.get("train_size"),
+    "label_noise": lambda s: s.get("label_noise", 0.0),
+    "shuffle_labels": lambda s: s.get("shuffle_labels", False),
+    "standardize": lambda s: s.get("standardize", False),
     "check_numerics": lambda s: s["check_numerics"],
     "grad_stats": lambda s: s["grad_stats"],
+    "augment": lambda s: specs_text(spec_from_json(x) for x in s.get("augment", [])),  # --augment flip,crop(pad=4)
+    "tta": lambda s: specs_text(spec_from_json(x) for x in s.get("tta", [])),
 }
 
 
@@ -264,6 +285,8 @@ def resumed_settings(saved: dict, folder: Path, given: dict, *, epochs: int | No
             continue
         flag = "--" + name.replace("_", "-")
         shown = "true" if value is True else value
+        if isinstance(value, tuple):   # augmentations: Specs, compared as the flag writes them
+            value = shown = specs_text(value)
         if name == "data":
             value = data_location(value, None)
         was = recorded(saved)
@@ -378,6 +401,8 @@ def final_metrics(trainer, data, result: dict, settings: dict, seconds: float, s
         metrics["baseline"] = {"name": data.baseline.name, data.baseline.metric: data.baseline.value}
     if "perplexity" in result:
         metrics["perplexity"] = result["perplexity"]
+    if "tta" in result:   # test_loss and test_accuracy are of the probabilities averaged over the views
+        metrics["tta"] = result["tta"]
     if "accuracy" not in result:
         metrics.update({f"test_{k}": v for k, v in result.items() if k not in ("loss", "perplexity")})  # mse, mae
         return metrics
@@ -399,6 +424,62 @@ def keep_vocabulary(folder: Path, data, resumed: bool) -> None:
         raise NncError(f"the text {data.name} has other characters than when the run in {folder} started "
                        f"(they are in {path})", hint="a run trains on one text: start a new run")
     write_json(path, vocabulary_json(data.vocabulary, data.name))
+
+
+def run_folder_of(source) -> Path | None:
+    """The run folder a --params source is (or holds the checkpoint file of); None for another file."""
+    path = Path(source)
+    folder = path if path.is_dir() else path.parent
+    return folder if is_run_folder(folder) else None
+
+
+def standardization_for(model, sources) -> Standardization | None:
+    """The statistics the runs of the --params `sources` standardized their features with (None: none did);
+    parameters from elsewhere for a model whose train block standardizes are refused, as its raw features would
+    reach them unscaled."""
+    given = [s for s in sources if s is not None]
+    stats = standardization_of(*given)
+    if stats is None and given and model.settings["standardize"]:
+        raise NncError(f"model '{model.name}' standardizes its features (standardize = true), and --params "
+                       f"{' '.join(map(str, given))} has no {STANDARDIZATION} with the statistics it was trained with",
+                       hint="give the run folder nnc run wrote")
+    return stats
+
+
+def keep_standardization(folder: Path, data) -> None:
+    """standardize.json for a run whose features were standardized (`standardize`)."""
+    if data.standardization is not None:
+        write_json(folder / STANDARDIZATION, data.standardization.to_json())
+
+
+def standardization_of(*sources) -> Standardization | None:
+    """The statistics standardize.json keeps with the run of each --params source (a run folder or a file in
+    one; `A+B`: A and B), which must agree; None when none has them."""
+    found = {}
+    for source in sources:
+        if source is None or not isinstance(source, (str, Path)):
+            continue
+        parts = str(source).split("+") if "+" in str(source) and not Path(source).exists() else [source]
+        for part in parts:
+            folder = run_folder_of(part)
+            if folder is None:
+                found[str(part)] = None
+                continue
+            file = folder / STANDARDIZATION
+            try:
+                found[str(part)] = Standardization.from_json(json.loads(file.read_text(encoding="utf-8")), str(file)) \
+                    if file.exists() else None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise NncError(f"{file} is damaged ({type(err).__name__}: {err})") from None
+    first = next(iter(found.values()), None)
+    differ = [s for s, stats in found.items() if not (stats is first or (first is not None and first.same_as(stats)))]
+    if differ:
+        said = ", ".join(f"{s}: {'its own ' + STANDARDIZATION if stats else 'not standardized'}"
+                         for s, stats in found.items())
+        raise NncError(f"--params: the runs scale their features differently ({said})",
+                       hint="give parameters trained on features standardized alike (the same data, split and "
+                            "`standardize`)")
+    return first
 
 
 def write_metrics(folder: Path, metrics: dict, also: str | Path | None = None) -> None:

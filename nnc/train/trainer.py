@@ -3,8 +3,9 @@
 A `Trainer` owns one compiled training step (forward + backward + optimizer
 update, one native call per batch) and compiled evaluation functions. Each
 epoch shuffles the training set with a generator seeded by (seed, epoch), so
-a run and its resumption see the same batches; dropout is seeded by the
-global step. An interrupted epoch continues from its step with its running
+a run and its resumption see the same batches; dropout and the augmentation
+of each batch's images (`augment`, nnc.train.augment) are seeded by the global
+step. An interrupted epoch continues from its step with its running
 sums (`EpochProgress`), so a resumed run ends exactly where an uninterrupted
 one does; `DivergenceWatch` notices a loss grown by orders of magnitude. The
 reference interpreter can stand in for the native code (`backend="reference"`):
@@ -24,6 +25,7 @@ from ..passes.optim import LR
 from ..runtime.init import init_params
 from ..runtime.task import task_of, training_task
 from ..specs import Spec
+from .augment import Augmenter, check_tta
 from .engines import engine
 from .evaluator import Evaluator
 from .metrics import correct_per_example, predicted_classes
@@ -46,6 +48,8 @@ class RunConfig:
     freeze: tuple = ()              # parameter-name prefixes left unchanged
     early_stop: int | None = None   # patience, in epochs, on the validation loss
     snapshots: int | None = None    # keep the parameters every this many epochs
+    augment: tuple = ()             # Specs (nnc.specs.AUGMENTATIONS): random transforms of each training batch's images
+    tta: tuple = ()                 # Specs (nnc.specs.TTA): the views the final evaluation averages over
 
     @property
     def lr(self) -> float:
@@ -122,6 +126,9 @@ class Trainer:
         losses = list(model.training_graph.losses)
         self.loss_names = losses if len(losses) > 1 else [None]
         self.cycle = list(config.alternate) or self.loss_names
+        self.augment = Augmenter(model.graph, self.task, config.augment) if config.augment else None
+        if config.tta:
+            check_tta(model.graph, self.task, config.tta)
         start = time.perf_counter()
         self.graphs, self.engines = {}, {}
         for name in self.loss_names:
@@ -130,7 +137,7 @@ class Trainer:
             targets = [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
             self.graphs[name] = graph
             self.engines[name] = engine(config.backend, graph, config.batch, targets, threads=config.threads,
-                                        sizes=sizes)
+                                        sizes=sizes, transform=self.augment)
         self.step_graph, self.step = self.graphs[self.loss_names[0]], self.engines[self.loss_names[0]]
         self.compile_seconds = time.perf_counter() - start
         initial = init_params(model.training_graph, config.seed)
@@ -273,6 +280,8 @@ class Trainer:
             batch = {k: v[idx] for k, v in train.items()}
             batch[LR] = np.asarray(self.lr_at(failure.epoch + i / steps), dtype=np.float32)
             seed = cfg.seed * 1_000_003 + step0 + i - begun.step
+            if self.augment is not None:
+                self.augment(batch, seed)
             if i < failure.step:
                 self.step.run(batch, seed=seed)
         found = first_nonfinite(self.step_graph, batch, self.state(), seed=seed)

@@ -20,8 +20,9 @@ from .style import Options
 VIEWS = {"layers": layers_view, "ops": ops_view, "backward": backward_view, "fused": fused_view}
 
 
-def diagram(model, view: str = "layers", ann=None, partials: bool = False) -> str:
-    """DOT text of `model` in one view; `ann` (values.annotate) writes values and gradients on the edges."""
+def diagram(model, view: str = "layers", ann=None, partials: bool = False, training: bool = False) -> str:
+    """DOT text of `model` in one view; `ann` (values.annotate) writes values and gradients on the edges;
+    `training` draws the training form (dropout masks, batch statistics) instead of the evaluation form."""
     from ..runtime.annotate import gradient_graph
 
     if ann is not None:
@@ -34,7 +35,7 @@ def diagram(model, view: str = "layers", ann=None, partials: bool = False) -> st
             raise NncError(f"model '{model.name}' has no scalar to differentiate, so it has no backward pass",
                            hint="declare a loss, or give the model a single scalar output")
     else:
-        graph = model.graph
+        graph = model.training_graph if training else model.graph
     opts = Options(ann=ann, partials=partials)
     if view == "backward":
         opts.rankdir = "TB"

@@ -53,7 +53,7 @@ def build_frames(explainer, ann, draw, *, partials: bool = False) -> list[Frame]
     frames, done = [], set()
     for i, step in enumerate(steps):
         done.add(step.node)
-        flow = {(step.node, u) for u, _, _ in explainer.uses(step.node)} if step.node != explainer.of else set()
+        flow = {(step.node, u) for u, *_ in explainer.uses(step.node)} if step.node != explainer.of else set()
         opts = Options(ann=ann, partials=partials, highlight={step.node}, flow=flow,
                        grads_shown=known_gradients(ann.graph, done),
                        caption=f"step {i + 1}/{len(steps)}: {step.line}")

@@ -26,7 +26,7 @@ def model_values(model, batch, seed=0):
 
 
 def batch_sizes(path):
-    return (1, 13) if path.stem in ("lenet5", "resnet_mini") else (1, 13, 32)
+    return (1, 13) if path.stem in ("lenet5", "resnet_mini", "cifar_cnn") else (1, 13, 32)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

@@ -1,13 +1,19 @@
-"""Max and average pooling over NCHW windows, forward and backward.
+"""Max and average pooling over NCHW windows, forward and backward, as PyTorch's MaxPool2d and AvgPool2d.
 
-Windows never leave the input (no padding; the output size rounds down), so
-every window position is a compile-time offset from its corner. The backward
-forms zero dx and scatter-add into it, so overlapping windows sum correctly;
-maxpool routes each window's gradient to the first position of its maximum,
-like the reference.
+Window (y, x) starts at row y·stride − pad and column x·stride − pad: `pad` rows and columns of padding
+surround the input, and ceil_mode's last window may reach past them. A window wholly inside the input takes
+the unchecked path (all of them without padding); one at the border checks the taps that can leave the input,
+decided at compile time per tap row and column (the middle row of a padded 3x3 window never can). A tap
+outside reads the window's first position inside the input instead: that leaves a maximum unchanged, and a
+sum masks it to 0. The mean divides by PyTorch's count: the window's extent inside the padding
+(count_include_pad) or inside the input. The backward forms zero
+dx and scatter-add into it, so overlapping windows sum correctly; maxpool routes each window's gradient to the
+first position of its maximum inside the input, like the reference.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from llvmlite import ir
 
@@ -26,23 +32,122 @@ def _planes(kc, shape):
     return 0, n * c
 
 
-def _windows(kc, x_shape, out_shape, body) -> None:
-    """Call body(corner offset into x, offset into the output) for every window of this thread's planes."""
+def _smax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def _smin(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+@dataclass
+class _Axis:
+    """The windows along one axis: `out` of them, `size` taps each, over an input extent `n`."""
+
+    n: int
+    out: int
+    size: int
+    stride: int
+    pad: int
+
+    def checked(self, i: int) -> bool:
+        """Can tap i of some window fall outside the input?"""
+        return i < self.pad or (self.out - 1) * self.stride - self.pad + i >= self.n
+
+    @property
+    def bordered(self) -> bool:
+        """Can any window reach outside the input?"""
+        return any(self.checked(i) for i in range(self.size))
+
+    def interior(self, b, start):
+        """Is the window starting at `start` wholly inside the input (i1)?"""
+        return b.icmp_unsigned("<", start, u.i64(max(self.n - self.size + 1, 0)))
+
+    def start(self, b, o):
+        """Where window o starts (negative in the padding)."""
+        return u.offset(b, [(o, self.stride)], base=-self.pad)
+
+    def inside(self, b, start, i):
+        """Is tap i of the window starting at `start` inside the input (None: always)?"""
+        if not self.checked(i):
+            return None
+        return b.icmp_unsigned("<", u.plus(b, start, i), u.i64(self.n))  # a negative index is a large unsigned one
+
+    def first(self, b, start):
+        """The window's first position inside the input."""
+        return _smax(b, start, u.i64(0)) if self.pad else start
+
+    def count(self, b, start, include_pad: bool):
+        """How many of the window's taps the mean divides by (a number when the same for every window)."""
+        if include_pad:
+            if (self.out - 1) * self.stride - self.pad + self.size <= self.n + self.pad:
+                return self.size
+            return b.sub(_smin(b, u.plus(b, start, self.size), u.i64(self.n + self.pad)), start)
+        if not self.bordered:
+            return self.size
+        end = _smin(b, u.plus(b, start, self.size), u.i64(self.n))
+        return b.sub(end, self.first(b, start))
+
+
+@dataclass
+class _Window:
+    """One window as its kernel body sees it."""
+
+    taps: list      # (element offset, inside: i1 or None) per tap in row-major order; outside taps read `first`
+    first: object   # the offset of its first position inside the input
+    at: object      # the offset of its output
+    spans: tuple    # (_Axis, start) of its rows and of its columns, for the divisor; () when wholly inside
+    size: int
+
+    def divisor(self, b, include_pad: bool):
+        counts = [axis.count(b, start, include_pad) for axis, start in self.spans] or [self.size, self.size]
+        if all(isinstance(c, int) for c in counts):
+            return ir.Constant(F32, float(counts[0] * counts[1]))
+        counts = [u.i64(c) if isinstance(c, int) else c for c in counts]
+        return b.sitofp(b.mul(counts[0], counts[1]), F32)
+
+
+def _each_window(kc, x_shape, out_shape, body) -> None:
+    """Call body(_Window) for every window of this thread's planes; x_shape is the pooled input's."""
     b = kc.b
     _, _, h, w = x_shape
-    n, c, ho, wo = out_shape
-    stride = kc.attrs["stride"]
+    _, _, ho, wo = out_shape
+    size, stride, pad = kc.attrs["size"], kc.attrs["stride"], kc.attrs.get("pad", 0)
+    rows, cols = _Axis(h, ho, size, stride, pad), _Axis(w, wo, size, stride, pad)
     lo, hi = _planes(kc, out_shape)
+    taps = [(i, j) for i in range(size) for j in range(size)]
     with u.for_range(b, hi, start=lo, name="nc", vectorize=False) as nc:
         with u.for_range(b, ho, name="y", vectorize=False) as y:
+            top = rows.start(b, y)
+            row_inside = [rows.inside(b, top, i) for i in range(size)]
             with u.for_range(b, wo, name="x", vectorize=False) as xo:
-                corner = u.offset(b, [(nc, h * w), (y, stride * w), (xo, stride)])
-                body(corner, u.offset(b, [(nc, ho * wo), (y, wo), (xo, 1)]))
+                left = cols.start(b, xo)
+                corner = u.offset(b, [(nc, h * w), (top, w), (left, 1)])
+                at = u.offset(b, [(nc, ho * wo), (y, wo), (xo, 1)])
 
+                def inside_only():
+                    body(_Window([(u.plus(b, corner, i * w + j), None) for i, j in taps], corner, at, (), size))
 
-def _taps(kc, width: int):
-    size = kc.attrs["size"]
-    return [i * width + j for i in range(size) for j in range(size)]
+                def at_the_border():
+                    col_inside = [cols.inside(b, left, j) for j in range(size)]
+                    first = u.offset(b, [(nc, h * w), (rows.first(b, top), w), (cols.first(b, left), 1)])
+                    checked = []
+                    for i, j in taps:
+                        ok = [c for c in (row_inside[i], col_inside[j]) if c is not None]
+                        inside = ok[0] if len(ok) == 1 else b.and_(*ok) if ok else None
+                        pos = u.plus(b, corner, i * w + j)
+                        checked.append((pos if inside is None else b.select(inside, pos, first), inside))
+                    body(_Window(checked, first, at, ((rows, top), (cols, left)), size))
+
+                if not (rows.bordered or cols.bordered):
+                    inside_only()
+                else:
+                    wholly_inside = b.and_(rows.interior(b, top), cols.interior(b, left))
+                    with b.if_else(wholly_inside, likely=True) as (then, otherwise):
+                        with then:
+                            inside_only()
+                        with otherwise:
+                            at_the_border()
 
 
 def _zero_planes(kc, ptr, shape) -> None:
@@ -54,30 +159,41 @@ def _zero_planes(kc, ptr, shape) -> None:
         u.store(kc.b, ir.Constant(F32, 0.0), ptr, i)
 
 
-def _emit_pool(kc, is_max: bool) -> None:
-    b = kc.b
-    xnode = kc.operand(0)
-    x, x_shape = kc.ptr(xnode), kc.shape(xnode)
-    taps = _taps(kc, x_shape[3])
-    scale = ir.Constant(F32, 1.0 / len(taps))
-
-    def body(corner, at):
-        values = [u.load(b, x, u.plus(b, corner, t)) for t in taps]
-        acc = values[0]
-        for v in values[1:]:
-            acc = m.maximum(b, acc, v) if is_max else b.fadd(acc, v)
-        u.store(b, acc if is_max else b.fmul(acc, scale), kc.out, at)
-
-    _windows(kc, x_shape, kc.shape(kc.anchor), body)
-    finish_epilogue(kc)
+def _masked(b, value, inside):
+    """value where the tap is inside the input, else 0."""
+    return value if inside is None else b.select(inside, value, ir.Constant(F32, 0.0))
 
 
 def emit_maxpool(kc) -> None:
-    _emit_pool(kc, is_max=True)
+    b = kc.b
+    xnode = kc.operand(0)
+    x = kc.ptr(xnode)
+
+    def body(win):
+        acc = u.load(b, x, win.first)
+        for pos, _ in win.taps:
+            acc = m.maximum(b, acc, u.load(b, x, pos))
+        u.store(b, acc, kc.out, win.at)
+
+    _each_window(kc, kc.shape(xnode), kc.shape(kc.anchor), body)
+    finish_epilogue(kc)
 
 
 def emit_avgpool(kc) -> None:
-    _emit_pool(kc, is_max=False)
+    b = kc.b
+    xnode = kc.operand(0)
+    x = kc.ptr(xnode)
+    include_pad = kc.attrs.get("count_include_pad", True)
+
+    def body(win):
+        acc = None
+        for pos, inside in win.taps:
+            v = _masked(b, u.load(b, x, pos), inside)
+            acc = v if acc is None else b.fadd(acc, v)
+        u.store(b, b.fdiv(acc, win.divisor(b, include_pad)), kc.out, win.at)
+
+    _each_window(kc, kc.shape(xnode), kc.shape(kc.anchor), body)
+    finish_epilogue(kc)
 
 
 def emit_maxpool_grad(kc) -> None:
@@ -85,18 +201,16 @@ def emit_maxpool_grad(kc) -> None:
     xnode, dynode = kc.operand(0), kc.operand(1)
     x, dy, x_shape = kc.ptr(xnode), kc.ptr(dynode), kc.shape(xnode)
     _zero_planes(kc, kc.out, x_shape)
-    taps = _taps(kc, x_shape[3])
 
-    def body(corner, at):
-        best, where = u.load(b, x, corner), corner
-        for t in taps[1:]:
-            pos = u.plus(b, corner, t)
+    def body(win):
+        best, where = u.load(b, x, win.first), win.first
+        for pos, _ in win.taps:
             v = u.load(b, x, pos)
             better = b.fcmp_ordered(">", v, best)
             best, where = b.select(better, v, best), b.select(better, pos, where)
-        u.store(b, b.fadd(u.load(b, kc.out, where), u.load(b, dy, at)), kc.out, where)
+        u.store(b, b.fadd(u.load(b, kc.out, where), u.load(b, dy, win.at)), kc.out, where)
 
-    _windows(kc, x_shape, kc.shape(dynode), body)
+    _each_window(kc, x_shape, kc.shape(dynode), body)
     finish_epilogue(kc)
 
 
@@ -105,14 +219,12 @@ def emit_avgpool_grad(kc) -> None:
     dynode = kc.operand(0)
     dy, out_shape = kc.ptr(dynode), kc.shape(kc.anchor)
     _zero_planes(kc, kc.out, out_shape)
-    taps = _taps(kc, out_shape[3])
-    scale = ir.Constant(F32, 1.0 / len(taps))
+    include_pad = kc.attrs.get("count_include_pad", True)
 
-    def body(corner, at):
-        share = b.fmul(u.load(b, dy, at), scale)
-        for t in taps:
-            pos = u.plus(b, corner, t)
-            u.store(b, b.fadd(u.load(b, kc.out, pos), share), kc.out, pos)
+    def body(win):
+        share = b.fdiv(u.load(b, dy, win.at), win.divisor(b, include_pad))
+        for pos, inside in win.taps:
+            u.store(b, b.fadd(u.load(b, kc.out, pos), _masked(b, share, inside)), kc.out, pos)
 
-    _windows(kc, out_shape, kc.shape(dynode), body)
+    _each_window(kc, out_shape, kc.shape(dynode), body)
     finish_epilogue(kc)

@@ -9,7 +9,17 @@ Names that shadow a builtin (sum, max, abs, pow, slice, input) do so only as att
 """
 
 from .control import item, scan
-from .conv import avgpool, avgpool_grad, conv2d, conv2d_grad_input, conv2d_grad_weight, maxpool, maxpool_grad
+from .conv import (
+                          avgpool,
+                          avgpool_grad,
+                          conv2d,
+                          conv2d_grad_input,
+                          conv2d_grad_weight,
+                          maxpool,
+                          maxpool_grad,
+                          upsample,
+                          upsample_grad,
+)
 from .elementwise import (
                           abs_ as abs,
                           add,
@@ -20,6 +30,7 @@ from .elementwise import (
                           exp,
                           greater,
                           greater_equal,
+                          identity,
                           leaky_relu,
                           log,
                           maximum,
@@ -30,12 +41,14 @@ from .elementwise import (
                           relu,
                           sigmoid,
                           sign,
+                          softplus,
                           sqrt,
                           square,
                           step,
                           stop_gradient,
                           sub,
                           tanh,
+                          xlogy,
 )
 from .gather import IndexUse, scatter_add, take
 from .leaf import const, count, input_ as input, param
@@ -88,6 +101,9 @@ __all__ = [
     "strided_slice", "strided_slice_grad",  # x[...] and its gradient (movement.py)
     "matmul_sum", "scatter_add", "take", "IndexUse",  # batched products, embeddings (gather.py)
     "random_normal",  # noise (nn.py)
+    "identity",  # a value under another name (elementwise.py)
+    "upsample", "upsample_grad",  # nearest and bilinear upsampling (conv.py)
+    "softplus", "xlogy",  # (elementwise.py)
     "abs", "add", "avgpool", "avgpool_grad", "bce_logits", "broadcast_to", "concat", "const", "conv2d",
     "conv2d_grad_input", "conv2d_grad_weight", "count", "div", "dropout_mask", "elu", "equal", "exp", "greater",
     "greater_equal", "input", "item", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",

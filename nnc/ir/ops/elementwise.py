@@ -1,5 +1,5 @@
-"""Elementwise primitives: unary math, stop_gradient, arithmetic with broadcasting, binary cross-entropy from
-logits, comparisons.
+"""Elementwise primitives: unary math (softplus among it), stop_gradient, arithmetic with broadcasting, binary
+cross-entropy from logits, xlogy, comparisons.
 
 Each op is a module-level name (`relu = unary(...)`) so that its gradient rule
 is attached right below its definition (its LLVM lowering is in nnc/backend/lower_pointwise.py).
@@ -84,6 +84,26 @@ defvjp(elu, VJP("elu: dx = dy · (x > 0 ? 1 : α·eˣ)", lambda c, dy: c.mul(dy,
     c, c.greater(c.x(0), c.const(0)), c.const(1),
     c.mul(c.const(c.attrs.get("alpha", 1.0)), c.exp(c.minimum(c.x(0), c.const(0)))))),
     partial="({0} > 0 ? 1 : α·e^{0})"))
+
+
+def _softplus(x, beta=1.0, threshold=20.0):
+    z = x * beta
+    return np.where(z > threshold, x, np.log1p(np.exp(np.minimum(z, threshold))) / beta)
+
+
+# PyTorch's softplus: the identity where β·x > threshold, where log1p(e^βx)/β equals x to float precision.
+softplus = unary("softplus", _same_dtype(_softplus), "log(1 + e^(β·x)) / β, x itself where β·x > threshold",
+                 attrs=("beta", "threshold"))
+
+
+def _softplus_vjp(c, dy):
+    """dy · σ(β·x), and dy where β·x > threshold (the forward is x there), as PyTorch."""
+    z = c.mul(c.x(0), c.const(c.attrs.get("beta", 1.0)))
+    return c.mul(dy, _select(c, c.greater(z, c.const(c.attrs.get("threshold", 20.0))), c.const(1), c.sigmoid(z)))
+
+
+defvjp(softplus, VJP("softplus: dx = dy · σ(β·x) (dy above the threshold)", _softplus_vjp,
+                     partial="σ(β·{0})"))
 sigmoid = unary("sigmoid", _same_dtype(_sigmoid), "1 / (1 + e^−x), stable for large |x|")
 defvjp(sigmoid, VJP("sigmoid: dx = dy · σ(x)(1 − σ(x))",
                        lambda c, dy: c.mul(dy, c.mul(c.y, c.sub(c.const(1), c.y))), partial="{y}·(1 − {y})"))
@@ -111,6 +131,12 @@ defvjp(neg, VJP("neg: dx = −dy", lambda c, dy: c.neg(dy), partial="−1"))
 # uses pass on. No rewrite removes it, so every gradient pass sees it; compiled, it is the value itself
 # inside the loop it fuses into. Finite differences see the identity, so nnc/runtime/gradcheck.py holds
 # its value fixed.
+# A name given to a value as it is (`a2 = z2`): a node of its own so diagrams and explanations show the
+# name the course writes; the simplifier removes it (identity(x) → x) before code is compiled.
+identity = defop("identity", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary, ref=lambda x: x,
+                 doc="x itself, under another name")
+defvjp(identity, VJP("identity: dx = dy", lambda c, dy: dy, partial="1"))
+
 stop_gradient = defop("stop_gradient", arity=1, groups={ELEMENTWISE, UNARY}, shape=_any_unary,
                       ref=lambda x: x, doc="x, with no gradient flowing back into x (PyTorch's detach)")
 nograd(stop_gradient, "stop_gradient passes its value on as a constant: by definition no gradient flows into x")
@@ -173,6 +199,18 @@ bce_logits = binary("bce_logits", _bce_logits,
 defvjp(bce_logits, VJP("binary_cross_entropy: dz = dy · (σ(z) − t)",
                        lambda c, dy: c.mul(dy, c.sub(c.sigmoid(c.x(0)), c.x(1))), partial="σ({0}) − {1}"),
        VJP("binary_cross_entropy: dt = −dy · z", lambda c, dy: c.neg(c.mul(dy, c.x(0))), partial="−{0}"))
+
+
+def _xlogy(x, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        product = x * np.log(y)
+    return np.where(np.isnan(y), y, np.where(x == 0, np.zeros((), product.dtype), product))
+
+
+# torch.xlogy: 0 where x = 0 (unless y is NaN), so Σ p·log p of a one-hot p is 0 rather than 0·(−inf) = NaN.
+xlogy = binary("xlogy", _same_dtype(_xlogy), "a · log(b), 0 where a = 0 (NaN where b is)")
+defvjp(xlogy, VJP("xlogy: da = dy · log b", lambda c, dy: c.mul(dy, c.log(c.x(1))), partial="ln {1}"),
+       VJP("xlogy: db = dy · a / b", lambda c, dy: c.mul(dy, c.div(c.x(0), c.x(1))), partial="{0}/{1}"))
 
 # ---- comparisons (0.0 / 1.0 masks used by gradient rules) ---------------------------------
 
