@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ir import ops
 from .ir.types import TensorType, format_shape
 from .passes.costs import Macs, batch_symbols, graph_macs, statement_macs
 from .text import ops_text
@@ -18,9 +19,10 @@ def _type_text(t: TensorType | tuple | None) -> str:
     return str(t) if t.shape or t.dtype != "float32" else "[] scalar"
 
 
-def summary_rows(model) -> list[dict]:
-    """One dict per statement (outputs are a mark, not a row): name, op, output_shape, params, macs (Macs)."""
-    g = model.graph
+def summary_rows(model, training: bool = False) -> list[dict]:
+    """One dict per statement (outputs are a mark, not a row): name, op, output_shape, params, macs (Macs);
+    `training`: of the training form (dropout masks, batch statistics)."""
+    g = model.training_graph if training else model.graph
     counts = model.param_counts()
     macs = statement_macs(g)
     return [{"name": info.label, "op": ops_text(info.ops) or "(value)", "output_shape": _type_text(info.type),
@@ -59,9 +61,12 @@ COUNTED = "matrix products and convolutions, one per weight use"
 LEFT_OUT = "pooling, elementwise ops and normalization left out, as in published counts"
 
 
-def summary_text(model) -> str:
-    g = model.graph
-    rows = [(r["name"], r["op"], r["output_shape"], f"{r['params']:,}", str(r["macs"])) for r in summary_rows(model)]
+def summary_text(model, training: bool = False) -> str:
+    """The layer table and totals of `nnc check`; `training`: the training form's table (`nnc check --train`),
+    where dropout is a layer of its own and batch norm uses the batch's statistics."""
+    g = model.training_graph if training else model.graph
+    rows = [(r["name"], r["op"], r["output_shape"], f"{r['params']:,}", str(r["macs"]))
+            for r in summary_rows(model, training)]
     header = ("name", "op", "output shape", "params", "MACs")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
     widths[1] = min(widths[1], 40)
@@ -72,7 +77,8 @@ def summary_text(model) -> str:
                 f"   {r[4]:>{widths[4]}}")
 
     totals = summary_totals(model)
-    out = [f"model {model.name}  ({model.source.filename})", rule, line(header), rule]
+    form = "  [training form]" if training else ""
+    out = [f"model {model.name}  ({model.source.filename}){form}", rule, line(header), rule]
     out += [line(r) for r in rows]
     out.append(rule)
     prefixes = totals["frozen"]
@@ -85,7 +91,22 @@ def summary_text(model) -> str:
     if g.loss is not None:
         out.append(" loss: " + ops_text(_loss_ops(g)))
     out.append(f" graph: {len(g)} primitive ops")
+    if not training:
+        differ = _training_differences(model)
+        if differ:
+            out.append(f" while training: {'; '.join(differ)} (nnc check --train shows that form)")
     return "\n".join(out)
+
+
+def _training_differences(model) -> list[str]:
+    """The layers that compute otherwise while training, as `nnc check` says under its table."""
+    g = model.training_graph
+    notes = []
+    if any(g.op(n) is ops.dropout_mask for n in g.nodes):
+        notes.append("dropout zeroes values at random")
+    if any(name.endswith("running_mean") for name in g.params):
+        notes.append("batchnorm normalizes with the batch's statistics and updates its running ones")
+    return notes
 
 
 def summary_json(model) -> dict:

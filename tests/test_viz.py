@@ -47,6 +47,27 @@ def circuit_annotation(backend="llvm"):
 # ---- golden DOT files ------------------------------------------------------------------------------
 
 
+INCEPTION = """def inception(x, c1, c3, c5, cp) {
+  b1 = relu(conv2d(x, c1, 1))
+  b2 = relu(conv2d(relu(conv2d(x, c3, 1)), c3, 3, pad=1))
+  b3 = relu(conv2d(relu(conv2d(x, c5, 1)), c5, 5, pad=2))
+  b4 = relu(conv2d(maxpool(x, 3, stride=1, pad=1), cp, 1))
+  return concat([b1, b2, b3, b4], axis=1)
+}
+
+model inception_net {
+  input  image: [B, 3, 28, 28]
+  input  label: int[B]
+  stem   = relu(conv2d(image, 32, 3, pad=1))
+  i1     = inception(stem, 16, 24, 8, 8)
+  i2     = inception(i1, 16, 24, 8, 8)
+  logits = dense(global_avgpool(i2), 10)
+  output logits
+  loss   cross_entropy(logits, label)
+}
+"""
+
+
 def golden_cases():
     circuit = load("circuit.nn")
     mlp = load("mnist_mlp.nn")
@@ -59,6 +80,7 @@ def golden_cases():
         "mnist_mlp_backward.dot": lambda: diagram(mlp, "backward"),
         "mnist_mlp_fused.dot": lambda: diagram(mlp, "fused"),
         "resnet_mini_layers.dot": lambda: diagram(load("resnet_mini.nn"), "layers"),
+        "inception_layers.dot": lambda: diagram(nnc.loads(INCEPTION, "inception.nn"), "layers"),
     }
 
 
@@ -388,3 +410,18 @@ def test_the_training_form_draws_dropout_where_the_evaluation_form_has_none(tmp_
     assert main(["viz", str(path), "--train", "-o", str(tmp_path / "t.dot")]) == 0
     assert "dropout" in (tmp_path / "t.dot").read_text()
     assert "dropout" in nnc.load(path).view("ops", training=True).source
+
+
+def test_check_says_what_trains_otherwise_and_shows_the_training_form(tmp_path):
+    from conftest import run_main
+
+    plain = run_main("check", str(EXAMPLES / "mnist_mlp_dropout_bn.nn"))
+    assert plain.returncode == 0
+    assert plain.stdout.rstrip().endswith(" while training: dropout zeroes values at random; batchnorm normalizes "
+                                          "with the batch's statistics and updates its running ones (nnc check "
+                                          "--train shows that form)")
+    assert "dropout (training only)" in plain.stdout
+    training = run_main("check", str(EXAMPLES / "mnist_mlp_dropout_bn.nn"), "--train")
+    assert "[training form]" in training.stdout.splitlines()[0]
+    assert "dense → batchnorm → relu → dropout " in training.stdout
+    assert "while training" not in run_main("check", str(EXAMPLES / "mnist_mlp.nn")).stdout

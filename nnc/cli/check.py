@@ -15,12 +15,14 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"models": [...]}: each model\'s layers (name, op, output shape, params, MACs) '
                         "and totals")
+    p.add_argument("--train", action="store_true", help="the training form: dropout and batch statistics as "
+                   "training computes them")
     p.set_defaults(func=cmd_check)
 
 
 def cmd_check(args) -> int:
     from ..model import load_all
-    from ..summary import summary_json
+    from ..summary import summary_json, summary_text
 
     models = load_all(args.model)
     if args.model_name:
@@ -33,5 +35,5 @@ def cmd_check(args) -> int:
     for i, m in enumerate(models):
         if i:
             print()
-        print(m.summary())
+        print(summary_text(m, training=args.train))
     return 0
