@@ -293,7 +293,8 @@ def test_step_frames_walk_backward_and_reveal_gradients_in_order():
 def chromium_selftest(page: Path, profile: Path) -> tuple[str, str, list]:
     """(self-test verdict, text of #errors, console lines) of a page opened headless with #selftest."""
     done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                           f"--user-data-dir={profile}", "--dump-dom", page.as_uri() + "#selftest"],
+                           "--window-size=1280,800", f"--user-data-dir={profile}", "--dump-dom",
+                           page.as_uri() + "#selftest"],
                           capture_output=True, text=True, timeout=120)
     dom = done.stdout
     result = re.search(r'<div id="selftest-result"[^>]*>([^<]*)</div>', dom)
@@ -312,7 +313,7 @@ def test_html_page_in_headless_chromium(tmp_path, capsys):
     text = page.read_text()
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # self-contained
     verdict, errors, console = chromium_selftest(page, tmp_path / "profile")
-    assert verdict == "selftest ok: 5 steps; forward 1,2,3,4,5; backward 5,4,3,2,1"
+    assert verdict.startswith("selftest ok: 5 steps; forward 1,2,3,4,5; backward 5,4,3,2,1; diagram scale ")
     assert errors == "" and console == []
     # the harness notices a broken page: controls that leave frames visible, and script errors
     broken = tmp_path / "broken.html"
@@ -425,3 +426,16 @@ def test_check_says_what_trains_otherwise_and_shows_the_training_form(tmp_path):
     assert "[training form]" in training.stdout.splitlines()[0]
     assert "dense → batchnorm → relu → dropout " in training.stdout
     assert "while training" not in run_main("check", str(EXAMPLES / "mnist_mlp.nn")).stdout
+
+
+@needs_dot
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_mlp_step_through_page_is_readable_in_a_1280_by_800_window(tmp_path, capsys):
+    """The MNIST MLP's page draws its layers top to bottom beside the explanation: in a 1280×800 window the
+    diagram is drawn at a scale its labels can be read at (a left-to-right chain was shrunk to 0.47)."""
+    page = tmp_path / "mlp.html"
+    assert main(["viz", str(EXAMPLES / "mnist_mlp.nn"), "--random-inputs", "2", "--random-params",
+                 "--html", str(page)]) == 0
+    verdict, errors, console = chromium_selftest(page, tmp_path / "profile")
+    assert verdict.startswith("selftest ok: 11 steps") and errors == "" and console == []
+    assert float(verdict.rsplit("diagram scale ", 1)[1]) >= 0.6, verdict

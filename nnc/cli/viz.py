@@ -69,8 +69,9 @@ def cmd_viz(args) -> int:
         from ..viz.steps import build_frames, write_frames
 
         def draw(graph, opts: Options):
-            if args.view == "backward":
-                opts.rankdir = "TB"
+            # top to bottom: a page beside its explanation is taller than wide, so a chain of layers drawn
+            # left to right would be shrunk to an illegible strip
+            opts.rankdir = "TB"
             return VIEWS[args.view](graph, opts)
 
         explainer = Explainer(model, inputs, params, args.of, args.seed)

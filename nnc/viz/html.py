@@ -3,7 +3,9 @@
 Previous / next buttons (and the arrow keys) move through the frames; beside
 each frame is its chain-rule product and the whole `nnc explain` text with
 the current line marked. Opening the page with `#selftest` clicks through
-every step and back and writes the verdict into `#selftest-result`; script
+every step and back and writes the verdict into `#selftest-result` (with the
+scale the first diagram is drawn at: below about 0.6 its labels are too small
+to read); script
 errors and console errors are written into `#errors`, so a headless browser's
 dumped DOM tells whether the page works.
 """
@@ -90,8 +92,11 @@ SCRIPT = """
     var ok = forward.join(',') === expected.join(',') &&
              backward.join(',') === expected.slice().reverse().join(',') && prev.disabled;
     var result = document.getElementById('selftest-result');
+    var svg = frames[current].querySelector('.diagram svg');
+    var scale = svg && svg.viewBox && svg.viewBox.baseVal && svg.viewBox.baseVal.width ?
+      svg.getBoundingClientRect().width / svg.viewBox.baseVal.width : 1;
     result.textContent = (ok ? 'selftest ok: ' : 'selftest FAILED: ') + frames.length + ' steps; forward ' +
-      forward.join(',') + '; backward ' + backward.join(',');
+      forward.join(',') + '; backward ' + backward.join(',') + '; diagram scale ' + scale.toFixed(2);
     result.setAttribute('data-ok', ok ? 'yes' : 'no');
   }
   if (window.location.hash === '#selftest') { selftest(); }
