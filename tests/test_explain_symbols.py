@@ -48,3 +48,13 @@ def test_a_dense_layer_is_explained_by_the_matrix_chain_rule_with_shapes_and_par
     assert "dloss/dh1.weight = imageᵀ · (dloss/dh1·[((image @ h1.weight) + h1.bias) > 0])   " \
            "[784, 256] = [784, B]·[B, 256]" in text
     assert "dloss/dh2 = dloss/dlogits · logits.weightᵀ   [B, 128] = [B, 10]·[10, 128]" in text
+
+
+def test_a_convolution_is_explained_as_a_correlation_with_shapes():
+    model = nnc.load("examples/lenet5.nn")
+    text = explain_text(model, model.random_inputs(2), model.complete_params({}, random_params=True))
+    line = next(x for x in text.splitlines() if x.strip().startswith("dloss/dc1.weight = "))
+    assert line.strip().startswith("dloss/dc1.weight = image ⋆ (dloss/dc1·")
+    assert "[6, 1, 5, 5] = [B, 1, 28, 28] ⋆ [B, 6, 28, 28]" in line
+    back = next(x for x in text.splitlines() if x.strip().startswith("dloss/dimage = "))
+    assert "⋆ᵀ c1.weight   [B, 1, 28, 28] = [B, 6, 28, 28] ⋆ᵀ [6, 1, 5, 5]" in back

@@ -121,7 +121,7 @@ class Explainer:
             return body
         return ("−" if number == -1 else f"{text.number(number)}·") + body
 
-    def _chain(self, u: int, edge) -> list[str] | None:
+    def _chain(self, u: int, edge, loose: bool = False) -> list[str] | None:
         """The local derivatives, as text, from the use `edge` = (user, operand index) up to the statement
         value u through nodes of u's statement each used once; None when the path forks or a rule has no
         template."""
@@ -129,6 +129,8 @@ class Explainer:
         factors = []
         while True:
             local = self._local(user, index)
+            if local is None and loose:   # a tensor step: name the op's derivative (maxpool′) rather than stop
+                local = [f"{self.g.op(user).name}′"]
             if local is None:
                 return None
             factors.extend(local)
@@ -197,24 +199,29 @@ class Explainer:
         return out
 
     def _matrix_rule(self, u: int, n: int, edge) -> str | None:
-        """The tensor chain rule of a matrix product on the path from n to u, with shapes: for W in x @ W,
-        dW = xᵀ · dY; for x, dx = dY · Wᵀ, where dY (the gradient at the product) is d(target)/du times the
-        local derivatives of what follows the product in u's statement (a bias: 1, relu: [z > 0])."""
+        """The tensor chain rule of a matrix product or convolution on the path from n to u, with shapes: for W
+        in x @ W, dW = xᵀ · dY; for x, dx = dY · Wᵀ (a convolution: dW = x ⋆ dY, dx = dY ⋆ᵀ W), where dY (the
+        gradient at the product) is d(target)/du times the local derivatives of what follows the product in u's
+        statement (a bias: 1, relu: [z > 0], a pool: maxpool′)."""
         user, index = edge
         g = self.g
-        if g.op(user) is not ops.matmul or index not in (0, 1):
+        if g.op(user) not in (ops.matmul, ops.conv2d) or index not in (0, 1):
             return None
         after = []
         if user != u:
             nxt = [(w, i) for w in g.successors(user) if g.nodes[w].get("grad_of") is None
                    and self.statement_value(w) == u for i, o in enumerate(g.operands(w)) if o == user]
-            if len(nxt) != 1 or (factors := self._chain(u, nxt[0])) is None:
+            if len(nxt) != 1 or (factors := self._chain(u, nxt[0], loose=True)) is None:
                 return None
             after = [f for f in factors if f != "1"]
         dy = "·".join([self.d_name(self.names[u]), *after]) if after else self.d_name(self.names[u])
         dy = f"({dy})" if after else dy
-        a, b = g.operands(user)
+        a, b = g.operands(user)[:2]
         sa, sb, sy = (text.shape_text(g.type_of(o).shape) for o in (a, b, user))
+        if g.op(user) is ops.conv2d:   # the weight: the input correlated with dY; the input: dY convolved back
+            if index == 1:
+                return f"{self.expr(a)} ⋆ {dy}   {sb} = {sa} ⋆ {sy}   (each weight: Σ over batch and positions)"
+            return f"{dy} ⋆ᵀ {self.expr(b)}   {sa} = {sy} ⋆ᵀ {sb}   (a transposed convolution)"
         if index == 1:
             rule = f"{self.expr(a)}ᵀ · {dy}"
             shapes = f"{text.shape_text(g.type_of(b).shape)} = {_transposed(sa)}·{sy}"
