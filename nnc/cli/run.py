@@ -325,29 +325,6 @@ def _pm(name: str, s: dict) -> str:
     return f"{s['mean']:.4g} ± {s['std']:.2g}"
 
 
-class _QuietReporter:
-    """A fold's epochs: the live bar only; the fold's result line says the rest."""
-
-    def __init__(self, progress):
-        self.progress = progress
-
-    def start_epoch(self, epoch: int, batch: int) -> None:
-        self.progress.start_epoch(epoch, batch)
-
-    def step(self, done, total, loss, accuracy) -> None:
-        self.progress.step(done, total, loss, accuracy)
-
-    def epoch_end(self, stats, shown: bool) -> None:
-        if self.progress.live:
-            self.progress.end_epoch("")
-
-    def warn(self, text: str) -> None:
-        self.progress.warn(text)
-
-    def say(self, text: str) -> None:
-        self.progress.print(text)
-
-
 def _header(progress, trainer, length: str) -> None:
     from ..specs import specs_text
 
@@ -419,6 +396,14 @@ class _ProgressReporter:
         self.progress.print(text)
 
 
+class _QuietReporter(_ProgressReporter):
+    """A fold's epochs: the live bar only; the fold's result line says the rest."""
+
+    def epoch_end(self, stats, shown: bool) -> None:
+        if self.progress.live:
+            self.progress.end_epoch("")
+
+
 def _optimize(args, trainer, folder: Path, settings: dict, started: float, progress) -> int:
     """A model without inputs: steps of gradient descent on its parameters, each printed (the parameters
     too when they are few), the trajectory in the run folder (and its path on the loss's contours when there
@@ -426,6 +411,7 @@ def _optimize(args, trainer, folder: Path, settings: dict, started: float, progr
     from ..runtime.execute import run_graph
     from ..train import runfolder
     from ..train.fit import TRAJECTORY, optimize
+    from ..train.trainer import DivergenceWatch
 
     steps = trainer.config.steps or DEFAULT_STEPS
     progress.print("  no inputs: gradient descent on its parameters, no data")
@@ -444,7 +430,7 @@ def _optimize(args, trainer, folder: Path, settings: dict, started: float, progr
     scalars = [n for n in g.params if params[n].size == 1]
     if len(g.params) == 2 and len(scalars) == 2:
         _plot_path(folder / TRAJECTORY.replace(".csv", ".png"), trainer, rows, scalars)
-    runfolder.save_state(folder, trainer, _no_watch())
+    runfolder.save_state(folder, trainer, DivergenceWatch())
     metrics = {"steps": len(rows) - 1, "loss": rows[-1]["loss"], "settings": settings,
                "seconds": time.perf_counter() - started}
     runfolder.write_metrics(folder, metrics, args.metrics_json)
@@ -466,12 +452,6 @@ def _plot_path(path: Path, trainer, rows: list, names: list) -> None:
     losses = np.array([[float(run_graph(g, {}, {names[0]: np.float32(x), names[1]: np.float32(y)}, [g.loss],
                                         backend=trainer.config.backend)[g.loss]) for x in xs] for y in ys])
     plot_trajectory(path, names, finite, xs, ys, losses)
-
-
-def _no_watch():
-    from ..train.trainer import DivergenceWatch
-
-    return DivergenceWatch()
 
 
 def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progress, started: float,
