@@ -83,3 +83,14 @@ def run_nnc():
 def example(request) -> Path:
     """Each model file of examples/, one test per file."""
     return request.param
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """(the dataset tests) A private NNC_DATA_DIR and XDG_CACHE_HOME (both empty) and no mirror override."""
+    user, xdg = tmp_path / "user-data", tmp_path / "xdg-cache"
+    user.mkdir()
+    monkeypatch.setenv("NNC_DATA_DIR", str(user))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.delenv("NNC_DATASET_MIRROR", raising=False)
+    return user, xdg / "nnc" / "datasets"

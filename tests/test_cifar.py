@@ -118,17 +118,6 @@ def model(tmp_path: Path, shape: str = "[B, 3, 32, 32]", classes: int = 10, trai
 
 
 @pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """A private NNC_DATA_DIR and XDG_CACHE_HOME (both empty) and no mirror override."""
-    user, xdg = tmp_path / "user-data", tmp_path / "xdg-cache"
-    user.mkdir()
-    monkeypatch.setenv("NNC_DATA_DIR", str(user))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    monkeypatch.delenv("NNC_DATASET_MIRROR", raising=False)
-    return user, xdg / "nnc" / "datasets"
-
-
-@pytest.fixture
 def mirror():
     m = Mirror()
     yield m

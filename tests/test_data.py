@@ -148,17 +148,6 @@ def mirror():
     m.close()
 
 
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """A private NNC_DATA_DIR and XDG_CACHE_HOME (both empty) and no mirror override."""
-    user, xdg = tmp_path / "user-data", tmp_path / "xdg-cache"
-    user.mkdir()
-    monkeypatch.setenv("NNC_DATA_DIR", str(user))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    monkeypatch.delenv("NNC_DATASET_MIRROR", raising=False)
-    return user, xdg / "nnc" / "datasets"
-
-
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens: every download is refused at once."""
     with socket.socket() as s:
