@@ -28,6 +28,7 @@ LAYERS = {
     "data": ("nnc.data",),
     "training": ("nnc.train",),
     "viz": ("nnc.viz",),
+    "interchange": ("nnc.onnx",),
     "facade": ("nnc", "nnc.model", "nnc.summary"),
     "commands": ("nnc.cli", "nnc.__main__"),
 }
@@ -42,7 +43,9 @@ USES = {
     "data": {"base", "ir", "runtime"},
     "training": {"base", "ir", "transformations", "backend", "runtime", "data"},
     "viz": {"base", "ir", "transformations", "backend", "runtime"},
-    "facade": {"base", "ir", "front end", "transformations", "backend", "runtime", "data", "training", "viz"},
+    "interchange": {"base", "ir", "front end", "transformations", "backend", "runtime"},
+    "facade": {"base", "ir", "front end", "transformations", "backend", "runtime", "data", "training", "viz",
+               "interchange"},
     "commands": set(LAYERS) - {"commands"},
 }
 
