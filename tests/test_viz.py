@@ -290,12 +290,38 @@ def test_step_frames_walk_backward_and_reveal_gradients_in_order():
     assert all(f.line in explain for f in frames)
 
 
-def chromium_selftest(page: Path, profile: Path) -> tuple[str, str, list]:
-    """(self-test verdict, text of #errors, console lines) of a page opened headless with #selftest."""
+def test_each_frame_holds_every_statements_ops_with_the_gradients_known_at_that_step():
+    """What a click on a box of the step page shows: the statement's primitive ops and the values they read; a
+    gradient appears on them only from the step that computes it."""
+    from nnc.runtime.explain import Explainer
+    from nnc.viz import VIEWS
+    from nnc.viz.steps import build_frames
+
+    m = load("mnist_mlp.nn")
+    inputs, params = m.random_inputs(2), m.complete_params({}, random_params=True)
+    ann = annotate(m, inputs, params, need_gradients=True)
+    frames = build_frames(Explainer(m, inputs, params), ann, VIEWS["layers"], expand=True)
+    assert all(sorted(f.ops) == ["h1", "h2", "logits", "loss"] for f in frames)
+    h1 = [f.ops["h1"] for f in frames]
+    for op in ("matmul", "add", "h1 = relu", "h1.weight", "h1.bias", "image"):
+        assert op in h1[0], op
+    assert "h2.weight" not in h1[0] and "cross_entropy" not in h1[0]   # only h1's ops and what they read
+    first_gradient = next(i for i, dot in enumerate(h1) if "∂loss/∂" in dot)
+    assert frames[first_gradient].name == "h1"   # dloss/dh1's step
+    assert "∂loss/∂h1.weight" not in h1[first_gradient] and "∂loss/∂h1.weight" in h1[-1]
+    assert len({dot for f in frames for dot in f.ops.values()}) < 4 * len(frames)   # the page stores each once
+    assert build_frames(Explainer(m, inputs, params), ann, VIEWS["layers"])[0].ops == {}
+
+
+def chromium_selftest(page: Path, profile: Path, fragment: str = "#selftest", dom: list | None = None):
+    """(self-test verdict, text of #errors, console lines) of a page opened headless with #selftest; `dom`
+    collects the dumped DOM."""
     done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
                            "--window-size=1280,800", f"--user-data-dir={profile}", "--dump-dom",
-                           page.as_uri() + "#selftest"],
+                           page.as_uri() + fragment],
                           capture_output=True, text=True, timeout=120)
+    if dom is not None:
+        dom.append(done.stdout)
     dom = done.stdout
     result = re.search(r'<div id="selftest-result"[^>]*>([^<]*)</div>', dom)
     errors = re.search(r'<div id="errors"[^>]*>([^<]*)</div>', dom)
@@ -431,11 +457,30 @@ def test_check_says_what_trains_otherwise_and_shows_the_training_form(tmp_path):
 @needs_dot
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_the_mlp_step_through_page_is_readable_in_a_1280_by_800_window(tmp_path, capsys):
-    """The MNIST MLP's page draws its layers top to bottom beside the explanation: in a 1280×800 window the
-    diagram is drawn at a scale its labels can be read at (a left-to-right chain was shrunk to 0.47)."""
+    """The MNIST MLP's page draws one box per statement, top to bottom beside the explanation: in a 1280×800
+    window the diagram is drawn whole, without scrolling, at a scale its labels can be read at (a left-to-right
+    chain was shrunk to 0.47), at every step. A click on a box opens that statement's ops beside it, legible too,
+    open while stepping, folded by a second click; #expand=h2 opens the page with h2's ops shown."""
     page = tmp_path / "mlp.html"
     assert main(["viz", str(EXAMPLES / "mnist_mlp.nn"), "--random-inputs", "2", "--random-params",
                  "--html", str(page)]) == 0
     verdict, errors, console = chromium_selftest(page, tmp_path / "profile")
-    assert verdict.startswith("selftest ok: 11 steps") and errors == "" and console == []
-    assert float(verdict.rsplit("diagram scale ", 1)[1]) >= 0.6, verdict
+    assert verdict.startswith("selftest ok: 11 steps") and errors == "" and console == [], verdict
+    found = re.search(r"diagram scale ([\d.]+) \((\d+)x(\d+) px, right (\d+) bottom (\d+) in a (\d+)x(\d+) window\), "
+                      r"smallest ([\d.]+) at step \d+; "
+                      r"expanded h1 by a click: ([^(]+) \(scale ([\d.]+), the diagram beside it ([\d.]+)\); "
+                      r"it stays open on the next step; a second click folds it$", verdict)
+    assert found, verdict
+    scale, _, _, right, bottom, width, height, smallest, shown, ops_scale, beside = found.groups()
+    assert float(scale) >= 0.8 and int(right) <= int(width) and int(bottom) <= int(height), verdict
+    assert float(smallest) >= 0.7, verdict   # the gradients written on the edges, step by step, make it taller
+    assert int(width) == 1280 and int(height) >= 600, verdict   # the browser's own bar takes the rest of the 800
+    assert sorted(shown.split(", ")) == ["add", "h1 = relu", "h1.bias", "h1.weight", "image", "matmul"], verdict
+    assert float(ops_scale) >= 0.8 and float(beside) >= 0.8, verdict
+    dom = []
+    chromium_selftest(page, tmp_path / "profile", "#expand=h2", dom)
+    first = dom[0][dom[0].index('data-step="1"'):dom[0].index('data-step="2"')]
+    panel = first[first.index('<div id="ops-panel"'):]
+    assert panel.startswith('<div id="ops-panel"><h3>h2: its ops at this step'), panel[:200]
+    for op in (">matmul<", ">h2 = relu<", ">h2.weight<", ">h1 = relu<"):
+        assert op in panel[:panel.index("</svg>")], op

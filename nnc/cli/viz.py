@@ -75,7 +75,8 @@ def cmd_viz(args) -> int:
             return VIEWS[args.view](graph, opts)
 
         explainer = Explainer(model, inputs, params, args.of, args.seed)
-        frames = build_frames(explainer, ann, draw, partials=args.partials)
+        frames = build_frames(explainer, ann, draw, partials=args.partials,
+                              expand=bool(args.html) and args.view == "layers")  # the page's boxes open to their ops
         explain = explainer.text()
         if args.steps:
             write_frames(frames, args.steps)

@@ -6,18 +6,32 @@ One line per forward node in reverse topological order:
 
 then, for each scalar leaf reached along a single path, the whole product term
 by term (the course's ∂L/∂w11 = ∂L/∂a2 · ∂a2/∂z2 · ... · ∂z11/∂w11).
+
+A tensor step through a matrix product, a convolution, a reduction or a
+broadcast add is the tensor chain rule with shapes (dW = xᵀ · dY [784, 256] =
+[784, B]·[B, 256]; for s = sum(x, axis=1), dx = broadcast(ds) [B, 10] ← [B]; a
+mean divides by the count it averaged; a max routes dY to the arg-max entries;
+a bias added to every row gets db = sum(dY, axis=0) [256] ← [B, 256]). When every tensor
+of such a step has at most SMALL_TENSOR elements, a second line gives their
+numbers (written as scalars are, by nnc.text.number), so a 2×2 step can be
+checked by hand.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 
 from .. import text
 from ..ir import ops
+from ..ir.types import TensorType
 from ..passes import pipeline
 from .execute import run_graph
+
+SMALL_TENSOR = 16  # a tensor step whose tensors have at most this many elements each also prints their numbers
+REDUCTIONS = (ops.sum, ops.mean, ops.max)
 
 
 @dataclass
@@ -29,6 +43,16 @@ class Step:
     terms: list  # of (user name, partial text, upstream value, partial value or None, rule text)
     value: np.ndarray
     line: str
+    numbers: str | None = None   # a small tensor step: the numbers of its tensors, on a line of their own
+
+
+@dataclass
+class TensorRule:
+    """One use's tensor chain rule: the rule (xᵀ · dY), its shapes, and the (symbol, value) pairs it reads."""
+
+    rule: str
+    shapes: str
+    tensors: list
 
 
 def _one(v) -> float:
@@ -52,9 +76,16 @@ class Explainer:
         wrt = model.default_wrt()
         self.g = pipeline.unsimplified_gradient(g, of=of_node, wrt=wrt)
         self.of = of_node
-        targets = [of_node, *self.g.adjoints.values(), *self.g.contributions.values()]
+        forward = [n for n in self.g.needed_for([of_node]) if self.g.nodes[n].get("grad_of") is None
+                   and self.g.op(n) not in (ops.input, ops.param, ops.const)
+                   and isinstance(self.g.type_of(n), TensorType)]   # not a scan's tuple of results
+        targets = [of_node, *forward, *self.g.adjoints.values(), *self.g.contributions.values()]
         self.values = run_graph(self.g, inputs, params, targets, float_dtype=float_dtype, seed=seed, backend=backend)
+        given = ((self.g.inputs, inputs), (self.g.params, params))
+        self.leaves = {n: np.asarray(arrays[name]) for table, arrays in given for name, n in table.items()
+                       if name in arrays}
         self.names = self._names()
+        self._reaches: dict = {}   # node -> the nodes it reaches (its statement's value among them, or not)
 
     def _names(self) -> dict:
         g = self.g
@@ -83,11 +114,14 @@ class Explainer:
         return set(g.values.values()) | leaves | {self.of}
 
     def statement_value(self, user: int) -> int:
-        """The named node whose statement `user` belongs to (`user` itself when it is named)."""
+        """The named node whose statement `user` belongs to (`user` itself when it is named, or when the name is
+        another call's: a block called twice, like a GAN's discriminator, runs its statements twice)."""
         if user in self._named:
             return user
-        stmt = self.g.nodes[user].get("stmt")
-        return self.g.values.get(stmt, user)
+        value = self.g.values.get(self.g.nodes[user].get("stmt"), user)
+        if value != user and value not in self._reaches.setdefault(user, nx.descendants(self.g, user)):
+            return user
+        return value
 
     def uses(self, n: int) -> list:
         """n's uses grouped by consuming statement: (U, Σ contributions, the single direct (user, i) or None)."""
@@ -108,40 +142,50 @@ class Explainer:
         factors = self._chain(u, edge) if edge is not None else None
         if factors is None:
             return f"∂{self.names[u]}/∂{self.names[n]}"
-        number, symbols = 1.0, []
-        for f in factors:
-            try:
-                number *= float(f.replace("−", "-"))
-            except ValueError:
-                symbols.append(f)
-        body = "·".join(symbols)
-        if not body:
-            return text.number(number)
-        if number == 1:
-            return body
-        return ("−" if number == -1 else f"{text.number(number)}·") + body
+        return _product(factors)
 
     def _chain(self, u: int, edge, loose: bool = False) -> list[str] | None:
         """The local derivatives, as text, from the use `edge` = (user, operand index) up to the statement
         value u through nodes of u's statement each used once; None when the path forks or a rule has no
         template."""
+        path = self._path(u, edge)
+        return None if path is None else self._factors(path, loose)
+
+    def _path(self, u: int, edge) -> list | None:
+        """The (user, operand index) uses from `edge` up to the statement value u through nodes of u's statement
+        each used once; None when the path forks."""
         user, index = edge
-        factors = []
-        while True:
-            local = self._local(user, index)
-            if local is None and loose:   # a tensor step: name the op's derivative (maxpool′) rather than stop
-                local = [f"{self.g.op(user).name}′"]
-            if local is None:
-                return None
-            factors.extend(local)
-            if user == u:
-                return factors
+        path = [(user, index)]
+        while user != u:
             nxt = [(w, i) for w in self.g.successors(user)
                    if self.g.nodes[w].get("grad_of") is None and self.statement_value(w) == u
                    for i, o in enumerate(self.g.operands(w)) if o == user]
             if len(nxt) != 1:
                 return None
             user, index = nxt[0]
+            path.append((user, index))
+        return path
+
+    def _factors(self, path: list, loose: bool = False) -> list[str] | None:
+        factors = []
+        for user, index in path:
+            local = self._local(user, index)
+            if local is None and loose:   # a tensor step: name the op's derivative (maxpool′) rather than stop
+                local = [f"{self.g.op(user).name}′"]
+            if local is None:
+                return None
+            factors.extend(local)
+        return factors
+
+    def _read(self, user: int, index: int) -> list[int]:
+        """The nodes ∂user/∂(operand index) is written with (the base of a square, the x of [x > 0])."""
+        g = self.g
+        op, operands = g.op(user), g.operands(user)
+        if op is ops.pow and index == 0:
+            return [operands[0]]
+        partial = op.vjp_rule(index).partial or ""
+        read = [o for i, o in enumerate(operands) if f"{{{i}}}" in partial] + ([user] if "{y}" in partial else [])
+        return [o for o in read if g.op(o) is not ops.const]
 
     def _local(self, user: int, index: int) -> list[str] | None:
         """∂user/∂(operand index) as factors of text (a squared base gives 2 and the base)."""
@@ -182,53 +226,126 @@ class Explainer:
             if n == self.of:
                 out.append(Step(n, self.names[n], [], value, f"{self.d(n)} = 1"))
                 continue
-            terms, matrix = [], None
+            terms = []
             uses = self.uses(n)
-            if len(uses) == 1 and uses[0][3] is not None:
-                matrix = self._matrix_rule(uses[0][0], n, uses[0][3])
+            rules = [self._tensor_rule(u, edge) if edge is not None else None for u, _, _, edge in uses]
             for u, total, direct, edge in uses:
                 up = self.values[adj[u]]
                 pv = None
                 if np.asarray(up).size == 1 and np.asarray(total).size == 1 and _one(up) != 0:
                     pv = _one(total) / _one(up)
                 terms.append((self.names[u], self.partial_text(u, n, edge), up, pv, self._rule(direct)))
-            line = self._line(n, terms, value)
-            if matrix is not None and np.asarray(value).size != 1:
-                line = f"{self.d(n)} = {matrix}  → {_fmt(value)}"
-            out.append(Step(n, self.names[n], terms, value, line))
+            line, numbers = self._line(n, terms, value), None
+            if rules and all(r is not None for r in rules) and np.asarray(value).size != 1:
+                line = (f"{self.d(n)} = {' + '.join(r.rule for r in rules)}   "
+                        f"{'; '.join(r.shapes for r in rules)}  → {_fmt(value)}")
+                numbers = self._numbers(n, rules, value)
+            out.append(Step(n, self.names[n], terms, value, line, numbers))
         return out
 
-    def _matrix_rule(self, u: int, n: int, edge) -> str | None:
-        """The tensor chain rule of a matrix product or convolution on the path from n to u, with shapes: for W
+    def value_of(self, n: int):
+        """A forward node's value (None when the run did not compute it)."""
+        return self.leaves.get(n, self.values.get(n))
+
+    def adjoint_value(self, n: int):
+        a = self.g.adjoints.get(n)
+        return None if a is None else self.values.get(a)
+
+    def _numbers(self, n: int, rules: list, value) -> str | None:
+        """`where x = [[1, 2], [3, 4]], dL/dy = [...]  → dL/dW = [...]` when every tensor is small."""
+        tensors = dict(t for r in rules for t in r.tensors)
+        arrays = [*tensors.values(), value]
+        if any(a is None or np.asarray(a).size > SMALL_TENSOR for a in arrays):
+            return None
+        given = ", ".join(f"{symbol} = {_numbers(a)}" for symbol, a in tensors.items())
+        return f"where {given}  → {self.d(n)} = {_numbers(value)}"
+
+    def _tensor_rule(self, u: int, edge) -> TensorRule | None:
+        """The tensor chain rule of the use `edge` on the path up to u: through a matrix product or a convolution
+        it starts with, or through a reduction on the way."""
+        path = self._path(u, edge)
+        if path is None:
+            return None
+        user, index = path[0]
+        if self.g.op(user) in (ops.matmul, ops.conv2d) and index in (0, 1):
+            return self._product_rule(u, path)
+        if self.g.op(user) in (ops.add, ops.sub) and self._broadcast_axes(user, index):
+            return self._unbroadcast_rule(u, path)
+        k = next((i for i, (w, _) in enumerate(path) if self.g.op(w) in REDUCTIONS), None)
+        return None if k is None else self._reduction_rule(u, path, k)
+
+    def _dy(self, u: int, after: list) -> str:
+        """The gradient just after an op: d(target)/du times the local derivatives of the ops from there to u
+        (a bias: 1, relu: [z > 0], a pool: maxpool′)."""
+        factor = _product(self._factors(after, loose=True))
+        return self.d_name(self.names[u]) if factor == "1" else f"({self.d_name(self.names[u])}·{factor})"
+
+    def _reduction_rule(self, u: int, path: list, k: int) -> TensorRule | None:
+        """Through s = sum(x, axis): dx = broadcast(ds), back to x's shape; a mean divides that by the count of
+        entries it averaged (dx = broadcast(ds) / 10); a max routes it to the arg-max entries
+        (dx = broadcast(ds)·[x = s]); the local derivatives of the ops before the reduction multiply it."""
+        g = self.g
+        before = self._factors(path[:k])
+        if before is None:
+            return None
+        red = path[k][0]
+        x = g.operands(red)[0]
+        dy = self._dy(u, path[k + 1:])
+        shape = g.type_of(x).shape
+        axes = g.nodes[red]["attrs"].get("axis")
+        core = f"broadcast({dy})"
+        note = ""
+        if g.op(red) is ops.mean:
+            core += f" / {_count([shape[a] for a in axes] if axes is not None else shape)}"
+        elif g.op(red) is ops.max:
+            core += f"·[{self.expr(x)} = {self.expr(red)}]"
+            note = ", routed to the arg-max entries"
+        read = [o for w, i in path[:k] for o in self._read(w, i)] + ([x, red] if g.op(red) is ops.max else [])
+        tensors = [(self.expr(o), self.value_of(o)) for o in read] + [(dy, self.adjoint_value(red))]
+        factor = _product(before)
+        rule = core if factor == "1" else f"{factor}·{core}"
+        shapes = f"{text.shape_text(shape)} ← {text.shape_text(g.type_of(red).shape)}{note}"
+        return TensorRule(rule, shapes, tensors)
+
+    def _broadcast_axes(self, user: int, index: int) -> tuple:
+        """The axes of user's result that its operand `index` was broadcast along (a bias: the batch axis)."""
+        g = self.g
+        shape, into = g.type_of(g.operands(user)[index]).shape, g.type_of(user).shape
+        lead = len(into) - len(shape)
+        return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and into[lead + i] != 1)
+
+    def _unbroadcast_rule(self, u: int, path: list) -> TensorRule:
+        """A bias added to every row: its gradient sums dY over the rows, db = sum(dY, axis=0)."""
+        g = self.g
+        user, index = path[0]
+        dy = self._dy(u, path[1:])
+        axes = self._broadcast_axes(user, index)
+        axis = str(axes[0]) if len(axes) == 1 else f"({', '.join(map(str, axes))})"
+        sign = "−" if g.op(user) is ops.sub and index == 1 else ""
+        shapes = (text.shape_text(g.type_of(o).shape) for o in (g.operands(user)[index], user))
+        return TensorRule(f"{sign}sum({dy}, axis={axis})", " ← ".join(shapes), [(dy, self.adjoint_value(user))])
+
+    def _product_rule(self, u: int, path: list) -> TensorRule:
+        """The tensor chain rule of a matrix product or convolution on the path up to u, with shapes: for W
         in x @ W, dW = xᵀ · dY; for x, dx = dY · Wᵀ (a convolution: dW = x ⋆ dY, dx = dY ⋆ᵀ W), where dY (the
         gradient at the product) is d(target)/du times the local derivatives of what follows the product in u's
-        statement (a bias: 1, relu: [z > 0], a pool: maxpool′)."""
-        user, index = edge
+        statement."""
         g = self.g
-        if g.op(user) not in (ops.matmul, ops.conv2d) or index not in (0, 1):
-            return None
-        after = []
-        if user != u:
-            nxt = [(w, i) for w in g.successors(user) if g.nodes[w].get("grad_of") is None
-                   and self.statement_value(w) == u for i, o in enumerate(g.operands(w)) if o == user]
-            if len(nxt) != 1 or (factors := self._chain(u, nxt[0], loose=True)) is None:
-                return None
-            after = [f for f in factors if f != "1"]
-        dy = "·".join([self.d_name(self.names[u]), *after]) if after else self.d_name(self.names[u])
-        dy = f"({dy})" if after else dy
+        user, index = path[0]
+        dy = self._dy(u, path[1:])
         a, b = g.operands(user)[:2]
         sa, sb, sy = (text.shape_text(g.type_of(o).shape) for o in (a, b, user))
+        other = (self.expr(a), self.value_of(a)) if index == 1 else (self.expr(b), self.value_of(b))
+        grad = (dy, self.adjoint_value(user))
+        tensors = [other, grad] if index == 1 else [grad, other]
         if g.op(user) is ops.conv2d:   # the weight: the input correlated with dY; the input: dY convolved back
             if index == 1:
-                return f"{self.expr(a)} ⋆ {dy}   {sb} = {sa} ⋆ {sy}   (each weight: Σ over batch and positions)"
-            return f"{dy} ⋆ᵀ {self.expr(b)}   {sa} = {sy} ⋆ᵀ {sb}   (a transposed convolution)"
+                return TensorRule(f"{self.expr(a)} ⋆ {dy}", f"{sb} = {sa} ⋆ {sy}   (each weight: Σ over batch and "
+                                  "positions)", tensors)
+            return TensorRule(f"{dy} ⋆ᵀ {self.expr(b)}", f"{sa} = {sy} ⋆ᵀ {sb}   (a transposed convolution)", tensors)
         if index == 1:
-            rule = f"{self.expr(a)}ᵀ · {dy}"
-            shapes = f"{text.shape_text(g.type_of(b).shape)} = {_transposed(sa)}·{sy}"
-        else:
-            rule = f"{dy} · {self.expr(b)}ᵀ"
-            shapes = f"{text.shape_text(g.type_of(a).shape)} = {sy}·{_transposed(sb)}"
-        return f"{rule}   {shapes}"
+            return TensorRule(f"{self.expr(a)}ᵀ · {dy}", f"{sb} = {_transposed(sa)}·{sy}", tensors)
+        return TensorRule(f"{dy} · {self.expr(b)}ᵀ", f"{sa} = {sy}·{_transposed(sb)}", tensors)
 
     def _rule(self, direct) -> str:
         if direct is None:
@@ -289,7 +406,10 @@ class Explainer:
     def text(self) -> str:
         """What `nnc explain` prints: the value, each backward step, and the product along each path."""
         out = [f"{self.of_name} = {_fmt(self.values[self.of])}", "", "backward, in reverse topological order:"]
-        out += ["  " + s.line for s in self.steps()]
+        for s in self.steps():
+            out.append("  " + s.line)
+            if s.numbers:
+                out.append("      " + s.numbers)
         chains = self.chains()
         if chains:
             out += ["", "chain rule along each path:"]
@@ -299,6 +419,38 @@ class Explainer:
 
 def explain_text(model, inputs, params, of=None, seed=0, backend=None, float_dtype=np.float32) -> str:
     return Explainer(model, inputs, params, of, seed, backend, float_dtype).text()
+
+
+def _product(factors: list[str]) -> str:
+    """Local derivatives multiplied, the numbers among them multiplied out: −2·(y − a2) from −1, 2, (y − a2)."""
+    number, symbols = 1.0, []
+    for f in factors:
+        try:
+            number *= float(f.replace("−", "-"))
+        except ValueError:
+            symbols.append(f)
+    body = "·".join(symbols)
+    if not body:
+        return text.number(number)
+    if number == 1:
+        return body
+    return ("−" if number == -1 else f"{text.number(number)}·") + body
+
+
+def _numbers(v) -> str:
+    """A tensor's numbers as nested lists, each written as explain writes a scalar: [[1, 2.5], [-3, 0.25]]."""
+    arr = np.asarray(v)
+    if arr.ndim == 0:
+        return text.number(arr.item())
+    return "[" + ", ".join(_numbers(x) for x in arr) + "]"
+
+
+def _count(dims) -> str:
+    """How many entries a mean averages: 10, B, or (B·10) while the batch size is symbolic."""
+    if all(isinstance(d, int) for d in dims):
+        return str(int(np.prod(dims, dtype=np.int64)))
+    dims = [d for d in dims if d != 1]
+    return "·".join(map(str, dims)) if len(dims) == 1 else f"({'·'.join(map(str, dims))})"
 
 
 def _transposed(shape: str) -> str:

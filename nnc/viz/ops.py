@@ -80,7 +80,8 @@ def drawn_nodes(g, backward: bool) -> list[int]:
 def ops_view(g, opts: Options | None = None, *, backward: bool = False):
     opts = opts or Options()
     dot = new_dot(g.model, opts)
-    nodes = drawn_nodes(g, backward)
+    # opts.nodes: one statement's ops and the values they read (a box of the step page, expanded)
+    nodes = drawn_nodes(g, backward) if opts.nodes is None else list(opts.nodes)
     shown = set(nodes)
     forward = [n for n in nodes if not is_backward(g, n)]
     statement_clusters(dot, g, forward)

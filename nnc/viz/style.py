@@ -22,6 +22,7 @@ class Options:
     flow: set = field(default_factory=set)         # (node, user's statement value): edges of the current step
     box_fill: dict = field(default_factory=dict)   # layers view: statement -> fill colour (heat maps)
     box_note: dict = field(default_factory=dict)   # layers view: statement -> an extra line
+    nodes: list | None = None                       # ops view: draw only these nodes, in this order (None: all)
 
     def shows_grad(self, n: int) -> bool:
         return self.grads_shown is None or n in self.grads_shown
