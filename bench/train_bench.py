@@ -17,7 +17,8 @@ the driver interleaves them round by round, so that a noisy neighbour hits them 
 table shows the median samples/s over the rounds, the ratios nnc / PyTorch and nnc / JAX, and
 first-step (compile) times: nnc cold (empty disk cache) and warm (cached), JAX's first jitted
 step. The GEMM lines time C = A·B for 128×784×256 float32 in nnc and in NumPy (OpenBLAS) at the
-same thread count.
+same thread count. `--busy N` starts N processes that each keep a core busy for the whole run (a
+machine shared with other jobs), to see how each framework copes with a core it does not get.
 """
 
 from __future__ import annotations
@@ -310,6 +311,7 @@ class Gemm:
         import numpy as np
 
         from nnc.backend import compile_graph
+        from nnc.ir import ops
         from nnc.ir.graph import Graph
         from nnc.ir.types import TensorType
 
@@ -317,9 +319,9 @@ class Gemm:
         nodes = {}
         for name, shape in (("a", (self.M, self.K)), ("b", (self.K, self.N))):
             t = TensorType(shape)
-            nodes[name] = g.add_op("input", (), {"name": name, "type": t}, type=t)
+            nodes[name] = g.add_op(ops.input, (), {"name": name, "type": t}, type=t)
             g.inputs[name] = nodes[name]
-        c = g.add_op("matmul", (nodes["a"], nodes["b"]))
+        c = g.add_op(ops.matmul, (nodes["a"], nodes["b"]))
         g.outputs["c"] = c
         exe = compile_graph(g, {}, [c], threads=threads)
         exe.bind({"a": self.a, "b": self.b})
@@ -477,6 +479,11 @@ def table(results: list) -> str:
     return "\n".join(rows)
 
 
+def busy(n: int) -> list:
+    """n processes that each keep one core busy until killed."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
@@ -487,16 +494,27 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-gemm", dest="gemm", action="store_false")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="start N processes that each spin on a core for the whole run (a busy machine)")
     p.add_argument("--serve", metavar="FRAMEWORK", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
         serve(args.serve, args.threads[0])
         return 0
     results = []
-    for threads in args.threads:
-        results += measure(threads, args)
+    load = busy(args.busy)
+    try:
+        for threads in args.threads:
+            results += measure(threads, args)
+    finally:
+        for proc in load:
+            proc.kill()
+            proc.wait()
+    if args.busy:
+        print(f"Under load: {args.busy} process(es) spinning on a core each for the whole run; "
+              f"load average {os.getloadavg()[0]:.1f} at the end.\n")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps([{**r, "busy": args.busy} for r in results], indent=1))
     print(table(results))
     return 0
 

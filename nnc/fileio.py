@@ -19,6 +19,15 @@ import numpy as np
 from .errors import NncError
 
 
+def cache_dir() -> Path:
+    """Where nnc keeps what it can rebuild (compiled code, the grammar's parse tables): $NNC_CACHE_DIR,
+    else $XDG_CACHE_HOME/nnc, else ~/.cache/nnc."""
+    if os.environ.get("NNC_CACHE_DIR"):
+        return Path(os.environ["NNC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nnc"
+
+
 @contextmanager
 def reading(path, kind: str):
     """Around reading a file the user named: a missing file, a folder in its place or an unreadable

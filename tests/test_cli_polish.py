@@ -86,7 +86,8 @@ def test_no_command_guesses_a_flag_from_its_prefix(capsys, command):
     (["eval", CIRCUIT, "--dtype", "Float64"], "nnc eval: error: argument --dtype: invalid choice: 'Float64' (choose "
      "from 'float32', 'float64')", "did you mean 'float64'?"),
     (["train", XOR], "nnc: error: argument COMMAND: invalid choice: 'train' (choose from 'check', 'eval', "
-     "'predict', 'grad', 'run', 'generate', 'explain', 'viz', 'compile', 'bench')", "did you mean 'run'?"),
+     "'predict', 'grad', 'run', 'generate', 'explain', 'viz', 'compile', 'bench', 'export', 'import')",
+     "did you mean 'run'?"),
     (["evaluate", CIRCUIT], "nnc: error: argument COMMAND: invalid choice: 'evaluate'", "did you mean 'eval'?"),
 ], ids=["initials", "underscore", "two-flags", "optimizer-case", "bench-optimizer", "schedule", "dtype", "train",
         "evaluate"])
@@ -143,7 +144,7 @@ def test_a_ctrl_c_that_a_library_turns_into_its_own_error_is_still_an_interrupti
     """numpy, interrupted while it loads its C extension, raises ImportError: that is Ctrl-C, not a bug in nnc."""
     cli = importlib.import_module("nnc.cli.main")
 
-    def loading_numpy():
+    def loading_numpy(argv=None):
         try:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(10)
@@ -163,7 +164,7 @@ def test_a_ctrl_c_that_python_drops_is_raised_again(monkeypatch, capsys):
     class Module:
         pass
 
-    def loading():
+    def loading(argv=None):
         def callback(ref):
             raise KeyboardInterrupt
 

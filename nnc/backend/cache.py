@@ -21,18 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import cache_dir
 from ..ir.graph import Graph
 from ..version import __version__
 
 FORMAT = 1
-
-
-def cache_dir() -> Path:
-    """$NNC_CACHE_DIR, else $XDG_CACHE_HOME/nnc, else ~/.cache/nnc."""
-    if os.environ.get("NNC_CACHE_DIR"):
-        return Path(os.environ["NNC_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nnc"
 
 
 @functools.cache

@@ -13,7 +13,8 @@ copies; the caller refills the bound arrays in place) and `view` to read a
 target where it lives, until the next call. Not re-entrant: one call at a
 time per executable. Compiled for T > 1 threads, the call also runs on the
 process-wide worker pool for T (see threads.py), which is told to leave the
-executable's step alone before its code and memory are freed.
+executable's step alone before its code and memory are freed; its `Pace` runs
+the steps on the calling thread alone while that is faster (a busy machine).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ class Executable:
         self.threads = threads
         self._pool = None
         if threads > 1:
-            from .threads import pool
+            from .threads import Pace, pool
             self._pool = pool(threads)   # started once per process and thread count
+            self._pace = Pace(self._pool)    # all threads, or the caller's alone on a busy machine
             # before the code and the arena go: no worker may still be walking a step of ours
             weakref.finalize(self, self._pool.quiesce)
         self._call_args = (self.arena.ctypes.data, self.state.ctypes.data, ctypes.addressof(self._input_table))
@@ -139,7 +141,8 @@ class Executable:
 
     def step(self, seed: int = 0) -> None:
         """The native call on the bound inputs; results stay where the code leaves them (see `view`)."""
-        status = self._entry(*self._call_args, seed & 0xFFFFFFFFFFFFFFFF, self._pool_address)
+        args = (*self._call_args, seed & 0xFFFFFFFFFFFFFFFF, self._pool_address)
+        status = self._pace.call(self._entry, args) if self._pool else self._entry(*args)
         if status == STATUS_BAD_LABEL:
             raise NncError(self._label_message(self._bound))
         if status:

@@ -4,15 +4,30 @@ An executable compiled for T threads has an entry that, given a pool, publishes
 its step in the pool (the body, its arguments and the step's generation), wakes
 the T − 1 workers and runs the step itself as thread 0. Every thread walks the
 same list of work units (a kernel, or one phase of a kernel that needs all of
-its first phase done before its second): a parallel unit has T shares (GEMM
-column or row blocks, images, planes), a serial one a single share, and the
-threads *claim* shares, first come first served, with an atomic counter per
-unit tagged with the step's generation. A unit starts once every share of the
-unit before it is done. So a thread that is late (woken late, or waiting for a
-core on a busy machine) never holds the others up: whoever is there takes the
-work, and the late thread finds the step finished and walks through it. A
-status a kernel reports (a label out of range) is stored in the pool with the
-generation, and every thread returns.
+its first phase done before its second): a parallel unit has 4 shares per
+thread (GEMM column or row blocks, images, planes), a serial one a single share,
+and the threads *claim* shares, first come first served, with atomic counters
+per unit tagged with the step's generation. A parallel unit's shares are cut in
+one run per thread, each with its own counter: a thread claims from its own run
+first (so on time it gets the same shares, and their data in its cache, step
+after step), then from the others'. A unit starts once every share of the unit
+before it is done. So a thread that is late (woken late, or waiting for a core
+on a busy machine) never holds the others up: whoever is there takes the work,
+and the late thread finds the step finished and walks through it. A status a
+kernel reports (a label out of range) is stored in the pool with the
+generation, and every thread returns. The waiting, claiming and counting are
+functions of the module that every unit calls (nnc_wait, nnc_claim,
+nnc_count_done), not code copied into each unit.
+
+A thread waiting for a unit to finish spins briefly, then sleeps on a futex
+(the low word of the unit's done counter) that the thread finishing its last
+share wakes: a waiter must not keep a core busy, since on a machine shared
+with other jobs the thread it waits for (holding a share, descheduled) may be
+queued for that very core, and an idle core is one the kernel's load balancer
+hands to it at once. Where one thread is still faster (a share held by a
+thread without a core stalls the unit), `Pace` notices from the step times
+and runs the steps on the caller's thread alone (SOLO: the workers sleep)
+until a later trial finds all threads faster again.
 
 The pool is memory shared with the workers, one cache line per field; each
 executable keeps its unit counters in its arena. Workers are Python threads
@@ -32,7 +47,9 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import statistics
 import threading
+import time
 
 import numpy as np
 from llvmlite import ir
@@ -42,17 +59,20 @@ from . import jit, llvmutil as u
 from .irmath import I32, I64
 
 PTR = u.PTR
-POOL_BYTES = 512
+POOL_BYTES = 576
 # GEN: the last published generation (the futex word); SLEEPING, INSIDE: how many workers are asleep,
-# and inside a step (from before reading the task to after the body returns)
-GEN, SLEEPING, STOP, INSIDE, FAILED_GEN, STATUS, TASK = (i * 64 for i in range(7))
-UNIT_BYTES = 128      # per work unit in the executable's arena: the claim counter, then the done counter
+# and inside a step (from before reading the task to after the body returns); WAITERS: how many threads
+# sleep (or are about to) on a unit's done counter; SOLO: set by the caller (see Pace) when its steps
+# run faster on its own thread than on all of them (a busy machine): workers sleep, and are not woken
+GEN, SLEEPING, STOP, INSIDE, FAILED_GEN, STATUS, TASK, WAITERS, SOLO = (i * 64 for i in range(9))
 TASK_FIELDS = ("gen", "body", "arena", "state", "inputs", "seed")   # 8 bytes each from TASK; gen 0: no task
 SPIN_CYCLES = 4_000_000   # time-stamp counter ticks a worker spins after a step before it sleeps
                           # (~1.5 ms: longer than the Python work between two training steps)
-WAIT_SPIN_CYCLES = 200_000     # a thread waiting for a unit to finish spins this long (~80 µs), then it
-                               # yields its core between checks (on a busy machine the thread it waits
+WAIT_SPIN_CYCLES = 100_000     # a thread waiting for a unit to finish spins this long (~40 µs), then it
+                               # sleeps on the unit's done counter (on a busy machine the thread it waits
                                # for may need that core)
+WAIT_SLEEP_NS = 200_000        # each such sleep ends after at most this long: the thread checks again
+                               # (a failed or newer step wakes no one)
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
 WORKER, QUIESCE, STOP_ALL = "nnc_worker", "nnc_quiesce", "nnc_stop"
 BODY_TYPE = ir.FunctionType(I32, [PTR, PTR, PTR, I64, I64, I32, PTR])  # arena, state, inputs, seed, tid, gen, pool
@@ -96,11 +116,19 @@ def _sched_yield(b: ir.IRBuilder) -> None:
     b.call(fn, [])
 
 
-def _futex(b: ir.IRBuilder, addr, op: int, value) -> None:
+def _futex(b: ir.IRBuilder, addr, op: int, value, timeout=None) -> None:
     fn = b.module.globals.get("syscall")
     if fn is None:
         fn = ir.Function(b.module, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
-    b.call(fn, [u.i64(SYS_FUTEX), addr, ir.Constant(I32, op), value, ir.Constant(PTR, None)])
+    b.call(fn, [u.i64(SYS_FUTEX), addr, ir.Constant(I32, op), value, timeout or ir.Constant(PTR, None)])
+
+
+def _timespec(b: ir.IRBuilder, nanoseconds: int):
+    """A struct timespec {i64 seconds, i64 nanoseconds} of `nanoseconds` (< 1 s) in the entry block."""
+    ts = u.entry_alloca(b, ir.ArrayType(I64, 2), "timeout")
+    for i, value in enumerate((0, nanoseconds)):
+        b.store(u.i64(value), b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, i)], inbounds=True))
+    return ts
 
 
 def emit_launch(b: ir.IRBuilder, pool, body, args) -> ir.Value:
@@ -117,10 +145,12 @@ def emit_launch(b: ir.IRBuilder, pool, body, args) -> ir.Value:
     # Dekker with the worker's sleep path: GEN is stored before SLEEPING is read and a worker counts
     # itself in SLEEPING before it reads GEN, so either we see it and wake it or it sees the new GEN
     sleeping = b.load_atomic(field(b, pool, SLEEPING), "seq_cst", 4, typ=I32)
+    solo = b.load_atomic(field(b, pool, SOLO), "monotonic", 4, typ=I32)
     fn = b.function
     wake = fn.append_basic_block("wake")
     go = fn.append_basic_block("go")
-    b.cbranch(b.icmp_unsigned("!=", sleeping, ir.Constant(I32, 0)), wake, go)
+    zero = ir.Constant(I32, 0)
+    b.cbranch(b.and_(b.icmp_unsigned("!=", sleeping, zero), b.icmp_unsigned("==", solo, zero)), wake, go)
     b.position_at_end(wake)
     _futex(b, field(b, pool, GEN), FUTEX_WAKE_PRIVATE, ir.Constant(I32, 2 ** 31 - 1))
     b.branch(go)
@@ -147,28 +177,61 @@ def _atomic_i64(b: ir.IRBuilder, ptr) -> ir.Value:
     return b.load_atomic(ptr, "seq_cst", 8, typ=I64)
 
 
+WAIT, CLAIM, COUNT = "nnc_wait", "nnc_claim", "nnc_count_done"   # a module's sync functions (emitted once)
+DONE, STALE, FAILED = 0, 1, 2        # what nnc_wait says
+NONE_LEFT, NEWER_STEP = -1, -2       # what nnc_claim says instead of a share
+
+
+def _shared_function(module: ir.Module, name: str, ret, args: list, emit) -> ir.Function:
+    """The module's function `name`, emitted by emit(builder, *arguments) on first use: the sync code of a
+    step is called from every unit, not copied into each (compile time grows with code size)."""
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, ir.FunctionType(ret, args), name)
+    fn.linkage = "internal"
+    for attr in ("noinline", "nounwind"):
+        fn.attributes.add(attr)
+    emit(ir.IRBuilder(fn.append_basic_block("entry")), *fn.args)
+    return fn
+
+
 def wait_done(b: ir.IRBuilder, pool, done, gen, shares: int, stale, failed_step) -> None:
     """Wait until all `shares` of a unit are done in the step `gen`; branch to `failed_step` if a
     kernel of this step failed, to `stale` if a newer step was published (a late worker)."""
+    fn = _shared_function(b.module, WAIT, I32, [PTR, PTR, I32, I32], _emit_wait)
+    said = b.call(fn, [pool, done, gen, ir.Constant(I32, shares)])
+    go_on = b.function.append_basic_block("waited")
+    switch = b.switch(said, go_on)
+    switch.add_case(ir.Constant(I32, STALE), stale)
+    switch.add_case(ir.Constant(I32, FAILED), failed_step)
+    b.position_at_end(go_on)
+
+
+def _emit_wait(b: ir.IRBuilder, pool, done, gen, shares) -> None:
+    """i32 nnc_wait(pool, done, gen, shares): DONE, STALE or FAILED (see wait_done). Spins briefly, then
+    sleeps on the done counter, woken by the thread that finishes the last share (nnc_count_done)."""
     fn = b.function
     since = _cycles(b)
     head = fn.append_basic_block("wait")
     check = fn.append_basic_block("wait.check")
     newer = fn.append_basic_block("wait.newer")
     pause = fn.append_basic_block("wait.pause")
-    give = fn.append_basic_block("wait.yield")
+    give = fn.append_basic_block("wait.sleep_or_not")
     done_block = fn.append_basic_block("wait.done")
+    failed = fn.append_basic_block("wait.failed")
+    stale = fn.append_basic_block("wait.stale")
+    complete = _pack(b, gen, b.zext(shares, I64))
     b.branch(head)
     b.position_at_end(head)
-    b.cbranch(b.icmp_unsigned("==", _atomic_i64(b, done), _pack(b, gen, u.i64(shares))), done_block, check)
+    b.cbranch(b.icmp_unsigned("==", _atomic_i64(b, done), complete), done_block, check)
     b.position_at_end(check)
     bad = b.load_atomic(field(b, pool, FAILED_GEN), "seq_cst", 4, typ=I32)
-    b.cbranch(b.icmp_unsigned("==", bad, gen), failed_step, newer)
+    b.cbranch(b.icmp_unsigned("==", bad, gen), failed, newer)
     b.position_at_end(newer)
     now = b.load_atomic(field(b, pool, GEN), "seq_cst", 4, typ=I32)
-    keep = b.icmp_unsigned("==", now, gen)
     go_on = fn.append_basic_block("wait.more")
-    b.cbranch(keep, go_on, stale)
+    b.cbranch(b.icmp_unsigned("==", now, gen), go_on, stale)
     b.position_at_end(go_on)
     spun = b.sub(_cycles(b), since)
     b.cbranch(b.icmp_signed("<", spun, u.i64(WAIT_SPIN_CYCLES)), pause, give)
@@ -176,34 +239,102 @@ def wait_done(b: ir.IRBuilder, pool, done, gen, shares: int, stale, failed_step)
     _pause(b)
     b.branch(head)
     b.position_at_end(give)
-    _sched_yield(b)
+    # Dekker with the wake in nnc_count_done: we count ourselves in WAITERS before we read the counter
+    # again, the last share's thread moves the counter before it reads WAITERS
+    _count(b, pool, WAITERS, "add")
+    seen = _atomic_i64(b, done)
+    sleep = fn.append_basic_block("wait.sleep")
+    awake = fn.append_basic_block("wait.awake")
+    b.cbranch(b.icmp_unsigned("==", seen, complete), awake, sleep)
+    b.position_at_end(sleep)
+    _futex(b, done, FUTEX_WAIT_PRIVATE, b.trunc(seen, I32), _timespec(b, WAIT_SLEEP_NS))
+    b.branch(awake)
+    b.position_at_end(awake)
+    _count(b, pool, WAITERS, "sub")
     b.branch(head)
-    b.position_at_end(done_block)
+    for block, said in ((done_block, DONE), (failed, FAILED), (stale, STALE)):
+        b.position_at_end(block)
+        b.ret(ir.Constant(I32, said))
 
 
-def run_shares(b: ir.IRBuilder, pool, claim, done, gen, shares: int, run, stale) -> None:
+def unit_bytes(threads: int) -> int:
+    """A work unit's counters in the arena: a claim counter per run of shares (8 bytes each), then on a
+    line of its own the done counter."""
+    return 64 * (1 + -(-8 * threads // 64))
+
+
+def run_shares(b: ir.IRBuilder, pool, claims, done, gen, shares: int, run, stale, tid=None, runs: int = 1) -> None:
     """Claim shares of a unit in the step `gen` until none is left, calling run(share: i64) -> i32
-    status for each and counting it done; a non-zero status is recorded and returned."""
+    status for each and counting it done; a non-zero status is recorded and returned.
+
+    With `runs` > 1 the shares are cut into that many runs of consecutive shares, each with its claim
+    counter (8 bytes apart from `claims`), and thread `tid` claims from run `tid` first, then from the
+    runs after it (wrapping around): on time, a thread gets the same shares step after step and finds
+    their data (a GEMM's column panel, its rows of the result) in its own cache; late, its shares are
+    still taken by the others."""
     fn = b.function
+    claim = _shared_function(b.module, CLAIM, I64, [PTR, I32, I32, I64, I64], _emit_claim)
+    count = _shared_function(b.module, COUNT, ir.VoidType(), [PTR, PTR, I32, I32], _emit_count_done)
+    head = fn.append_basic_block("claim")
+    got = fn.append_basic_block("claim.got")
+    not_got = fn.append_basic_block("claim.none")
+    after = fn.append_basic_block("claim.none_left")
+    b.branch(head)
+    b.position_at_end(head)
+    share = b.call(claim, [claims, gen, ir.Constant(I32, shares // runs), tid if runs > 1 else u.i64(0), u.i64(runs)])
+    b.cbranch(b.icmp_signed(">=", share, u.i64(0)), got, not_got)
+    b.position_at_end(not_got)
+    b.cbranch(b.icmp_signed("==", share, u.i64(NEWER_STEP)), stale, after)
+    b.position_at_end(got)
+    status = run(share)
+    count_done = fn.append_basic_block("claim.count")
+    failed_here = fn.append_basic_block("claim.failed")
+    b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed_here, count_done)
+    b.position_at_end(failed_here)
+    fail(b, pool, gen, status)
+    b.ret(status)
+    b.position_at_end(count_done)
+    b.call(count, [pool, done, gen, ir.Constant(I32, shares)])
+    b.branch(head)
+    b.position_at_end(after)
+
+
+def _emit_claim(b: ir.IRBuilder, claims, gen, per, tid, runs) -> None:
+    """i64 nnc_claim(claims, gen, per, tid, runs): a share of the step `gen` no thread has claimed, taken
+    from run `tid` first, then from the runs after it (each `per` shares, its counter 8 bytes after the
+    last); NONE_LEFT, or NEWER_STEP when a newer step has claimed from a counter (a late thread)."""
+    fn = b.function
+    entry = b.block
+    visit_head = fn.append_basic_block("run")
+    visit_body = fn.append_basic_block("run.body")
+    none_left = fn.append_basic_block("none_left")
+    newer = fn.append_basic_block("newer")
+    b.branch(visit_head)
+    b.position_at_end(visit_head)
+    visit = b.phi(I64, "visit")
+    visit.add_incoming(u.i64(0), entry)
+    b.cbranch(b.icmp_unsigned("<", visit, runs), visit_body, none_left)
+    b.position_at_end(visit_body)
+    which = b.urem(b.add(tid, visit), runs)
+    claim = b.gep(claims, [b.mul(which, u.i64(8))], inbounds=True, source_etype=ir.IntType(8))
     head = fn.append_basic_block("claim")
     fresh = fn.append_basic_block("claim.first")
     current = fn.append_basic_block("claim.next")
     attempt = fn.append_basic_block("claim.try")
-    after = fn.append_basic_block("claim.none_left")
+    exhausted = fn.append_basic_block("claim.run_done")
     b.branch(head)
     b.position_at_end(head)
     seen = _atomic_i64(b, claim)
     seen_gen, seen_count = _unpack(b, seen)
     ahead = b.sub(seen_gen, gen)
     older = fn.append_basic_block("claim.older_or_same")
-    b.cbranch(b.icmp_signed(">", ahead, ir.Constant(I32, 0)), stale, older)
+    b.cbranch(b.icmp_signed(">", ahead, ir.Constant(I32, 0)), newer, older)
     b.position_at_end(older)
     b.cbranch(b.icmp_signed("<", ahead, ir.Constant(I32, 0)), fresh, current)
     b.position_at_end(fresh)
     b.branch(attempt)
     b.position_at_end(current)
-    left = b.icmp_unsigned("<", seen_count, ir.Constant(I32, shares))
-    b.cbranch(left, attempt, after)
+    b.cbranch(b.icmp_unsigned("<", seen_count, per), attempt, exhausted)
     b.position_at_end(attempt)
     share = b.phi(I32, "share")
     share.add_incoming(ir.Constant(I32, 0), fresh)
@@ -213,22 +344,39 @@ def run_shares(b: ir.IRBuilder, pool, claim, done, gen, shares: int, run, stale)
     got = fn.append_basic_block("claim.got")
     b.cbranch(swapped, got, head)
     b.position_at_end(got)
-    status = run(b.zext(share, I64))
-    count_done = fn.append_basic_block("claim.count")
-    failed_here = fn.append_basic_block("claim.failed")
-    b.cbranch(b.icmp_signed("!=", status, ir.Constant(I32, 0)), failed_here, count_done)
-    b.position_at_end(failed_here)
-    fail(b, pool, gen, status)
-    b.ret(status)
-    b.position_at_end(count_done)
+    b.ret(b.add(b.mul(which, b.zext(per, I64)), b.zext(share, I64)))
+    b.position_at_end(exhausted)
+    visit.add_incoming(b.add(visit, u.i64(1)), exhausted)
+    b.branch(visit_head)
+    b.position_at_end(none_left)
+    b.ret(u.i64(NONE_LEFT))
+    b.position_at_end(newer)
+    b.ret(u.i64(NEWER_STEP))
+
+
+def _emit_count_done(b: ir.IRBuilder, pool, done, gen, shares) -> None:
+    """void nnc_count_done(pool, done, gen, shares): one more share of the unit is done in the step `gen`;
+    the thread that finishes the last one wakes the threads asleep on the counter (see nnc_wait)."""
+    fn = b.function
     mark = fn.append_basic_block("done.add")
     b.branch(mark)
     b.position_at_end(mark)
     old = _atomic_i64(b, done)
     old_gen, _ = _unpack(b, old)
     bumped = b.select(b.icmp_unsigned("==", old_gen, gen), b.add(old, u.i64(1)), _pack(b, gen, u.i64(1)))
-    b.cbranch(b.extract_value(b.cmpxchg(done, old, bumped, "seq_cst", "seq_cst"), 1), head, mark)
-    b.position_at_end(after)
+    counted = fn.append_basic_block("done.counted")
+    b.cbranch(b.extract_value(b.cmpxchg(done, old, bumped, "seq_cst", "seq_cst"), 1), counted, mark)
+    b.position_at_end(counted)
+    last = b.icmp_unsigned("==", bumped, _pack(b, gen, b.zext(shares, I64)))
+    waiting = b.icmp_unsigned("!=", b.load_atomic(field(b, pool, WAITERS), "seq_cst", 4, typ=I32), ir.Constant(I32, 0))
+    wake = fn.append_basic_block("done.wake")
+    leave = fn.append_basic_block("done.leave")
+    b.cbranch(b.and_(last, waiting), wake, leave)
+    b.position_at_end(wake)
+    _futex(b, done, FUTEX_WAKE_PRIVATE, ir.Constant(I32, 2 ** 31 - 1))
+    b.branch(leave)
+    b.position_at_end(leave)
+    b.ret_void()
 
 
 def step_failed(b: ir.IRBuilder, pool) -> None:
@@ -267,7 +415,27 @@ def worker_module() -> str:
     b.position_at_end(spin)
     now = b.load_atomic(gen_addr, "acquire", 4, typ=I32)
     changed = b.icmp_unsigned("!=", now, seen)
+    check_solo = fn.append_basic_block("check_solo")
+    nap = fn.append_basic_block("nap")
     b.cbranch(changed, work, pause)
+    b.position_at_end(check_solo)
+    solo = b.load_atomic(field(b, pool, SOLO), "monotonic", 4, typ=I32)
+    b.cbranch(b.icmp_unsigned("!=", solo, ir.Constant(I32, 0)), nap, run)
+    # the caller runs its steps alone: sleep until a step wakes us (one that is not solo), with the
+    # generation seen now as the last one
+    b.position_at_end(nap)
+    _count(b, pool, SLEEPING, "add")
+    nap_wait = fn.append_basic_block("nap.wait")
+    nap_end = fn.append_basic_block("nap.end")
+    unchanged = b.icmp_unsigned("==", b.load_atomic(gen_addr, "seq_cst", 4, typ=I32), now)
+    b.cbranch(unchanged, nap_wait, nap_end)
+    b.position_at_end(nap_wait)
+    _futex(b, gen_addr, FUTEX_WAIT_PRIVATE, now)
+    b.branch(nap_end)
+    b.position_at_end(nap_end)
+    _count(b, pool, SLEEPING, "sub")
+    seen.add_incoming(now, b.block)
+    b.branch(loop)
     b.position_at_end(pause)
     _pause(b)
     spun = b.sub(_cycles(b), b.load(since, typ=I64))
@@ -285,7 +453,7 @@ def worker_module() -> str:
     b.branch(spin)
     b.position_at_end(work)
     halt = b.load_atomic(field(b, pool, STOP), "seq_cst", 4, typ=I32)
-    b.cbranch(b.icmp_unsigned("!=", halt, ir.Constant(I32, 0)), stop, run)
+    b.cbranch(b.icmp_unsigned("!=", halt, ir.Constant(I32, 0)), stop, check_solo)
     b.position_at_end(run)
     # Counted in INSIDE before the task is read (see nnc_quiesce); the body runs only if the task's
     # generation is the same before and after the fields are read (a seqlock, see emit_launch): a
@@ -358,6 +526,7 @@ class Pool:
         start = (-self.memory.ctypes.data) % 64
         self.memory = self.memory[start:start + POOL_BYTES]
         self.address = self.memory.ctypes.data
+        self._solo = self.memory[SOLO:SOLO + 4].view(np.int32)
         self._loaded = jit.Loaded(jit.emit_object(jit.optimize(worker_module())))
         worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(self._loaded.address(WORKER))
         self._worker = worker
@@ -369,6 +538,15 @@ class Pool:
         for t in self._threads:
             t.start()
 
+    @property
+    def solo(self) -> bool:
+        return bool(self._solo[0])
+
+    @solo.setter
+    def solo(self, value: bool) -> None:
+        """The next steps run on the calling thread alone (the workers sleep), or on all threads."""
+        self._solo[0] = int(value)
+
     def quiesce(self) -> None:
         """Retire the published step and wait until no worker is inside one (before the code and
         memory of an executable are freed)."""
@@ -379,6 +557,45 @@ class Pool:
         self._stop(self.address)
         for t in self._threads:
             t.join(timeout=1.0)
+
+
+class Pace:
+    """Whether an executable's steps run on all of the pool's threads or on the caller's alone.
+
+    On a quiet machine all threads win; on one where other jobs keep cores busy a worker may hold a
+    share of a kernel while it waits for a core, and one thread can be faster. So now and then a
+    trial: a few steps each way, timed, and the faster way is kept until the next trial. Trials come
+    every `period` steps, twice as far apart each time the choice stays (so a quiet machine pays
+    little for them), back to `FIRST_PERIOD` when it changes."""
+
+    FIRST_PERIOD, MAX_PERIOD, TRIAL = 64, 2048, 5
+
+    def __init__(self, pool, clock=time.perf_counter):
+        self.pool = pool
+        self.clock = clock
+        self.solo = False
+        self.period = self.FIRST_PERIOD
+        self.countdown = self.period
+        self.trial: list = []   # [(solo, seconds)] of the current trial
+
+    def call(self, entry, args) -> int:
+        """entry(*args), one step, on the threads this pace chooses."""
+        if self.countdown:
+            self.countdown -= 1
+            self.pool.solo = self.solo
+            return entry(*args)
+        # a trial: the way we run now first (its workers are awake), then the other; the medians decide
+        solo = self.solo if len(self.trial) < self.TRIAL else not self.solo
+        self.pool.solo = solo
+        start = self.clock()
+        status = entry(*args)
+        self.trial.append((solo, self.clock() - start))
+        if len(self.trial) == 2 * self.TRIAL:
+            seconds = {way: statistics.median(t for s, t in self.trial if s == way) for way in (False, True)}
+            best = seconds[True] < seconds[False]
+            self.period = min(2 * self.period, self.MAX_PERIOD) if best == self.solo else self.FIRST_PERIOD
+            self.solo, self.countdown, self.trial = best, self.period, []
+        return status
 
 
 _lock = threading.Lock()

@@ -86,9 +86,9 @@ def closest_flag(arg: str, flags: list[str]) -> str | None:
 
 def commands() -> tuple:
     """The command modules, in the order `nnc --help` lists them."""
-    from . import bench, check, compile, eval, explain, generate, grad, predict, run, viz
+    from . import bench, check, compile, eval, explain, export, generate, grad, import_, predict, run, viz
 
-    return (check, eval, predict, grad, run, generate, explain, viz, compile, bench)
+    return (check, eval, predict, grad, run, generate, explain, viz, compile, bench, export, import_)
 
 
 def __getattr__(name: str):
@@ -97,15 +97,37 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_parser() -> Parser:
+def named_command(argv: list[str]):
+    """The module of the command `argv` names (`import` is import_.py), or None: `nnc check` need not load what
+    `nnc run` and `nnc bench` import (the training stack, LLVM)."""
+    import importlib
+    import importlib.util
+    import keyword
+
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name is None or not name.isidentifier() or name.startswith("_"):
+        return None
+    module = f"{__package__}.{name}_" if keyword.iskeyword(name) else f"{__package__}.{name}"
+    if importlib.util.find_spec(module) is None:
+        return None
+    module = importlib.import_module(module)
+    return module if hasattr(module, "add_parser") else None
+
+
+def make_parser(argv: list[str] | None = None) -> Parser:
+    """nnc's parser with every command, or (given the command line) with the command it names alone when that
+    is one: the same parse, without importing the other commands' modules."""
     parser = Parser(
         prog="nnc", description="nnc: compile declarative .nn neural-network models, run them and see them learn.")
     parser.add_argument("--version", action="version", version=f"nnc {__version__}")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in commands():
-        command.add_parser(sub)
+    command = named_command(argv) if argv else None
+    for module in (command,) if command else commands():
+        module.add_parser(sub)
+    if command and next(a for a in argv if not a.startswith("-")) not in sub.choices:
+        return make_parser()
     parser.command_parsers = sub.choices  # name -> the command's parser
     return parser
 
@@ -192,7 +214,7 @@ def run_command(argv: list[str], ctrl_c: CtrlC) -> int:
 
     args = None
     try:
-        parser = make_parser()
+        parser = make_parser(argv)
         if not argv:
             parser.print_help()
             return 0

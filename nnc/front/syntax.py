@@ -17,7 +17,7 @@ from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, Unexpec
 from lark.visitors import Transformer_NonRecursive
 
 from ..errors import Loc, NncError, Source, Span
-from ..fileio import reading
+from ..fileio import cache_dir, reading
 from . import ast
 
 DTYPES = {"float": "float32", "f32": "float32", "f64": "float64", "int": "int32"}
@@ -41,7 +41,16 @@ def grammar_text() -> str:
 
 @functools.cache
 def parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    """The LALR parser. Building its tables takes longer than the rest of `nnc check`, so Lark keeps them in
+    nnc's cache folder, under the hash of the grammar and the options (rebuilt when either changes, or when
+    the file cannot be read)."""
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        cache = str(folder / "grammar.lark-cache")
+    except OSError:
+        cache = False
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=cache)
 
 
 def _span(meta) -> Span:

@@ -150,3 +150,61 @@ def test_trainer_epochs_on_two_threads_match_one():
         trainer = Trainer(model, config)
         history.append([trainer.train_epoch(train).train_loss for _ in range(2)])
     assert history[0] == history[1]
+
+
+class PacedSteps:
+    """A Pace whose steps take cost[solo] seconds of a fake clock; `ways` records how each step ran."""
+
+    def __init__(self):
+        from nnc.backend.threads import Pace
+
+        self.now, self.solo, self.ways = 0.0, False, []
+        self.pace = Pace(self, clock=lambda: self.now)
+
+    def run(self, cost: dict, steps: int) -> None:
+        def entry():
+            self.ways.append(self.solo)
+            self.now += cost[self.solo]
+            return 0
+
+        for _ in range(steps):
+            assert self.pace.call(entry, ()) == 0
+
+
+def test_pace_keeps_all_threads_while_they_are_faster_and_trials_grow_rare():
+    steps = PacedSteps()
+    steps.run({False: 1.0, True: 1.6}, 3000)
+    pace = steps.pace
+    assert not pace.solo and pace.period == pace.MAX_PERIOD
+    assert sum(steps.ways) < 0.03 * len(steps.ways)      # the trials' solo steps only
+    assert steps.ways[:pace.FIRST_PERIOD] == [False] * pace.FIRST_PERIOD
+
+
+def test_pace_runs_alone_when_one_thread_is_faster_and_comes_back():
+    steps = PacedSteps()
+    steps.run({False: 1.5, True: 1.0}, 1000)
+    pace = steps.pace
+    assert pace.solo and sum(steps.ways) > 0.9 * len(steps.ways)
+    steps.run({False: 1.0, True: 1.6}, pace.countdown + 2 * pace.TRIAL)   # the machine is quiet again
+    assert not pace.solo and pace.period == pace.FIRST_PERIOD
+
+
+def test_steps_alone_and_on_all_threads_train_like_one_thread():
+    """The pool's solo mode (the workers asleep, the caller claims every share) and the switches
+    between it and all threads give the same numbers as one thread."""
+    model, g = train_graph("mnist_mlp", "sgd")
+    inputs, _ = random_values(g, {"B": 37}, np.random.default_rng(0), classes=10)
+    inputs[LR] = np.asarray(0.01, dtype=np.float32)
+    losses = {}
+    for threads in (1, 2):
+        exe = compile_graph(g, {"B": 37}, use_cache=False, threads=threads)
+        exe.set_params({k: v for k, v in model.init_params(0).items() if k in exe.params})
+        run = []
+        for i, solo in enumerate([True, True, False, True, False, False, True]):
+            if threads > 1:
+                exe._pace.solo, exe._pace.countdown = solo, 1   # this way for the next step
+            run.append(float(exe.run(inputs, seed=i)[g.loss]))
+        losses[threads] = run, {k: np.array(v) for k, v in exe.params.items()}
+    assert losses[1][0] == losses[2][0]
+    for k, v in losses[1][1].items():
+        np.testing.assert_array_equal(v, losses[2][1][k])

@@ -197,10 +197,16 @@ def emit_avgpool(kc) -> None:
 
 
 def emit_maxpool_grad(kc) -> None:
+    """dx: each window's dy added at its first largest tap. When the windows tile the input exactly (stride =
+    size, no padding, the extents multiples of the size: every element in one window), each window stores
+    its taps directly (dy at the largest, 0 elsewhere) instead of zeroing dx and adding into it."""
     b = kc.b
     xnode, dynode = kc.operand(0), kc.operand(1)
     x, dy, x_shape = kc.ptr(xnode), kc.ptr(dynode), kc.shape(xnode)
-    _zero_planes(kc, kc.out, x_shape)
+    size, stride, pad = kc.attrs["size"], kc.attrs["stride"], kc.attrs.get("pad", 0)
+    tiled = stride == size and not pad and x_shape[2] % size == 0 and x_shape[3] % size == 0
+    if not tiled:
+        _zero_planes(kc, kc.out, x_shape)
 
     def body(win):
         best, where = u.load(b, x, win.first), win.first
@@ -208,6 +214,11 @@ def emit_maxpool_grad(kc) -> None:
             v = u.load(b, x, pos)
             better = b.fcmp_ordered(">", v, best)
             best, where = b.select(better, v, best), b.select(better, pos, where)
+        if tiled:
+            grad = u.load(b, dy, win.at)
+            for pos, _ in win.taps:
+                u.store(b, b.select(b.icmp_unsigned("==", pos, where), grad, ir.Constant(F32, 0.0)), kc.out, pos)
+            return
         u.store(b, b.fadd(u.load(b, kc.out, where), u.load(b, dy, win.at)), kc.out, where)
 
     _each_window(kc, x_shape, kc.shape(dynode), body)
