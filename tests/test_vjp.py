@@ -157,11 +157,18 @@ CASES = [(name, [(3, 4)], {}, ()) for name in UNARY] + [
     ("softplus", [(3, 4)], {}, ()),
     ("softplus", [(3, 4)], {"beta": 2.0, "threshold": 1.0}, ()),   # some entries above the threshold: the identity
     ("xlogy", [(3, 4), (4,)], {}, (1,)),
+    # special.py (tan, asin, acos, acosh and atanh, whose domains the normal draws leave: test_vjp_inside_domain)
+    *[(name, [(3, 4)], {}, ()) for name in ("sin", "cos", "atan", "sinh", "cosh", "asinh", "erf")],
+    ("where", [(3, 4), (3, 4), (4,)], {}, ()),   # normal draws are never 0: test_vjp_of_where_with_a_mask too
+    ("prod", [(3, 4, 2)], {"axis": (1,), "keepdims": False}, ()),   # with zeros: test_vjp_of_prod_with_zeros
     ("softmax", [(3, 5)], {"axis": -1}, ()),
     ("softmax", [(3, 5)], {"axis": 0}, ()),
     ("log_softmax", [(3, 5)], {"axis": 1}, ()),
     ("xent", [(4, 5), (4, 5)], {}, ()),
     ("xent", [(2, 3, 5), (2, 3, 5)], {}, ()),         # sequences: classes on the last axis
+    # one process: the identity both ways (on 2 ranks, uneven shards included: tests/test_distributed.py)
+    ("cross_rank_sum", [(3, 4)], {}, ()),
+    ("cross_rank_sum", [(3, 4)], {"adjoint": True}, ()),
 ]
 
 # ops that read int ids (operand 1): (op, float operand shape, ids, attrs)
@@ -176,6 +183,31 @@ ID_CASES = [
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_vjp_matches_finite_differences(op, shapes, attrs, positive):
     g, names, values = build(op, shapes, attrs, positive=positive)
+    check(g, names, values)
+
+
+# ops defined on an interval only: drawn uniformly inside it, away from its ends (and from tan's poles)
+DOMAIN_CASES = [("tan", -1.3, 1.3), ("asin", -0.9, 0.9), ("acos", -0.9, 0.9), ("atanh", -0.9, 0.9), ("acosh", 1.2, 4.0)]
+
+
+@pytest.mark.parametrize("op,lo,hi", DOMAIN_CASES, ids=[c[0] for c in DOMAIN_CASES])
+def test_vjp_inside_domain(op, lo, hi):
+    g, names, values = build(op, [(3, 4)])
+    values["x0"] = RNG.uniform(lo, hi, size=(3, 4))
+    check(g, names, values)
+
+
+def test_vjp_of_where_with_a_mask():
+    """where(c, a, b) with a 0/1 mask broadcast over rows: each operand gets dy where it is chosen, summed back."""
+    g, names, values = build("where", [(1, 4), (3, 4), (3, 1)])
+    values["x0"] = np.array([[1.0, 0.0, 0.0, 1.0]])
+    check(g, names[1:], values)
+
+
+def test_vjp_of_prod_with_zeros():
+    """Rows with no zero, one zero and two zeros: the product of the others, which central differences see too."""
+    g, names, values = build("prod", [(3, 4)], {"axis": (1,), "keepdims": False})
+    values["x0"] = np.array([[0.5, -2.0, 1.5, 3.0], [0.7, 0.0, -1.2, 2.0], [0.0, 1.1, 0.0, -0.4]])
     check(g, names, values)
 
 
@@ -257,7 +289,7 @@ def test_every_op_has_a_vjp_rule():
 
 
 def test_differentiated_ops_are_all_tested():
-    tested = {c[0] for c in CASES} | {c[0] for c in ID_CASES}
+    tested = {c[0] for c in CASES} | {c[0] for c in ID_CASES} | {c[0] for c in DOMAIN_CASES}
     differentiable = {name for name, op in REGISTRY.items()  # scan and item: tests/test_scan.py
                       if isinstance(op.vjp, tuple) and op.arity != 0 and not op.is_a(PROJECTION)}
     assert differentiable <= tested, f"no finite-difference case for {sorted(differentiable - tested)}"

@@ -10,7 +10,7 @@ pointwise kernels read in place (`READ_IN_PLACE`: slices).
 from __future__ import annotations
 
 from ..ir import ops
-from .kernels import conv, gather, matmul, movement, nn, pool, reduce, scan, upsample
+from .kernels import collective, conv, gather, matmul, movement, nn, pool, reduce, scan, upsample
 
 KERNELS = {
     ops.conv2d: conv.emit_conv2d,
@@ -41,4 +41,6 @@ KERNELS = {
     ops.sum: reduce.emit_reduce,
     ops.mean: reduce.emit_reduce,
     ops.max: reduce.emit_reduce,
+    ops.prod: reduce.emit_reduce,
+    ops.cross_rank_sum: collective.emit_cross_rank_sum,
 }

@@ -8,8 +8,42 @@ elementwise kernel and the vector epilogue of a matmul. The math vocabulary is n
 
 from __future__ import annotations
 
+from llvmlite import ir
+
 from ..ir import ops
 from . import irmath
+
+
+def _libm(b, name: str, x):
+    """The float32 C library function `name` (asinhf, erff, ...) of every lane of x: the functions LLVM has no
+    intrinsic for, called once per lane (they do not vectorize, which only ONNX's rarer ops pay for)."""
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(irmath.F32, [irmath.F32]), name)
+    if not isinstance(x.type, ir.VectorType):
+        return b.call(fn, [x])
+    out = ir.Constant(x.type, ir.Undefined)
+    for lane in range(x.type.count):
+        at = ir.Constant(irmath.I32, lane)
+        out = b.insert_element(out, b.call(fn, [b.extract_element(x, at)]), at)
+    return out
+
+
+# special.py's functions: an LLVM intrinsic where there is one (it becomes an instruction or a libm call), else libm
+SPECIAL_LOWERING = {
+    ops.floor: "floor", ops.ceil: "ceil", ops.round: "roundeven", ops.sin: "sin", ops.cos: "cos", ops.tan: "tan",
+    ops.asin: "asin", ops.acos: "acos", ops.atan: "atan", ops.sinh: "sinh", ops.cosh: "cosh",
+}
+SPECIAL_LIBM = {ops.asinh: "asinhf", ops.acosh: "acoshf", ops.atanh: "atanhf", ops.erf: "erff"}
+
+
+def _intrinsic_rule(name: str):
+    return lambda b, xs, attrs: irmath.intrinsic(b, name, xs)
+
+
+def _libm_rule(name: str):
+    return lambda b, xs, attrs: _libm(b, name, xs[0])
+
 
 POINTWISE = {
     ops.relu: lambda b, xs, attrs: irmath.relu(b, xs[0]),
@@ -41,6 +75,9 @@ POINTWISE = {
     ops.greater_equal: lambda b, xs, attrs: irmath.compare(b, ">=", *xs),
     ops.equal: lambda b, xs, attrs: irmath.compare(b, "==", *xs),
     ops.broadcast_to: lambda b, xs, attrs: xs[0],
+    ops.where: lambda b, xs, attrs: b.select(b.fcmp_unordered("!=", xs[0], irmath.fconst(xs[0], 0.0)), xs[1], xs[2]),
+    **{op: _intrinsic_rule(name) for op, name in SPECIAL_LOWERING.items()},
+    **{op: _libm_rule(name) for op, name in SPECIAL_LIBM.items()},
 }
 
 # Ops a pointwise kernel reads in place, at their position in their operand's storage, instead of

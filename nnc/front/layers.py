@@ -17,6 +17,7 @@ from ..ir import ops
 from ..ir.initializer import Init
 from ..ir.ops.conv import UPSAMPLE_MODES
 from ..ir.ops.elementwise import UNARY_FLOAT
+from ..ir.ops.special import SPECIAL
 from ..ir.types import TensorType, format_shape
 from .recurrent import RECURRENT
 from .values import (  # noqa: F401 (kinds read by bind_arguments)
@@ -91,6 +92,32 @@ def _binary(op: ops.Op):
 FUNCTIONS["maximum"] = _binary(ops.maximum)
 FUNCTIONS["minimum"] = _binary(ops.minimum)
 
+for _op in SPECIAL:   # floor, sin, erf, ...: nnc/ir/ops/special.py
+    FUNCTIONS[_op.name] = _unary(_op)
+
+# Comparisons give 0.0 / 1.0 masks in the operands' dtype; less(a, b) is greater(b, a), exactly.
+for _op in (ops.greater, ops.greater_equal, ops.equal):
+    FUNCTIONS[_op.name] = _binary(_op)
+
+
+def _swapped(op: ops.Op, name: str):
+    def fn(builder: GraphWriter, a: TensorLike, b: TensorLike):
+        return builder.prim(op, builder.as_tensor(b, like=a), builder.as_tensor(a, like=b))
+    fn.__name__ = name
+    return fn
+
+
+FUNCTIONS["less"] = _swapped(ops.greater, "less")
+FUNCTIONS["less_equal"] = _swapped(ops.greater_equal, "less_equal")
+
+
+@function
+def where(b: GraphWriter, cond: TensorLike, x: TensorLike, y: TensorLike):
+    """x where cond is not 0, else y (torch.where of a mask), broadcasting the three."""
+    x_t = b.as_tensor(x, like=y)
+    y_t = b.as_tensor(y, like=x)
+    return b.prim(ops.where, b.as_tensor(cond, like=x_t), x_t, y_t)
+
 
 @function
 def xlogy(builder: GraphWriter, x: TensorLike, y: TensorLike):
@@ -113,8 +140,14 @@ def _reduction(op: ops.Op):
     return fn
 
 
-for _op in (ops.sum, ops.mean, ops.max):
+for _op in (ops.sum, ops.mean, ops.max, ops.prod):
     FUNCTIONS[_op.name] = _reduction(_op)
+
+
+@function
+def min_(b: GraphWriter, x: Tensor, axis: Axis = None, keepdims: bool = False):
+    """−max(−x): the same values exactly (negation is exact), and the gradient to the minima, shared by ties."""
+    return b.prim(ops.neg, b.prim(ops.max, b.prim(ops.neg, x), axis=axis, keepdims=keepdims))
 
 
 @function
@@ -130,6 +163,12 @@ def log_softmax(b: GraphWriter, x: Tensor, axis: int = -1):
 @function
 def reshape(b: GraphWriter, x: Tensor, shape: Dims):
     return b.prim(ops.reshape, x, shape=tuple(str(d) if isinstance(d, str) else d for d in shape))
+
+
+@function
+def broadcast_to(b: GraphWriter, x: TensorLike, shape: Dims):
+    """x repeated along its size-1 (and new leading) dims to `shape`, NumPy's rule (`torch.broadcast_to`)."""
+    return b.prim(ops.broadcast_to, b.as_tensor(x), shape=tuple(str(d) if isinstance(d, str) else d for d in shape))
 
 
 @function
@@ -392,6 +431,14 @@ def _channel_axes(b: GraphWriter, t: TensorType):
     raise b.error(f"input has shape {format_shape(t.shape)}, expected [B, features] or [B, C, H, W]", 0)
 
 
+def _sync_batchnorm(b: GraphWriter) -> bool:
+    """The train setting sync_batchnorm of the file being built (False for graphs written from elsewhere)."""
+    from .settings import read_train_block
+
+    program = getattr(b, "program", None)
+    return program is not None and read_train_block(program.trains)["sync_batchnorm"]
+
+
 @function
 def batchnorm(b: GraphWriter, x: Tensor, momentum: float = 0.1, eps: float = 1e-5, name: str = None):
     """Normalize with batch statistics in training, running statistics in evaluation."""
@@ -407,14 +454,21 @@ def batchnorm(b: GraphWriter, x: Tensor, momentum: float = 0.1, eps: float = 1e-
         return b.op(ops.reshape, v, shape=view) if view else v
 
     if b.training:
-        mu = b.op(ops.mean, x, axis=axes, keepdims=True)
-        centered = b.op(ops.sub, x, mu)
-        var = b.op(ops.mean, b.op(ops.square, centered), axis=axes, keepdims=True)
+        n = b.op(ops.count, dims=tuple(t.shape[a] for a in axes), type=TensorType((), t.dtype))
+        if _sync_batchnorm(b):   # the statistics of the whole batch: sums and counts summed over the ranks
+            n = b.op(ops.cross_rank_sum, n)
+            mu = b.op(ops.div, b.op(ops.cross_rank_sum, b.op(ops.sum, x, axis=axes, keepdims=True)), n)
+            centered = b.op(ops.sub, x, mu)
+            var = b.op(ops.div, b.op(ops.cross_rank_sum, b.op(ops.sum, b.op(ops.square, centered), axis=axes,
+                                                               keepdims=True)), n)
+        else:
+            mu = b.op(ops.mean, x, axis=axes, keepdims=True)
+            centered = b.op(ops.sub, x, mu)
+            var = b.op(ops.mean, b.op(ops.square, centered), axis=axes, keepdims=True)
         # running_var takes the unbiased variance var·n/(n − 1) of the n values per channel, as PyTorch.
         # A batch with one value per channel has none (PyTorch refuses it): running_var then stays as it was.
         # The scalar factors go into the rates so that the update stays one pointwise loop.
         one = b.const(1, like=x)
-        n = b.op(ops.count, dims=tuple(t.shape[a] for a in axes), type=TensorType((), t.dtype))
         var_rate = b.op(ops.mul, b.const(momentum, like=x), b.op(ops.greater, n, one))
         unbiased_rate = b.op(ops.mul, var_rate, b.op(ops.div, n, b.op(ops.maximum, b.op(ops.sub, n, one), one)))
         for stat, batch, rate, keep in (

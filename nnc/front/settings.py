@@ -53,6 +53,7 @@ SETTINGS = {
     "label_noise": ("float", 0.0),   # each training label, with this probability, replaced by another class
     "shuffle_labels": ("bool", False),  # the training labels permuted (random labels)
     "standardize": ("bool", False),  # features scaled with the training part's mean and standard deviation
+    "sync_batchnorm": ("bool", False),  # data-parallel runs: batch norm with the whole batch's statistics
 }
 
 

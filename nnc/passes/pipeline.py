@@ -8,6 +8,8 @@ explanations, diagrams, gradient statistics) transforms graphs the same way:
     gradient           shapes, grad, loops, simplify            (Model.grad)
     unsimplified       shapes, grad                             (explain, diagrams: one node per chain-rule use)
     training_step      shapes, grad, loops, optimizer, simplify (nnc run, nnc bench)
+    gradient_step      shapes, grad, loops, simplify; then       (nnc run on several workers: the gradients are
+    update_step        optimizer, simplify                        averaged between the two halves)
 
 (loops: nnc/passes/loops.py, for models with recurrent layers.)
 
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import GraphError
-from ..ir.graph import Graph, verify
+from ..ir.graph import Emitter, Graph, verify
 from .autodiff import grad
 from .loops import keep_forward_values, sink_out_of_loops
 from .optim import optimizer_update, trainable
@@ -108,6 +110,27 @@ def training_step(g: Graph, spec, *, weight_decay: float = 0.0, clip: float | No
         return run(g, [SHAPES, differentiate(wrt=wrt), *LOOPS, update, SIMPLIFY])
     return run(g, [Pass(f"loss {loss}", select_loss(loss)), SHAPES, differentiate(wrt=wrt), *LOOPS, update,
                    Pass("optimizer state of the loss", own_optimizer_state(loss)), SIMPLIFY])
+
+
+def gradient_step(g: Graph, *, frozen=()) -> Graph:
+    """The first half of a data-parallel training step (nnc.train.distributed): forward and backward of the
+    one-loss training graph `g`, with `grads` holding the gradient of every trainable parameter but the `frozen`
+    ones; batch norm's running statistics stay in `updates`. `update_step` is the other half."""
+    return run(g, [SHAPES, differentiate(wrt=trainable(g, None, frozen)), *LOOPS, SIMPLIFY])
+
+
+def update_step(g: Graph, spec, names, *, weight_decay: float = 0.0, clip: float | None = None) -> Graph:
+    """The second half: the parameters `names` of the training graph `g` and one input `grad/<name>` each (the
+    gradients averaged over the workers), updated by the optimizer `spec` as `training_step` updates them, so
+    clipping and weight decay see the averaged gradient and the state keeps the same names."""
+    step = Graph(model=g.model, source=g.source, training=True)
+    e = Emitter(step, stmt="optimizer", layer="gradient")
+    for name in names:
+        node = g.params[name]
+        attrs = dict(g.nodes[node]["attrs"])
+        step.params[name] = step.add_op(g.op(node), (), attrs, type=g.type_of(node), stmt="optimizer", layer=name)
+        step.grads[name] = e.input(f"grad/{name}", g.type_of(node))
+    return run(step, [Pass("optimizer", optimizer_update(spec, weight_decay, clip)), SIMPLIFY])
 
 
 def select_loss(name: str):

@@ -23,7 +23,7 @@ from ..runtime import checkpoint
 from . import runfolder
 from .trainer import DivergenceWatch, EpochStats, Interrupted, NonFiniteLoss
 
-SAVE_EVERY_SECONDS = 5.0   # checkpoints after an epoch at most this often (and always at the end)
+SAVE_EVERY_SECONDS = 5.0   # checkpoints after an epoch at most this often (and always after the first and at the end)
 BEST = "best.npz"          # the parameters of the epoch with the lowest validation loss (early_stop, val)
 TRAJECTORY = "trajectory.csv"
 MAX_SHOWN_VALUES = 6       # a model without inputs with at most this many parameter values shows them each step
@@ -144,7 +144,7 @@ class Loop:
     def run(self, should_stop=lambda: False) -> Outcome:
         trainer, data, config = self.trainer, self.data, self.trainer.config
         n_train = len(next(iter(data.train.values())))
-        samples, train_seconds, last_save = 0, 0.0, time.perf_counter()
+        samples, train_seconds, last_save = 0, 0.0, None   # the first epoch saves: a killed run can resume
 
         def on_step(done: int, total: int, loss: float, accuracy: float | None) -> None:
             self.reporter.step(done, total, loss, accuracy)
@@ -171,7 +171,8 @@ class Loop:
                 trainer.history.append(h)
                 stop = self.after_epoch(h)
                 final = trainer.epoch == config.epochs or stop
-                if self.folder is not None and (final or time.perf_counter() - last_save >= SAVE_EVERY_SECONDS):
+                if self.folder is not None and (final or last_save is None
+                                                or time.perf_counter() - last_save >= SAVE_EVERY_SECONDS):
                     runfolder.save_state(self.folder, trainer, self.watch)
                     last_save = time.perf_counter()
                 self.reporter.epoch_end(h, final or h.epoch % self.every == 0 or h.epoch == 1)

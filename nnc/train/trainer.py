@@ -26,6 +26,7 @@ from ..runtime.init import init_params
 from ..runtime.task import task_of, training_task
 from ..specs import Spec
 from .augment import Augmenter, check_tta
+from .distributed import CORRECT
 from .engines import engine
 from .evaluator import Evaluator
 from .metrics import correct_per_example, predicted_classes
@@ -113,8 +114,9 @@ class EpochStats:
 
 
 class Trainer:
-    def __init__(self, model, config: RunConfig, sizes: dict | None = None):
-        """`sizes`: symbolic dims other than the batch, from the data (engines.data_sizes).
+    def __init__(self, model, config: RunConfig, sizes: dict | None = None, comm=None):
+        """`sizes`: symbolic dims other than the batch, from the data (engines.data_sizes); `comm`: the
+        nnc.train.distributed Communicator of a data-parallel run (each step's batch shared by its ranks).
 
         A model with several losses gets one compiled step per loss (each updating its own parameter group
         with an optimizer of its own), stepped in the cycle `config.alternate` (default: each loss in turn),
@@ -130,8 +132,11 @@ class Trainer:
         if config.tta:
             check_tta(model.graph, self.task, config.tta)
         start = time.perf_counter()
+        self.comm = comm
         self.graphs, self.engines = {}, {}
-        for name in self.loss_names:
+        if comm is not None:
+            self._data_parallel(model, config, sizes)
+        for name in self.loss_names if comm is None else ():
             graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip,
                                         loss=name, frozen=frozen_names(model.training_graph, config.freeze))
             targets = [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
@@ -140,15 +145,42 @@ class Trainer:
                                         sizes=sizes, transform=self.augment)
         self.step_graph, self.step = self.graphs[self.loss_names[0]], self.engines[self.loss_names[0]]
         self.compile_seconds = time.perf_counter() - start
-        initial = init_params(model.training_graph, config.seed)
+        initial = {**init_params(model.training_graph, config.seed), **model.file_params}  # an imported model's
         for name, eng in self.engines.items():
             eng.set_params({**init_params(self.graphs[name], config.seed), **initial})
-        self.evaluator = Evaluator(model, config.backend) if model.graph.inputs else None
+        if not model.graph.inputs:
+            self.evaluator = None
+        elif comm is not None:
+            from .distributed import ShardedEvaluator
+
+            self.evaluator = ShardedEvaluator(comm, model, config.backend)
+        else:
+            self.evaluator = Evaluator(model, config.backend)
         self.plateau = plateau_for(config.schedule, config.lr)
         self.epoch = 0          # epochs completed
         self.global_step = 0
         self.check_numerics = False  # also stop on a non-finite output, not only a non-finite loss
         self.history: list[EpochStats] = []
+
+    def _data_parallel(self, model, config: RunConfig, sizes: dict | None) -> None:
+        """The one training step as nnc.train.distributed's engine: gradients on this rank's shard, averaged."""
+        from . import distributed
+
+        if len(self.loss_names) > 1 or not model.graph.inputs:
+            raise NncError(f"workers train a model with one loss and inputs; model '{model.name}' has "
+                           + ("several losses" if model.graph.inputs else "no inputs"), hint="train it in one process")
+        graph = model.training_graph
+        targets = [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
+        count = None
+        if self.task.classifies and self.task.output in graph.outputs:
+            out_node = graph.outputs[self.task.output]
+
+            def count(values, batch):
+                truth = self.task.labels(batch[self.task.target])
+                return float(correct_per_example(predicted_classes(values[out_node]), truth).sum())
+        self.graphs[None], self.engines[None] = distributed.engine(
+            self.comm, model, config, targets, sizes=sizes, transform=self.augment, count=count,
+            frozen=frozen_names(graph, config.freeze))
 
     # ---- parameters -----------------------------------------------------------------
 
@@ -228,6 +260,8 @@ class Trainer:
         classifies = self.task.classifies and len(self.engines) == 1
         start, seen_here = time.perf_counter(), 0
         lr_array = np.zeros((), dtype=np.float32)
+        if self.comm is not None:   # Ctrl-C on any rank stops every rank after the same step
+            self.step.local_stop, should_stop = should_stop, (lambda: self.step.stop_requested)
         for i in range(done.step, steps):
             idx = order[i * cfg.batch:(i + 1) * cfg.batch]
             lr_array[...] = self.lr_at(self.epoch + i / steps)
@@ -247,7 +281,9 @@ class Trainer:
                 total, count = done.losses.get(name, (0.0, 0))
                 done.losses[name] = (total + loss * len(idx), count + len(idx))
             seen_here += len(idx)
-            if classifies:
+            if classifies and CORRECT in values:   # a data-parallel step counted the whole batch
+                done.correct += values[CORRECT]
+            elif classifies:
                 out_node = graph.outputs[self.task.output]
                 truth = self.task.labels(batch[self.task.target])
                 done.correct += float(correct_per_example(predicted_classes(values[out_node]), truth).sum())

@@ -1,4 +1,4 @@
-"""Reductions (sum, mean, max over any axes), with their fused prologue and epilogue.
+"""Reductions (sum, mean, max, prod over any axes), with their fused prologue and epilogue.
 
 The loop nest walks the input in memory order (adjacent reduced or kept dims
 merged), evaluating the prologue at each element and combining it into the
@@ -32,18 +32,22 @@ ACCUMULATORS = 4   # host vectors per step of a line: about an add's latency ove
 def _identity(kind: str, etype):
     if kind == "max":
         return ir.Constant(etype, -math.inf)
+    if kind == "prod":
+        return ir.Constant(etype, 1.0 if etype == F32 else 1)
     return ir.Constant(etype, 0.0 if etype == F32 else 0)
 
 
 def combine(b, kind: str, acc, v):
-    """acc ⊕ v for max, else a sum: scalars or vectors, float or int."""
+    """acc ⊕ v for max, a product for prod, else a sum: scalars or vectors, float or int."""
     if kind == "max":
         return m.maximum(b, acc, v)
+    if kind == "prod":
+        return m.arith(b, "fmul", "mul", acc, v)
     return m.arith(b, "fadd", "add", acc, v)
 
 
 def reduce_line(b, kind: str, count: int, width: int, value) -> ir.Value:
-    """The max (kind "max"), else the sum, of float32 value(i, lanes, active) over i in range(count),
+    """The max (kind "max"), product ("prod") or sum of float32 value(i, lanes, active) over i in range(count),
     where value(i, lanes, active) is the `lanes` elements from i as a vector (with `active`, only
     the lanes before it are read; the others are ignored); `width` is the host's vector width.
 
@@ -99,7 +103,7 @@ def _axes(attr, rank: int) -> tuple:
 def emit_reduce(kc) -> None:
     b = kc.b
     op = kc.g.op(kc.anchor)
-    kind = "max" if op is ops.max else "sum"   # how values combine; a mean is a sum scaled at the end
+    kind = {ops.max: "max", ops.prod: "prod"}.get(op, "sum")   # how values combine; a mean: a sum, scaled
     x = kc.operand(0)
     space = kc.shape(x)
     axes = _axes(kc.attrs.get("axis"), len(space))

@@ -5,9 +5,10 @@ Every op is a constant of this package, named as in the graph (`ops.matmul`, `op
     from nnc.ir import ops
     if g.op(n) is ops.xent: ...
 
-Names that shadow a builtin (sum, max, abs, pow, slice, input) do so only as attributes of this package.
+Names that shadow a builtin (sum, max, abs, pow, round, slice, input) do so only as attributes of this package.
 """
 
+from .collective import cross_rank_sum
 from .control import item, scan
 from .conv import (
                           avgpool,
@@ -48,6 +49,7 @@ from .elementwise import (
                           stop_gradient,
                           sub,
                           tanh,
+                          where,
                           xlogy,
 )
 from .gather import IndexUse, scatter_add, take
@@ -63,7 +65,7 @@ from .movement import (
                           transpose,
 )
 from .nn import dropout_mask, log_softmax, one_hot, random_normal, softmax, xent
-from .reduce import max_ as max, mean, sum_ as sum
+from .reduce import max_ as max, mean, prod, sum_ as sum
 from .registry import (
                           BINARY,
                           COMPARE,
@@ -95,6 +97,23 @@ from .registry import (
                           nograd,
                           ops_in,
 )
+from .special import (
+                          acos,
+                          acosh,
+                          asin,
+                          asinh,
+                          atan,
+                          atanh,
+                          ceil,
+                          cos,
+                          cosh,
+                          erf,
+                          floor,
+                          round_ as round,
+                          sin,
+                          sinh,
+                          tan,
+)
 
 # every op of the registry, by the name graphs and messages use (tests check the two agree)
 __all__ = [
@@ -102,8 +121,13 @@ __all__ = [
     "matmul_sum", "scatter_add", "take", "IndexUse",  # batched products, embeddings (gather.py)
     "random_normal",  # noise (nn.py)
     "identity",  # a value under another name (elementwise.py)
+    "cross_rank_sum",  # the sum over a data-parallel run's ranks (collective.py)
     "upsample", "upsample_grad",  # nearest and bilinear upsampling (conv.py)
     "softplus", "xlogy",  # (elementwise.py)
+    "floor", "ceil", "round", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh",
+    "atanh", "erf",  # rounding, trigonometric, hyperbolic, erf (special.py)
+    "where",  # the elementwise choice (elementwise.py)
+    "prod",  # the product over axes (reduce.py)
     "abs", "add", "avgpool", "avgpool_grad", "bce_logits", "broadcast_to", "concat", "const", "conv2d",
     "conv2d_grad_input", "conv2d_grad_weight", "count", "div", "dropout_mask", "elu", "equal", "exp", "greater",
     "greater_equal", "input", "item", "leaky_relu", "log", "log_softmax", "matmul", "max", "maximum", "maxpool",

@@ -220,3 +220,25 @@ greater_equal = binary("greater_equal", _mask(np.greater_equal), "[a >= b] as 0.
 nograd(greater_equal, "a comparison is piecewise constant")
 equal = binary("equal", _mask(np.equal), "[a == b] as 0.0 / 1.0", groups={COMPARE}, commutative=True)
 nograd(equal, "a comparison is piecewise constant")
+
+# ---- choice -------------------------------------------------------------------------------------------
+
+
+def _where_rule(ts, **attrs):
+    for i, t in enumerate(ts):
+        require_float("where", t, operand=i, what=("condition", "operand 2", "operand 3")[i])
+    return TensorType(broadcast_all((t.shape for t in ts), "where"), result_dtype(ts, "where"))
+
+
+def _where(c, a, b):
+    return np.where(c != 0, a, b).astype(np.result_type(c, a, b), copy=False)
+
+
+# a where c ≠ 0, else b: a choice, so an infinity or NaN in the branch not taken stays out (c·a + (1 − c)·b
+# would give NaN there). The condition is a 0/1 mask (a comparison's), so it gets no gradient.
+where = defop("where", arity=3, groups={ELEMENTWISE}, shape=_where_rule, ref=_where,
+              doc="a where the condition is not 0, else b, broadcasting the three")
+defvjp(where, None,
+       VJP("where: da = dy where c ≠ 0", lambda c, dy: c.mul(dy, c.sub(c.const(1), c.equal(c.x(0), c.const(0)))),
+           partial="[{0} ≠ 0]"),
+       VJP("where: db = dy where c = 0", lambda c, dy: c.mul(dy, c.equal(c.x(0), c.const(0))), partial="[{0} = 0]"))

@@ -1,4 +1,4 @@
-"""Reductions over axes: sum, mean, max (all axes by default, `keepdims` optional)."""
+"""Reductions over axes: sum, mean, max, prod (all axes by default, `keepdims` optional)."""
 
 from __future__ import annotations
 
@@ -78,3 +78,21 @@ def _max_vjp(c, dy):
 
 
 defvjp(max_, VJP("max: dx = dy at the maximum (max routes)", _max_vjp))
+
+prod = defop("prod", arity=1, groups={REDUCE}, shape=_rule("prod", needs_float=True), ref=_reducer(np.prod),
+             doc="product over axes", attrs=("axis", "keepdims"), canon=_canon)
+
+
+def _prod_vjp(c, dy):
+    """dy times the product of the other entries, exactly as PyTorch: y / x where no entry is 0; where one is,
+    the product of the rest at that entry and 0 elsewhere; where two or more are, 0 (a choice, never 0 / 0)."""
+    shape, axes, x = c.shape(c.x(0)), _axes(c), c.x(0)
+    zero = c.equal(x, c.const(0))
+    zeros = c.expand(c.sum(zero, axis=axes, keepdims=True), shape, axes)
+    rest = c.expand(c.prod(c.where(zero, c.const(1), x), axis=axes, keepdims=True), shape, axes)
+    one_zero = c.mul(zero, c.mul(c.equal(zeros, c.const(1)), rest))
+    others = c.where(c.equal(zeros, c.const(0)), c.div(rest, x), one_zero)
+    return c.mul(c.expand(dy, shape, axes), others)
+
+
+defvjp(prod, VJP("prod: dx = dy · the product of the other entries", _prod_vjp))
