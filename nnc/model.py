@@ -66,6 +66,9 @@ class Model:
         self.graph = build(program, model_ast, training=False)
         check_names(program.trains, self.graph)
         self.params: dict | None = None   # what fit or load_params gave; eval, grad and evaluate use them
+        # The values the model file brings with it (an imported ONNX model's initializers): its parameters'
+        # initial values, in place of their initializers' draws, for every command, training included.
+        self.file_params: dict = {}
 
     @cached_property
     def training_graph(self):
@@ -111,13 +114,15 @@ class Model:
     # ---- running ----------------------------------------------------------------
 
     def init_params(self, seed: int = 0, float_dtype=np.float32) -> dict:
-        return init_params(self.graph, seed, float_dtype)
+        full = init_params(self.graph, seed, float_dtype)
+        full.update({k: v.astype(full[k].dtype) for k, v in self.file_params.items() if k in full})
+        return full
 
     def random_param_names(self) -> list[str]:
         """The parameters whose initial values are random draws (not zeros, ones or constant(v))."""
         g = self.graph
         return [name for name, node in g.params.items()
-                if g.nodes[node]["attrs"]["init"].kind not in CONSTANT_INITS]
+                if g.nodes[node]["attrs"]["init"].kind not in CONSTANT_INITS and name not in self.file_params]
 
     def complete_params(self, params=None, seed: int = 0, float_dtype=np.float32, *,
                         random_params: bool = True) -> dict:
@@ -150,6 +155,16 @@ class Model:
         if loss in values:
             result["loss"] = values[loss]
         return result
+
+    def export_onnx(self, path, params=None, *, training: bool = False, opset: int = 17, seed: int = 0,
+                    random_params: bool = False):
+        """Write the model as an ONNX file (its evaluation form; `training=True`: the training form) and return
+        the onnx.ModelProto; `params` as for `eval` (default: the model's own), `random_params=True` draws the
+        randomly initialized ones not given (seeded). Needs the onnx extra (`pip install -e '.[onnx]'`)."""
+        from .onnx.export import export
+
+        params = self.complete_params(params, seed, random_params=random_params)
+        return export(self, params, path, training=training, opset=opset)
 
     # ---- training -------------------------------------------------------------------
 
@@ -357,16 +372,35 @@ def loads(text: str, filename: str = "<string>", model: str | None = None) -> Mo
 
 
 def load(path_or_text: str | Path, model: str | None = None) -> Model:
-    """Build a model from a .nn file, or from source text when given text with a `{`."""
+    """Build a model from a .nn file, an .onnx file (imported in memory, its initializers the parameters' values),
+    or from source text when given text with a `{`."""
     if isinstance(path_or_text, str) and "{" in path_or_text:
         return loads(path_or_text, model=model)
     path = str(path_or_text)
+    if path.endswith(".onnx"):
+        return load_onnx(path, model)
     return loads(read_source(path), path, model)
+
+
+def load_onnx(path: str | Path, model: str | None = None, loss: str | None = None) -> Model:
+    """An ONNX model imported as a .nn model (`nnc import` writes the same text), with its initializers as the
+    values of its parameters (`Model.file_params`); `loss` ("cross_entropy" or "mse") adds a target input and that
+    loss of the first output, to train it."""
+    from .onnx.importer import import_onnx
+
+    imported = import_onnx(path, loss=loss)
+    if model is not None and model != imported.name:
+        raise NncError(f"{path} has no model '{model}'", hint=f"its model: {imported.name}")
+    m = loads(imported.text, f"{path} (imported)")
+    m.file_params = imported.params
+    return m
 
 
 def load_all(path: str | Path) -> list[Model]:
     """Every model of a file (for `nnc check`)."""
     path = str(path)
+    if path.endswith(".onnx"):
+        return [load_onnx(path)]
     program = parse(read_source(path), path)
     return [Model(program, m) for m in _models_by_name(program, path).values()]
 

@@ -15,6 +15,7 @@ from .options import (
     gather_params,
     gather_random,
     load_model,
+    loss_option,
     model_options,
     positive_int,
     value_options,
@@ -24,6 +25,7 @@ from .options import (
 def add_parser(sub) -> None:
     p = sub.add_parser("grad", help="differentiate the loss (or --of NAME) and print every gradient")
     model_options(p)
+    loss_option(p)
     value_options(p)
     p.add_argument("--of", metavar="NAME", help="the scalar to differentiate (default: the loss, or the single output)")
     p.add_argument("--wrt", metavar="NAMES", help="comma-separated inputs / parameters (default: all trainable "

@@ -93,8 +93,15 @@ def model_options(p: argparse.ArgumentParser, optional: bool = False) -> None:
     """--debug, the model file and --model; `optional` for a command that can find the file elsewhere
     (nnc viz --heat: the run folder names its model)."""
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks")
-    p.add_argument("model", metavar="MODEL.nn", nargs="?" if optional else None, help="the model file")
+    p.add_argument("model", metavar="MODEL.nn", nargs="?" if optional else None,
+                   help="the model file (.nn, or .onnx to import)")
     p.add_argument("--model", dest="model_name", metavar="NAME", help="which model of the file (default: the first)")
+
+
+def loss_option(p: argparse.ArgumentParser) -> None:
+    """--loss: the loss an imported .onnx model is given (nnc run, grad, bench; `load_model` reads it)."""
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), help="an imported .onnx model: this loss of its first "
+                   "output, with a target input added (label: int[B] for cross_entropy, target for mse)")
 
 
 def params_options(p: argparse.ArgumentParser, seed_help: str = "seed for --random-params and --random-inputs "
@@ -172,9 +179,15 @@ def value_options(p: argparse.ArgumentParser, several_params: bool = False) -> N
 
 
 def load_model(args):
-    """The model the model file and --model name."""
-    from ..model import load
+    """The model the model file and --model name (with --loss for an imported .onnx model)."""
+    from ..model import load, load_onnx
 
+    loss = getattr(args, "loss", None)
+    if loss is not None:
+        if not str(args.model).endswith(".onnx"):
+            raise NncError(f"--loss {loss} is for an .onnx model; a .nn file declares its loss",
+                           hint=f"add `loss {loss}(OUTPUT, TARGET)` to {args.model}")
+        return load_onnx(Path(args.model), args.model_name, loss=loss)
     return load(Path(args.model), model=args.model_name)
 
 

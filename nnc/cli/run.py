@@ -32,6 +32,7 @@ from .options import (
     backend_option,
     classes_option,
     load_model,
+    loss_option,
     model_options,
     nonnegative_int,
     optimizer_option,
@@ -56,6 +57,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data", metavar="DATA", help="mnist, fashion-mnist, and, or, xor, spiral, sine, FILE.csv, "
                    "FILE.npz or FILE.txt (default: the train block's data)")
     p.add_argument("--target", metavar="COLUMN", help="the CSV column to predict (with --window: the series)")
+    loss_option(p)
     window_option(p)
     p.add_argument("--epochs", type=positive_int, help="passes over the training set")
     p.add_argument("--batch", type=positive_int, help="examples per training step")
@@ -101,6 +103,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR with the settings it recorded "
                    "(a larger --epochs extends it)")
     p.add_argument("--metrics-json", metavar="FILE", help="also write the final metrics here")
+    p.add_argument("--workers", type=positive_int, metavar="N", help="data-parallel training on N processes of this "
+                   "machine under MPI's mpirun, each on its share of every batch (mpirun -n N nnc run ... and srun "
+                   "do the same across machines; needs pip install -e '.[mpi]')")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     p.add_argument("--check-numerics", action="store_true", help="stop at the first NaN or infinity in any output "
                    "(the loss is always checked) and name the node that produced it")
@@ -165,7 +170,31 @@ def config_from(model, args):
 
 
 def cmd_run(args) -> int:
+    """One process, or one rank of a data-parallel run (nnc.train.distributed): only rank 0 prints and writes the
+    run folder; a rank that fails names itself and the cause and stops every rank."""
+    from ..train import distributed
+
+    if (getattr(args, "workers", None) or 1) > 1 and distributed.launched_size() == 1:
+        return distributed.launch(args.workers, distributed.without_workers(sys.argv[1:]))
+    comm = distributed.world()
+    if comm is None:
+        return _run(args, None)
+    if args.threads is None:
+        from ..train.config import usable_cores
+
+        args.threads = distributed.threads_per_rank(comm.size, usable_cores())
+    try:
+        return _run(args, comm)
+    except BaseException as err:   # noqa: BLE001 - any failure of one rank must stop them all, named
+        comm.fail(err)
+        raise
+
+
+def _run(args, comm) -> int:
+    from contextlib import nullcontext
+
     from ..data import load_for_model
+    from ..errors import NncError
     from ..model import load
     from ..train import runfolder
     from ..train.engines import data_sizes
@@ -178,7 +207,8 @@ def cmd_run(args) -> int:
     if args.resume:
         folder = Path(args.resume)
         recorded = runfolder.read_settings(folder)
-        model = load(Path(args.model), model=args.model_name or recorded["model"])
+        args.loss = _resumed_loss(args, recorded, folder)
+        model = load_model(args) if args.loss else load(Path(args.model), model=args.model_name or recorded["model"])
         runfolder.check_source(folder, model, args.model)
         given = {name: args.model_name if name == "model" else getattr(args, name) for name in runfolder.RESTORED}
         settings = runfolder.resumed_settings(recorded, folder, given, epochs=args.epochs, out=args.out,
@@ -187,7 +217,7 @@ def cmd_run(args) -> int:
         runfolder.check_unfinished(saved, settings, args.model, folder)
         data_spec = settings["data"]
     else:
-        if args.out is not None:
+        if args.out is not None and not (comm and comm.rank):
             runfolder.check_out(Path(args.out), args.overwrite, args.model)  # before any work
         model = load_model(args)
         settings = runfolder.new_settings(model, args.model, config_from(model, args), data=args.data,
@@ -197,13 +227,16 @@ def cmd_run(args) -> int:
                                           label_noise=args.label_noise, shuffle_labels=args.shuffle_labels,
                                           standardize=args.standardize)
         settings["folds"] = args.folds or model.settings.get("folds")
+        if args.loss:   # an imported .onnx model's: --resume loads the model with it again
+            settings["loss"] = args.loss
         data_spec = args.data  # as given, for its messages; settings.json keeps where it was found
     config = runfolder.config_of(settings)
-    progress = Progress(config.epochs, quiet=args.quiet)
+    writes = not (comm and comm.rank)   # one process, or rank 0 of several
+    progress = Progress(config.epochs, quiet=args.quiet or not writes)
     progress.print(f"nnc run: {model.name} ({args.model})")   # before the data loads and the code compiles
     if not model.graph.inputs:   # gradient descent on a function of the parameters: no data
         progress.status("  compiling the training step ...")
-        trainer = Trainer(model, config)
+        trainer = Trainer(model, config, comm=comm)
         with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
             return _optimize(args, trainer, folder, settings, started, progress)
     progress.status(f"  loading {data_spec or settings['data']} ...")
@@ -214,28 +247,45 @@ def cmd_run(args) -> int:
                           statistics=runfolder.standardization_of(folder) if args.resume else None)
     progress.print(f"  data {data.describe().removeprefix('data ')}")
     if settings.get("folds"):
+        if comm is not None:
+            raise NncError("--folds trains its models in one process, not on workers", hint="leave out --workers")
         with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
             return _cross_validate(args, model, config, data, settings, folder, progress, started)
     check_validation(config, data)
     progress.status(f"  compiling the training step{'s' if len(model.graph.losses) > 1 else ''} ...")
-    trainer = Trainer(model, config, sizes=data_sizes(model.graph, data.train))
+    trainer = Trainer(model, config, sizes=data_sizes(model.graph, data.train), comm=comm)
     trainer.check_numerics = settings["check_numerics"]
     transfer = init_from(trainer, args.init_from) if getattr(args, "init_from", None) and not args.resume else None
     watch, resume_at = DivergenceWatch(), None
     if saved is not None:
         resume_at, watch = runfolder.restore(trainer, folder, saved)
     if args.resume:
-        runfolder.write_settings(folder, settings)  # --epochs may have extended the run
-        return _train(args, trainer, data, folder, settings, watch, resume_at, started, progress)
-    with runfolder.new_run(args.out, model, settings, args.overwrite, args.model) as folder:
+        if writes:
+            runfolder.write_settings(folder, settings)  # --epochs may have extended the run
+        return _train(args, trainer, data, folder if writes else None, settings, watch, resume_at, started, progress)
+    with (runfolder.new_run(args.out, model, settings, args.overwrite, args.model) if writes
+          else nullcontext(None)) as folder:
         return _train(args, trainer, data, folder, settings, watch, resume_at, started, progress,
                       transfer.describe(args.init_from) if transfer else None)
 
 
-def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, started: float, progress,
+def _resumed_loss(args, recorded: dict, folder: Path) -> str | None:
+    """The --loss of the run being resumed (an imported .onnx model's); a different one given again is refused."""
+    from ..errors import NncError
+    from ..train.runfolder import SETTINGS
+
+    was = recorded.get("loss")
+    if args.loss and was and args.loss != was:
+        raise NncError(f"--loss {args.loss} contradicts the run being resumed (loss {was})",
+                       hint=f"a resumed run keeps the settings it started with ({folder / SETTINGS}): "
+                            "drop --loss, or start a new run")
+    return args.loss or was
+
+
+def _train(args, trainer, data, folder: Path | None, settings: dict, watch, resume_at, started: float, progress,
            transferred: str | None = None) -> int:
     """The epochs still to train (nnc.train.fit.Loop) with the progress display and Ctrl-C, then the
-    evaluation."""
+    evaluation; without a folder (a data-parallel run's ranks but 0) nothing is written or printed."""
     from ..train import runfolder
     from ..train.fit import Loop
     from ..viz.plots import import_matplotlib_meanwhile
@@ -248,14 +298,20 @@ def _train(args, trainer, data, folder: Path, settings: dict, watch, resume_at, 
     progress.print(f"  run folder: {folder}")
     if transferred:
         progress.print(transferred)
-    runfolder.keep_vocabulary(folder, data, resumed=bool(args.resume))
-    runfolder.keep_standardization(folder, data)
-    import_matplotlib_meanwhile()
+    if folder is not None and getattr(trainer, "comm", None) is not None:
+        trainer.comm.report("resume", f"nnc run {shlex.quote(str(args.model))} --resume {shlex.quote(str(folder))} "
+                                      f"--workers {trainer.comm.size}")
+    if folder is not None:
+        runfolder.keep_vocabulary(folder, data, resumed=bool(args.resume))
+        runfolder.keep_standardization(folder, data)
+        import_matplotlib_meanwhile()
     loop = Loop(trainer, data, folder, _ProgressReporter(progress), watch=watch, resume_at=resume_at,
                 grad_stats=settings["grad_stats"], lines=MAX_EPOCH_LINES,
-                callbacks=[_SampleGrids(trainer, data, folder)] if samples_shape(trainer) else [])
+                callbacks=[_SampleGrids(trainer, data, folder)] if samples_shape(trainer) and folder else [])
     with _StopFlag() as stop:
         outcome = loop.run(lambda: stop.set)
+    if folder is None and outcome.status in ("interrupted", "diverged"):
+        return 130 if outcome.status == "interrupted" else 1
     if outcome.status == "interrupted":
         progress.end_epoch(f"interrupted: checkpoint saved in {outcome.saved}")
         print(f"resume with: nnc run {shlex.quote(str(args.model))} --resume {shlex.quote(str(folder))}")
@@ -332,6 +388,8 @@ def _header(progress, trainer, length: str) -> None:
     losses = f", losses {' → '.join(n for n in trainer.cycle)}" if len(trainer.engines) > 1 else ""
     frozen = f", frozen {', '.join(config.freeze)}" if config.freeze else ""
     augment = f", augment {specs_text(config.augment)}" if config.augment else ""
+    if getattr(trainer, "comm", None) is not None:
+        augment += f", {trainer.comm.size} workers"
     progress.print(f"  {config.optimizer}, schedule {config.schedule.name}, {length}, seed {config.seed}, "
                    f"backend {config.backend}{f', {config.threads} threads' if config.backend == 'llvm' else ''}"
                    f"{losses}{frozen}{augment} (compiled in {trainer.compile_seconds:.2f}s)")
@@ -467,8 +525,12 @@ def _finish(args, trainer, data, folder: Path, settings: dict, progress: Progres
     trainer.evaluator.params = trainer.model_params()
     tta = trainer.config.tta
     which, result = tta_evaluation(trainer.evaluator, data, tta) if tta else final_evaluation(trainer.evaluator, data)
+    if folder is None:   # a data-parallel run's other ranks: rank 0 reports
+        return 0
     seconds = time.perf_counter() - started
     metrics = runfolder.final_metrics(trainer, data, result, settings, seconds, samples_per_second)
+    if getattr(trainer, "comm", None) is not None:
+        metrics["workers"] = trainer.comm.size
     progress.print()
     if len(trainer.engines) > 1:   # a GAN: its first loss on the examples it was not trained on
         progress.print(f"{which} {trainer.loss_names[0]} {result['loss']:.6g}")
