@@ -121,7 +121,13 @@ def node_label(node, inits: dict) -> str:
     module's "/relu/Relu": "relu"). A node without such a name is named after its first output."""
     parts = [p for p in node.name.split("/") if p]
     if not (node.name.startswith("/") and parts and parts[-1].split("_")[0] == node.op_type):
-        return sanitize(node.name or node.output[0]) or sanitize(node.op_type.lower())
+        output = node.output[0] if node.output else ""
+        if re.fullmatch(r"[A-Za-z_]\w*", output):   # a value with a name of its own: nnc's statements, `h1`
+            return output
+        made_by_nnc = re.fullmatch(r"([A-Za-z_]\w*)/([a-z_]+?)_\d+:\w+", node.name)   # nnc export: h1/matmul_4:MatMul
+        if made_by_nnc:
+            return f"{made_by_nnc.group(1)}_{made_by_nnc.group(2)}"
+        return sanitize(node.name or output) or sanitize(node.op_type.lower())
     merged = []
     for p in parts[:-1]:
         if merged and p.startswith(merged[-1] + "."):
