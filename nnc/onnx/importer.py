@@ -55,9 +55,8 @@ class Imported:
 
 
 def load_translators() -> dict:
-    """Every registered translator: ops_nn.py's, then ops_math.py's (for the op types ops_nn leaves)."""
-    from . import ops_nn  # noqa: F401, I001  (first: an op type both could claim stays ops_nn's)
-    from . import ops_math  # noqa: F401
+    """Every registered translator: ops_nn.py's and ops_math.py's (no op type has two)."""
+    from . import ops_math, ops_nn  # noqa: F401
 
     return TRANSLATORS
 

@@ -13,13 +13,7 @@ import math
 
 import numpy as np
 
-from .translators import TRANSLATORS, Node, Value, fmt, translates
-
-
-def _register(*op_types: str):
-    """`translates` for the op types ops_nn.py (layers, shapes, activations, arithmetic) does not handle:
-    `load_translators` imports it first, so an op both could claim stays with it."""
-    return translates(*[op for op in op_types if op not in TRANSLATORS])
+from .translators import Node, Value, fmt, translates
 
 
 def _num(n: Node, name: str, default: float) -> str:
@@ -392,7 +386,7 @@ def activation(n: Node) -> str:
 ACTIVATIONS = ("HardSigmoid", "HardSwish", "Selu", "Celu", "Softsign", "Mish", "Swish",
                "ThresholdedRelu", "Shrink", "Gelu", "PRelu")
 
-# registered last, each for the op types ops_nn.py leaves (see _register)
+# one translator per op type: `translates` refuses a type ops_nn.py registers too
 for _fn, _types in ((unary, tuple(UNARY)), (neg, ("Neg",)), (reciprocal, ("Reciprocal",)), (power, ("Pow",)),
                     (variadic, ("Max", "Min", "Sum", "Mean")), (clip, ("Clip",)),
                     (compare, tuple(COMPARE)), (logic, ("Not", "And", "Or", "Xor")), (where, ("Where",)),
@@ -404,4 +398,4 @@ for _fn, _types in ((unary, tuple(UNARY)), (neg, ("Neg",)), (reciprocal, ("Recip
                     (mod, ("Mod",)), (cumsum, ("CumSum",)), (one_hot, ("OneHot",)),
                     (class_loss, ("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss")),
                     (activation, ACTIVATIONS)):
-    _register(*_types)(_fn)
+    translates(*_types)(_fn)

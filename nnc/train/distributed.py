@@ -171,6 +171,8 @@ class DataParallelEngine:
         self.local_stop = None       # the trainer's should_stop: read before the sum, so every rank stops together
         self._inputs: dict = {}
         self._global: dict = {}
+        self._views: dict | None = None
+        self._grad_views: dict = {}
         self._update_inputs = {f"grad/{n}": slot for n, slot in self._slots.items()}
 
     @property
@@ -222,10 +224,13 @@ class DataParallelEngine:
             if self._collective_error is not None:
                 raise self._collective_error from None
             raise
+        if self._views is None:   # the targets and gradients stay where they are from one step to the next
+            self._views = {n: self.grad.view(n) for n in self.grad.targets}
+            self._grad_views = {n: self.grad.view(node) for n, node in self._grad_nodes.items()}
         share = np.float32(shard_rows / self.batch)
         for n, slot in self._slots.items():
-            np.multiply(self.grad.view(self._grad_nodes[n]), share, out=slot)
-        values = {n: self.grad.view(n) for n in self.grad.targets}
+            np.multiply(self._grad_views[n], share, out=slot)
+        values = self._views
         tail = self.buffer[self.gradient_values:]
         tail[0] = float(values[self.loss_node]) * shard_rows
         tail[1] = self.count(values, self._inputs) if self.count else 0.0

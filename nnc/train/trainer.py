@@ -136,13 +136,13 @@ class Trainer:
         self.graphs, self.engines = {}, {}
         if comm is not None:
             self._data_parallel(model, config, sizes)
-        for name in self.loss_names if comm is None else ():
-            graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip,
-                                        loss=name, frozen=frozen_names(model.training_graph, config.freeze))
-            targets = [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
-            self.graphs[name] = graph
-            self.engines[name] = engine(config.backend, graph, config.batch, targets, threads=config.threads,
-                                        sizes=sizes, transform=self.augment)
+        else:
+            for name in self.loss_names:
+                graph = model.training_step(config.optimizer, weight_decay=config.weight_decay, clip=config.clip,
+                                            loss=name, frozen=frozen_names(model.training_graph, config.freeze))
+                self.graphs[name] = graph
+                self.engines[name] = engine(config.backend, graph, config.batch, self._targets(graph),
+                                            threads=config.threads, sizes=sizes, transform=self.augment)
         self.step_graph, self.step = self.graphs[self.loss_names[0]], self.engines[self.loss_names[0]]
         self.compile_seconds = time.perf_counter() - start
         initial = {**init_params(model.training_graph, config.seed), **model.file_params}  # an imported model's
@@ -162,6 +162,10 @@ class Trainer:
         self.check_numerics = False  # also stop on a non-finite output, not only a non-finite loss
         self.history: list[EpochStats] = []
 
+    def _targets(self, graph) -> list:
+        """What a step returns: the loss, and the task's output when the step graph has it."""
+        return [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
+
     def _data_parallel(self, model, config: RunConfig, sizes: dict | None) -> None:
         """The one training step as nnc.train.distributed's engine: gradients on this rank's shard, averaged."""
         from . import distributed
@@ -170,7 +174,7 @@ class Trainer:
             raise NncError(f"workers train a model with one loss and inputs; model '{model.name}' has "
                            + ("several losses" if model.graph.inputs else "no inputs"), hint="train it in one process")
         graph = model.training_graph
-        targets = [graph.loss] + ([graph.outputs[self.task.output]] if self.task.output in graph.outputs else [])
+        targets = self._targets(graph)
         count = None
         if self.task.classifies and self.task.output in graph.outputs:
             out_node = graph.outputs[self.task.output]
