@@ -59,9 +59,10 @@ class Executable:
         self.threads = threads
         self._pool = None
         if threads > 1:
-            from .threads import Pace, pool
+            from .threads import Pace, machine_contention, pool
             self._pool = pool(threads)   # started once per process and thread count
-            self._pace = Pace(self._pool)    # all threads, or the caller's alone on a busy machine
+            # all threads, or the caller's alone on a busy machine
+            self._pace = Pace(self._pool, contention=machine_contention(threads))
             # before the code and the arena go: no worker may still be walking a step of ours
             weakref.finalize(self, self._pool.quiesce)
         self._call_args = (self.arena.ctypes.data, self.state.ctypes.data, ctypes.addressof(self._input_table))

@@ -25,9 +25,10 @@ share wakes: a waiter must not keep a core busy, since on a machine shared
 with other jobs the thread it waits for (holding a share, descheduled) may be
 queued for that very core, and an idle core is one the kernel's load balancer
 hands to it at once. Where one thread is still faster (a share held by a
-thread without a core stalls the unit), `Pace` notices from the step times
-and runs the steps on the caller's thread alone (SOLO: the workers sleep)
-until a later trial finds all threads faster again.
+thread without a core stalls the unit), `Pace` runs the steps on the caller's
+thread alone (SOLO: the workers sleep): while the machine's count of runnable
+tasks shows other jobs wanting the cores (`Contention`), or when timed trials
+find one thread faster, until a later trial finds all threads faster again.
 
 The pool is memory shared with the workers, one cache line per field; each
 executable keeps its unit counters in its arena. Workers are Python threads
@@ -46,7 +47,9 @@ executables, it is not re-entrant).
 from __future__ import annotations
 
 import atexit
+import collections
 import ctypes
+import os
 import statistics
 import threading
 import time
@@ -559,20 +562,81 @@ class Pool:
             t.join(timeout=1.0)
 
 
+LOADAVG = "/proc/loadavg"
+
+
+def runnable_reader(path: str = LOADAVG):
+    """A function giving the machine's runnable tasks now (the fourth field of /proc/loadavg, "2/345":
+    the kernel's count of tasks running or waiting for a core, read in a few µs), or None where there
+    is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+
+    def runnable() -> int:
+        return int(os.pread(fd, 128, 0).split()[3].split(b"/")[0])
+
+    try:
+        runnable()
+    except (OSError, ValueError, IndexError):
+        os.close(fd)
+        return None
+    return runnable
+
+
+class Contention:
+    """Whether other jobs want more of the machine's cores than our threads leave them, from the count
+    of runnable tasks sampled right after a step: our caller and workers (still spinning) are then
+    `threads` of them, or 1 when the step ran alone (the workers asleep), and the rest are others'.
+    A worker of ours that has no core holds up every kernel it has a share of, so others wanting
+    cores is reason enough to run alone; unlike timing a few steps each way it costs no slow steps
+    to find out, and a busy process is seen within a few dozen steps. The verdict is the majority of
+    the last `WINDOW` samples, one every `EVERY` steps, so a task that wakes for a moment changes nothing."""
+
+    EVERY, WINDOW = 4, 8
+
+    def __init__(self, threads: int, cores: int, runnable):
+        self.threads, self.spare = threads, cores - threads   # cores others may use without a clash
+        self.runnable = runnable
+        self.samples: collections.deque = collections.deque(maxlen=self.WINDOW)
+        self.countdown = 0
+        self.busy = False
+
+    def sample(self, solo: bool) -> None:
+        """After a step that ran alone (`solo`) or on every thread."""
+        if self.countdown:
+            self.countdown -= 1
+            return
+        self.countdown = self.EVERY - 1
+        others = self.runnable() - (1 if solo else self.threads)
+        self.samples.append(others > self.spare)
+        self.busy = 2 * sum(self.samples) > self.WINDOW
+
+
+def machine_contention(threads: int) -> Contention | None:
+    """This machine's `Contention` for `threads` threads, or None where the runnable count is unknown."""
+    runnable = runnable_reader()
+    return Contention(threads, os.cpu_count() or threads, runnable) if runnable else None
+
+
 class Pace:
     """Whether an executable's steps run on all of the pool's threads or on the caller's alone.
 
     On a quiet machine all threads win; on one where other jobs keep cores busy a worker may hold a
-    share of a kernel while it waits for a core, and one thread can be faster. So now and then a
-    trial: a few steps each way, timed, and the faster way is kept until the next trial. Trials come
-    every `period` steps, twice as far apart each time the choice stays (so a quiet machine pays
-    little for them), back to `FIRST_PERIOD` when it changes."""
+    share of a kernel while it waits for a core, and one thread can be faster. While `contention`
+    (where the machine tells its runnable tasks) sees other jobs wanting the cores, every step runs
+    alone. Otherwise, now and then a trial: a few steps each way, timed, and the faster way is kept
+    until the next trial (which also catches what the count cannot see, such as a container's CPU
+    quota). Trials come every `period` steps, twice as far apart each time the choice stays (so a
+    quiet machine pays little for them), back to `FIRST_PERIOD` when it changes."""
 
     FIRST_PERIOD, MAX_PERIOD, TRIAL = 64, 2048, 5
 
-    def __init__(self, pool, clock=time.perf_counter):
+    def __init__(self, pool, clock=time.perf_counter, contention: Contention | None = None):
         self.pool = pool
         self.clock = clock
+        self.contention = contention
         self.solo = False
         self.period = self.FIRST_PERIOD
         self.countdown = self.period
@@ -580,6 +644,18 @@ class Pace:
 
     def call(self, entry, args) -> int:
         """entry(*args), one step, on the threads this pace chooses."""
+        if self.contention is None:
+            return self._timed(entry, args)
+        if self.contention.busy:
+            self.pool.solo = True
+            status = entry(*args)
+        else:
+            status = self._timed(entry, args)
+        self.contention.sample(self.pool.solo)
+        return status
+
+    def _timed(self, entry, args) -> int:
+        """A step run the way the trials chose."""
         if self.countdown:
             self.countdown -= 1
             self.pool.solo = self.solo

@@ -288,7 +288,6 @@ def _train(args, trainer, data, folder: Path | None, settings: dict, watch, resu
     evaluation; without a folder (a data-parallel run's ranks but 0) nothing is written or printed."""
     from ..train import runfolder
     from ..train.fit import Loop
-    from ..viz.plots import import_matplotlib_meanwhile
 
     config = trainer.config
     _header(progress, trainer, f"batch {config.batch}, {config.epochs} epochs")
@@ -304,7 +303,6 @@ def _train(args, trainer, data, folder: Path | None, settings: dict, watch, resu
     if folder is not None:
         runfolder.keep_vocabulary(folder, data, resumed=bool(args.resume))
         runfolder.keep_standardization(folder, data)
-        import_matplotlib_meanwhile()
     loop = Loop(trainer, data, folder, _ProgressReporter(progress), watch=watch, resume_at=resume_at,
                 grad_stats=settings["grad_stats"], lines=MAX_EPOCH_LINES,
                 callbacks=[_SampleGrids(trainer, data, folder)] if samples_shape(trainer) and folder else [])

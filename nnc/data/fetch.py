@@ -27,12 +27,9 @@ the files and what they are called.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +130,9 @@ def _verified_local(f: KnownFile, user_dir: Path | None, cache: Path, log) -> Pa
 
 def _download(f: KnownFile, mirrors: list[str], cache: Path, failures: list[str], log) -> Path | None:
     """Try each mirror until one serves the file with the right checksum; None if none does."""
+    import http.client  # here: the HTTP client (and its ssl, email) is paid only by a download
+    import urllib.error
+
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -165,6 +165,8 @@ def _download(f: KnownFile, mirrors: list[str], cache: Path, failures: list[str]
 def _stream_to(url: str, out, expected_size: int) -> str:
     """Download url into `out`, showing its progress; the SHA-256 of what arrived. Stops early past the expected
     size."""
+    import urllib.request
+
     digest = hashlib.sha256()
     total = 0
     progress = DownloadProgress(url, expected_size)
@@ -249,6 +251,9 @@ def _duration(seconds: float) -> str:
 
 
 def _reason(err: Exception) -> str:
+    import http.client
+    import urllib.error
+
     if isinstance(err, urllib.error.HTTPError):
         return f"HTTP {err.code} {err.reason}"
     if isinstance(err, urllib.error.URLError):

@@ -90,8 +90,12 @@ def read_labels(path: Path) -> np.ndarray:
 
 def read_labelled_images(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images as uint8 [count, rows, columns] and their int32 labels [count]."""
-    images = read_images(images_path)
-    labels = read_labels(labels_path)
+    return labelled_images(read_images(images_path), read_labels(labels_path), images_path, labels_path)
+
+
+def labelled_images(images: np.ndarray, labels: np.ndarray, images_path: Path,
+                    labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels read from these files, checked to pair up: labels as int32."""
     if len(labels) != len(images):
         raise NncError(f"got {len(labels):,} labels, expected {len(images):,}: one per image of {images_path.name}",
                        filename=str(labels_path), hint="the image and label files come from different sets")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..errors import NncError
 from .dataset import Dataset
+from .decoded import decoded_array
 from .fetch import KnownFile, fetch_files, mirrors_from_env
-from .idx import read_labelled_images
+from .idx import labelled_images, read_images, read_labelled_images, read_labels
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -72,7 +73,7 @@ def load_image_set(image_set: ImageSet, *, mirrors: list[str] | None = None, dow
     """The dataset from its verified files (found or downloaded as nnc.data.fetch describes)."""
     bases = mirrors if mirrors is not None else mirrors_from_env(image_set.mirrors)
     paths = fetch_files(image_set.name, image_set.files, bases, download=download, log=log)
-    return _dataset(image_set.name, paths, image_set.class_names)
+    return _dataset(image_set.name, paths, image_set.class_names, {f.name: f.sha256 for f in image_set.files})
 
 
 def load_idx_folder(folder: Path, name: str) -> Dataset:
@@ -90,9 +91,19 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
     return _dataset(name, paths, ())
 
 
-def _dataset(name: str, paths: dict[str, Path], class_names: tuple[str, ...]) -> Dataset:
-    train_x, train_y = read_labelled_images(paths[TRAIN_IMAGES], paths[TRAIN_LABELS])
-    test_x, test_y = read_labelled_images(paths[TEST_IMAGES], paths[TEST_LABELS])
+def _dataset(name: str, paths: dict[str, Path], class_names: tuple[str, ...],
+             checksums: dict[str, str] | None = None) -> Dataset:
+    """The dataset of the four files; `checksums` (the files' verified SHA-256) lets their decoded arrays
+    come from the cache (nnc.data.decoded)."""
+    def read(images: str, labels: str):
+        if checksums is None:
+            return read_labelled_images(paths[images], paths[labels])
+        return labelled_images(decoded_array(name, checksums[images], lambda: read_images(paths[images])),
+                               decoded_array(name, checksums[labels], lambda: read_labels(paths[labels])),
+                               paths[images], paths[labels])
+
+    train_x, train_y = read(TRAIN_IMAGES, TRAIN_LABELS)
+    test_x, test_y = read(TEST_IMAGES, TEST_LABELS)
     files = {("train", "image"): paths[TRAIN_IMAGES], ("train", "label"): paths[TRAIN_LABELS],
              ("test", "image"): paths[TEST_IMAGES], ("test", "label"): paths[TEST_LABELS]}
     return Dataset(name, {"image": train_x, "label": train_y}, {"image": test_x, "label": test_y},

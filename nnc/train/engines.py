@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import compile_graph
+from ..errors import NncError
 from ..ir import interp
 from ..runtime.execute import check_backend, located_by_interpreter
 from ..runtime.init import init_params
@@ -57,8 +58,11 @@ class NativeEngine:
             buffers[k][...] = v
         if self.transform is not None:
             self.transform(buffers, seed)
-        with located_by_interpreter(self.exe.graph, buffers, dict(self.exe.params), self.exe.targets, seed):
+        try:
             self.exe.step(seed)
+        except NncError:   # (not a `with` around every step: the hot path pays nothing for it)
+            with located_by_interpreter(self.exe.graph, buffers, dict(self.exe.params), self.exe.targets, seed):
+                raise
         if self._views is None:   # the targets stay where they are from one step to the next
             self._views = {n: self.exe.view(n) for n in self.exe.targets}
         return self._views, buffers

@@ -33,6 +33,14 @@ def correct_per_example(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return (predicted == truth).reshape(len(truth), -1).mean(axis=1)
 
 
+def correct_count(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """`correct_per_example(predicted, truth).sum()`, without the per-example array when there is one label
+    per example (a training step counts its batch with it)."""
+    if truth.ndim == 1:
+        return float(np.count_nonzero(predicted == truth))
+    return float(correct_per_example(predicted, truth).sum())
+
+
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     """counts[i, j]: examples of class i predicted as j."""
     counts = np.zeros((classes, classes), dtype=np.int64)

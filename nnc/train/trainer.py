@@ -29,7 +29,7 @@ from .augment import Augmenter, check_tta
 from .distributed import CORRECT
 from .engines import engine
 from .evaluator import Evaluator
-from .metrics import correct_per_example, predicted_classes
+from .metrics import correct_count, predicted_classes
 from .schedules import learning_rate, plateau_for
 
 
@@ -181,7 +181,7 @@ class Trainer:
 
             def count(values, batch):
                 truth = self.task.labels(batch[self.task.target])
-                return float(correct_per_example(predicted_classes(values[out_node]), truth).sum())
+                return correct_count(predicted_classes(values[out_node]), truth)
         self.graphs[None], self.engines[None] = distributed.engine(
             self.comm, model, config, targets, sizes=sizes, transform=self.augment, count=count,
             frozen=frozen_names(graph, config.freeze))
@@ -290,7 +290,7 @@ class Trainer:
             elif classifies:
                 out_node = graph.outputs[self.task.output]
                 truth = self.task.labels(batch[self.task.target])
-                done.correct += float(correct_per_example(predicted_classes(values[out_node]), truth).sum())
+                done.correct += correct_count(predicted_classes(values[out_node]), truth)
             if on_step:
                 on_step(i + 1, steps, done.loss_sum / done.seen, done.correct / done.seen if classifies else None)
             if should_stop and should_stop():

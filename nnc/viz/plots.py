@@ -3,26 +3,20 @@ confusion.png, and the gradient norms per layer over the epochs (`nnc viz --heat
 
 Figures are built with matplotlib's object API (no pyplot): nothing global to
 close, and importing pyplot alone would cost more than half a second of every
-run. `import_matplotlib_meanwhile` starts that import in a thread while
-training runs. Every PNG is written atomically.
+run. matplotlib is imported when the first figure is drawn, not in a thread
+while training runs: that thread held the GIL the training loop needs between
+its native steps and took a core from them, and the first epoch lost more time
+than the import costs. Every PNG is written atomically.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..fileio import atomic_write
-
-
-def import_matplotlib_meanwhile() -> None:
-    """Import the plotting code in a thread while training runs: the native steps release the GIL,
-    so the half second matplotlib takes to import is not added to the run at the end."""
-    threading.Thread(target=importlib.import_module, args=("matplotlib.figure",), daemon=True).start()
 
 
 def plot_curves(path: Path, history, classifier: bool) -> None:
@@ -74,7 +68,7 @@ def plot_confusion(path: Path, counts: np.ndarray, labels=None) -> None:
     for i in range(k):
         for j in range(k):
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if counts[i, j] > top / 2 else "black")
+                    color="white" if counts[i, j] > top / 2 else "black", in_layout=False)  # inside the axes
     ax.set_title("confusion matrix (test set)")
     fig.tight_layout()
     save_figure(fig, path)
