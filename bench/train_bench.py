@@ -19,6 +19,8 @@ first-step (compile) times: nnc cold (empty disk cache) and warm (cached), JAX's
 step. The GEMM lines time C = A·B for 128×784×256 float32 in nnc and in NumPy (OpenBLAS) at the
 same thread count. `--busy N` starts N processes that each keep a core busy for the whole run (a
 machine shared with other jobs), to see how each framework copes with a core it does not get.
+Each round starts once nothing else runs (`settle`): another library's threads still spinning
+after its round would otherwise take a core from the next.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ LR = 0.01
 ROWS_PER_BATCH = 8          # the synthetic dataset holds this many batches
 ROUND_SECONDS = 0.4
 PAUSE_BETWEEN_ROUNDS = 0.05
+SETTLE_SECONDS = 1.0        # at most this long, before a round, for other frameworks' threads to stop spinning
 
 
 def thread_environment(threads: int) -> dict:
@@ -391,13 +394,33 @@ class Server:
         self.proc.wait()
 
 
-def interleaved(servers: dict, rounds: int, ask_round) -> dict:
-    """Round r of every framework before round r + 1 of any, with a pause before each round so
-    that the previous framework's idle threads have stopped spinning. -> {framework: [rates]}"""
+def runnable() -> int | None:
+    """The machine's runnable tasks now (the fourth field of /proc/loadavg), or None off Linux."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def settle(busy: int) -> None:
+    """Wait until the previous round's idle threads have stopped spinning: OpenBLAS's spin for about
+    0.1 s after a call, and a round started among them would measure a machine with fewer cores
+    (nnc's Pace even runs its steps alone there). Done when nothing runs but this process and the
+    `busy` load, or after SETTLE_SECONDS."""
+    time.sleep(PAUSE_BETWEEN_ROUNDS)
+    deadline = time.perf_counter() + SETTLE_SECONDS
+    while time.perf_counter() < deadline and (runnable() or 0) > 1 + busy:
+        time.sleep(0.01)
+
+
+def interleaved(servers: dict, rounds: int, ask_round, busy: int = 0) -> dict:
+    """Round r of every framework before round r + 1 of any, each started once the previous
+    framework's idle threads have stopped spinning (`settle`). -> {framework: [rates]}"""
     rates = {name: [] for name in servers}
     for _ in range(rounds):
         for name, server in servers.items():
-            time.sleep(PAUSE_BETWEEN_ROUNDS)
+            settle(busy)
             rates[name].append(ask_round(server))
     return rates
 
@@ -412,7 +435,7 @@ def measure(threads: int, args) -> list:
                 setup = {name: s.ask(cmd="setup", model=model, batch=batch) for name, s in servers.items()}
                 steps = {name: max(3, int(ROUND_SECONDS / max(v["step"], 1e-6))) for name, v in setup.items()}
                 rates = interleaved(servers, args.rounds, lambda s, steps=steps, batch=batch:
-                                    s.ask(cmd="round", steps=steps[s.framework], batch=batch)["rate"])
+                                    s.ask(cmd="round", steps=steps[s.framework], batch=batch)["rate"], args.busy)
                 for name in servers:
                     results.append({"kind": "train", "model": model, "batch": batch, "threads": threads,
                                     "framework": name, "samples_per_second": statistics.median(rates[name]),
@@ -427,7 +450,7 @@ def measure(threads: int, args) -> list:
         try:
             for s in gemm.values():
                 s.ask(cmd="gemm")
-            rates = interleaved(gemm, args.rounds, lambda s: s.ask(cmd="gemm_round", reps=200)["rate"])
+            rates = interleaved(gemm, args.rounds, lambda s: s.ask(cmd="gemm_round", reps=200)["rate"], args.busy)
         finally:
             for s in gemm.values():
                 s.close()
