@@ -9,6 +9,12 @@ sum masks it to 0. The mean divides by PyTorch's count: the window's extent insi
 (count_include_pad) or inside the input. The backward forms zero
 dx and scatter-add into it, so overlapping windows sum correctly; maxpool routes each window's gradient to the
 first position of its maximum inside the input, like the reference.
+
+Max pooling whose windows lie side by side along a row (stride = size, no padding, none past the input: 2x2
+stride 2, the CNNs' pooling) runs on vectors of V windows (`_each_window_group`): one load per tap row holds
+the V·size values under V windows, and a shuffle takes tap (i, j) of each, so the scalar code's chain of
+maxima and comparisons runs lane-wise on the same values in the same order (the same results, bit for bit);
+the gradient interleaves its per-tap values back into rows the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from .. import irmath as m, llvmutil as u
-from ..irmath import F32
+from ..irmath import F32, I32
 from .pointwise import finish_epilogue
 
 PARALLEL_PLANES = 64   # fewer planes (images x channels) run on one thread
@@ -150,6 +156,80 @@ def _each_window(kc, x_shape, out_shape, body) -> None:
                             at_the_border()
 
 
+MAX_GROUP = 16   # windows per vector when a row has more: a divisor of the row's windows if one is 8..16
+
+
+@dataclass
+class _Group:
+    """`width` neighbouring windows of one output row, as vectors: `taps` holds tap (i, j) of every window
+    (row-major order, lane k = window k); `rows[i]` is where tap row i of the group starts in the input."""
+
+    taps: list
+    rows: list
+    at: object      # the offset of the first window's output
+    width: int
+    size: int
+
+
+def _side_by_side(kc, x_shape, out_shape) -> bool:
+    """Do each row's windows lie side by side inside the input (stride = size, no padding, none past it)?"""
+    size, stride, pad = kc.attrs["size"], kc.attrs["stride"], kc.attrs.get("pad", 0)
+    return stride == size and not pad and out_shape[2] * size <= x_shape[2] and out_shape[3] * size <= x_shape[3]
+
+
+def _group_widths(out_w: int) -> tuple[int, int]:
+    """(windows per vector, windows in the row's last, shorter vector or 0)."""
+    if out_w <= MAX_GROUP:
+        return out_w, 0
+    for width in range(MAX_GROUP, 7, -1):
+        if out_w % width == 0:
+            return width, 0
+    return MAX_GROUP, out_w % MAX_GROUP
+
+
+def _lanes(b, vector, picks: list[int]):
+    """The vector of `vector`'s lanes `picks`."""
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), len(picks)), picks)
+    return b.shuffle_vector(vector, ir.Constant(vector.type, ir.Undefined), mask)
+
+
+def _interleaved(b, vectors: list):
+    """One vector of len(vectors)·V lanes: lane k·s + j is lane k of vectors[j] (V lanes each, s vectors)."""
+    width, s = vectors[0].type.count, len(vectors)
+    parts = list(vectors)
+    while len(parts) > 1:   # concatenate pairwise: lane j·V + k of the whole is lane k of vectors[j]
+        if len(parts) % 2:
+            parts.append(ir.Constant(parts[0].type, ir.Undefined))
+        n = parts[0].type.count
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * n), list(range(2 * n)))
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], mask) for i in range(0, len(parts), 2)]
+    return _lanes(b, parts[0], [(lane % s) * width + lane // s for lane in range(width * s)])
+
+
+def _each_window_group(kc, x_shape, out_shape, body) -> None:
+    """Call body(_Group) for every group of side-by-side windows of this thread's planes."""
+    b = kc.b
+    _, _, h, w = x_shape
+    _, _, ho, wo = out_shape
+    size = kc.attrs["size"]
+    x = kc.ptr(kc.operand(0))
+    width, rest = _group_widths(wo)
+    lo, hi = _planes(kc, out_shape)
+
+    def group(nc, y, first, count):
+        rows = [u.offset(b, [(nc, h * w), (y, size * w), (first, size)], base=i * w) for i in range(size)]
+        loads = [u.load_vector(b, x, r, count * size) for r in rows]
+        taps = [_lanes(b, loads[i], list(range(j, count * size, size))) for i in range(size) for j in range(size)]
+        body(_Group(taps, rows, u.offset(b, [(nc, ho * wo), (y, wo), (first, 1)]), count, size))
+
+    with u.for_range(b, hi, start=lo, name="nc", vectorize=False) as nc:
+        with u.for_range(b, ho, name="y", vectorize=False) as y:
+            with u.for_range(b, wo - rest, step=width, name="x", vectorize=False) as first:
+                group(nc, y, first, width)
+            if rest:
+                group(nc, y, u.i64(wo - rest), rest)
+
+
 def _zero_planes(kc, ptr, shape) -> None:
     """Zero this thread's planes of a [N, C, H, W] buffer."""
     lo, hi = _planes(kc, shape)
@@ -175,7 +255,16 @@ def emit_maxpool(kc) -> None:
             acc = m.maximum(b, acc, u.load(b, x, pos))
         u.store(b, acc, kc.out, win.at)
 
-    _each_window(kc, kc.shape(xnode), kc.shape(kc.anchor), body)
+    def group_body(group):
+        acc = group.taps[0]
+        for tap in group.taps:
+            acc = m.maximum(b, acc, tap)
+        u.store_vector(b, acc, kc.out, group.at)
+
+    if _side_by_side(kc, kc.shape(xnode), kc.shape(kc.anchor)):
+        _each_window_group(kc, kc.shape(xnode), kc.shape(kc.anchor), group_body)
+    else:
+        _each_window(kc, kc.shape(xnode), kc.shape(kc.anchor), body)
     finish_epilogue(kc)
 
 
@@ -196,10 +285,17 @@ def emit_avgpool(kc) -> None:
     finish_epilogue(kc)
 
 
+def _takes_the_window(b, value, best):
+    """Does a tap's value take the window's gradient from the best so far (scanning row-major)? As PyTorch's
+    CPU kernel: when it is larger, or NaN (so a window's last NaN takes it)."""
+    return b.or_(b.fcmp_ordered(">", value, best), b.fcmp_unordered("uno", value, value))
+
+
 def emit_maxpool_grad(kc) -> None:
-    """dx: each window's dy added at its first largest tap. When the windows tile the input exactly (stride =
-    size, no padding, the extents multiples of the size: every element in one window), each window stores
-    its taps directly (dy at the largest, 0 elsewhere) instead of zeroing dx and adding into it."""
+    """dx: each window's dy added at its first largest tap (its last NaN if it has one). When the windows
+    tile the input exactly (stride = size, no padding, the extents multiples of the size: every element in
+    one window), each window stores its taps directly (dy at the largest, 0 elsewhere) instead of zeroing dx
+    and adding into it; side-by-side windows run on vectors (`_each_window_group`)."""
     b = kc.b
     xnode, dynode = kc.operand(0), kc.operand(1)
     x, dy, x_shape = kc.ptr(xnode), kc.ptr(dynode), kc.shape(xnode)
@@ -212,7 +308,7 @@ def emit_maxpool_grad(kc) -> None:
         best, where = u.load(b, x, win.first), win.first
         for pos, _ in win.taps:
             v = u.load(b, x, pos)
-            better = b.fcmp_ordered(">", v, best)
+            better = _takes_the_window(b, v, best)
             best, where = b.select(better, v, best), b.select(better, pos, where)
         if tiled:
             grad = u.load(b, dy, win.at)
@@ -221,7 +317,23 @@ def emit_maxpool_grad(kc) -> None:
             return
         u.store(b, b.fadd(u.load(b, kc.out, where), u.load(b, dy, win.at)), kc.out, where)
 
-    _each_window(kc, x_shape, kc.shape(dynode), body)
+    def group_body(group):
+        best, where = group.taps[0], ir.Constant(ir.VectorType(I32, group.width), 0)
+        for index, tap in enumerate(group.taps):
+            better = _takes_the_window(b, tap, best)
+            best = b.select(better, tap, best)
+            where = b.select(better, ir.Constant(where.type, index), where)
+        grad = u.load_vector(b, dy, group.at, group.width)
+        zero = ir.Constant(grad.type, 0.0)
+        routed = [b.select(b.icmp_unsigned("==", where, ir.Constant(where.type, index)), grad, zero)
+                  for index in range(len(group.taps))]
+        for i, row in enumerate(group.rows):   # windows side by side: each element in one window at most
+            u.store_vector(b, _interleaved(b, routed[i * size:(i + 1) * size]), kc.out, row)
+
+    if _side_by_side(kc, x_shape, kc.shape(dynode)):
+        _each_window_group(kc, x_shape, kc.shape(dynode), group_body)
+    else:
+        _each_window(kc, x_shape, kc.shape(dynode), body)
     finish_epilogue(kc)
 
 

@@ -260,14 +260,18 @@ def _avgpool_ref(x, *, size, stride, pad=0, ceil_mode=False, count_include_pad=T
 
 
 def _maxpool_grad_ref(x, dy, *, size, stride, pad=0, ceil_mode=False):
-    """Route each window's gradient to the first position inside the input holding its maximum."""
+    """Route each window's gradient to the first position inside the input holding its maximum, or to its last
+    NaN when it has one (PyTorch's CPU kernel: a tap takes the window when `val > max or isnan(val)`)."""
     n, c, ho, wo = dy.shape
     h, w = x.shape[2:]
     flat = _pool_windows(x, size, stride, pad, (ho, wo), -np.inf).reshape(n, c, ho, wo, size * size)
     inside = (_inside(h, size, stride, pad, ho)[:, None, :, None]
               & _inside(w, size, stride, pad, wo)[None, :, None, :]).reshape(ho, wo, size * size)
     hits = (flat == flat.max(axis=-1, keepdims=True)) & inside
-    arg = np.where(hits.any(axis=-1), hits.argmax(axis=-1), inside.argmax(axis=-1))  # NaN: the first inside
+    nans = np.isnan(flat) & inside
+    last_nan = size * size - 1 - nans[..., ::-1].argmax(axis=-1)
+    arg = np.where(nans.any(axis=-1), last_nan,
+                   np.where(hits.any(axis=-1), hits.argmax(axis=-1), inside.argmax(axis=-1)))
     di, dj = np.divmod(arg, size)
     rows = np.arange(ho)[None, None, :, None] * stride - pad + di
     cols = np.arange(wo)[None, None, None, :] * stride - pad + dj
