@@ -14,7 +14,6 @@ The CLI prints `format()` and exits 1; a traceback appears only with --debug.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 
@@ -110,6 +109,8 @@ def closest(name: str, choices) -> str | None:
     """The choice `name` most likely stands for, for a `did you mean` (never to accept it): the same word in
     another case, else the nearest spelling (difflib), else None."""
     lowered = {choice.lower(): choice for choice in choices}
+    import difflib  # only for a mistake's hint
+
     near = difflib.get_close_matches(name.lower(), list(lowered), n=1)
     return lowered[near[0]] if near else None
 

@@ -13,10 +13,12 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import NncError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cache_dir() -> Path:
@@ -114,6 +116,8 @@ def _umask() -> int:
 
 
 def save_npz(path: str | Path, arrays: dict) -> None:
+    import numpy as np  # here: the command-line options and the parser use this module without numpy
+
     atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
@@ -124,6 +128,8 @@ SAVEZ_HINT = "save arrays keyed by name with numpy.savez(FILE, name=array, ...)"
 
 def load_npz(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]:
     """Load every array of an .npz file; pickled objects are refused, naming the array that holds them."""
+    import numpy as np
+
     path = Path(path)
     where = str(path)
     with reading(path, "an .npz file"), open(path, "rb") as f:

@@ -15,10 +15,6 @@ from .errors import NncError
 from .front.builder import build
 from .front.settings import check_names, read_train_block
 from .front.syntax import parse, read_source
-from .passes import pipeline
-from .runtime.checkpoint import model_params
-from .runtime.execute import run_graph
-from .runtime.init import init_params
 from .summary import summary_text
 
 CONSTANT_INITS = ("zeros", "ones", "constant")  # initializers that draw nothing at random
@@ -114,6 +110,8 @@ class Model:
     # ---- running ----------------------------------------------------------------
 
     def init_params(self, seed: int = 0, float_dtype=np.float32) -> dict:
+        from .runtime.init import init_params
+
         full = init_params(self.graph, seed, float_dtype)
         full.update({k: v.astype(full[k].dtype) for k, v in self.file_params.items() if k in full})
         return full
@@ -129,6 +127,8 @@ class Model:
         """The parameters `params` gives (a run folder, a checkpoint or parameter .npz, a dict of arrays, or
         None) plus initial values for the rest: constant initializers always; random ones (seeded) only
         with `random_params`, else leaving one out is an error that names it."""
+        from .runtime.checkpoint import model_params
+
         given = model_params(params if params is not None else self.params, self)
         missing = [name for name in self.random_param_names() if name not in given]
         if missing and not random_params:
@@ -143,6 +143,8 @@ class Model:
         folder, a checkpoint or parameter .npz, or a dict of arrays; `random_params=True` draws the
         randomly initialized ones not given (seeded). Native code by default; `backend="reference"`
         (or float64) runs the NumPy reference interpreter."""
+        from .runtime.execute import run_graph
+
         inputs = dict(inputs or {})
         params = self.complete_params(params, seed, float_dtype, random_params=random_params)
         g = self.graph
@@ -171,6 +173,8 @@ class Model:
     def load_params(self, source) -> Model:
         """Take the parameters of a run folder, checkpoint, parameter .npz or dict (checked against the model)
         as the model's: eval, grad and evaluate use them from now on."""
+        from .runtime.checkpoint import model_params
+
         self.params = model_params(source, self)
         return self
 
@@ -305,6 +309,8 @@ class Model:
         float inputs) on the training form of the model, at `params` (as for `eval`; `random_params=True`
         for gradients at a seeded initialization). The forward + backward graph runs as native code by
         default; `backend="reference"` (or float64) runs the NumPy reference interpreter."""
+        from .runtime.execute import run_graph
+
         g = self.training_graph
         of_name, of_node = self.resolve(of, g)
         if g.type_of(of_node).shape != ():
@@ -333,6 +339,8 @@ class Model:
         cache = self.__dict__.setdefault("_gradient_graphs", {})
         key = (of_node, wrt, keep)
         if key not in cache:
+            from .passes import pipeline
+
             cache[key] = pipeline.gradient(self.training_graph, of=of_node, wrt=list(wrt), keep=list(keep))
         return cache[key]
 
@@ -341,6 +349,8 @@ class Model:
         """The graph of one training step with the optimizer `spec` (a nnc.specs.Spec; default: the train
         block's): forward, backward and update (nnc.passes.pipeline.training_step) of the parameters loss
         `loss` trains (a model with several losses has one step per loss) less the `frozen` ones."""
+        from .passes import pipeline
+
         return pipeline.training_step(self.training_graph, spec or self.settings["optimizer"],
                                       weight_decay=weight_decay, clip=clip, loss=loss, frozen=frozen)
 

@@ -354,3 +354,18 @@ def test_read_source_reports_files_and_encodings(tmp_path):
         read_source(bad)
     assert (info.value.loc.span.line, info.value.loc.span.column) == (2, 14)
     assert "0xff" in info.value.message
+
+
+def test_ast_nodes_are_values_that_cannot_change():
+    """AST nodes behave as the frozen dataclasses they replaced: built by position or name with defaults, equal
+    and hashed by class and fields, printed with them, read-only."""
+    one, same = (parse("model m {\n  loss d = mean(x) trains g\n}") for _ in range(2))
+    assert one == same and hash(one.models[0]) == hash(same.models[0]) and one.models[0] is not same.models[0]
+    loss = one.models[0].body[0]
+    assert (loss.name, [v.name for v in loss.trains]) == ("d", ["g"])
+    assert ast.LossStmt(loss.value, loss.loc) == ast.LossStmt(value=loss.value, loc=loss.loc, name=None, trains=())
+    assert ast.Var("x", None) != ast.String("x", None) and repr(ast.Var("x", None)) == "Var(name='x', loc=None)"
+    with pytest.raises(AttributeError, match="cannot assign to field 'name'"):
+        loss.name = "e"
+    with pytest.raises(TypeError, match="missing .*'loc'"):
+        ast.Var("x")

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                         "and totals")
     p.add_argument("--train", action="store_true", help="the training form: dropout and batch statistics as "
                    "training computes them")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=cmd_check, brief=True)  # nnc.cli.main.run_brief: the cycle collector paused
 
 
 def cmd_check(args) -> int:

@@ -17,6 +17,7 @@ A traceback appears only with --debug.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -200,16 +201,34 @@ class CtrlC:
 
 
 def main(argv=None) -> int:
-    """`nnc ARGS` -> the exit status. Everything but this module's few imports runs inside the Ctrl-C guard."""
+    """`nnc ARGS` -> the exit status. Everything but this module's few imports runs inside the Ctrl-C guard.
+    Without `argv` (the command line's) nnc is the program: the process ends with the command."""
     try:
         with CtrlC() as ctrl_c:
-            return run_command(list(sys.argv[1:] if argv is None else argv), ctrl_c)
+            return run_command(list(sys.argv[1:] if argv is None else argv), ctrl_c, exits=argv is None)
     except KeyboardInterrupt:
         print("nnc: interrupted", file=sys.stderr)
         return 130
 
 
-def run_command(argv: list[str], ctrl_c: CtrlC) -> int:
+def run_brief(args, exits: bool) -> int:
+    """A brief command (its parser sets `brief`: nnc check) with the cycle collector paused. What it loads (numpy,
+    networkx, Lark, the front end: tens of thousands of objects) lives until the exit, and the collector would only
+    scan it again and again. When the process ends with the command (`exits`) those objects are frozen out of the
+    collector, which Python's exit would otherwise scan once more; in a Python session (tests call `main`) the
+    collector is simply on again after the command."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return args.func(args)
+    finally:
+        if exits:
+            gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+def run_command(argv: list[str], ctrl_c: CtrlC, exits: bool = False) -> int:
     from ..errors import NncError
 
     args = None
@@ -219,6 +238,8 @@ def run_command(argv: list[str], ctrl_c: CtrlC) -> int:
             parser.print_help()
             return 0
         args = parse(parser, argv)
+        if getattr(args, "brief", False):
+            return run_brief(args, exits)
         return args.func(args)
     except NncError as err:
         if getattr(args, "debug", False):

@@ -18,16 +18,25 @@ import argparse
 import json
 import math
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import NncError
 from ..fileio import load_npz
-from ..ir.types import format_shape
-from ..runtime.execute import BACKENDS
+from ..ir.types import FLOAT_DTYPES as FLOAT_NAMES, format_shape
 from ..specs import OPTIMIZERS, SCHEDULES
 
-FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def __getattr__(name: str):
+    # FLOAT_DTYPES ({"float32": np.float32, ...}) is made on first use: declaring the options loads no numpy, so
+    # `nnc check` loads it inside its command (nnc.cli.check) and a usage mistake is told without it.
+    if name == "FLOAT_DTYPES":
+        import numpy as np
+
+        return {dtype: np.dtype(dtype).type for dtype in FLOAT_NAMES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- argument types ------------------------------------------------------------------------
@@ -40,6 +49,8 @@ def assignment(text: str) -> tuple[str, np.ndarray]:
     name, _, raw = text.partition("=")
     if not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    import numpy as np
+
     try:
         value = json.loads(raw)
         arr = np.asarray(value, dtype=np.float64)
@@ -117,6 +128,8 @@ def params_options(p: argparse.ArgumentParser, seed_help: str = "seed for --rand
 
 
 def backend_option(p: argparse.ArgumentParser, help: str | None = None, default: str | None = None) -> None:
+    from ..runtime.execute import BACKENDS
+
     p.add_argument("--backend", choices=BACKENDS, default=default, help=help)
 
 
@@ -168,7 +181,7 @@ def value_options(p: argparse.ArgumentParser, several_params: bool = False) -> N
     at_option(p)
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
     params_options(p, several=several_params)
-    p.add_argument("--dtype", choices=sorted(FLOAT_DTYPES), default="float32", help="float precision")
+    p.add_argument("--dtype", choices=FLOAT_NAMES, default="float32", help="float precision")
     p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
                    help="feed random values (batch BATCH, default 4) to inputs not given")
     backend_option(p, "native code (the default for float32) or the NumPy reference interpreter (the default for "

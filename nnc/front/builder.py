@@ -9,7 +9,6 @@ block's statements in a scope of their own.
 
 from __future__ import annotations
 
-import difflib
 import math
 import sys
 from dataclasses import dataclass, field
@@ -101,6 +100,8 @@ class Builder(GraphWriter):
         trainable = [n for n, node in self.g.params.items() if self.g.nodes[node]["attrs"]["trainable"]]
         for var in s.trains:
             if not any(under_prefix(n, var.name) for n in trainable):
+                import difflib  # only for a mistake's hint
+
                 close = difflib.get_close_matches(var.name, sorted({n.split(".")[0] for n in trainable}), n=1)
                 raise NncError(f"loss {s.name} trains an unknown prefix: got {var.name}, expected the name of a "
                                f"layer or parameter ({var.name} or {var.name}.*)", var.loc,

@@ -11,7 +11,7 @@ check a call, with located errors.
 
 from __future__ import annotations
 
-import difflib
+import functools
 import inspect
 
 from ..errors import NncError
@@ -135,6 +135,8 @@ def value_names(count: int) -> str:
 
 
 def did_you_mean(name: str, candidates, what: str) -> str | None:
+    import difflib  # only for a mistake's hint
+
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -196,6 +198,12 @@ def _coerce(kind: str, v):
     return v
 
 
+@functools.cache
+def _parameters(fn) -> tuple:
+    """A layer function's parameters after the builder argument, read once per function."""
+    return tuple(inspect.signature(fn).parameters.values())[1:]
+
+
 def bind_arguments(call: ast.Call, fn, args: list, kwargs: dict):
     """Bind a call's values to a layer function's signature, checking kinds.
 
@@ -203,7 +211,7 @@ def bind_arguments(call: ast.Call, fn, args: list, kwargs: dict):
     annotations name the accepted kinds, defaults make arguments optional and
     `*rest` takes any number of tensors.
     """
-    params = list(inspect.signature(fn).parameters.values())[1:]
+    params = _parameters(fn)
     positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
     variadic = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
     bound = {}

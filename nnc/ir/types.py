@@ -11,8 +11,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import ShapeError
 
 Dim = int | str
@@ -64,8 +62,10 @@ def describe(t: TensorType) -> str:
     return f"{'an' if text[0] in 'aeiou' else 'a'} {text} tensor"
 
 
-def numpy_dtype(dtype: str, float_dtype=np.float32):
+def numpy_dtype(dtype: str, float_dtype="float32"):
     """The NumPy dtype that holds a value of `dtype`; float32 runs at `float_dtype`."""
+    import numpy as np  # here: the command-line options read this module, and declaring them loads no numpy
+
     if dtype == "float32":
         return np.dtype(float_dtype)
     return np.dtype(dtype)
