@@ -1,4 +1,5 @@
-"""Convolutions as GEMMs over one image at a time: forward, and both backward forms.
+"""Convolutions: forward, and both backward forms, as GEMMs over one image at a time or, where the
+geometry suits them, as direct kernels that read the images and dy in place.
 
 Per image, `im2col` lays the receptive fields out as a [C·kh·kw, Ho·Wo]
 matrix in kernel scratch (zero where a window overhangs the padding: those
@@ -16,6 +17,17 @@ ranges computed once per tap, so the copy loops carry no bounds checks.
 The forward GEMM applies the epilogue (bias, activation) to its registers
 whenever the epilogue's operands do not vary within an image row differently
 from the output (always so for per-channel bias).
+
+The copies cost more than the products when the products are small (LeNet-5's first weight gradient:
+6 x 25 outputs, a scalar scatter of 19,600 elements per image), so where the geometry suits them
+direct kernels do FMAs on vectors of the operands as they lie in memory (the choice is per geometry,
+the GEMMs stay for the rest):
+  - weight gradient, whole vectors of filters per group and no padding: vectors along the filters
+    (dy transposed per image), one image element broadcast per tap (`_emit_grad_weight_channels`);
+  - stride 1, rows of a few vectors: vectors along the output rows for the forward form (when they
+    are well filled: `_emit_conv2d_direct`) and the weight gradient (`_emit_grad_weight_direct`), along
+    the input rows for the input gradient (`_emit_grad_input_direct`). The lanes a row vector must not
+    read (padding, past the row) are masked off in the load, by masks known at compile time.
 """
 
 from __future__ import annotations
@@ -25,10 +37,11 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .. import llvmutil as u
+from .. import irmath as m, llvmutil as u
 from ..irmath import F32
 from .matmul import emit_gemm
 from .pointwise import external_reads, finish_epilogue
+from .reduce import reduce_line
 
 
 @dataclass(frozen=True)
@@ -152,32 +165,41 @@ def emit_conv2d(kc) -> None:
     xnode, wnode = kc.operand(0), kc.operand(1)
     out_shape = kc.shape(kc.anchor)
     geo = geometry(kc, kc.shape(xnode), kc.shape(wnode), out_shape)
-    x = kc.ptr(xnode)
-    col = kc.request_scratch(geo.ck * geo.p * 4)
-    _zero(kc, col, geo.ck * geo.p)
     direct = _epilogue_fits_rows(kc, out_shape)
-    lo, hi = _images(kc, geo)
-    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
-        image = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w)])
-        _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
 
-        def store(fi, q, acc, active):
-            f = u.offset(b, [(g, geo.fg), (fi, 1)])
-            if direct:
-                kc.emit_result([n, f, q], acc, kc.width, active, space=out_shape, groups=[[0], [1], [2, 3]])
-            else:
-                u.store_vector(b, acc, kc.out, u.offset(b, [(n, geo.f * geo.p), (f, geo.p), (q, 1)]), active)
+    def store(n, g, fi, q, acc, active):
+        f = u.offset(b, [(g, geo.fg), (fi, 1)])
+        if direct:
+            kc.emit_result([n, f, q], acc, kc.width, active, space=out_shape, groups=[[0], [1], [2, 3]])
+        else:
+            u.store_vector(b, acc, kc.out, u.offset(b, [(n, geo.f * geo.p), (f, geo.p), (q, 1)]), active)
 
-        emit_gemm(kc, geo.fg, geo.p, geo.ck, kc.ptr(wnode), _weights_at(b, geo, g), False, col, 0,
-                  False, store)
+    if _direct_fits(kc, geo, geo.wo, FORWARD_LANES):
+        _emit_conv2d_direct(kc, geo, store)
+    else:
+        x = kc.ptr(xnode)
+        col = kc.request_scratch(geo.ck * geo.p * 4)
+        _zero(kc, col, geo.ck * geo.p)
+        lo, hi = _images(kc, geo)
+        with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
+            image = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w)])
+            _patches(kc, geo, lambda src, dst: u.store(b, u.load(b, x, b.add(image, src)), col, dst))
+            emit_gemm(kc, geo.fg, geo.p, geo.ck, kc.ptr(wnode), _weights_at(b, geo, g), False, col, 0,
+                      False, lambda fi, q, acc, active: store(n, g, fi, q, acc, active))
     if not direct:
         finish_epilogue(kc)
 
 
 def emit_conv2d_grad_input(kc) -> None:
+    """dx by the direct kernel where it fits (`_direct_fits`, on the input rows), else per image as a GEMM,
+    col = Wᵀ · dy_n, whose columns are scatter-added back into dx_n (col2im)."""
     b = kc.b
     dynode, wnode = kc.operand(0), kc.operand(1)
     geo = geometry(kc, kc.shape(kc.anchor), kc.shape(wnode), kc.shape(dynode))
+    if _direct_fits(kc, geo, geo.w):
+        _emit_grad_input_direct(kc, geo)
+        finish_epilogue(kc)
+        return
     col = kc.request_scratch(geo.ck * geo.p * 4)
     lo, hi = _images(kc, geo)
     _zero(kc, kc.out, u.offset(b, [(hi, geo.image)]), u.offset(b, [(lo, geo.image)]))
@@ -199,21 +221,51 @@ def emit_conv2d_grad_input(kc) -> None:
 
 
 def emit_conv2d_grad_weight(kc) -> None:
-    """dW summed over the batch: dW += dy_n · rows_n, rows_n the image's receptive fields laid out
-    [Ho·Wo, C·kh·kw] (im2row, so the GEMM reads them in place, no packing). With threads, each
-    share sums its images into its own buffer (share 0 into dW itself), added up in a second phase."""
-    b = kc.b
+    """dW summed over the batch, by the direct kernel where it is the faster one (`_direct_fits`), else
+    as GEMMs: dW += dy_n · rows_n, rows_n the image's receptive fields laid out [Ho·Wo, C·kh·kw]
+    (im2row, so the GEMM reads them in place, no packing). With threads, each share sums its images
+    into its own buffer (share 0 into dW itself), added up in a second phase."""
     xnode, dynode = kc.operand(0), kc.operand(1)
     geo = geometry(kc, kc.shape(xnode), kc.shape(kc.anchor), kc.shape(dynode))
-    x = kc.ptr(xnode)
+    if _channels_fit(kc, geo):
+        _emit_grad_weight_channels(kc, geo)
+    elif _direct_fits(kc, geo, geo.wo):
+        _emit_grad_weight_direct(kc, geo)
+    else:
+        _emit_grad_weight_gemm(kc, geo)
+    finish_epilogue(kc)
+
+
+def _share_buffer(kc, scratch, at: int):
+    """Where this share sums its part of dW: dW itself for share 0 (and without threads), else its
+    scratch from element `at`."""
+    if kc.threads == 1:
+        return kc.out
+    return kc.b.select(kc.b.icmp_signed("==", kc.tid, u.i64(0)), kc.out, u.element(kc.b, scratch, at))
+
+
+def _add_share_buffers(kc, at: int, floats: int) -> None:
+    """Once every share is done, share 0 adds the other shares' sums (from element `at` of their
+    scratch) into dW, in share order."""
+    if kc.threads == 1:
+        return
+    b = kc.b
+    kc.barrier()
+    with kc.on_thread(0):
+        for t in range(1, kc.threads):
+            partial = u.element(b, kc.thread_scratch(t), at)
+            with u.for_range(b, floats, name="sum", vectorize=False) as i:
+                u.store(b, b.fadd(u.load(b, kc.out, i), u.load(b, partial, i)), kc.out, i)
+
+
+def _emit_grad_weight_gemm(kc, geo: Geometry) -> None:
+    b = kc.b
+    x = kc.ptr(kc.operand(0))
     rows_floats = geo.ck * geo.p
     dw_floats = geo.f * geo.ck
     rows = kc.request_scratch((rows_floats + (dw_floats if kc.threads > 1 else 0)) * 4)
     lo, hi = _images(kc, geo)
-    if kc.threads > 1:
-        dw = b.select(b.icmp_signed("==", kc.tid, u.i64(0)), kc.out, u.element(b, rows, rows_floats))
-    else:
-        dw = kc.out
+    dw = _share_buffer(kc, rows, rows_floats)
     _zero(kc, rows, rows_floats)
     _zero(kc, dw, dw_floats)
     with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
@@ -226,12 +278,289 @@ def emit_conv2d_grad_weight(kc) -> None:
             u.store_vector(b, b.fadd(old, acc), dw, at, active)
 
         dy_at = u.offset(b, [(n, geo.f * geo.p), (g, geo.fg * geo.p)])
-        emit_gemm(kc, geo.fg, geo.ck, geo.p, kc.ptr(dynode), dy_at, False, rows, 0, False, accumulate)
-    if kc.threads > 1:
-        kc.barrier()
-        with kc.on_thread(0):
-            for t in range(1, kc.threads):
-                partial = u.element(b, kc.thread_scratch(t), rows_floats)
-                with u.for_range(b, dw_floats, name="sum", vectorize=False) as i:
-                    u.store(b, b.fadd(u.load(b, kc.out, i), u.load(b, partial, i)), kc.out, i)
-    finish_epilogue(kc)
+        emit_gemm(kc, geo.fg, geo.ck, geo.p, kc.ptr(kc.operand(1)), dy_at, False, rows, 0, False, accumulate)
+    _add_share_buffers(kc, rows_floats, dw_floats)
+
+
+# ---- direct kernels: no im2col / im2row -----------------------------------------------------------
+
+DIRECT_ROWS = 3              # filters per register block: 3 x up to 7 taps of accumulators, the taps' x
+DIRECT_TAPS = 7              # vectors and one dy vector fit in 32 vector registers
+DIRECT_VECTORS = 4           # rows of at most this many vectors (the row is unrolled)
+CHUNK_BYTES = 192 * 1024     # a chunk's images (dy and x) stay in the cache while every block walks them
+FORWARD_LANES = 0.75         # the forward GEMM is the faster one unless the row vectors are this full
+
+
+def _direct_fits(kc, geo: Geometry, row: int, lanes: float = 0.5) -> bool:
+    """Stride 1, and the rows the kernel vectorizes along (`row` long) a few vectors, at least `lanes` full."""
+    vectors = -(-row // kc.width)
+    return geo.stride == 1 and vectors <= DIRECT_VECTORS and row >= lanes * vectors * kc.width
+
+
+def _lanes_load(b, ptr, at, width: int, lanes: list[bool]):
+    """`width` floats from ptr[at], only the lanes marked True read (the others 0): a plain load, a
+    prefix-masked one, or any mask (the address may then lie before the buffer: no inbounds)."""
+    active = sum(lanes)
+    if lanes == [True] * active + [False] * (width - active):
+        return u.load_vector(b, ptr, at, width, active)
+    vec_t = ir.VectorType(F32, width)
+    mask_t = ir.VectorType(ir.IntType(1), width)
+    fn = u._masked_intrinsic(b, "load", vec_t, [u.PTR, ir.IntType(32), mask_t, vec_t])
+    addr = b.gep(ptr, [u.as_i64(at)], source_etype=F32)
+    return b.call(fn, [addr, ir.Constant(ir.IntType(32), 4), ir.Constant(mask_t, [int(v) for v in lanes]),
+                       ir.Constant(vec_t, 0.0)])
+
+
+def _emit_grad_weight_direct(kc, geo: Geometry) -> None:
+    """dW[f, c, i, j] = Σ_n Σ_y Σ_x dy[n, f, y, x] · x[n, c, y + i·d − pad, x + j·d − pad] with vectors
+    along the output row x: a register block of DIRECT_ROWS filters by up to DIRECT_TAPS taps of one
+    kernel row (i) holds a vector accumulator each; a step loads each tap's vector of the image row
+    (lanes in the padding or past the row masked off, so never read) and each filter's vector of dy,
+    and does every product. The output rows y a tap row reaches are a range (no bounds checks); the
+    images come in chunks that stay in the cache while every block walks them, the accumulators
+    kept between chunks in scratch as vectors and summed across their lanes at the end."""
+    b, W = kc.b, kc.width
+    x, dy = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
+    vectors = -(-geo.wo // W)
+    taps = geo.kh * geo.kw
+    acc_floats = geo.f * geo.ck * W
+    dw_floats = geo.f * geo.ck
+    scratch = kc.request_scratch((acc_floats + (dw_floats if kc.threads > 1 else 0)) * 4)
+    dw = _share_buffer(kc, scratch, acc_floats)
+    u.memset(b, scratch, 0, acc_floats * 4)
+    lo, hi = _images(kc, geo)
+    chunk = max(1, CHUNK_BYTES // (4 * (geo.f * geo.p + geo.image)))
+    vec_t = ir.VectorType(F32, W)
+    cols_max = min(geo.kw, DIRECT_TAPS)
+    slots = [[u.entry_alloca(b, vec_t, f"acc{r}_{c}") for c in range(cols_max)] for r in range(DIRECT_ROWS)]
+    d, pad = geo.dilation, geo.pad
+
+    def lanes(v: int, j: int) -> list[bool]:
+        return [v * W + k < geo.wo and 0 <= v * W + k + j * d - pad < geo.w for k in range(W)]
+
+    with u.for_range(b, hi, start=lo, step=chunk, name="chunk", vectorize=False) as n0:
+        end = b.add(n0, u.i64(chunk))
+        n1 = b.select(b.icmp_signed("<", end, u.as_i64(hi)), end, u.as_i64(hi))
+        with _groups(b, geo) as g, u.for_range(b, geo.cg, name="c", vectorize=False) as c:
+            with u.for_range(b, geo.kh, name="i", vectorize=False) as i:
+                y_lo, y_hi = _valid(b, u.offset(b, [(i, d)]), geo.h, geo.ho, 1, pad)
+
+                def block(f0, rows: int, j0: int, cols: int):
+                    """Accumulate filters f0.. (rows of them) by taps j0.. (cols) over the chunk."""
+                    filt = u.offset(b, [(g, geo.fg), (f0, 1)])
+                    tap = u.offset(b, [(c, taps), (i, geo.kw)], j0)
+                    at = [[u.offset(b, [(filt, geo.ck * W), (tap, W)], (r * geo.ck + k) * W) for k in range(cols)]
+                          for r in range(rows)]
+                    for r in range(rows):
+                        for k in range(cols):
+                            b.store(u.load_vector(b, scratch, at[r][k], W), slots[r][k])
+                    with u.for_range(b, n1, start=n0, name="n", vectorize=False) as n:
+                        x_at = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c, geo.h * geo.w),
+                                            (i, d * geo.w)], -pad * geo.w)
+                        dy_at = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p)])
+                        with u.for_range(b, y_hi, start=y_lo, name="y", vectorize=False) as y:
+                            x_row = b.add(x_at, b.mul(y, u.i64(geo.w)))
+                            dy_row = b.add(dy_at, b.mul(y, u.i64(geo.wo)))
+                            for v in range(vectors):
+                                xs = [_lanes_load(b, x, u.plus(b, x_row, v * W + (j0 + k) * d - pad), W,
+                                                  lanes(v, j0 + k)) for k in range(cols)]
+                                active = min(W, geo.wo - v * W)
+                                for r in range(rows):
+                                    dv = u.load_vector(b, dy, u.plus(b, dy_row, r * geo.p + v * W), W, active)
+                                    for k in range(cols):
+                                        b.store(m.fma(b, dv, xs[k], b.load(slots[r][k], typ=vec_t)), slots[r][k])
+                    for r in range(rows):
+                        for k in range(cols):
+                            u.store_vector(b, b.load(slots[r][k], typ=vec_t), scratch, at[r][k])
+
+                def filters(j0: int, cols: int):
+                    full, tail = divmod(geo.fg, DIRECT_ROWS)
+                    with u.for_range(b, full, name="fb", vectorize=False) as fb:
+                        if fb is not None:
+                            block(b.mul(fb, u.i64(DIRECT_ROWS)), DIRECT_ROWS, j0, cols)
+                    if tail:
+                        block(u.i64(full * DIRECT_ROWS), tail, j0, cols)
+
+                for j0 in range(0, geo.kw, cols_max):
+                    filters(j0, min(cols_max, geo.kw - j0))
+    with u.for_range(b, dw_floats, name="lanes", vectorize=False) as e:
+        base = b.mul(e, u.i64(W))
+        u.store(b, reduce_line(b, "sum", W, W, lambda k, n, active: u.load_vector(b, scratch, b.add(base, k), n,
+                                                                                  active)), dw, e)
+    _add_share_buffers(kc, acc_floats, dw_floats)
+
+
+CHANNEL_TAPS = 28            # taps per register block of the filter-vector kernel
+
+
+def _channels_fit(kc, geo: Geometry) -> bool:
+    """Whole vectors of filters per group, and every tap inside the image (no padding)."""
+    return geo.pad == 0 and geo.fg % kc.width == 0
+
+
+def _emit_grad_weight_channels(kc, geo: Geometry) -> None:
+    """dWᵀ[c, i, j, f] with vectors along the filters f: per image, dy is transposed to [Ho·Wo, F]; then a
+    register block of taps (up to CHANNEL_TAPS of one channel) by one vector of filters walks the
+    output positions, each step one vector of dy and, per tap, one image element broadcast (an FMA
+    with a memory operand). Without padding every tap reads the image at every output position."""
+    b, W = kc.b, kc.width
+    x, dy = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
+    taps = geo.kh * geo.kw
+    dw_floats = geo.f * geo.ck
+    dyt_floats = geo.p * geo.f
+    scratch = kc.request_scratch((dw_floats * (2 if kc.threads > 1 else 1) + dyt_floats) * 4)
+    acc = scratch                                  # [groups, cg, kh, kw, fg]
+    dyt = u.element(b, scratch, dw_floats)         # [Ho·Wo, F]
+    dw = _share_buffer(kc, scratch, dw_floats + dyt_floats)
+    u.memset(b, acc, 0, dw_floats * 4)
+    lo, hi = _images(kc, geo)
+    vec_t = ir.VectorType(F32, W)
+    rows = geo.kw if taps > CHANNEL_TAPS else taps
+    slots = [u.entry_alloca(b, vec_t, f"acc{r}") for r in range(rows)]
+    s, d = geo.stride, geo.dilation
+    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n:
+        dy_at = u.offset(b, [(n, geo.f * geo.p)])
+        with u.for_range(b, geo.f, name="f", vectorize=False) as f:
+            with u.for_range(b, geo.p, name="q", vectorize=False) as q:
+                u.store(b, u.load(b, dy, b.add(dy_at, u.offset(b, [(f, geo.p), (q, 1)]))), dyt,
+                        u.offset(b, [(q, geo.f), (f, 1)]))
+        with _groups(b, geo) as g, u.for_range(b, geo.cg, name="c", vectorize=False) as c:
+            with u.for_range(b, taps // rows, name="i", vectorize=False) as i:
+                with u.for_range(b, geo.fg // W, name="fb", vectorize=False) as fb:
+                    filt = u.offset(b, [(g, geo.fg), (fb, W)])
+                    first = u.offset(b, [(g, geo.cg * taps), (c, taps), (i, rows)])
+                    at = [b.add(u.offset(b, [(first, geo.fg), (fb, W)]), u.i64(r * geo.fg)) for r in range(rows)]
+                    for r in range(rows):
+                        b.store(u.load_vector(b, acc, at[r], W), slots[r])
+                    image = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c, geo.h * geo.w)])
+                    if rows != taps:
+                        image = b.add(image, b.mul(i, u.i64(d * geo.w)))
+                    with u.for_range(b, geo.ho, name="y", vectorize=False) as y:
+                        x_row = b.add(image, b.mul(y, u.i64(s * geo.w)))
+                        q_row = b.mul(y, u.i64(geo.wo))
+                        with u.for_range(b, geo.wo, name="x", vectorize=False) as xo:
+                            dv = u.load_vector(b, dyt, b.add(b.mul(b.add(q_row, xo), u.i64(geo.f)), filt), W)
+                            x_at = b.add(x_row, b.mul(xo, u.i64(s)))
+                            for r in range(rows):
+                                ti, tj = divmod(r, geo.kw) if rows == taps else (0, r)
+                                xv = u.broadcast_load(b, x, u.plus(b, x_at, ti * d * geo.w + tj * d), W)
+                                b.store(m.fma(b, xv, dv, b.load(slots[r], typ=vec_t)), slots[r])
+                    for r in range(rows):
+                        u.store_vector(b, b.load(slots[r], typ=vec_t), acc, at[r])
+    with _groups(b, geo) as g, u.for_range(b, geo.fg, name="f", vectorize=False) as f:
+        with u.for_range(b, geo.ck, name="k", vectorize=False) as k:
+            src = u.offset(b, [(g, geo.fg * geo.ck), (k, geo.fg), (f, 1)])
+            u.store(b, u.load(b, acc, src), dw, u.offset(b, [(g, geo.fg * geo.ck), (f, geo.ck), (k, 1)]))
+    _add_share_buffers(kc, dw_floats + dyt_floats, dw_floats)
+
+
+def _emit_grad_input_direct(kc, geo: Geometry) -> None:
+    """dx[n, c, y, x] = Σ_f Σ_i Σ_j dy[n, f, y + pad − i·d, x + pad − j·d] · w[f, c, i, j] with vectors along
+    the input row x: a register block of up to DIRECT_ROWS·DIRECT_TAPS channels' vectors of one row y;
+    for each filter f and each kernel row i that reaches row y (a range), each tap j loads one vector
+    of dy (lanes outside dy's row masked off, never read) and does one FMA per channel with w's
+    element broadcast."""
+    b, W = kc.b, kc.width
+    dy, wt = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
+    vectors = -(-geo.w // W)
+    block = max(1, min(geo.cg, DIRECT_ROWS * DIRECT_TAPS // vectors))
+    vec_t = ir.VectorType(F32, W)
+    slots = [[u.entry_alloca(b, vec_t, f"dx{r}_{v}") for v in range(vectors)] for r in range(block)]
+    d, pad, taps = geo.dilation, geo.pad, geo.kh * geo.kw
+
+    def lanes(v: int, j: int) -> list[bool]:
+        return [v * W + k < geo.w and 0 <= v * W + k + pad - j * d < geo.wo for k in range(W)]
+
+    lo, hi = _images(kc, geo)
+    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
+        def channels(c0, rows: int):
+            with u.for_range(b, geo.h, name="y", vectorize=False) as y:
+                for r in range(rows):
+                    for v in range(vectors):
+                        b.store(ir.Constant(vec_t, 0.0), slots[r][v])
+                # kernel rows i with 0 <= y + pad − i·d < Ho
+                reach = b.add(y, u.i64(pad))
+                i_lo = b.sdiv(b.add(b.sub(reach, u.i64(geo.ho)), u.i64(d)), u.i64(d))
+                i_lo = b.select(b.icmp_signed("<", i_lo, u.i64(0)), u.i64(0), i_lo)
+                i_hi = b.add(b.sdiv(reach, u.i64(d)), u.i64(1))
+                i_hi = b.select(b.icmp_signed(">", i_hi, u.i64(geo.kh)), u.i64(geo.kh), i_hi)
+                with u.for_range(b, geo.fg, name="f", vectorize=False) as f:
+                    filt = u.offset(b, [(g, geo.fg), (f, 1)])
+                    w_at = u.offset(b, [(filt, geo.cg * taps), (c0, taps)])
+                    with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
+                        dy_row = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p), (reach, geo.wo), (i, -d * geo.wo)])
+                        w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
+                        for j in range(geo.kw):
+                            dvs = [_lanes_load(b, dy, u.plus(b, dy_row, v * W + pad - j * d), W, lanes(v, j))
+                                   for v in range(vectors)]
+                            for r in range(rows):
+                                wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W)
+                                for v in range(vectors):
+                                    b.store(m.fma(b, wv, dvs[v], b.load(slots[r][v], typ=vec_t)), slots[r][v])
+                for r in range(rows):
+                    at = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c0, geo.h * geo.w),
+                                      (y, geo.w)], r * geo.h * geo.w)
+                    for v in range(vectors):
+                        u.store_vector(b, b.load(slots[r][v], typ=vec_t), kc.out, u.plus(b, at, v * W),
+                                       min(W, geo.w - v * W))
+
+        full, tail = divmod(geo.cg, block)
+        with u.for_range(b, full, name="cb", vectorize=False) as cb:
+            if cb is not None:
+                channels(b.mul(cb, u.i64(block)), block)
+        if tail:
+            channels(u.i64(full * block), tail)
+
+
+def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
+    """out[n, f, y, x] = Σ_c Σ_i Σ_j x[n, c, y + i·d − pad, x + j·d − pad] · w[f, c, i, j] with vectors along
+    the output row x: a register block of filters' vectors of one output row; for each channel c and
+    each kernel row i that stays inside the image (a range), each tap j loads one vector of the image
+    row (lanes in the padding or past the row masked off) and does one FMA per filter with w's element
+    broadcast; then store(n, g, filter in group, output position, vector, active lanes)."""
+    b, W = kc.b, kc.width
+    x, wt = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
+    vectors = -(-geo.wo // W)
+    block = max(1, min(geo.fg, DIRECT_ROWS * DIRECT_TAPS // vectors))
+    vec_t = ir.VectorType(F32, W)
+    slots = [[u.entry_alloca(b, vec_t, f"y{r}_{v}") for v in range(vectors)] for r in range(block)]
+    d, pad, taps = geo.dilation, geo.pad, geo.kh * geo.kw
+
+    def lanes(v: int, j: int) -> list[bool]:
+        return [v * W + k < geo.wo and 0 <= v * W + k + j * d - pad < geo.w for k in range(W)]
+
+    lo, hi = _images(kc, geo)
+    with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
+        def filters(f0, rows: int):
+            with u.for_range(b, geo.ho, name="y", vectorize=False) as y:
+                for r in range(rows):
+                    for v in range(vectors):
+                        b.store(ir.Constant(vec_t, 0.0), slots[r][v])
+                i_lo, i_hi = _valid(b, y, geo.h, geo.kh, d, pad)     # kernel rows i inside the image
+                with u.for_range(b, geo.cg, name="c", vectorize=False) as c:
+                    w_at = u.offset(b, [(g, geo.fg * geo.cg * taps), (f0, geo.cg * taps), (c, taps)])
+                    image = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c, geo.h * geo.w),
+                                         (y, geo.w)], -pad * geo.w)
+                    with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
+                        x_row = b.add(image, b.mul(i, u.i64(d * geo.w)))
+                        w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
+                        for j in range(geo.kw):
+                            xvs = [_lanes_load(b, x, u.plus(b, x_row, v * W + j * d - pad), W, lanes(v, j))
+                                   for v in range(vectors)]
+                            for r in range(rows):
+                                wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * geo.cg * taps + j), W)
+                                for v in range(vectors):
+                                    b.store(m.fma(b, wv, xvs[v], b.load(slots[r][v], typ=vec_t)), slots[r][v])
+                for r in range(rows):
+                    q = b.mul(y, u.i64(geo.wo))
+                    for v in range(vectors):
+                        active = min(W, geo.wo - v * W)
+                        store(n, g, u.plus(b, f0, r), u.plus(b, q, v * W), b.load(slots[r][v], typ=vec_t),
+                              active if active < W else None)
+
+        full, tail = divmod(geo.fg, block)
+        with u.for_range(b, full, name="fb", vectorize=False) as fb:
+            if fb is not None:
+                filters(b.mul(fb, u.i64(block)), block)
+        if tail:
+            filters(u.i64(full * block), tail)
