@@ -177,9 +177,12 @@ def forward_macs(model) -> int:
     return count.at(**dict.fromkeys(count.symbols, 1))
 
 
+PARSER = make_parser()   # one for the collection's 130 steps: building it is 10 ms
+
+
 def training_cost(argv: list[str], files: dict) -> float:
     """What a step trains, in epochs of examples/mnist_mlp.nn on MNIST (about 3 s on two cores)."""
-    args = make_parser().parse_args(argv)
+    args = PARSER.parse_args(argv)
     if args.command != "run":
         return 0.0
     if args.model in DOC_FILES:   # an ONNX model the tests make: the pages fine-tune it for seconds at most
@@ -204,7 +207,21 @@ def slow(unit: Unit) -> bool:
     return sum(training_cost(s.argv, unit.files) for s in unit.steps) > 10
 
 
-UNITS = [u for page in existing_pages() for u in sh_units(page)] + example_units()
+READS_A_RUN = ("--out", "--init-from", "--params", "--resume")
+
+
+def split(unit: Unit) -> list[Unit]:
+    """A unit of `nnc run`s none of which reads what another writes, one unit per step: each is a test of its
+    own, so its time shows and pytest-xdist can share them out (examples/README.md's full runs take minutes)."""
+    independent = unit.console is None and all(
+        s.argv[:1] == ["run"] and not any(w.startswith(READS_A_RUN) or "runs/" in w for w in s.argv)
+        for s in unit.steps)
+    if not independent or len(unit.steps) < 2:
+        return [unit]
+    return [Unit(f"{unit.where} nnc {shlex.join(s.argv)}", [s], unit.files) for s in unit.steps]
+
+
+UNITS = [part for page in existing_pages() for u in sh_units(page) for part in split(u)] + example_units()
 
 
 # ---- running them ----------------------------------------------------------------------------

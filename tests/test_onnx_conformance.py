@@ -3,7 +3,8 @@
 The selection (two tests per operator covered, and some of the function-expanded tests) runs through
 `onnx.backend.test.BackendTest` as bench/onnx_conformance.py runs all 1,884, and must pass; operators and
 dtypes nnc has not are skips that name what is missing, never errors. The full run is the `slow` test at the
-end: it re-measures the figures docs/onnx.md quotes.
+end: it re-measures the figures docs/onnx.md quotes. The tests read one run (the `report` fixture): the full
+one when that test is selected (the selection's outcomes are among its), else only the node tests they name.
 """
 
 from __future__ import annotations
@@ -63,14 +64,7 @@ SELECTION = """
 """.split()
 
 
-def test_the_selection_passes():
-    report = conformance.run(names=[f"test_{name}_cpu" for name in SELECTION])
-    wrong = {t: o for t, o in report["outcomes"].items() if o[0] != "passed"}
-    assert not wrong, f"{len(wrong)} of {len(SELECTION)} selected node tests do not pass: {wrong}"
-    assert report["passed"] == len(SELECTION) >= 150
-
-
-@pytest.mark.parametrize("test,reason", [
+SKIPS = [
     ("test_mod_mixed_sign_int64_cpu", "no float input: nnc computes on float tensors"),
     ("test_cast_FLOAT_to_FLOAT16_cpu", "float16 values: nnc computes on float32 tensors"),
     ("test_nonmaxsuppression_single_box_cpu", "cannot import: NonMaxSuppression"),
@@ -78,9 +72,31 @@ def test_the_selection_passes():
     ("test_strnormalizer_export_monday_casesensintive_lower_cpu", "string values"),
     ("test_training_dropout_cpu", "(Dropout): training_mode (input 2) is computed at run time"),
     ("test_resize_upsample_sizes_nearest_cpu", "nnc's upsample scales height and width by one whole factor"),
-])
-def test_what_nnc_cannot_run_is_a_skip_with_its_reason(test, reason):
-    (outcome, why), = conformance.run(names=[test])["outcomes"].values()
+]
+FULL_RUN = "test_the_full_run_gives_the_figures_docs_onnx_md_quotes"
+
+
+@pytest.fixture(scope="module")
+def report(request) -> dict:
+    """One conformance run shared by the module's tests (loading ONNX's node tests alone takes seconds): all
+    of them when the full-run test is selected, else only the selection and the skips the tests below read."""
+    if any(item.name == FULL_RUN for item in request.session.items):
+        return conformance.run()
+    return conformance.run(names=[f"test_{name}_cpu" for name in SELECTION] + [test for test, _ in SKIPS])
+
+
+def test_the_selection_passes(report):
+    selected = {f"test_{name}_cpu" for name in SELECTION}
+    assert len(selected) == len(SELECTION) >= 150
+    outcomes = {t: o for t, o in report["outcomes"].items() if t in selected}
+    wrong = {t: o for t, o in outcomes.items() if o[0] != "passed"}
+    assert not wrong, f"{len(wrong)} of {len(SELECTION)} selected node tests do not pass: {wrong}"
+    assert set(outcomes) == selected, f"selected node tests that did not run: {sorted(selected - set(outcomes))}"
+
+
+@pytest.mark.parametrize("test,reason", SKIPS)
+def test_what_nnc_cannot_run_is_a_skip_with_its_reason(report, test, reason):
+    outcome, why = report["outcomes"][test]
     assert outcome == "skipped" and reason in why, (outcome, why)
 
 
@@ -95,8 +111,7 @@ def doc_figures() -> tuple[dict, list]:
 
 
 @pytest.mark.slow
-def test_the_full_run_gives_the_figures_docs_onnx_md_quotes():
-    report = conformance.run()
+def test_the_full_run_gives_the_figures_docs_onnx_md_quotes(report):
     totals, operators = doc_figures()
     assert report["errored"] == 0
     assert {k: report[k] for k in totals} == totals

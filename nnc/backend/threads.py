@@ -597,7 +597,8 @@ class Contention:
     EVERY, WINDOW = 4, 8
 
     def __init__(self, threads: int, cores: int, runnable):
-        self.threads, self.spare = threads, cores - threads   # cores others may use without a clash
+        # cores others may use without a clash (none when our threads outnumber the cores: the trials decide then)
+        self.threads, self.spare = threads, max(cores - threads, 0)
         self.runnable = runnable
         self.samples: collections.deque = collections.deque(maxlen=self.WINDOW)
         self.countdown = 0

@@ -60,6 +60,12 @@ def test_spare_cores_are_left_to_others():
     assert machine.contention.busy and all(machine.ways[-200:])
 
 
+def test_more_threads_than_cores_alone_is_left_to_the_timed_trials():
+    machine = FakeMachine(threads=4, cores=2, others=0)   # --oversubscribe on a quiet machine
+    machine.run(300)
+    assert not machine.contention.busy and not any(machine.ways[:Pace.FIRST_PERIOD])
+
+
 def test_the_runnable_count_is_read_from_proc_loadavg(tmp_path):
     fake = tmp_path / "loadavg"
     fake.write_text("0.52 0.58 0.59 3/467 12345\n")
