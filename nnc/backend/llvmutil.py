@@ -4,7 +4,8 @@ The kernels are written with these instead of raw builder calls: `for_range`
 (like numba's `cgutils.for_range`) opens a counted loop whose body the `with`
 block emits; `element`/`load`/`store` address float32 or int32 buffers by a
 constant or computed element offset; `load_vector`/`store_vector` move
-`width` contiguous lanes, masked at a compile-time-known tail.
+`width` contiguous lanes, masked at a compile-time-known tail; `load_lanes` reads
+any compile-time set of them.
 """
 
 from __future__ import annotations
@@ -126,6 +127,19 @@ def load_vector(b: ir.IRBuilder, ptr, index, width: int, active: int | None = No
     mask_t = ir.VectorType(I1, width)
     fn = _masked_intrinsic(b, "load", vec_t, [PTR, I32, mask_t, vec_t])
     return b.call(fn, [addr, ir.Constant(I32, 4), lane_mask(width, active), ir.Constant(vec_t, 0.0)])
+
+
+def load_lanes(b: ir.IRBuilder, ptr, index, lanes: list[bool]) -> ir.Value:
+    """len(lanes) float32 lanes from ptr[index], only those marked True read (the others 0): a plain load,
+    a prefix-masked one, or any mask (the address may then lie before the buffer: no inbounds)."""
+    width, active = len(lanes), sum(lanes)
+    if lanes == [True] * active + [False] * (width - active):
+        return load_vector(b, ptr, index, width, active)
+    vec_t, mask_t = ir.VectorType(F32, width), ir.VectorType(I1, width)
+    fn = _masked_intrinsic(b, "load", vec_t, [PTR, I32, mask_t, vec_t])
+    addr = b.gep(ptr, [as_i64(index)], source_etype=F32)
+    return b.call(fn, [addr, ir.Constant(I32, 4), ir.Constant(mask_t, [int(v) for v in lanes]),
+                       ir.Constant(vec_t, 0.0)])
 
 
 def store_vector(b: ir.IRBuilder, value, ptr, index, active: int | None = None) -> None:

@@ -297,20 +297,6 @@ def _direct_fits(kc, geo: Geometry, row: int, lanes: float = 0.5) -> bool:
     return geo.stride == 1 and vectors <= DIRECT_VECTORS and row >= lanes * vectors * kc.width
 
 
-def _lanes_load(b, ptr, at, width: int, lanes: list[bool]):
-    """`width` floats from ptr[at], only the lanes marked True read (the others 0): a plain load, a
-    prefix-masked one, or any mask (the address may then lie before the buffer: no inbounds)."""
-    active = sum(lanes)
-    if lanes == [True] * active + [False] * (width - active):
-        return u.load_vector(b, ptr, at, width, active)
-    vec_t = ir.VectorType(F32, width)
-    mask_t = ir.VectorType(ir.IntType(1), width)
-    fn = u._masked_intrinsic(b, "load", vec_t, [u.PTR, ir.IntType(32), mask_t, vec_t])
-    addr = b.gep(ptr, [u.as_i64(at)], source_etype=F32)
-    return b.call(fn, [addr, ir.Constant(ir.IntType(32), 4), ir.Constant(mask_t, [int(v) for v in lanes]),
-                       ir.Constant(vec_t, 0.0)])
-
-
 def _emit_grad_weight_direct(kc, geo: Geometry) -> None:
     """dW[f, c, i, j] = Σ_n Σ_y Σ_x dy[n, f, y, x] · x[n, c, y + i·d − pad, x + j·d − pad] with vectors
     along the output row x: a register block of DIRECT_ROWS filters by up to DIRECT_TAPS taps of one
@@ -362,8 +348,8 @@ def _emit_grad_weight_direct(kc, geo: Geometry) -> None:
                             x_row = b.add(x_at, b.mul(y, u.i64(geo.w)))
                             dy_row = b.add(dy_at, b.mul(y, u.i64(geo.wo)))
                             for v in range(vectors):
-                                xs = [_lanes_load(b, x, u.plus(b, x_row, v * W + (j0 + k) * d - pad), W,
-                                                  lanes(v, j0 + k)) for k in range(cols)]
+                                xs = [u.load_lanes(b, x, u.plus(b, x_row, v * W + (j0 + k) * d - pad),
+                                                   lanes(v, j0 + k)) for k in range(cols)]
                                 active = min(W, geo.wo - v * W)
                                 for r in range(rows):
                                     dv = u.load_vector(b, dy, u.plus(b, dy_row, r * geo.p + v * W), W, active)
@@ -491,7 +477,7 @@ def _emit_grad_input_direct(kc, geo: Geometry) -> None:
                         dy_row = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p), (reach, geo.wo), (i, -d * geo.wo)])
                         w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
                         for j in range(geo.kw):
-                            dvs = [_lanes_load(b, dy, u.plus(b, dy_row, v * W + pad - j * d), W, lanes(v, j))
+                            dvs = [u.load_lanes(b, dy, u.plus(b, dy_row, v * W + pad - j * d), lanes(v, j))
                                    for v in range(vectors)]
                             for r in range(rows):
                                 wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W)
@@ -545,7 +531,7 @@ def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
                         x_row = b.add(image, b.mul(i, u.i64(d * geo.w)))
                         w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
                         for j in range(geo.kw):
-                            xvs = [_lanes_load(b, x, u.plus(b, x_row, v * W + j * d - pad), W, lanes(v, j))
+                            xvs = [u.load_lanes(b, x, u.plus(b, x_row, v * W + j * d - pad), lanes(v, j))
                                    for v in range(vectors)]
                             for r in range(rows):
                                 wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * geo.cg * taps + j), W)
