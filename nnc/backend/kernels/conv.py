@@ -297,6 +297,34 @@ def _direct_fits(kc, geo: Geometry, row: int, lanes: float = 0.5) -> bool:
     return geo.stride == 1 and vectors <= DIRECT_VECTORS and row >= lanes * vectors * kc.width
 
 
+def _in_blocks(b, count: int, block: int, name: str, body) -> None:
+    """body(first, rows) over range(count) in blocks of `block` rows (`first` an i64), then the shorter last."""
+    full, tail = divmod(count, block)
+    with u.for_range(b, full, name=name, vectorize=False) as k:
+        if k is not None:
+            body(b.mul(k, u.i64(block)), block)
+    if tail:
+        body(u.i64(full * block), tail)
+
+
+def _zero_slots(b, slots, rows: int) -> None:
+    """Zero the accumulators (allocas) of the first `rows` register rows."""
+    for row in slots[:rows]:
+        for slot in row:
+            b.store(ir.Constant(slot.allocated_type, 0.0), slot)
+
+
+def _fma_taps(b, kw: int, slots, rows: int, loads, weight) -> None:
+    """For each tap j of a kernel row: the vectors loads(j), each times register row r's broadcast weight(r, j),
+    added into slots[r] (one accumulator per vector)."""
+    for j in range(kw):
+        vectors = loads(j)
+        for r in range(rows):
+            wv = weight(r, j)
+            for v, vec in enumerate(vectors):
+                b.store(m.fma(b, wv, vec, b.load(slots[r][v], typ=vec.type)), slots[r][v])
+
+
 def _emit_grad_weight_direct(kc, geo: Geometry) -> None:
     """dW[f, c, i, j] = Σ_n Σ_y Σ_x dy[n, f, y, x] · x[n, c, y + i·d − pad, x + j·d − pad] with vectors
     along the output row x: a register block of DIRECT_ROWS filters by up to DIRECT_TAPS taps of one
@@ -359,16 +387,10 @@ def _emit_grad_weight_direct(kc, geo: Geometry) -> None:
                         for k in range(cols):
                             u.store_vector(b, b.load(slots[r][k], typ=vec_t), scratch, at[r][k])
 
-                def filters(j0: int, cols: int):
-                    full, tail = divmod(geo.fg, DIRECT_ROWS)
-                    with u.for_range(b, full, name="fb", vectorize=False) as fb:
-                        if fb is not None:
-                            block(b.mul(fb, u.i64(DIRECT_ROWS)), DIRECT_ROWS, j0, cols)
-                    if tail:
-                        block(u.i64(full * DIRECT_ROWS), tail, j0, cols)
-
                 for j0 in range(0, geo.kw, cols_max):
-                    filters(j0, min(cols_max, geo.kw - j0))
+                    cols = min(cols_max, geo.kw - j0)
+                    _in_blocks(b, geo.fg, DIRECT_ROWS, "fb", lambda f0, rows, j0=j0, cols=cols:
+                               block(f0, rows, j0, cols))
     with u.for_range(b, dw_floats, name="lanes", vectorize=False) as e:
         base = b.mul(e, u.i64(W))
         u.store(b, reduce_line(b, "sum", W, W, lambda k, n, active: u.load_vector(b, scratch, b.add(base, k), n,
@@ -461,9 +483,7 @@ def _emit_grad_input_direct(kc, geo: Geometry) -> None:
     with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
         def channels(c0, rows: int):
             with u.for_range(b, geo.h, name="y", vectorize=False) as y:
-                for r in range(rows):
-                    for v in range(vectors):
-                        b.store(ir.Constant(vec_t, 0.0), slots[r][v])
+                _zero_slots(b, slots, rows)
                 # kernel rows i with 0 <= y + pad − i·d < Ho
                 reach = b.add(y, u.i64(pad))
                 i_lo = b.sdiv(b.add(b.sub(reach, u.i64(geo.ho)), u.i64(d)), u.i64(d))
@@ -476,13 +496,10 @@ def _emit_grad_input_direct(kc, geo: Geometry) -> None:
                     with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
                         dy_row = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p), (reach, geo.wo), (i, -d * geo.wo)])
                         w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
-                        for j in range(geo.kw):
-                            dvs = [u.load_lanes(b, dy, u.plus(b, dy_row, v * W + pad - j * d), lanes(v, j))
-                                   for v in range(vectors)]
-                            for r in range(rows):
-                                wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W)
-                                for v in range(vectors):
-                                    b.store(m.fma(b, wv, dvs[v], b.load(slots[r][v], typ=vec_t)), slots[r][v])
+                        _fma_taps(b, geo.kw, slots, rows,
+                                  lambda j, dy_row=dy_row: [u.load_lanes(b, dy, u.plus(b, dy_row, v * W + pad - j * d),
+                                                                         lanes(v, j)) for v in range(vectors)],
+                                  lambda r, j, w_tap=w_tap: u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W))
                 for r in range(rows):
                     at = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c0, geo.h * geo.w),
                                       (y, geo.w)], r * geo.h * geo.w)
@@ -490,12 +507,7 @@ def _emit_grad_input_direct(kc, geo: Geometry) -> None:
                         u.store_vector(b, b.load(slots[r][v], typ=vec_t), kc.out, u.plus(b, at, v * W),
                                        min(W, geo.w - v * W))
 
-        full, tail = divmod(geo.cg, block)
-        with u.for_range(b, full, name="cb", vectorize=False) as cb:
-            if cb is not None:
-                channels(b.mul(cb, u.i64(block)), block)
-        if tail:
-            channels(u.i64(full * block), tail)
+        _in_blocks(b, geo.cg, block, "cb", channels)
 
 
 def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
@@ -519,9 +531,7 @@ def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
     with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
         def filters(f0, rows: int):
             with u.for_range(b, geo.ho, name="y", vectorize=False) as y:
-                for r in range(rows):
-                    for v in range(vectors):
-                        b.store(ir.Constant(vec_t, 0.0), slots[r][v])
+                _zero_slots(b, slots, rows)
                 i_lo, i_hi = _valid(b, y, geo.h, geo.kh, d, pad)     # kernel rows i inside the image
                 with u.for_range(b, geo.cg, name="c", vectorize=False) as c:
                     w_at = u.offset(b, [(g, geo.fg * geo.cg * taps), (f0, geo.cg * taps), (c, taps)])
@@ -530,13 +540,11 @@ def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
                     with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
                         x_row = b.add(image, b.mul(i, u.i64(d * geo.w)))
                         w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
-                        for j in range(geo.kw):
-                            xvs = [u.load_lanes(b, x, u.plus(b, x_row, v * W + j * d - pad), lanes(v, j))
-                                   for v in range(vectors)]
-                            for r in range(rows):
-                                wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * geo.cg * taps + j), W)
-                                for v in range(vectors):
-                                    b.store(m.fma(b, wv, xvs[v], b.load(slots[r][v], typ=vec_t)), slots[r][v])
+                        _fma_taps(b, geo.kw, slots, rows,
+                                  lambda j, x_row=x_row: [u.load_lanes(b, x, u.plus(b, x_row, v * W + j * d - pad),
+                                                                       lanes(v, j)) for v in range(vectors)],
+                                  lambda r, j, w_tap=w_tap: u.broadcast_load(b, wt, u.plus(b, w_tap,
+                                                                                           r * geo.cg * taps + j), W))
                 for r in range(rows):
                     q = b.mul(y, u.i64(geo.wo))
                     for v in range(vectors):
@@ -544,9 +552,4 @@ def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
                         store(n, g, u.plus(b, f0, r), u.plus(b, q, v * W), b.load(slots[r][v], typ=vec_t),
                               active if active < W else None)
 
-        full, tail = divmod(geo.fg, block)
-        with u.for_range(b, full, name="fb", vectorize=False) as fb:
-            if fb is not None:
-                filters(b.mul(fb, u.i64(block)), block)
-        if tail:
-            filters(u.i64(full * block), tail)
+        _in_blocks(b, geo.fg, block, "fb", filters)
