@@ -462,6 +462,16 @@ def _emit_grad_weight_channels(kc, geo: Geometry) -> None:
     _add_share_buffers(kc, dw_floats + dyt_floats, dw_floats)
 
 
+def _row_registers(kc, row: int, rows: int, name: str):
+    """The register block of a row-vector kernel: (vectors per row of `row` floats, register rows: at most
+    `rows` and DIRECT_ROWS·DIRECT_TAPS vectors in all, their accumulators [row][vector] as allocas)."""
+    vectors = -(-row // kc.width)
+    block = max(1, min(rows, DIRECT_ROWS * DIRECT_TAPS // vectors))
+    vec_t = ir.VectorType(F32, kc.width)
+    return vectors, block, [[u.entry_alloca(kc.b, vec_t, f"{name}{r}_{v}") for v in range(vectors)]
+                            for r in range(block)]
+
+
 def _emit_grad_input_direct(kc, geo: Geometry) -> None:
     """dx[n, c, y, x] = Σ_f Σ_i Σ_j dy[n, f, y + pad − i·d, x + pad − j·d] · w[f, c, i, j] with vectors along
     the input row x: a register block of up to DIRECT_ROWS·DIRECT_TAPS channels' vectors of one row y;
@@ -470,10 +480,8 @@ def _emit_grad_input_direct(kc, geo: Geometry) -> None:
     element broadcast."""
     b, W = kc.b, kc.width
     dy, wt = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
-    vectors = -(-geo.w // W)
-    block = max(1, min(geo.cg, DIRECT_ROWS * DIRECT_TAPS // vectors))
+    vectors, block, slots = _row_registers(kc, geo.w, geo.cg, "dx")
     vec_t = ir.VectorType(F32, W)
-    slots = [[u.entry_alloca(b, vec_t, f"dx{r}_{v}") for v in range(vectors)] for r in range(block)]
     d, pad, taps = geo.dilation, geo.pad, geo.kh * geo.kw
 
     def lanes(v: int, j: int) -> list[bool]:
@@ -518,10 +526,8 @@ def _emit_conv2d_direct(kc, geo: Geometry, store) -> None:
     broadcast; then store(n, g, filter in group, output position, vector, active lanes)."""
     b, W = kc.b, kc.width
     x, wt = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
-    vectors = -(-geo.wo // W)
-    block = max(1, min(geo.fg, DIRECT_ROWS * DIRECT_TAPS // vectors))
+    vectors, block, slots = _row_registers(kc, geo.wo, geo.fg, "y")
     vec_t = ir.VectorType(F32, W)
-    slots = [[u.entry_alloca(b, vec_t, f"y{r}_{v}") for v in range(vectors)] for r in range(block)]
     d, pad, taps = geo.dilation, geo.pad, geo.kh * geo.kw
 
     def lanes(v: int, j: int) -> list[bool]:
