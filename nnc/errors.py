@@ -109,10 +109,16 @@ def closest(name: str, choices) -> str | None:
     """The choice `name` most likely stands for, for a `did you mean` (never to accept it): the same word in
     another case, else the nearest spelling (difflib), else None."""
     lowered = {choice.lower(): choice for choice in choices}
-    import difflib  # only for a mistake's hint
+    near = nearest(name.lower(), lowered)
+    return lowered[near] if near else None
 
-    near = difflib.get_close_matches(name.lower(), list(lowered), n=1)
-    return lowered[near[0]] if near else None
+
+def nearest(name: str, choices) -> str | None:
+    """The choice spelled most like `name` (difflib's close match), or None: a mistake's `did you mean`."""
+    import difflib  # here: only a mistake pays for it
+
+    near = difflib.get_close_matches(name, list(choices), n=1)
+    return near[0] if near else None
 
 
 class ShapeError(Exception):

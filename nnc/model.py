@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NncError
+from .errors import NncError, nearest
 from .front.builder import build
 from .front.settings import check_names, read_train_block
 from .front.syntax import parse, read_source
@@ -291,10 +291,9 @@ class Model:
                            hint="say which value to differentiate with --of NAME")
         table = {**g.values, **g.outputs}
         if name not in table:
-            import difflib
-            close = difflib.get_close_matches(name, list(table), n=1)
+            close = nearest(name, table)
             raise NncError(f"model '{self.name}' has no value named '{name}'",
-                           hint=f"did you mean '{close[0]}'?" if close else f"its values: {', '.join(table)}")
+                           hint=f"did you mean '{close}'?" if close else f"its values: {', '.join(table)}")
         return name, table[name]
 
     def default_wrt(self) -> list[str]:

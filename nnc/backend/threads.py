@@ -49,6 +49,7 @@ from __future__ import annotations
 import atexit
 import collections
 import ctypes
+import functools
 import os
 import statistics
 import threading
@@ -615,9 +616,15 @@ class Contention:
         self.busy = 2 * sum(self.samples) > self.WINDOW
 
 
+@functools.cache
+def _machine_runnable():
+    """The process's one reader of /proc/loadavg (its file stays open), shared by every executable."""
+    return runnable_reader()
+
+
 def machine_contention(threads: int) -> Contention | None:
     """This machine's `Contention` for `threads` threads, or None where the runnable count is unknown."""
-    runnable = runnable_reader()
+    runnable = _machine_runnable()
     return Contention(threads, os.cpu_count() or threads, runnable) if runnable else None
 
 

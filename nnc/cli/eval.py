@@ -12,8 +12,8 @@ from ..errors import NncError
 from ..fileio import save_npz
 from ..text import value_text
 from .options import (
-    FLOAT_DTYPES,
     classes_option,
+    float_dtype,
     gather_inputs,
     gather_params,
     gather_random,
@@ -63,7 +63,7 @@ def cmd_eval(args) -> int:
     if args.data:
         return eval_on_data(args, model, members)
     inputs = gather_random(args, model, gather_inputs(args, model))
-    dtype = FLOAT_DTYPES[args.dtype]
+    dtype = float_dtype(args.dtype)
     results = [model.eval(inputs, params, seed=args.seed, float_dtype=dtype, backend=args.backend)
                for _, params in members]
     result = results[0]

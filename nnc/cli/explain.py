@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import FLOAT_DTYPES, gather_inputs, gather_params, gather_random, load_model, model_options, value_options
+from .options import float_dtype, gather_inputs, gather_params, gather_random, load_model, model_options, value_options
 
 
 def add_parser(sub) -> None:
@@ -20,5 +20,5 @@ def cmd_explain(args) -> int:
     params = gather_params(args, model)
     inputs = gather_random(args, model, gather_inputs(args, model))
     print(explain_text(model, inputs, params, of=args.of, seed=args.seed, backend=args.backend,
-                       float_dtype=FLOAT_DTYPES[args.dtype]))
+                       float_dtype=float_dtype(args.dtype)))
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 from ..fileio import save_npz
 from ..text import value_text
 from .options import (
-    FLOAT_DTYPES,
+    float_dtype,
     gather_inputs,
     gather_params,
     gather_random,
@@ -45,7 +45,7 @@ def cmd_grad(args) -> int:
     inputs = gather_random(args, model, gather_inputs(args, model))
     wrt = args.wrt.split(",") if args.wrt else None
     result = model.grad(inputs, params, of=args.of, wrt=wrt, seed=args.seed,
-                        float_dtype=FLOAT_DTYPES[args.dtype], intermediates=True, backend=args.backend)
+                        float_dtype=float_dtype(args.dtype), intermediates=True, backend=args.backend)
     of = result.of
     print(f"{of} = {value_text(result.value)}")
     for name, value in result.grads.items():

@@ -22,21 +22,19 @@ from typing import TYPE_CHECKING
 
 from ..errors import NncError
 from ..fileio import load_npz
-from ..ir.types import FLOAT_DTYPES as FLOAT_NAMES, format_shape
+from ..ir.types import FLOAT_DTYPES, format_shape
 from ..specs import OPTIMIZERS, SCHEDULES
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-def __getattr__(name: str):
-    # FLOAT_DTYPES ({"float32": np.float32, ...}) is made on first use: declaring the options loads no numpy, so
-    # `nnc check` loads it inside its command (nnc.cli.check) and a usage mistake is told without it.
-    if name == "FLOAT_DTYPES":
-        import numpy as np
+def float_dtype(name: str):
+    """The NumPy scalar type of a --dtype choice (numpy imported here: declaring the options loads none, so a
+    usage mistake is told without it)."""
+    import numpy as np
 
-        return {dtype: np.dtype(dtype).type for dtype in FLOAT_NAMES}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return np.dtype(name).type
 
 
 # ---- argument types ------------------------------------------------------------------------
@@ -181,7 +179,7 @@ def value_options(p: argparse.ArgumentParser, several_params: bool = False) -> N
     at_option(p)
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
     params_options(p, several=several_params)
-    p.add_argument("--dtype", choices=FLOAT_NAMES, default="float32", help="float precision")
+    p.add_argument("--dtype", choices=FLOAT_DTYPES, default="float32", help="float precision")
     p.add_argument("--random-inputs", type=positive_int, nargs="?", const=4, metavar="BATCH",
                    help="feed random values (batch BATCH, default 4) to inputs not given")
     backend_option(p, "native code (the default for float32) or the NumPy reference interpreter (the default for "

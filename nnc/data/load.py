@@ -37,14 +37,13 @@ The same seed gives the same splits; `describe()` is the run header's line.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import NncError
+from ..errors import NncError, nearest
 from ..runtime.task import BINARY, CLASSIFICATION, GENERATIVE, task_of
 from .binding import Standardization, bind_part, plan_bindings
 from .cifar import CIFAR_SETS, cifar_format, load_cifar, load_cifar_folder
@@ -172,9 +171,9 @@ def open_dataset(spec: str, *, target: str | None = None, base_dir: str | Path |
         raise NncError(f"unsupported data file {path}: got '{path.suffix or 'no extension'}', expected .csv, .npz "
                        f"or .txt",
                        hint=DATA_HINT)
-    close = difflib.get_close_matches(name, [*BUILTIN_NAMES, *ALIASES], n=1)
+    close = nearest(name, [*BUILTIN_NAMES, *ALIASES])
     raise NncError(f"unknown data '{spec}': no such dataset or file" + (f" ({path})" if path != Path(spec) else ""),
-                   hint=f"did you mean '{ALIASES.get(close[0], close[0])}'?" if close else DATA_HINT)
+                   hint=f"did you mean '{ALIASES.get(close, close)}'?" if close else DATA_HINT)
 
 
 def takes_target(spec: str, base_dir: str | Path | None = None) -> bool:

@@ -16,14 +16,13 @@ test part. Pickled objects are refused.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import NncError
+from ..errors import NncError, nearest
 from ..fileio import load_npz, reading
 from .dataset import Dataset, sample_count
 
@@ -38,9 +37,9 @@ def read_csv(path: Path, target: str | None) -> Dataset:
     header, rows, separator = _read_rows(path)
     columns = _parse_columns(where, header, rows, separator)
     if target is not None and target not in columns:
-        close = difflib.get_close_matches(target, header, n=1)
+        close = nearest(target, header)
         raise NncError(f"no column '{target}' for the target: the columns are {', '.join(header)}", filename=where,
-                       hint=f"did you mean '{close[0]}'?" if close else "--target COLUMN names the target column")
+                       hint=f"did you mean '{close}'?" if close else "--target COLUMN names the target column")
     features = tuple(name for name in header if name != target)
     return Dataset(where, columns, None, features=features, target=target, unit="column")
 

@@ -13,7 +13,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from ..errors import Loc, NncError, Span
+from ..errors import Loc, NncError, Span, nearest
 from ..ir import ops
 from ..ir.graph import Graph, StatementInfo, under_prefix
 from ..ir.initializer import Init
@@ -100,12 +100,10 @@ class Builder(GraphWriter):
         trainable = [n for n, node in self.g.params.items() if self.g.nodes[node]["attrs"]["trainable"]]
         for var in s.trains:
             if not any(under_prefix(n, var.name) for n in trainable):
-                import difflib  # only for a mistake's hint
-
-                close = difflib.get_close_matches(var.name, sorted({n.split(".")[0] for n in trainable}), n=1)
+                close = nearest(var.name, sorted({n.split(".")[0] for n in trainable}))
                 raise NncError(f"loss {s.name} trains an unknown prefix: got {var.name}, expected the name of a "
                                f"layer or parameter ({var.name} or {var.name}.*)", var.loc,
-                               hint=f"did you mean {close[0]}?" if close else
+                               hint=f"did you mean {close}?" if close else
                                f"the trainable parameters: {', '.join(trainable) or 'none'}")
         need = self.g.needed_for([self.g.losses[s.name]])
         if not any(self.g.params[n] in need for n in self.g.loss_params(s.name)):

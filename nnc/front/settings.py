@@ -6,7 +6,7 @@ an optimizer or schedule is a `Spec` of a name and its arguments.
 
 from __future__ import annotations
 
-from ..errors import NncError
+from ..errors import NncError, nearest
 from ..specs import (
     AUGMENTATIONS,
     OPTIMIZERS,
@@ -121,11 +121,9 @@ def _spec(expr, table: dict, what: str) -> Spec:
             given = {p: _argument(table, name, p, a) for p, a in zip(params, expr.args)}
             for kw in expr.kwargs:
                 if kw.name not in table[name]:
-                    import difflib  # only for a mistake's hint
-
-                    close = difflib.get_close_matches(kw.name, list(table[name]), n=1)
+                    close = nearest(kw.name, table[name])
                     raise NncError(f"{name}: unknown argument '{kw.name}'", kw.loc,
-                                   hint=f"did you mean '{close[0]}'?" if close
+                                   hint=f"did you mean '{close}'?" if close
                                    else f"{name} takes ({', '.join(table[name])})")
                 given[kw.name] = _argument(table, name, kw.name, kw.value)
     else:
@@ -147,11 +145,9 @@ def read_train_block(trains: tuple) -> dict:
     seen = {}
     for s in (trains[0].settings if trains else ()):
         if s.name not in SETTINGS:
-            import difflib
-
-            close = difflib.get_close_matches(s.name, list(SETTINGS), n=1)
+            close = nearest(s.name, SETTINGS)
             raise NncError(f"unknown train setting '{s.name}'", s.name_loc,
-                           hint=f"did you mean '{close[0]}'?" if close else f"settings: {', '.join(SETTINGS)}")
+                           hint=f"did you mean '{close}'?" if close else f"settings: {', '.join(SETTINGS)}")
         if s.name in seen:
             raise NncError(f"train setting '{s.name}' given twice", s.name_loc)
         seen[s.name] = s
@@ -245,10 +241,8 @@ def check_names(trains: tuple, graph) -> None:
                                hint="alternate lists loss names, one per training step: [d, d, g]")
             trainable = [n for n, node in graph.params.items() if graph.nodes[node]["attrs"]["trainable"]]
             if s.name == "freeze" and not any(under_prefix(n, name) for n in trainable):
-                import difflib
-
-                close = difflib.get_close_matches(name, sorted({n.split(".")[0] for n in trainable}), n=1)
+                close = nearest(name, sorted({n.split(".")[0] for n in trainable}))
                 raise NncError(f"freeze: no trainable parameter under this prefix: got {name}, expected the name of "
                                f"a layer or parameter of model '{graph.model}'", item.loc,
-                               hint=f"did you mean {close[0]}?" if close else
+                               hint=f"did you mean {close}?" if close else
                                f"the trainable parameters: {', '.join(trainable)}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 
-from ..errors import NncError
+from ..errors import NncError, nearest
 from ..ir.initializer import Init
 from ..ir.types import format_shape
 from . import ast
@@ -135,10 +135,8 @@ def value_names(count: int) -> str:
 
 
 def did_you_mean(name: str, candidates, what: str) -> str | None:
-    import difflib  # only for a mistake's hint
-
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    close = nearest(name, candidates)
+    return f"did you mean '{close}'?" if close else None
 
 
 # ---- argument binding -----------------------------------------------------------------

@@ -8,7 +8,6 @@ explicitly or left to the default `backend=None`.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 
 import numpy as np
@@ -63,22 +62,21 @@ def run_graph(g, inputs: dict, params: dict, targets, *, float_dtype=np.float32,
             if node in needed}
     pnames = {node: name for name, node in g.params.items()}
     exe.set_params({pnames[node]: arr for node, arr in checked.items() if pnames[node] in exe.params})
-    with located_by_interpreter(g, inputs, params, targets, seed, float_dtype):
+    try:
         results = exe.run(feed, seed=seed)
+    except NncError as err:
+        locate_by_interpreter(err, g, inputs, params, targets, seed, float_dtype)
+        raise
     return {n: np.array(results[n]) for n in targets}
 
 
-@contextlib.contextmanager
-def located_by_interpreter(g, inputs: dict, params: dict, targets, seed: int, float_dtype=np.float32):
-    """Native code knows that a computed class index was out of range, not where: when its error has no
-    location, the interpreter, run on the same inputs, names the node and the value at its source line."""
-    try:
-        yield
-    except NncError as err:
-        if err.loc is not None:
-            raise
+def locate_by_interpreter(err: NncError, g, inputs: dict, params: dict, targets, seed: int,
+                          float_dtype=np.float32) -> None:
+    """Native code knows that a computed class index was out of range, not where: when its error `err` has
+    no location, the interpreter, run on the same inputs, raises the error naming the node and the value at
+    its source line (the caller re-raises `err` if it does not)."""
+    if err.loc is None:
         interp.run(g, inputs, params, targets=list(targets), float_dtype=float_dtype, seed=seed)
-        raise
 
 
 def _executable(g, targets: list, bindings: dict):

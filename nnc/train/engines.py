@@ -16,7 +16,7 @@ import numpy as np
 from ..backend import compile_graph
 from ..errors import NncError
 from ..ir import interp
-from ..runtime.execute import check_backend, located_by_interpreter
+from ..runtime.execute import check_backend, locate_by_interpreter
 from ..runtime.init import init_params
 
 
@@ -60,9 +60,9 @@ class NativeEngine:
             self.transform(buffers, seed)
         try:
             self.exe.step(seed)
-        except NncError:   # (not a `with` around every step: the hot path pays nothing for it)
-            with located_by_interpreter(self.exe.graph, buffers, dict(self.exe.params), self.exe.targets, seed):
-                raise
+        except NncError as err:
+            locate_by_interpreter(err, self.exe.graph, buffers, dict(self.exe.params), self.exe.targets, seed)
+            raise
         if self._views is None:   # the targets stay where they are from one step to the next
             self._views = {n: self.exe.view(n) for n in self.exe.targets}
         return self._views, buffers

@@ -76,3 +76,12 @@ def test_the_runnable_count_is_read_from_proc_loadavg(tmp_path):
     here = machine_contention(2)
     if here is not None:     # Linux: this very thread is running
         assert here.runnable() >= 1
+
+
+def test_every_executable_shares_one_reader_of_the_runnable_count():
+    """One open /proc/loadavg per process, not one per executable (a loop compiling executables would run out
+    of file descriptors)."""
+    first, second = machine_contention(2), machine_contention(4)
+    if first is None:
+        return   # no /proc/loadavg here: nothing is opened at all
+    assert first.runnable is second.runnable
