@@ -300,6 +300,26 @@ def test_a_rank_that_raises_names_itself_and_the_cause(spiral, tmp_path):
     assert "Traceback" not in ran.stderr
 
 
+def test_a_failing_rank_waits_until_the_launcher_has_read_its_message(tmp_path):
+    import threading
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as writer, os.fdopen(read_end, "r") as reader:
+        writer.write("nnc: rank 1 of 2 failed\n")
+        writer.flush()
+        assert not distributed.wait_until_read([writer], timeout=0.05)   # nobody reads: gives up at the timeout
+        taken = []
+        launcher = threading.Timer(0.2, lambda: taken.append((time.monotonic(), reader.readline())))
+        launcher.start()
+        assert distributed.wait_until_read([writer], timeout=10)
+        returned = time.monotonic()
+        launcher.join()
+        assert taken[0][1] == "nnc: rank 1 of 2 failed\n" and taken[0][0] <= returned
+    with open(tmp_path / "log", "w") as file:   # a file, not a pipe: nothing to wait for
+        file.write("x")
+        assert distributed.wait_until_read([file], timeout=0)
+
+
 def test_a_mistake_every_rank_would_make_is_reported_once(spiral, tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "settings.json").write_text("{}")

@@ -44,6 +44,7 @@ LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_
 CORRECT = "correct"        # the key of a step's correct count (summed over the ranks) in its values
 RANK_SEED = 1 << 40        # each rank's dropout draws: the step's seed plus rank × this
 FAIL_GRACE_SECONDS = 1.0   # a failing rank but 0 waits this long for rank 0 to report the same failure
+FORWARD_SECONDS = 5.0      # a failing rank waits at most this long for the launcher to take its last words
 COLLECTIVE_FAILED = 3     # the status the native step stops with when sync_batchnorm's Allreduce raised
 REPORTS = "NNC_RANK_REPORTS"   # set by `launch`: the folder where ranks leave their pid, failure and run folder
 
@@ -109,11 +110,48 @@ class Communicator:
                 f"{type(rank_error).__name__}: {rank_error}".rstrip(": ")
             message = f"nnc: rank {self.rank} of {self.size} failed, stopping every rank: {cause}"
         self.report("failed", message)
+        sys.stdout.flush()
         print(message, file=sys.stderr, flush=True)
+        wait_until_read((sys.stdout, sys.stderr), FORWARD_SECONDS)
         code = 130 if isinstance(rank_error, KeyboardInterrupt) else 1
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())   # MPICH's own "Abort(1) on node 0 ..."
         self.comm.Abort(code)
         os._exit(code)   # MPICH's MPI_Abort returns to the caller while its launcher ends the job
+
+
+def wait_until_read(streams, timeout: float) -> bool:
+    """Wait until what this process wrote into `streams` that are pipes has been read from them, at most `timeout`
+    seconds -> whether it was. MPICH's launcher reads a rank's output and its MPI_Abort on different descriptors,
+    in whichever order the kernel reports them ready, and stops forwarding output once it has acted on the abort:
+    under load, a message printed just before MPI_Abort was lost. Not a pipe (a terminal, a file): nothing to
+    wait for."""
+    import fcntl
+    import stat
+    import termios
+    import time
+
+    pipes = []
+    for stream in streams:
+        try:
+            fd = stream.fileno()
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                pipes.append(fd)
+        except (OSError, ValueError, AttributeError):
+            continue
+    deadline = time.monotonic() + timeout
+    unread = bytearray(4)
+    while pipes:
+        try:
+            fcntl.ioctl(pipes[-1], termios.FIONREAD, unread)
+        except OSError:
+            unread[:] = bytes(4)
+        if int.from_bytes(unread, sys.byteorder) == 0:
+            pipes.pop()
+        elif time.monotonic() >= deadline:
+            return False
+        else:
+            time.sleep(0.005)
+    return True
 
 
 def world() -> Communicator | None:
