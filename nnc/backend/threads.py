@@ -4,7 +4,7 @@ An executable compiled for T threads has an entry that, given a pool, publishes
 its step in the pool (the body, its arguments and the step's generation), wakes
 the T − 1 workers and runs the step itself as thread 0. Every thread walks the
 same list of work units (a kernel, or one phase of a kernel that needs all of
-its first phase done before its second): a parallel unit has 4 shares per
+its first phase done before its second): a parallel unit has 2 shares per
 thread (GEMM column or row blocks, images, planes), a serial one a single share,
 and the threads *claim* shares, first come first served, with atomic counters
 per unit tagged with the step's generation. A parallel unit's shares are cut in
