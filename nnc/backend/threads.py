@@ -592,8 +592,9 @@ class Contention:
     `threads` of them, or 1 when the step ran alone (the workers asleep), and the rest are others'.
     A worker of ours that has no core holds up every kernel it has a share of, so others wanting
     cores is reason enough to run alone; unlike timing a few steps each way it costs no slow steps
-    to find out, and a busy process is seen within a few dozen steps. The verdict is the majority of
-    the last `WINDOW` samples, one every `EVERY` steps, so a task that wakes for a moment changes nothing."""
+    to find out, and a busy process is seen within a few steps. The verdict is the majority of the
+    last `WINDOW` samples, one every `EVERY` steps once the first `WINDOW` (one per step) are in, so a
+    task that wakes for a moment changes nothing."""
 
     EVERY, WINDOW = 4, 8
 
@@ -610,7 +611,9 @@ class Contention:
         if self.countdown:
             self.countdown -= 1
             return
-        self.countdown = self.EVERY - 1
+        # every step until the window is full: a busy machine is seen after 5 steps, not 20 (one of LeNet's first
+        # steps beside a busy process took 26 ms, a worker holding a share while it waited for a core)
+        self.countdown = self.EVERY - 1 if len(self.samples) >= self.WINDOW - 1 else 0
         others = self.runnable() - (1 if solo else self.threads)
         self.samples.append(others > self.spare)
         self.busy = 2 * sum(self.samples) > self.WINDOW

@@ -36,6 +36,7 @@ def test_a_busy_process_sends_every_step_to_one_thread_without_trials_and_quiet_
     window = Contention.EVERY * Contention.WINDOW
     assert machine.contention.busy
     assert all(machine.ways[window:])         # alone from the first window on: no trial on all threads
+    assert all(machine.ways[Contention.WINDOW // 2 + 1:])   # the first samples, one per step, say so at once
     machine.others = 0
     machine.run(200)
     assert not machine.contention.busy
