@@ -6,7 +6,8 @@ The module holds one internal function per kernel and the entry
 
     i32 nnc_run(ptr arena, ptr state, ptr inputs, i64 seed, ptr pool)
 
-which calls the kernels in order with pointers into the arena, the state
+which first copies the batch's rows where the caller asks for it (batch_rows.py),
+then calls the kernels in order with pointers into the arena, the state
 buffer (parameters, constants) and the caller's input arrays (`inputs` is an
 array of pointers), copies state updates into their parameters, and returns 0
 or the non-zero status a kernel reported (a label out of range). Compiled for
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from . import llvmutil as u, threads as mt
+from . import batch_rows, llvmutil as u, threads as mt
 from .fusion import fuse
 from .irmath import I32, I64
 from .kernel_context import KernelContext
@@ -60,9 +61,10 @@ class ModuleBuilder:
 
     def build(self):
         calls = self._emit_kernels()
-        sync = mt.unit_bytes(self.threads) * len(calls) if self.threads > 1 else 0
+        gather = batch_rows.emit(self.module, len(self.plan.graph.inputs), self.prefix)
+        sync = mt.unit_bytes(self.threads) * (1 + len(calls)) if self.threads > 1 else 0
         mem = plan_memory(self.plan, self.bindings, self.scratch_bytes, sync)
-        body = self._emit_body(mem, calls)
+        body = self._emit_body(mem, calls, gather)
         self._emit_entry(mem, body)
         return self.module, mem
 
@@ -121,9 +123,9 @@ class ModuleBuilder:
         self._write_back_updates(b, mem, regions)
         b.ret(ir.Constant(I32, 0))
 
-    def _emit_body(self, mem, calls) -> ir.Function:
+    def _emit_body(self, mem, calls, gather: ir.Function | None = None) -> ir.Function:
         """i32 nnc_body(arena, state, inputs, seed, tid, gen, pool): the work units in order, as thread `tid`
-        in the step of generation `gen`."""
+        in the step of generation `gen`; first, where given, the batch gather (nnc/backend/batch_rows.py)."""
         body = ir.Function(self.module, mt.BODY_TYPE, f"{self.prefix}nnc_body")
         body.linkage = "internal"
         regions = dict(zip(("arena", "state", "input"), body.args[:3]))
@@ -136,6 +138,8 @@ class ModuleBuilder:
             return args + [self.pointer(b, scratch, regions) if scratch else ir.Constant(PTR, None), seed]
 
         if self.threads == 1:
+            if gather is not None:
+                b.call(gather, [regions["input"], u.i64(0), u.i64(1)])
             for k, fn, storages, phase, _ in calls:
                 status = b.call(fn, kernel_args(k, storages) + [u.i64(0), u.i64(phase)])
                 failed = body.append_basic_block(f"k{k.index}.failed")
@@ -157,14 +161,21 @@ class ModuleBuilder:
             at = unit * unit_bytes + (which and unit_bytes - 64)
             return b.gep(sync, [u.i64(at)], inbounds=True, source_etype=ir.IntType(8))
 
-        for unit, (k, fn, storages, phase, shares) in enumerate(calls):
+        first = 0
+        if gather is not None:   # unit 0: its rows cut into as many shares as a parallel kernel's
+            mt.run_shares(b, pool, counter(0, 0), counter(0, 1), gen, self.shares,
+                          lambda share: b.call(gather, [regions["input"], share, u.i64(self.shares)]),
+                          stale, tid, self.threads)
+            first = 1
+        shares_of = [self.shares] * first + [call[4] for call in calls]
+        for unit, (k, fn, storages, phase, shares) in enumerate(calls, start=first):
             if unit:
-                mt.wait_done(b, pool, counter(unit - 1, 1), gen, calls[unit - 1][4], stale, failed)
+                mt.wait_done(b, pool, counter(unit - 1, 1), gen, shares_of[unit - 1], stale, failed)
             args = kernel_args(k, storages)
             mt.run_shares(b, pool, counter(unit, 0), counter(unit, 1), gen, shares,
                           lambda share, fn=fn, args=args, phase=phase: b.call(fn, args + [share, u.i64(phase)]),
                           stale, tid, self.threads if shares == self.shares else 1)
-        mt.wait_done(b, pool, counter(len(calls) - 1, 1), gen, calls[-1][4], stale, failed)
+        mt.wait_done(b, pool, counter(len(shares_of) - 1, 1), gen, shares_of[-1], stale, failed)
         b.ret(ir.Constant(I32, 0))
         b.position_at_end(stale)
         b.ret(ir.Constant(I32, 0))

@@ -55,7 +55,9 @@ class Executable:
                        for name, (n, slot) in mem.params.items()}
         for arr, slot in mem.constants.values():
             self._view(slot, arr.shape, arr.dtype)[...] = arr
-        self._input_table = (ctypes.c_void_p * max(len(mem.inputs), 1))()
+        # the inputs' addresses, then that of the batch gather's table (batch_rows.py), null for none
+        self._input_table = (ctypes.c_void_p * (len(mem.inputs) + 1))()
+        self._rows = None
         self.threads = threads
         self._pool = None
         if threads > 1:
@@ -139,6 +141,40 @@ class Executable:
             bound[name] = arr
         self._bound = bound
         self._views = {}
+        self._input_table[len(self.mem.inputs)] = None
+        self._rows = None
+
+    @property
+    def bound(self) -> dict:
+        """Input name -> the array `bind` left in the input table (a new dict at every `bind`)."""
+        return self._bound
+
+    def reads(self, name: str) -> bool:
+        """Whether the native code reads input `name` (`bind` keeps only those)."""
+        return name in self._bound
+
+    def bind_rows(self, sources: dict) -> np.ndarray:
+        """Have each `step` begin by copying rows of the data arrays `sources` (input name -> array of rows)
+        into the bound arrays of those inputs, on every thread: -> the int64 row indices it copies, to be
+        refilled in place before each step (an index past either end of the data is clipped). Call after
+        `bind`, which forgets it."""
+        from .batch_rows import RowTable
+
+        rows = {len(self._bound[name]) for name in sources if name in self._bound}
+        table = RowTable(len(self.mem.inputs), rows.pop() if len(rows) == 1 else 0)
+        for name, data in sources.items():
+            buffer = self._bound.get(name)
+            if buffer is None or buffer.ndim == 0 or len(buffer) != len(table.index):
+                raise NncError(f"rows for input '{name}': its bound array is not one of rows like the others'")
+            if not (isinstance(data, np.ndarray) and data.flags.c_contiguous and data.dtype == buffer.dtype
+                    and data.shape[1:] == buffer.shape[1:] and len(data)):
+                raise NncError(f"rows for input '{name}' must come from a C-contiguous {buffer.dtype} array of rows "
+                               f"{format_shape(buffer.shape[1:])}, got {type(data).__name__} "
+                               f"{getattr(data, 'dtype', '')} {format_shape(np.shape(data))}")
+            table.feed(self.mem.inputs[name][1].offset, data, buffer)
+        self._rows = table
+        self._input_table[len(self.mem.inputs)] = table.address
+        return table.index
 
     def step(self, seed: int = 0) -> None:
         """The native call on the bound inputs; results stay where the code leaves them (see `view`)."""

@@ -3,7 +3,8 @@
 The trainer steps its training graph with one; `nnc bench` times one. An
 engine keeps the parameters and state between steps (in the native code's
 state buffer, or in arrays for the interpreter) and gathers each batch into
-buffers bound once, so a training step costs one native call. An engine's
+buffers bound once (the native step copies the rows itself, on all its
+threads), so a training step costs one native call. An engine's
 `transform` (the trainer's augmentation, nnc.train.augment) changes each
 gathered batch in place before the step: `transform(batch, seed)`, with the
 step's seed.
@@ -32,6 +33,10 @@ class NativeEngine:
         self._buffers: dict = {}
         self._views: dict | None = None
         self._rows = 0
+        self._bound = None            # the executable's binding of the buffers (`run` binds others)
+        self._sources: dict = {}      # the data arrays the buffers were bound for
+        self._index = None            # the row indices the native step gathers by (None: it does not)
+        self._taken: list = []        # the data gathered here instead (a transform sees the batch first)
 
     @property
     def params(self) -> dict:
@@ -45,15 +50,25 @@ class NativeEngine:
 
     def run_batch(self, data: dict, idx: np.ndarray, extra: dict, seed: int) -> tuple[dict, dict]:
         """One step on rows `idx` of every array in `data` plus the arrays `extra`, gathered into
-        buffers bound once: -> (views of the targets, the batch), both valid until the next call."""
+        buffers bound once: -> (views of the targets, the batch), both valid until the next call. The
+        native step gathers the rows itself, on all its threads (Executable.bind_rows), unless a
+        transform must see the batch first."""
         buffers = self._buffers
-        if buffers.keys() != data.keys() | extra.keys() or len(idx) != self._rows:
+        if buffers.keys() != data.keys() | extra.keys() or len(idx) != self._rows or self.exe.bound is not self._bound \
+                or any(v is not self._sources.get(k) for k, v in data.items()):
             buffers = {k: np.empty((len(idx),) + v.shape[1:], v.dtype) for k, v in data.items()}
             buffers.update({k: np.array(v) for k, v in extra.items()})
             self.exe.bind(buffers)
-            self._buffers, self._rows, self._views = buffers, len(idx), None
-        for k, v in data.items():
-            np.take(v, idx, axis=0, out=buffers[k], mode="clip")
+            self._bound = self.exe.bound
+            self._buffers, self._rows, self._views, self._sources = buffers, len(idx), None, dict(data)
+            native = {k: v for k, v in data.items() if self.transform is None and self.exe.reads(k)
+                      and isinstance(v, np.ndarray) and v.flags.c_contiguous and len(v)}
+            self._index = self.exe.bind_rows(native) if native else None
+            self._taken = [k for k in data if k not in native]
+        if self._index is not None:
+            self._index[...] = idx
+        for k in self._taken:
+            np.take(data[k], idx, axis=0, out=buffers[k], mode="clip")
         for k, v in extra.items():
             buffers[k][...] = v
         if self.transform is not None:
