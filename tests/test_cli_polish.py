@@ -122,6 +122,21 @@ def test_nnc_alone_prints_the_help():
 # ---- Ctrl-C during start-up ----------------------------------------------------------------------------
 
 
+def catches_ctrl_c(pid: int, timeout: float = 30) -> None:
+    """Wait until the process `pid` has its SIGINT handler (Python installs it as it starts, before any
+    import): on a loaded machine 0.1 s after the start may be before that."""
+    if not Path("/proc/self/status").exists():   # not Linux: the delay alone
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(status.split("SigCgt:")[1].split()[0], 16)
+        if caught & (1 << (signal.SIGINT - 1)):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} did not install a SIGINT handler within {timeout} s")
+
+
 @pytest.mark.parametrize("entry", ["python -m nnc", "console script"])
 @pytest.mark.parametrize("delay", [0.1, 0.3])
 def test_ctrl_c_during_start_up_ends_in_one_line(tmp_path, entry, delay):
@@ -130,6 +145,7 @@ def test_ctrl_c_during_start_up_ends_in_one_line(tmp_path, entry, delay):
     command = [sys.executable, "-m", "nnc"] if entry == "python -m nnc" else [str(Path(sys.executable).parent / "nnc")]
     proc = subprocess.Popen([*command, "run", "examples/mnist_mlp.nn", "--out", str(tmp_path / "run")], cwd=REPO,
                             env=nnc_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    catches_ctrl_c(proc.pid)   # before that, SIGINT ends the interpreter as it starts: nnc is not running yet
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
