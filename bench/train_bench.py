@@ -18,7 +18,9 @@ table shows the median samples/s over the rounds, the ratios nnc / PyTorch and n
 first-step (compile) times: nnc cold (empty disk cache) and warm (cached), JAX's first jitted
 step. The GEMM lines time C = A·B for 128×784×256 float32 in nnc and in NumPy (OpenBLAS) at the
 same thread count. `--busy N` starts N processes that each keep a core busy for the whole run (a
-machine shared with other jobs), to see how each framework copes with a core it does not get.
+machine shared with other jobs), to see how each framework copes with a core it does not get;
+`--frameworks nnc,nnc-1t,pytorch,jax` adds nnc on one thread to the same interleaved rounds, the
+fair baseline for nnc at its default thread count on such a machine.
 Each round starts once nothing else runs (`settle`): another library's threads still spinning
 after its round would otherwise take a core from the next.
 """
@@ -283,7 +285,17 @@ class JaxRunner:
         return float(loss)   # waits for the step, like the other two
 
 
-RUNNERS = {"nnc": NncRunner, "pytorch": TorchRunner, "jax": JaxRunner}
+class NncOneThreadRunner(NncRunner):
+    """nnc on one thread whatever the thread count of the rounds: the baseline of the busy-machine comparison,
+    measured in the same interleaved rounds as nnc at the round's thread count."""
+    name = "nnc-1t"
+
+    def __init__(self, model: str, batch: int, threads: int):
+        super().__init__(model, batch, 1)
+
+
+RUNNERS = {"nnc": NncRunner, "pytorch": TorchRunner, "jax": JaxRunner, "nnc-1t": NncOneThreadRunner}
+DEFAULT_FRAMEWORKS = ["nnc", "pytorch", "jax"]
 
 
 def timed_round(runner, steps: int, batch: int) -> float:
@@ -479,6 +491,17 @@ def table(results: list) -> str:
         rows.append(f"| {NAMES[model]} | {batch} | {threads} | {fmt(rate['nnc'])} | "
                     f"{fmt(rate['pytorch'])} | {fmt(rate['jax'])} | {ratio(rate['nnc'], rate['pytorch'])} | "
                     f"{ratio(rate['nnc'], rate['jax'])} |")
+    one = [r for r in train if r["framework"] == "nnc-1t"]
+    if one:
+        rows.append("")
+        rows.append("| model | batch | threads | nnc | nnc on 1 thread, same rounds | nnc / nnc on 1 thread |")
+        rows.append("|---|---|---|---|---|---|")
+        for r in sorted(one, key=lambda r: (list(EXAMPLES).index(r["model"]), -r["batch"], -r["threads"])):
+            default = keyed.get((r["model"], r["batch"], r["threads"], "nnc"), {}).get("samples_per_second")
+            single = r["samples_per_second"]
+            rows.append(f"| {NAMES[r['model']]} | {r['batch']} | {r['threads']} | "
+                        f"{f'{default / 1000:.1f}k' if default else '–'} | {single / 1000:.1f}k | "
+                        f"{f'{default / single:.2f}×' if default else '–'} |")
     rows.append("")
     rows.append("| first step (compile) | nnc cold | nnc warm | JAX jit |")
     rows.append("|---|---|---|---|")
@@ -513,7 +536,9 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=None,
                    help="batch sizes for every model (default: each model's own)")
     p.add_argument("--models", type=lambda s: s.split(","), default=list(EXAMPLES))
-    p.add_argument("--frameworks", type=lambda s: s.split(","), default=list(RUNNERS))
+    p.add_argument("--frameworks", type=lambda s: s.split(","), default=DEFAULT_FRAMEWORKS,
+                   help=f"of {', '.join(RUNNERS)} (default: {','.join(DEFAULT_FRAMEWORKS)}); nnc-1t is nnc on one "
+                        "thread in the same rounds as the others")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-gemm", dest="gemm", action="store_false")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
