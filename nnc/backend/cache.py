@@ -7,13 +7,17 @@ generator invalidates old entries. An entry is one file, a JSON header line
 (with the SHA-256 of the payload) followed by the object code; it is written
 to a temporary file and renamed into place, so two processes compiling the
 same model both succeed and a reader never sees half an entry. An entry that
-fails its checks is deleted and the model rebuilt.
+fails its checks is deleted and the model rebuilt. The entries are kept to
+about LIMIT_BYTES: past it, a store (a process's first, then every PRUNE_EVERY-th)
+removes the least recently used ones (a load marks an entry used), as ccache
+keeps to its max_size.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -26,6 +30,9 @@ from ..ir.graph import Graph
 from ..version import __version__
 
 FORMAT = 1
+LIMIT_BYTES = 256 << 20   # a test suite run leaves ~130 MB; a model's entries are 50 KB to 2 MB
+PRUNE_EVERY = 32          # stores: listing 3,000 entries takes ~14 ms, a compile 0.1-1 s
+_stores = itertools.count()
 
 
 @functools.cache
@@ -85,6 +92,10 @@ def load(key: str):
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key or \
                 meta.get("sha256") != hashlib.sha256(payload).hexdigest():
             raise ValueError("entry does not match its header")
+        try:
+            os.utime(path)   # used now: the last entry `prune` removes
+        except OSError:
+            pass
         return payload, meta
     except (ValueError, UnicodeDecodeError):
         try:
@@ -108,5 +119,33 @@ def store(key: str, object_code: bytes, meta: dict) -> None:
         except BaseException:
             os.unlink(tmp)
             raise
+        if next(_stores) % PRUNE_EVERY == 0:   # the first store of a process, then every PRUNE_EVERY-th
+            prune(directory)
     except OSError:
         pass
+
+
+def prune(directory: Path, limit: int | None = None) -> None:
+    """Remove the least recently used entries (by modification time, which `load` renews) until they take at
+    most three quarters of `limit` bytes (LIMIT_BYTES), if they take more than `limit`. Entries another
+    process removes meanwhile are skipped."""
+    limit = LIMIT_BYTES if limit is None else limit
+    entries = []
+    for entry in os.scandir(directory):
+        if entry.name.endswith(".nncobj"):
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, entry.path))
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return
+    for _, size, path in sorted(entries):
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        total -= size
+        if total <= limit * 3 // 4:
+            return

@@ -7,6 +7,8 @@ XDG_CACHE_HOME: a second compile is a hit, a corrupt entry is rebuilt.
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
 import sys
 import textwrap
@@ -113,6 +115,20 @@ def test_cache_key_covers_batch_size_and_graph(private_cache):
     assert base != cache.cache_key(g, g.roots(), {"B": 5}, host)
     other = nnc.load(EXAMPLES / "apartment.nn").graph
     assert base != cache.cache_key(other, other.roots(), {"B": 4}, host)
+
+
+def test_the_cache_keeps_to_its_limit_by_dropping_the_least_recently_used(private_cache, monkeypatch):
+    private_cache.mkdir(parents=True)
+    for i in range(10):   # ten entries of the same size, the oldest first
+        cache.store(f"{i:064x}", bytes(900), {})
+        os.utime(private_cache / f"{i:064x}.nncobj", (1000 + i, 1000 + i))
+    size = (private_cache / f"{0:064x}.nncobj").stat().st_size
+    assert cache.load(f"{0:064x}") is not None   # used now: the newest
+    monkeypatch.setattr(cache, "LIMIT_BYTES", 10 * size)
+    monkeypatch.setattr(cache, "_stores", itertools.count())   # as the first store of a process
+    cache.store(f"{10:064x}", bytes(900), {})     # 11 entries, past the limit: down to 7.5 entries' bytes
+    kept = sorted(int(p.stem, 16) for p in private_cache.glob("*.nncobj"))
+    assert kept == [0, 5, 6, 7, 8, 9, 10]
 
 
 def test_two_processes_compiling_at_once(private_cache, tmp_path):
