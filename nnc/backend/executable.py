@@ -57,7 +57,7 @@ class Executable:
             self._view(slot, arr.shape, arr.dtype)[...] = arr
         # the inputs' addresses, then that of the batch gather's table (batch_rows.py), null for none
         self._input_table = (ctypes.c_void_p * (len(mem.inputs) + 1))()
-        self._rows = None
+        self._row_table = None   # kept alive while its address is in the input table
         self.threads = threads
         self._pool = None
         if threads > 1:
@@ -142,7 +142,7 @@ class Executable:
         self._bound = bound
         self._views = {}
         self._input_table[len(self.mem.inputs)] = None
-        self._rows = None
+        self._row_table = None
 
     @property
     def bound(self) -> dict:
@@ -165,14 +165,14 @@ class Executable:
         for name, data in sources.items():
             buffer = self._bound.get(name)
             if buffer is None or buffer.ndim == 0 or len(buffer) != len(table.index):
-                raise NncError(f"rows for input '{name}': its bound array is not one of rows like the others'")
+                raise NncError(f"rows for input '{name}': no bound input of that name holds {len(table.index)} rows")
             if not (isinstance(data, np.ndarray) and data.flags.c_contiguous and data.dtype == buffer.dtype
                     and data.shape[1:] == buffer.shape[1:] and len(data)):
                 raise NncError(f"rows for input '{name}' must come from a C-contiguous {buffer.dtype} array of rows "
                                f"{format_shape(buffer.shape[1:])}, got {type(data).__name__} "
                                f"{getattr(data, 'dtype', '')} {format_shape(np.shape(data))}")
             table.feed(self.mem.inputs[name][1].offset, data, buffer)
-        self._rows = table
+        self._row_table = table
         self._input_table[len(self.mem.inputs)] = table.address
         return table.index
 
