@@ -1,7 +1,8 @@
 """The convolutions natively against the interpreter, on each of their kernels. The weight gradient
 has three: the filter-vector kernel (whole vectors of filters per group, no padding), the row-vector
 kernel (stride 1, output rows of a few vectors) and the im2row GEMM (everything else); the input
-gradient two: the row-vector kernel (stride 1, input rows of a few vectors) and the GEMM with col2im;
+gradient two: the row-vector kernel (stride 1, input rows of a few vectors, two rows at once, summing as one
+row at a time does) and the GEMM with col2im;
 the forward two: the row-vector kernel (stride 1, output rows of a few well-filled vectors) and the
 im2col GEMM, each with a fused epilogue evaluated on its registers or after it (an operand varying
 along the rows). The geometries are cut from the host's vector width so that every kernel, its
@@ -153,6 +154,20 @@ def test_conv_weight_gradient_kernels(case, kernel, batch, threads):
 def test_conv_input_gradient_kernels(case, kernel, batch, threads):
     assert input_kernel(*case) == kernel
     run(case, batch, threads, ("dx",))
+
+
+@pytest.mark.parametrize("case", [case for case, kernel in INPUT_CASES if kernel == "rows"])
+def test_the_input_gradient_on_two_rows_at_once_sums_as_on_one(case, monkeypatch):
+    """Two input rows per register block (conv.GRAD_INPUT_ROWS) add every dx element's products in the same
+    order as one row at a time: the same bits, odd heights (a last row alone) and empty reaches included."""
+    g = backward_graph(*case, grads=("dx",))
+    inputs, _ = random_values(g, {"B": 3}, np.random.default_rng(sum(case)))
+    results = []
+    for rows in (1, 2):
+        monkeypatch.setattr(conv, "GRAD_INPUT_ROWS", rows)
+        exe = compile_graph(g, {"B": 3}, None, use_cache=False)
+        results.append(exe.run(inputs)[g.outputs["dx"]])
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.skipif(W < 8, reason="with 4 lanes LeNet-5's first convolution is a GEMM")

@@ -287,6 +287,7 @@ def _emit_grad_weight_gemm(kc, geo: Geometry) -> None:
 DIRECT_ROWS = 3              # filters per register block: 3 x up to 7 taps of accumulators, the taps' x
 DIRECT_TAPS = 7              # vectors and one dy vector fit in 32 vector registers
 DIRECT_VECTORS = 4           # rows of at most this many vectors (the row is unrolled)
+GRAD_INPUT_ROWS = 2          # input rows per register block of the input gradient
 CHUNK_BYTES = 192 * 1024     # a chunk's images (dy and x) stay in the cache while every block walks them
 FORWARD_LANES = 0.75         # the forward GEMM is the faster one unless the row vectors are this full
 
@@ -462,58 +463,88 @@ def _emit_grad_weight_channels(kc, geo: Geometry) -> None:
     _add_share_buffers(kc, dw_floats + dyt_floats, dw_floats)
 
 
-def _row_registers(kc, row: int, rows: int, name: str):
+def _row_registers(kc, row: int, rows: int, name: str, copies: int = 1):
     """The register block of a row-vector kernel: (vectors per row of `row` floats, register rows: at most
-    `rows` and DIRECT_ROWS·DIRECT_TAPS vectors in all, their accumulators [row][vector] as allocas)."""
+    `rows` and DIRECT_ROWS·DIRECT_TAPS vectors in all, their accumulators [row][vector] as allocas), each
+    register row holding `copies` rows of vectors (copy t's at t·vectors)."""
     vectors = -(-row // kc.width)
-    block = max(1, min(rows, DIRECT_ROWS * DIRECT_TAPS // vectors))
+    block = max(1, min(rows, DIRECT_ROWS * DIRECT_TAPS // (vectors * copies)))
     vec_t = ir.VectorType(F32, kc.width)
-    return vectors, block, [[u.entry_alloca(kc.b, vec_t, f"{name}{r}_{v}") for v in range(vectors)]
+    return vectors, block, [[u.entry_alloca(kc.b, vec_t, f"{name}{r}_{v}") for v in range(vectors * copies)]
                             for r in range(block)]
 
 
 def _emit_grad_input_direct(kc, geo: Geometry) -> None:
     """dx[n, c, y, x] = Σ_f Σ_i Σ_j dy[n, f, y + pad − i·d, x + pad − j·d] · w[f, c, i, j] with vectors along
-    the input row x: a register block of up to DIRECT_ROWS·DIRECT_TAPS channels' vectors of one row y;
-    for each filter f and each kernel row i that reaches row y (a range), each tap j loads one vector
-    of dy (lanes outside dy's row masked off, never read) and does one FMA per channel with w's
-    element broadcast."""
+    the input row x: a register block of channels' vectors of GRAD_INPUT_ROWS rows y at once (each broadcast
+    weight feeds every row's FMA: with one row, 7 loads fed 6 FMAs); for each filter f and each kernel row i
+    that reaches one of the rows (the ranges where it reaches the first only, both, the second only), each tap
+    j loads one vector of dy per row (lanes outside dy's row masked off, never read) and does one FMA per
+    channel and row with w's element broadcast. Every dx element sums its products in the order of f, i, j,
+    as with one row."""
     b, W = kc.b, kc.width
     dy, wt = kc.ptr(kc.operand(0)), kc.ptr(kc.operand(1))
-    vectors, block, slots = _row_registers(kc, geo.w, geo.cg, "dx")
+    pair = min(GRAD_INPUT_ROWS, geo.h)
+    vectors, block, slots = _row_registers(kc, geo.w, geo.cg, "dx", pair)
     vec_t = ir.VectorType(F32, W)
     d, pad, taps = geo.dilation, geo.pad, geo.kh * geo.kw
 
     def lanes(v: int, j: int) -> list[bool]:
         return [v * W + k < geo.w and 0 <= v * W + k + pad - j * d < geo.wo for k in range(W)]
 
+    def reach_range(reach):
+        """[lo, hi) of the kernel rows i with 0 <= reach − i·d < Ho, for an i64 `reach` = y + pad."""
+        lo = b.sdiv(b.add(b.sub(reach, u.i64(geo.ho)), u.i64(d)), u.i64(d))
+        lo = b.select(b.icmp_signed("<", lo, u.i64(0)), u.i64(0), lo)
+        hi = b.add(b.sdiv(reach, u.i64(d)), u.i64(1))
+        return lo, b.select(b.icmp_signed(">", hi, u.i64(geo.kh)), u.i64(geo.kh), hi)
+
+    def at_least(x, y):
+        return b.select(b.icmp_signed("<", x, y), y, x)
+
+    def at_most(x, y):
+        return b.select(b.icmp_signed(">", x, y), y, x)
+
     lo, hi = _images(kc, geo)
     with u.for_range(b, hi, start=lo, name="n", vectorize=False) as n, _groups(b, geo) as g:
         def channels(c0, rows: int):
-            with u.for_range(b, geo.h, name="y", vectorize=False) as y:
+            def input_rows(y0, ys: int):
                 _zero_slots(b, slots, rows)
-                # kernel rows i with 0 <= y + pad − i·d < Ho
-                reach = b.add(y, u.i64(pad))
-                i_lo = b.sdiv(b.add(b.sub(reach, u.i64(geo.ho)), u.i64(d)), u.i64(d))
-                i_lo = b.select(b.icmp_signed("<", i_lo, u.i64(0)), u.i64(0), i_lo)
-                i_hi = b.add(b.sdiv(reach, u.i64(d)), u.i64(1))
-                i_hi = b.select(b.icmp_signed(">", i_hi, u.i64(geo.kh)), u.i64(geo.kh), i_hi)
+                reach = b.add(y0, u.i64(pad))
+                first = reach_range(reach)
+                # kernel rows reaching row y0 only, rows y0 and y0 + 1, row y0 + 1 only (the window moves down)
+                parts = [(first, (0,))]
+                if ys == 2:
+                    second = reach_range(b.add(reach, u.i64(1)))
+                    both = (second[0], at_least(first[1], second[0]))
+                    parts = [((first[0], at_most(second[0], first[1])), (0,)), (both, (0, 1)),
+                             ((at_least(first[1], second[0]), second[1]), (1,))]
                 with u.for_range(b, geo.fg, name="f", vectorize=False) as f:
                     filt = u.offset(b, [(g, geo.fg), (f, 1)])
                     w_at = u.offset(b, [(filt, geo.cg * taps), (c0, taps)])
-                    with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
-                        dy_row = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p), (reach, geo.wo), (i, -d * geo.wo)])
-                        w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
-                        _fma_taps(b, geo.kw, slots, rows,
-                                  lambda j, dy_row=dy_row: [u.load_lanes(b, dy, u.plus(b, dy_row, v * W + pad - j * d),
-                                                                         lanes(v, j)) for v in range(vectors)],
-                                  lambda r, j, w_tap=w_tap: u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W))
+                    image = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p), (reach, geo.wo)])
+                    for (i_lo, i_hi), ts in parts:
+                        with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
+                            dy_rows = {t: b.add(image, u.offset(b, [(i, -d * geo.wo)], t * geo.wo)) for t in ts}
+                            w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
+                            for j in range(geo.kw):
+                                loaded = {t: [u.load_lanes(b, dy, u.plus(b, dy_rows[t], v * W + pad - j * d),
+                                                           lanes(v, j)) for v in range(vectors)] for t in ts}
+                                for r in range(rows):
+                                    wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W)
+                                    for t in ts:
+                                        for v, vec in enumerate(loaded[t]):
+                                            slot = slots[r][t * vectors + v]
+                                            b.store(m.fma(b, wv, vec, b.load(slot, typ=vec_t)), slot)
                 for r in range(rows):
-                    at = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c0, geo.h * geo.w),
-                                      (y, geo.w)], r * geo.h * geo.w)
-                    for v in range(vectors):
-                        u.store_vector(b, b.load(slots[r][v], typ=vec_t), kc.out, u.plus(b, at, v * W),
-                                       min(W, geo.w - v * W))
+                    for t in range(ys):
+                        at = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c0, geo.h * geo.w),
+                                          (y0, geo.w)], r * geo.h * geo.w + t * geo.w)
+                        for v in range(vectors):
+                            u.store_vector(b, b.load(slots[r][t * vectors + v], typ=vec_t), kc.out,
+                                           u.plus(b, at, v * W), min(W, geo.w - v * W))
+
+            _in_blocks(b, geo.h, pair, "yb", input_rows)
 
         _in_blocks(b, geo.cg, block, "cb", channels)
 
