@@ -146,12 +146,9 @@ class Executable:
 
     @property
     def bound(self) -> dict:
-        """Input name -> the array `bind` left in the input table (a new dict at every `bind`)."""
+        """Input name -> the array `bind` left in the input table (a new dict at every `bind`): the inputs the
+        native code reads."""
         return self._bound
-
-    def reads(self, name: str) -> bool:
-        """Whether the native code reads input `name` (`bind` keeps only those)."""
-        return name in self._bound
 
     def bind_rows(self, sources: dict) -> np.ndarray:
         """Have each `step` begin by copying rows of the data arrays `sources` (input name -> array of rows)
@@ -160,7 +157,7 @@ class Executable:
         `bind`, which forgets it."""
         from .batch_rows import RowTable
 
-        rows = {len(self._bound[name]) for name in sources if name in self._bound}
+        rows = {len(self._bound[name]) for name in sources if name in self._bound and self._bound[name].ndim}
         table = RowTable(len(self.mem.inputs), rows.pop() if len(rows) == 1 else 0)
         for name, data in sources.items():
             buffer = self._bound.get(name)

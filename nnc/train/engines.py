@@ -61,7 +61,7 @@ class NativeEngine:
             self.exe.bind(buffers)
             self._bound = self.exe.bound
             self._buffers, self._rows, self._views, self._sources = buffers, len(idx), None, dict(data)
-            native = {k: v for k, v in data.items() if self.transform is None and self.exe.reads(k)
+            native = {k: v for k, v in data.items() if self.transform is None and k in self._bound
                       and isinstance(v, np.ndarray) and v.flags.c_contiguous and len(v)}
             self._index = self.exe.bind_rows(native) if native else None
             self._taken = [k for k in data if k not in native]

@@ -525,17 +525,17 @@ def _emit_grad_input_direct(kc, geo: Geometry) -> None:
                     image = u.offset(b, [(n, geo.f * geo.p), (filt, geo.p), (reach, geo.wo)])
                     for (i_lo, i_hi), ts in parts:
                         with u.for_range(b, i_hi, start=i_lo, name="i", vectorize=False) as i:
-                            dy_rows = {t: b.add(image, u.offset(b, [(i, -d * geo.wo)], t * geo.wo)) for t in ts}
+                            dy_rows = [b.add(image, u.offset(b, [(i, -d * geo.wo)], t * geo.wo)) for t in ts]
                             w_tap = b.add(w_at, b.mul(i, u.i64(geo.kw)))
-                            for j in range(geo.kw):
-                                loaded = {t: [u.load_lanes(b, dy, u.plus(b, dy_rows[t], v * W + pad - j * d),
-                                                           lanes(v, j)) for v in range(vectors)] for t in ts}
-                                for r in range(rows):
-                                    wv = u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W)
-                                    for t in ts:
-                                        for v, vec in enumerate(loaded[t]):
-                                            slot = slots[r][t * vectors + v]
-                                            b.store(m.fma(b, wv, vec, b.load(slot, typ=vec_t)), slot)
+                            def loads(j, dy_rows=dy_rows):   # the rows' dy vectors, row after row
+                                return [u.load_lanes(b, dy, u.plus(b, at, v * W + pad - j * d), lanes(v, j))
+                                        for at in dy_rows for v in range(vectors)]
+
+                            def weight(r, j, w_tap=w_tap):
+                                return u.broadcast_load(b, wt, u.plus(b, w_tap, r * taps + j), W)
+                            # the accumulators of rows ts: row t's at t·vectors
+                            _fma_taps(b, geo.kw, [row[ts[0] * vectors:(ts[-1] + 1) * vectors] for row in slots],
+                                      rows, loads, weight)
                 for r in range(rows):
                     for t in range(ys):
                         at = u.offset(b, [(n, geo.image), (g, geo.cg * geo.h * geo.w), (c0, geo.h * geo.w),
